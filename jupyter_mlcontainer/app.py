@@ -1,0 +1,66 @@
+"""The Jupyter server extension: settings, routes, start-up clean-up and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Unicode, default
+
+from .engine import EngineError, get_engine
+from .gpu import GpuMonitor, get_monitor
+from .handlers import route_table
+from .orphans import reap_orphans
+
+
+class MLContainerApp(ExtensionApp):
+    """jupyter-mlcontainer's server extension (``c.MLContainerApp.*``)."""
+
+    name = "jupyter_mlcontainer"
+
+    reap_orphans_on_start = Bool(
+        True,
+        config=True,
+        help="At server start, remove kernel containers left behind by Jupyter processes of this "
+        "host that died (e.g. a server killed with SIGKILL). Containers of live servers and of "
+        "other hosts are never touched.",
+    )
+    docker_host = Unicode(
+        "", config=True, help="Engine address for the REST API (default: DOCKER_HOST or the local socket)."
+    )
+    cache_volume = Unicode(
+        config=True, help="Name of the shared cache volume shown by the API (default: MLCONTAINER_CACHE_VOLUME or mlcontainer-cache)."
+    )
+
+    @default("cache_volume")
+    def _cache_volume_default(self) -> str:
+        import os
+
+        from .cache import DEFAULT_VOLUME
+
+        return os.environ.get("MLCONTAINER_CACHE_VOLUME", DEFAULT_VOLUME)
+
+    @property
+    def engine(self):
+        return get_engine(self.docker_host or None)
+
+    @property
+    def gpu_monitor(self) -> GpuMonitor:
+        return get_monitor()
+
+    def initialize_settings(self) -> None:
+        self.settings["mlcontainer"] = self
+        if self.reap_orphans_on_start:
+            asyncio.get_event_loop().run_in_executor(self.engine._pool, self._reap)
+
+    def _reap(self) -> None:
+        try:
+            reap_orphans(self.engine, self.log)
+        except EngineError as exc:
+            self.log.warning("jupyter-mlcontainer: skipped orphan clean-up: %s", exc)
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(route_table())
+
+    async def stop_extension(self) -> None:
+        self.gpu_monitor.close()

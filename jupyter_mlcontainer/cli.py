@@ -1,0 +1,214 @@
+"""``jupyter mlcontainer``: the command line front door over the same domain modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from . import __version__
+from .engine import EngineError, get_engine
+from .gpu import get_monitor
+from .images import prepare_image, probe_image_sync
+from .kernelspecs import KernelSpecError, add_kernelspec, list_kernelspecs, parse_env_pairs, remove_kernelspec
+from .orphans import find_orphans, reap_orphans
+from .status import machine_status
+
+
+class CLIError(Exception):
+    """A user-facing error: printed without a traceback, exit code 1."""
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def cmd_kernel_add(args: argparse.Namespace) -> int:
+    engine = get_engine()
+    image = args.image
+    facts = probe_image_sync(engine, image)
+    if args.prepare and facts.python and not facts.ipykernel:
+        print(f"Image {image} has no ipykernel: building a derived image with it...", file=sys.stderr)
+        image, facts = prepare_image(
+            engine, image, tag=args.tag, wheelhouse=args.wheelhouse, index_url=args.index_url,
+            on_line=lambda line: print(f"  {line}", file=sys.stderr),
+        )
+        print(f"Built {image}", file=sys.stderr)
+    options = {
+        "gpus": args.gpus,
+        "memory": args.memory,
+        "cpus": args.cpus,
+        "shm_size": args.shm_size,
+        "env": parse_env_pairs(args.env),
+    }
+    prefix = sys.prefix if args.sys_prefix else args.prefix
+    spec = add_kernelspec(
+        engine, image, name=args.name, display=args.display_name, options=options,
+        user=not prefix, prefix=prefix, facts=facts,
+    )
+    if args.json:
+        _print_json(spec.to_dict())
+    else:
+        print(f"Installed kernelspec {spec.name} in {spec.resource_dir}")
+        print(f"  display name: {spec.display_name}")
+    return 0
+
+
+def cmd_kernel_list(args: argparse.Namespace) -> int:
+    specs = list_kernelspecs()
+    if args.json:
+        _print_json([spec.to_dict() for spec in specs])
+        return 0
+    if not specs:
+        print("No container kernels. Add one: jupyter mlcontainer kernel add IMAGE")
+        return 0
+    width = max(len(spec.name) for spec in specs)
+    for spec in specs:
+        extras = " ".join(f"{k}={v}" for k, v in spec.config.items() if k != "env")
+        print(f"{spec.name:<{width}}  {spec.display_name}  {extras}".rstrip())
+    return 0
+
+
+def cmd_kernel_remove(args: argparse.Namespace) -> int:
+    for name in args.names:
+        path = remove_kernelspec(name)
+        print(f"Removed kernelspec {name} ({path})")
+    return 0
+
+
+def cmd_image_probe(args: argparse.Namespace) -> int:
+    facts = probe_image_sync(get_engine(), args.image, refresh=args.refresh)
+    data = facts.public()
+    if args.json:
+        _print_json(data)
+        return 0
+    print(f"{args.image}  ({facts.image_id[:19]})")
+    print(f"  python:    {facts.python or '-'} {facts.python_version or ''}".rstrip())
+    print(f"  ipykernel: {facts.ipykernel or 'missing'}")
+    print(f"  pytorch:   {facts.torch or '-'}")
+    print(f"  cuda:      {facts.cuda or facts.torch_cuda or '-'}")
+    if facts.probe_error:
+        print(f"  probe:     {facts.probe_error}")
+    return 0
+
+
+def cmd_image_prepare(args: argparse.Namespace) -> int:
+    tag, facts = prepare_image(
+        get_engine(), args.image, tag=args.tag, wheelhouse=args.wheelhouse, index_url=args.index_url,
+        on_line=lambda line: print(line, file=sys.stderr),
+    )
+    if tag == args.image:
+        print(f"{tag} already has ipykernel {facts.ipykernel}; nothing to do")
+    else:
+        print(f"Built {tag} (ipykernel {facts.ipykernel}). Add it: jupyter mlcontainer kernel add {tag}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = machine_status(get_engine(), get_monitor())
+    if args.json:
+        _print_json(status)
+        return 0
+    engine = status["engine"]
+    if engine["reachable"]:
+        print(f"Docker engine: {engine['version']} ({engine['storage_driver']}, cgroup v{engine['cgroup_version']})")
+        print(f"NVIDIA runtime: {'yes' if engine['nvidia_runtime'] else 'no'}")
+    else:
+        print(f"Docker engine: not reachable: {engine.get('reason')}")
+    nvml = status["nvml"]
+    if nvml["available"]:
+        print(f"GPUs: {nvml['gpu_count']} (driver {nvml['driver_version']}, CUDA {nvml['cuda_driver_version']})")
+    else:
+        print(f"GPUs: none ({nvml['reason']})")
+    cache = status["cache_volume"]
+    print(f"Cache volume: {cache['name']} ({'present' if cache.get('exists') else 'created on first kernel start'})")
+    return 0
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    engine = get_engine()
+    orphans = find_orphans(engine) if args.dry_run else reap_orphans(engine)
+    verb = "Would remove" if args.dry_run else "Removed"
+    for orphan in orphans:
+        print(f"{verb} {orphan.container_id[:12]} ({orphan.role}, kernel {orphan.kernel_id or '-'}, owner {orphan.owner})")
+    if not orphans:
+        print("No orphaned containers")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jupyter mlcontainer",
+        description="Jupyter kernels inside CUDA/PyTorch Docker images.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    kernel = sub.add_parser("kernel", help="add, list and remove container kernelspecs")
+    ksub = kernel.add_subparsers(dest="kernel_command", required=True, metavar="ACTION")
+    add = ksub.add_parser("add", help="write a kernelspec that runs IMAGE")
+    add.add_argument("image", metavar="IMAGE")
+    add.add_argument("--name", help="kernelspec name (default: mlc-<image>)")
+    add.add_argument("--display-name", help="name shown in the launcher (default: image and versions)")
+    add.add_argument("--gpus", help="all | none | auto | N | ID,ID (default: auto)")
+    add.add_argument("--memory", help="memory limit, e.g. 8g")
+    add.add_argument("--cpus", help="CPU limit, e.g. 4")
+    add.add_argument("--shm-size", help="/dev/shm size, e.g. 2g (default: auto)")
+    add.add_argument("--env", action="append", metavar="KEY=VALUE", help="environment variable (repeatable)")
+    where = add.add_mutually_exclusive_group()
+    where.add_argument("--user", action="store_true", help="install for the current user (default)")
+    where.add_argument("--sys-prefix", action="store_true", help="install into this Python's prefix (venv/conda)")
+    where.add_argument("--prefix", help="install under this prefix")
+    add.add_argument("--prepare", action="store_true", help="if IMAGE lacks ipykernel, build IMAGE-ipykernel first")
+    add.add_argument("--tag", help="tag of the prepared image (with --prepare)")
+    add.add_argument("--wheelhouse", help="folder of wheels for --prepare when containers have no index")
+    add.add_argument("--index-url", help="package index for --prepare")
+    add.add_argument("--json", action="store_true", help="print the result as JSON")
+    add.set_defaults(func=cmd_kernel_add)
+    lst = ksub.add_parser("list", help="list container kernelspecs")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=cmd_kernel_list)
+    rm = ksub.add_parser("remove", help="remove container kernelspecs")
+    rm.add_argument("names", nargs="+", metavar="NAME")
+    rm.set_defaults(func=cmd_kernel_remove)
+
+    image = sub.add_parser("image", help="inspect images and make them kernel-ready")
+    isub = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
+    probe = isub.add_parser("probe", help="show Python / ipykernel / PyTorch / CUDA in IMAGE")
+    probe.add_argument("image", metavar="IMAGE")
+    probe.add_argument("--refresh", action="store_true", help="probe again instead of using the cache")
+    probe.add_argument("--json", action="store_true")
+    probe.set_defaults(func=cmd_image_probe)
+    prep = isub.add_parser("prepare", help="build IMAGE + ipykernel (for images without it)")
+    prep.add_argument("image", metavar="IMAGE")
+    prep.add_argument("-t", "--tag", help="tag of the new image (default: IMAGE-ipykernel)")
+    prep.add_argument("--wheelhouse", help="host folder of wheels to install from, offline")
+    prep.add_argument("--index-url", help="package index to install from")
+    prep.set_defaults(func=cmd_image_prepare)
+
+    st = sub.add_parser("status", help="engine, NVIDIA runtime, GPUs and cache volume")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
+    clean = sub.add_parser("cleanup", help="remove containers left by Jupyter processes that died")
+    clean.add_argument("--dry-run", action="store_true", help="only list them")
+    clean.set_defaults(func=cmd_cleanup)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (EngineError, KernelSpecError, CLIError, ValueError) as exc:
+        print(f"jupyter mlcontainer: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

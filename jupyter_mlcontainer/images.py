@@ -1,0 +1,365 @@
+"""Image inventory and probing: which Python, ipykernel, PyTorch and CUDA an image holds.
+
+A probe runs a tiny Python script once per image id (no network, removed afterwards) and
+the answer is cached on disk, so kernel starts and listings never pay for it twice.
+:func:`prepare_image` builds a derived image with ipykernel for images that lack it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tarfile
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterator
+
+from .engine import LABEL_PREFIX, LABEL_ROLE, Engine, EngineError
+from .state import state_dir
+
+PROBE_VERSION = 2
+
+# Runs inside the image with whatever Python it has (3.6+); prints one JSON line.
+# Reads versions from package metadata and torch/version.py without importing torch (slow).
+PROBE_SCRIPT = r"""
+import json, os, re, sys
+out = {"executable": sys.executable, "python_version": "%d.%d.%d" % tuple(sys.version_info[:3])}
+try:
+    import importlib.util as iu
+    def has(mod):
+        return iu.find_spec(mod) is not None
+except Exception:
+    def has(mod):
+        return False
+try:
+    from importlib import metadata as md
+except Exception:
+    md = None
+def ver(dist):
+    if md is None:
+        return None
+    try:
+        return md.version(dist)
+    except Exception:
+        return None
+out["ipykernel"] = ver("ipykernel") if has("ipykernel") else None
+out["pip"] = ver("pip") if has("pip") else None
+out["torch"] = ver("torch")
+out["torch_cuda"] = None
+if out["torch"]:
+    try:
+        spec = iu.find_spec("torch")
+        base = list(spec.submodule_search_locations)[0]
+        text = open(os.path.join(base, "version.py")).read()
+        m = re.search(r"^cuda\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", text, re.M)
+        out["torch_cuda"] = m.group(1) if m else None
+    except Exception:
+        pass
+out["conda"] = os.path.isdir(os.path.join(sys.prefix, "conda-meta"))
+out["externally_managed"] = bool(__import__("glob").glob(os.path.join(os.path.dirname(os.__file__), "EXTERNALLY-MANAGED")))
+for name in ("passwd", "group"):
+    try:
+        out[name] = open("/etc/" + name).read()
+    except Exception:
+        out[name] = ""
+print(json.dumps(out))
+"""
+
+PYTHON_CANDIDATES = ("python3", "python")
+
+
+class ImageNotUsable(EngineError):
+    """The image exists but cannot run a Jupyter kernel (no Python or no ipykernel)."""
+
+
+@dataclass
+class ImageFacts:
+    """What a probe found in an image. ``python`` is None when the image has no Python."""
+
+    image_id: str
+    python: str | None = None
+    python_version: str | None = None
+    ipykernel: str | None = None
+    pip: str | None = None
+    torch: str | None = None
+    torch_cuda: str | None = None
+    cuda: str | None = None
+    conda: bool = False
+    externally_managed: bool = False
+    user: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    passwd: str = ""
+    group: str = ""
+    probe_error: str = ""
+    probe_version: int = PROBE_VERSION
+
+    @property
+    def usable(self) -> bool:
+        return bool(self.python and self.ipykernel)
+
+    def summary(self) -> str:
+        """``Python 3.11, PyTorch 2.13.0, CUDA 12.1`` (whatever is known)."""
+        parts = []
+        if self.python_version:
+            parts.append("Python " + ".".join(self.python_version.split(".")[:2]))
+        if self.torch:
+            parts.append(f"PyTorch {self.torch.split('+')[0]}")
+        cuda = self.cuda or self.torch_cuda
+        if cuda:
+            parts.append(f"CUDA {cuda}")
+        elif self.torch:
+            parts.append("CPU")
+        return ", ".join(parts)
+
+    def public(self) -> dict[str, Any]:
+        """The facts without the image's passwd/group text (for listings)."""
+        data = asdict(self)
+        data.pop("passwd")
+        data.pop("group")
+        data.pop("env")
+        return data
+
+
+def unusable_reason(image: str, facts: ImageFacts) -> str | None:
+    """A user message saying why ``image`` cannot host a kernel, or None if it can."""
+    if not facts.python:
+        detail = f" ({facts.probe_error.strip()})" if facts.probe_error.strip() else ""
+        return (
+            f"Image {image!r} has no Python interpreter (tried {', '.join(PYTHON_CANDIDATES)} on its "
+            f"PATH){detail}. Use an image with Python, or build one FROM it that installs Python "
+            "and ipykernel."
+        )
+    if not facts.ipykernel:
+        return (
+            f"Image {image!r} has Python {facts.python_version} but not ipykernel, so it cannot run "
+            f"a Jupyter kernel. Make it usable with `jupyter mlcontainer image prepare {image}` "
+            "(builds a derived image with ipykernel), or add `--prepare` to `kernel add`."
+        )
+    return None
+
+
+def _env_dict(image_attrs: dict[str, Any]) -> dict[str, str]:
+    env = {}
+    for item in (image_attrs.get("Config") or {}).get("Env") or []:
+        key, _, value = item.partition("=")
+        env[key] = value
+    return env
+
+
+def _cache_path(image_id: str) -> str:
+    return os.path.join(state_dir(), "probes", image_id.replace(":", "_") + ".json")
+
+
+def _load_cached(image_id: str) -> ImageFacts | None:
+    try:
+        with open(_cache_path(image_id)) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if data.get("probe_version") != PROBE_VERSION:
+        return None
+    try:
+        return ImageFacts(**data)
+    except TypeError:
+        return None
+
+
+def _store(facts: ImageFacts) -> None:
+    path = _cache_path(facts.image_id)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(asdict(facts), f)
+    os.replace(tmp, path)
+
+
+def probe_image_sync(engine: Engine, image: str, *, refresh: bool = False) -> ImageFacts:
+    """Facts about ``image`` (blocking). Probes once per image id; later calls read the cache.
+
+    Raises ImageNotFound when the image is absent, EngineUnavailable when the engine is.
+    """
+    attrs = engine.inspect_image_sync(image)
+    image_id = attrs["Id"]
+    if not refresh:
+        cached = _load_cached(image_id)
+        if cached is not None:
+            return cached
+    env = _env_dict(attrs)
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    facts = ImageFacts(
+        image_id=image_id,
+        user=(attrs.get("Config") or {}).get("User") or "",
+        env=env,
+        cuda=env.get("CUDA_VERSION") or labels.get("com.nvidia.cuda.version") or None,
+    )
+    errors = []
+    for candidate in PYTHON_CANDIDATES:
+        code, out, err = engine.run_to_completion_sync(
+            image,
+            [candidate, "-c", PROBE_SCRIPT],
+            user="0:0",
+            labels={LABEL_ROLE: "probe"},
+            cap_drop=["ALL"],
+        )
+        if code == 0:
+            line = out.strip().splitlines()[-1] if out.strip() else "{}"
+            try:
+                data = json.loads(line)
+            except ValueError:
+                errors.append(f"{candidate}: unreadable probe output {out[-200:]!r}")
+                continue
+            facts.python = data.get("executable") or candidate
+            facts.python_version = data.get("python_version")
+            facts.ipykernel = data.get("ipykernel")
+            facts.pip = data.get("pip")
+            facts.torch = data.get("torch")
+            facts.torch_cuda = data.get("torch_cuda")
+            facts.conda = bool(data.get("conda"))
+            facts.externally_managed = bool(data.get("externally_managed"))
+            facts.passwd = data.get("passwd") or ""
+            facts.group = data.get("group") or ""
+            break
+        errors.append(f"{candidate}: {(err or out).strip()[-300:] or f'exit code {code}'}")
+    if not facts.python:
+        facts.probe_error = "; ".join(errors)
+    _store(facts)
+    return facts
+
+
+async def probe_image(engine: Engine, image: str, *, refresh: bool = False) -> ImageFacts:
+    """Async wrapper of :func:`probe_image_sync` (runs in the engine's thread pool)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(
+        engine._pool, lambda: probe_image_sync(engine, image, refresh=refresh)
+    )
+
+
+def display_name(image: str, facts: ImageFacts) -> str:
+    """The launcher label: the image reference and what runs inside it."""
+    summary = facts.summary()
+    return f"{image} ({summary})" if summary else image
+
+
+# -- prepare: a derived image with ipykernel ---------------------------------------------
+
+
+def default_prepared_tag(image: str) -> str:
+    """``repo:tag`` -> ``repo:tag-ipykernel`` (digest references drop the digest)."""
+    ref = image.split("@", 1)[0]
+    last = ref.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo, tag = ref.rsplit(":", 1)
+    else:
+        repo, tag = ref, "latest"
+    return f"{repo}:{tag}-ipykernel"
+
+
+def _prepare_dockerfile(image: str, facts: ImageFacts, with_wheelhouse: bool, index_url: str | None) -> str:
+    python = facts.python or "python3"
+    pip_args = ["--no-cache-dir"]
+    if with_wheelhouse:
+        pip_args += ["--no-index", "--find-links", "/tmp/mlcontainer-wheels"]
+    elif index_url:
+        pip_args += ["--index-url", index_url]
+    lines = [
+        f"FROM {image}",
+        "USER root",
+    ]
+    if with_wheelhouse:
+        lines.append("COPY wheels /tmp/mlcontainer-wheels")
+    install = json.dumps([python, "-m", "pip", "install", *pip_args, "ipykernel"])
+    # PEP 668 images (Debian/Ubuntu 24.04 pythons) refuse pip without this; older pips ignore it.
+    lines.append("ENV PIP_BREAK_SYSTEM_PACKAGES=1")
+    lines.append(f"RUN {install}")
+    if with_wheelhouse:
+        lines.append('RUN ["rm", "-rf", "/tmp/mlcontainer-wheels"]')
+    lines.append(f'LABEL {LABEL_PREFIX}.prepared-from="{image}"')
+    if facts.user and facts.user not in ("root", "0", "0:0"):
+        lines.append(f"USER {facts.user}")
+    return "\n".join(lines) + "\n"
+
+
+def _build_context(dockerfile: str, wheelhouse: str | None) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        data = dockerfile.encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        if wheelhouse:
+            count = 0
+            for name in sorted(os.listdir(wheelhouse)):
+                if name.endswith((".whl", ".tar.gz", ".zip")):
+                    tar.add(os.path.join(wheelhouse, name), arcname=f"wheels/{name}")
+                    count += 1
+            if not count:
+                raise ValueError(f"wheelhouse {wheelhouse!r} holds no .whl / .tar.gz files")
+    buf.seek(0)
+    return buf
+
+
+def prepare_image(
+    engine: Engine,
+    image: str,
+    *,
+    tag: str | None = None,
+    wheelhouse: str | None = None,
+    index_url: str | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> tuple[str, ImageFacts]:
+    """Build ``tag`` = ``image`` + ipykernel and return (tag, facts of the new image). Blocking.
+
+    ``wheelhouse`` is a host folder of wheels to install from with no index (for machines
+    whose containers cannot reach PyPI). ``on_line`` receives the build log line by line.
+    """
+    facts = probe_image_sync(engine, image)
+    if not facts.python:
+        raise ImageNotUsable(unusable_reason(image, facts) or "no Python")
+    if facts.ipykernel:
+        return image, facts
+    if not facts.pip:
+        raise ImageNotUsable(
+            f"Image {image!r} has Python {facts.python_version} but neither ipykernel nor pip, so "
+            "ipykernel cannot be added automatically. Build an image FROM it that installs "
+            "ipykernel (e.g. with your distribution's python3-ipykernel package)."
+        )
+    tag = tag or default_prepared_tag(image)
+    context = _build_context(_prepare_dockerfile(image, facts, bool(wheelhouse), index_url), wheelhouse)
+    for line in _stream_build(engine, context, tag):
+        if on_line:
+            on_line(line)
+    return tag, probe_image_sync(engine, tag)
+
+
+def _stream_build(engine: Engine, context: io.BytesIO, tag: str) -> Iterator[str]:
+    def start():
+        return engine.api.build(
+            fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True,
+            labels={LABEL_ROLE: "prepared"},
+        )
+
+    stream = engine.call_sync(start)
+    error = None
+    for chunk in stream:
+        if "stream" in chunk:
+            text = chunk["stream"].rstrip("\n")
+            if text:
+                yield text
+        elif "error" in chunk:
+            error = chunk.get("error") or str(chunk.get("errorDetail"))
+        elif "status" in chunk:
+            yield chunk["status"]
+    if error:
+        raise EngineError(f"Building {tag} failed: {error.strip()}")
+
+
+_SLUG_RE = re.compile(r"[^a-z0-9]+")
+
+
+def slug(image: str) -> str:
+    """A file- and kernelspec-name-safe form of an image reference."""
+    text = _SLUG_RE.sub("-", image.split("@", 1)[0].lower()).strip("-")
+    return text[:60] or "image"

@@ -1,0 +1,56 @@
+"""Removing kernel containers whose owning process died (a server killed with SIGKILL).
+
+jupyter_server never re-adopts kernels after a crash, so their containers would run forever.
+Each container carries the owner's host/pid/start-time label; a container is an orphan only
+when that owner is a process of this host that no longer runs. Containers of live servers, and
+of other hosts sharing the engine, are never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from .engine import LABEL_KERNEL_ID, LABEL_OWNER, LABEL_ROLE, Engine
+from .identity import owner_is_dead
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Orphan:
+    container_id: str
+    kernel_id: str
+    owner: str
+    role: str
+
+
+def find_orphans(engine: Engine) -> list[Orphan]:
+    """Our containers (kernels, probes, volume helpers) whose owner process is dead. Blocking."""
+    orphans = []
+    for container in engine.our_containers_sync():
+        labels = container.get("Labels") or {}
+        owner = labels.get(LABEL_OWNER, "")
+        if owner and owner_is_dead(owner) is True:
+            orphans.append(
+                Orphan(container["Id"], labels.get(LABEL_KERNEL_ID, ""), owner, labels.get(LABEL_ROLE, ""))
+            )
+    return orphans
+
+
+def reap_orphans(engine: Engine, logger: logging.Logger | None = None) -> list[Orphan]:
+    """Remove orphaned containers and say so in the log; return what was removed. Blocking."""
+    logger = logger or log
+    removed = []
+    for orphan in find_orphans(engine):
+        engine.call_sync(engine.remove_container_sync, orphan.container_id)
+        removed.append(orphan)
+    if removed:
+        owners = sorted({o.owner for o in removed})
+        logger.warning(
+            "Removed %d orphaned container(s) left by dead Jupyter process(es) %s: %s",
+            len(removed),
+            ", ".join(owners),
+            ", ".join(f"{o.container_id[:12]} (kernel {o.kernel_id or '-'})" for o in removed),
+        )
+    return removed

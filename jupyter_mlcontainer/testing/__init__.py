@@ -1,0 +1,1 @@
+"""Test helpers shipped with the package (the fake NVML layer for machines without a GPU)."""

@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# build-test-images.sh: build the test images offline (no container registry is reachable on
+# the CI machine kind, so nothing is pulled). Called by .ci/run before the tests and by
+# developers; tests/conftest.py fails (never skips) when one of these images is missing.
+#
+#   mlcontainer-test/base:bookworm         Debian bookworm minbase + python3-ipykernel + pip
+#   mlcontainer-test/noipykernel:bookworm  Debian bookworm minbase + Python 3.11 + pip, no ipykernel
+#                                          (like the pytorch/pytorch images)
+#   mlcontainer-test/torch:2.13-cpu        base + the CPU torch 2.13.0 wheel + numpy (and deps)
+#   mlcontainer-test/nopython:latest       one static file, no Python at all
+#
+# An image already present is skipped. FORCE=1 rebuilds the images from the cached root file
+# systems and wheels; FORCE=all also re-runs mmdebstrap and pip download; FORCE=torch,nopython
+# (any of base, noipykernel, torch, nopython) rebuilds just those images.
+# Cache: $MLCONTAINER_TEST_CACHE (default /var/cache/mlcontainer-test) keeps the mmdebstrap
+# tarballs and the torch build context (wheels), so a rebuild after `docker rmi` is fast.
+# Needs root (mmdebstrap), a Docker engine (scripts/ensure-engine.sh) and the torch wheel in
+# pip's find-links (or PyPI) for pip download.
+set -euo pipefail
+
+readonly HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly CACHE=${MLCONTAINER_TEST_CACHE:-/var/cache/mlcontainer-test}
+readonly FORCE=${FORCE:-0}
+readonly SUITE=bookworm
+readonly MIRROR=${MLCONTAINER_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+readonly TORCH_VERSION=2.13.0
+
+readonly BASE=mlcontainer-test/base:bookworm
+readonly NOIPYKERNEL=mlcontainer-test/noipykernel:bookworm
+readonly TORCH=mlcontainer-test/torch:2.13-cpu
+readonly NOPYTHON=mlcontainer-test/nopython:latest
+
+say() { printf 'build-test-images: %s\n' "$*" >&2; }
+die() { say "ERROR: $*"; exit 1; }
+[[ "$FORCE" =~ ^(0|1|all|(base|noipykernel|torch|nopython)(,(base|noipykernel|torch|nopython))*)$ ]] \
+  || die "FORCE must be 0, 1, all or a comma list of base,noipykernel,torch,nopython (got '$FORCE')"
+
+# have_image SHORT-NAME TAG: true when TAG exists and FORCE does not ask to rebuild it.
+have_image() {
+  case "$FORCE" in
+    1|all) return 1 ;;
+    0) ;;
+    *) [[ ",$FORCE," == *",$1,"* ]] && return 1 ;;
+  esac
+  docker image inspect "$2" >/dev/null 2>&1
+}
+refresh_cache() { [ "$FORCE" = all ]; }
+elapsed() { printf '%d s' "$(( SECONDS - $1 ))"; }
+
+T_START=$SECONDS
+declare -a SUMMARY=()
+
+"$HERE/ensure-engine.sh"
+mkdir -p "$CACHE"
+# One build at a time per cache (a second run waits instead of racing on the same files).
+exec 9>"$CACHE/.lock"
+if ! flock -n 9; then
+  say "another build-test-images.sh holds $CACHE/.lock; waiting for it ..."
+  flock 9
+fi
+
+need_mmdebstrap() {
+  command -v mmdebstrap >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing mmdebstrap ..."
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q install mmdebstrap >&2 || {
+      DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q update >&2
+      DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q install mmdebstrap >&2
+    }
+  else
+    die "mmdebstrap is needed to build the root file systems (as root: apt-get install mmdebstrap)"
+  fi
+}
+
+# rootfs NAME PACKAGES: sets ROOTFS_TAR to a cached minbase bookworm tarball holding PACKAGES.
+rootfs() {
+  local name=$1 packages=$2
+  local tar="$CACHE/$name-$SUITE.tar"
+  if refresh_cache || [ ! -s "$tar" ]; then
+    [ "$(id -u)" -eq 0 ] || die "mmdebstrap needs root here (or a cached $tar)"
+    need_mmdebstrap
+    say "mmdebstrap $SUITE minbase + $packages -> $tar ..."
+    local t0=$SECONDS partial="$CACHE/.$name-$SUITE.partial.tar"
+    rm -f "$partial"
+    # Hooks run with the root file system as $1: drop PEP 668's EXTERNALLY-MANAGED marker so
+    # `pip install` works in the image like in typical ML images, and drop apt's caches.
+    mmdebstrap --quiet --variant=minbase --include="$packages" \
+      --customize-hook='rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED' \
+      --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/cache/apt/archives/*.deb' \
+      "$SUITE" "$partial" "$MIRROR" >&2 || { rm -f "$partial"; die "mmdebstrap $name failed"; }
+    mv -f "$partial" "$tar"
+    say "mmdebstrap $name took $(elapsed "$t0") ($(du -h "$tar" | cut -f1))"
+    SUMMARY+=("mmdebstrap $name: $(elapsed "$t0")")
+  else
+    say "using cached $tar"
+  fi
+  ROOTFS_TAR=$tar
+}
+
+# import_rootfs TAR TAG TITLE DESCRIPTION
+import_rootfs() {
+  local tar=$1 tag=$2 title=$3 description=$4 t0=$SECONDS
+  docker import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV LANG=C.UTF-8' \
+    --change 'CMD ["python3"]' \
+    --change "LABEL org.opencontainers.image.title=\"$title\"" \
+    --change "LABEL org.opencontainers.image.description=\"$description\"" \
+    --change "LABEL org.opencontainers.image.version=\"$SUITE\"" \
+    --change "LABEL org.opencontainers.image.created=\"$(date -u +%FT%TZ)\"" \
+    --change 'LABEL org.opencontainers.image.vendor="jupyter-mlcontainer test images"' \
+    --message "scripts/build-test-images.sh: mmdebstrap $SUITE" \
+    "$tar" "$tag" >/dev/null
+  say "imported $tag in $(elapsed "$t0")"
+}
+
+image_id() { docker image inspect --format '{{.Id}}' "$1" 2>/dev/null || true; }
+
+# drop_replaced OLD-ID TAG: after FORCE rebuilt TAG, remove the image it replaced unless a
+# container or another tag still uses it.
+drop_replaced() {
+  local old=$1 tag=$2
+  [ -n "$old" ] && [ "$old" != "$(image_id "$tag")" ] || return 0
+  if docker rmi "$old" >/dev/null 2>&1; then
+    say "removed the replaced image ${old#sha256:} of $tag"
+  else
+    say "kept the replaced image ${old#sha256:} of $tag (still in use)"
+  fi
+}
+
+# check IMAGE PYTHON-CODE EXPECTED-EXIT: a quick smoke test of a fresh image, no network.
+check() {
+  local image=$1 code=$2 want=$3 rc=0
+  docker run --rm --network none "$image" python3 -c "$code" >&2 || rc=$?
+  [ "$rc" -eq "$want" ] || die "$image: smoke test exited $rc, expected $want"
+}
+
+# ---------------------------------------------------------------- base
+if have_image base "$BASE"; then
+  say "$BASE present (FORCE=1 rebuilds)"
+else
+  old=$(image_id "$BASE")
+  rootfs base python3-ipykernel,python3-pip,ca-certificates
+  import_rootfs "$ROOTFS_TAR" "$BASE" "Debian $SUITE, Python 3.11, ipykernel, pip" \
+    "jupyter-mlcontainer test image: a Python image with ipykernel"
+  check "$BASE" 'import ipykernel, sys, sysconfig, os; print("base ok: python", sys.version.split()[0], "ipykernel", ipykernel.__version__); assert not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))' 0
+  drop_replaced "$old" "$BASE"
+fi
+
+# ---------------------------------------------------------------- noipykernel
+if have_image noipykernel "$NOIPYKERNEL"; then
+  say "$NOIPYKERNEL present (FORCE=1 rebuilds)"
+else
+  old=$(image_id "$NOIPYKERNEL")
+  rootfs noipykernel python3-minimal,python3-pip
+  import_rootfs "$ROOTFS_TAR" "$NOIPYKERNEL" "Debian $SUITE, Python 3.11, pip, no ipykernel" \
+    "jupyter-mlcontainer test image: Python and pip but no ipykernel (like pytorch/pytorch)"
+  check "$NOIPYKERNEL" 'import importlib.util, sys; sys.exit(0 if importlib.util.find_spec("ipykernel") is None else 3)' 0
+  say "$NOIPYKERNEL ok: python3 runs, ipykernel is absent"
+  drop_replaced "$old" "$NOIPYKERNEL"
+fi
+
+# ---------------------------------------------------------------- torch
+if have_image torch "$TORCH"; then
+  say "$TORCH present (FORCE=1 rebuilds)"
+else
+  t_torch=$SECONDS
+  old=$(image_id "$TORCH")
+  ctx="$CACHE/torch-$TORCH_VERSION-context"
+  stamp="$ctx/wheels/.complete"
+  if refresh_cache || [ ! -e "$stamp" ]; then
+    say "collecting torch $TORCH_VERSION (CPU), numpy and their dependencies as wheels (cp311, manylinux x86_64) ..."
+    t0=$SECONDS
+    rm -rf "$ctx/wheels"
+    mkdir -p "$ctx/wheels"
+    python3 -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+      --python-version 3.11 --implementation cp --abi cp311 \
+      --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+      --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
+      --dest "$ctx/wheels" "torch==$TORCH_VERSION" numpy 2>&1 \
+      | sed '/is ignored: it is neither a file nor a directory/d' >&2 \
+      || die "pip download failed (is the torch $TORCH_VERSION CPU wheel in pip's find-links? see: pip config list)"
+    ls "$ctx"/wheels/torch-"$TORCH_VERSION"*.whl >/dev/null 2>&1 || die "pip download did not fetch a torch $TORCH_VERSION wheel"
+    ls "$ctx"/wheels/numpy-*.whl >/dev/null 2>&1 || die "pip download did not fetch a numpy wheel"
+    touch "$stamp"
+    say "wheels collected in $(elapsed "$t0"): $(du -sh "$ctx/wheels" | cut -f1), $(find "$ctx/wheels" -name '*.whl' | wc -l) files"
+  else
+    say "using cached wheels in $ctx/wheels"
+  fi
+  cp "$HERE/images/torch.Dockerfile" "$ctx/Dockerfile"
+  say "docker build $TORCH ..."
+  t0=$SECONDS
+  docker build --pull=false --label "org.opencontainers.image.created=$(date -u +%FT%TZ)" \
+    -t "$TORCH" "$ctx" >&2 || die "docker build $TORCH failed"
+  # Drop the throw-away install stage (it holds the wheels and a second copy of torch).
+  docker image prune --force --filter "label=org.jupyter.mlcontainer.build-stage=torch-install" >/dev/null || true
+  say "docker build $TORCH took $(elapsed "$t0")"
+  SUMMARY+=("docker build torch: $(elapsed "$t0")")
+  docker run --rm --network none "$TORCH" \
+    python3 -c "import torch; print(torch.__version__, torch.ones(2).sum())" >&2 \
+    || die "$TORCH: import torch failed"
+  SUMMARY+=("torch image total (wheels + build + check): $(elapsed "$t_torch")")
+  drop_replaced "$old" "$TORCH"
+fi
+
+# ---------------------------------------------------------------- nopython
+if have_image nopython "$NOPYTHON"; then
+  say "$NOPYTHON present (FORCE=1 rebuilds)"
+else
+  old=$(image_id "$NOPYTHON")
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  mkdir -p "$tmp/root"
+  printf 'This image has no Python (jupyter-mlcontainer test image).\n' >"$tmp/root/README"
+  tar -C "$tmp/root" --owner=0 --group=0 -cf "$tmp/rootfs.tar" README
+  docker import \
+    --change 'CMD ["/README"]' \
+    --change 'LABEL org.opencontainers.image.title="No Python at all"' \
+    --change 'LABEL org.opencontainers.image.description="jupyter-mlcontainer test image: one static file, no Python"' \
+    --message "scripts/build-test-images.sh: one file, no Python" \
+    "$tmp/rootfs.tar" "$NOPYTHON" >/dev/null
+  say "imported $NOPYTHON"
+  drop_replaced "$old" "$NOPYTHON"
+fi
+
+for image in "$BASE" "$NOIPYKERNEL" "$TORCH" "$NOPYTHON"; do
+  say "$(docker image inspect --format '{{.Size}}' "$image" | awk -v i="$image" '{printf "%-40s %8.1f MB", i, $1/1e6}')"
+done
+for line in "${SUMMARY[@]}"; do say "$line"; done
+say "test images ready in $(elapsed "$T_START")"

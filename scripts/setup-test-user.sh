@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# setup-test-user.sh: prepare a real non-root user for tests/test_nonroot.py (CI runs as root,
+# where file ownership proves nothing). Called by that test's fixture when the user or venv is
+# missing, and by .ci/run. Needs root.
+#
+#   * user mlctest (home /home/mlctest, shell /bin/bash) in the docker group, created if missing;
+#   * venv /opt/mlcontainer-test-venv made with Debian's /usr/bin/python3 (the default python3
+#     may live under /root, which other users cannot enter), holding jupyter_client, docker,
+#     pyzmq, ipykernel, traitlets (+ nvidia-ml-py, a dependency of the package), readable and
+#     executable by everyone;
+#   * checks, as mlctest, that the venv's docker SDK reaches the engine.
+# A second run only re-checks (the venv is rebuilt when the package list changes or an import fails).
+set -euo pipefail
+
+readonly HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly USER_NAME=mlctest
+readonly USER_HOME=/home/mlctest
+readonly VENV=/opt/mlcontainer-test-venv
+readonly PY=/usr/bin/python3
+readonly PACKAGES=(jupyter_client docker pyzmq ipykernel traitlets nvidia-ml-py)
+readonly IMPORTS="import jupyter_client, docker, zmq, ipykernel, traitlets, tornado, pynvml"
+readonly STAMP="$VENV/.mlcontainer-packages"
+
+say() { printf 'setup-test-user: %s\n' "$*" >&2; }
+die() { say "ERROR: $*"; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "run as root (it creates a user and a venv under /opt)"
+"$HERE/ensure-engine.sh"
+
+# ------------------------------------------------------------------ group + user
+if ! getent group docker >/dev/null; then
+  say "creating the system group docker"
+  groupadd --system docker
+fi
+if id "$USER_NAME" >/dev/null 2>&1; then
+  say "user $USER_NAME exists (uid $(id -u "$USER_NAME"))"
+else
+  say "creating user $USER_NAME (home $USER_HOME, group docker)"
+  useradd --create-home --home-dir "$USER_HOME" --shell /bin/bash --groups docker \
+    --comment "jupyter-mlcontainer test user" "$USER_NAME"
+fi
+if ! id -nG "$USER_NAME" | tr ' ' '\n' | grep -qx docker; then
+  say "adding $USER_NAME to the docker group"
+  usermod --append --groups docker "$USER_NAME"
+fi
+
+sock=/var/run/docker.sock
+if [ -S "$sock" ]; then
+  read -r sock_group sock_mode < <(stat -c '%G %a' "$sock")
+  if [ "$sock_group" != docker ] || [ $(( 8#$sock_mode & 8#060 )) -ne $(( 8#060 )) ]; then
+    say "warning: $sock is group $sock_group mode $sock_mode, not group docker rw;"
+    say "         restart dockerd now that the docker group exists, or $USER_NAME cannot reach it"
+  fi
+fi
+
+# ------------------------------------------------------------------ venv
+[ -x "$PY" ] || die "$PY missing (Debian: apt-get install python3)"
+want="$(printf '%s\n' "${PACKAGES[@]}")"
+venv_ok() {
+  [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] \
+    && "$VENV/bin/python" -c "$IMPORTS" >/dev/null 2>&1
+}
+if venv_ok; then
+  say "venv $VENV is ready ($("$VENV/bin/python" --version 2>&1))"
+else
+  if ! "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    command -v apt-get >/dev/null 2>&1 || die "$PY cannot make venvs (install python3-venv)"
+    say "installing python3-venv ..."
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q install python3-venv >&2
+  fi
+  t0=$SECONDS
+  say "creating venv $VENV with $PY ($("$PY" --version 2>&1)) and installing: ${PACKAGES[*]}"
+  rm -rf "$VENV"
+  (umask 022 && "$PY" -m venv "$VENV")
+  (umask 022 && "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+      --no-cache-dir "${PACKAGES[@]}" >&2) || die "pip install into $VENV failed"
+  "$VENV/bin/python" -c "$IMPORTS" || die "the venv cannot import its packages"
+  printf '%s\n' "$want" >"$STAMP"
+  say "venv ready in $((SECONDS - t0)) s"
+fi
+chmod -R a+rX "$VENV"
+
+# ------------------------------------------------------------------ check as the user
+say "checking as $USER_NAME: docker SDK in $VENV reaches the engine ..."
+version=$(cd / && runuser -u "$USER_NAME" -- env HOME="$USER_HOME" "$VENV/bin/python" -c \
+  "import docker; print(docker.from_env().version()['Version'])") \
+  || die "$USER_NAME cannot reach the Docker engine through $VENV (is $sock group docker, mode 660?)"
+say "ok: $USER_NAME (uid $(id -u "$USER_NAME"), groups $(id -nG "$USER_NAME")) sees Docker engine $version"

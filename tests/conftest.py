@@ -1,0 +1,162 @@
+"""Shared fixtures: a real Docker engine, the offline-built test images, real kernels.
+
+Nothing here is mocked except NVML (no GPU on CI). The engine and images are prepared by
+``scripts/ensure-engine.sh`` and ``scripts/build-test-images.sh`` (``.ci/run`` calls both);
+a missing engine or image fails the tests loudly instead of skipping them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+import pytest
+from jupyter_client.manager import AsyncKernelManager
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+BASE_IMAGE = "mlcontainer-test/base:bookworm"
+TORCH_IMAGE = "mlcontainer-test/torch:2.13-cpu"
+NOIPYKERNEL_IMAGE = "mlcontainer-test/noipykernel:bookworm"
+NOPYTHON_IMAGE = "mlcontainer-test/nopython:latest"
+TEST_IMAGES = (BASE_IMAGE, TORCH_IMAGE, NOIPYKERNEL_IMAGE, NOPYTHON_IMAGE)
+
+SESSION_TAG = uuid.uuid4().hex[:8]
+CACHE_VOLUME = f"mlctest-cache-{SESSION_TAG}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_environment(tmp_path_factory):
+    """One probe cache and one cache volume for the whole run (removed at the end)."""
+    state = tmp_path_factory.mktemp("mlcontainer-state")
+    os.environ["JUPYTER_MLCONTAINER_STATE_DIR"] = str(state)
+    os.environ["MLCONTAINER_CACHE_VOLUME"] = CACHE_VOLUME
+    yield
+    from jupyter_mlcontainer.engine import get_engine
+
+    engine = get_engine()
+    try:
+        for container in engine.our_containers_sync():
+            if SESSION_TAG in str(container.get("Labels")):
+                engine.remove_container_sync(container["Id"])
+        for volume in engine.api.volumes(filters={"name": "mlctest-"}).get("Volumes") or []:
+            if SESSION_TAG in volume["Name"]:
+                engine.api.remove_volume(volume["Name"], force=True)
+    except Exception as exc:  # clean-up must not hide test results
+        print(f"clean-up after tests failed: {exc}")
+
+
+@pytest.fixture(scope="session")
+def engine():
+    from jupyter_mlcontainer.engine import get_engine
+
+    engine = get_engine()
+    engine.info_sync()  # raises EngineUnavailable with a clear message
+    return engine
+
+
+def require_image(engine, image: str) -> None:
+    """Fail (never skip) when a test image is missing."""
+    if image in TEST_IMAGES:
+        try:
+            engine.inspect_image_sync(image)
+        except Exception:
+            pytest.fail(f"test image {image} missing: run scripts/build-test-images.sh", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _environ(jp_environ):
+    """Every test gets a private HOME / Jupyter data, config and runtime dirs."""
+    yield
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    """A project folder with a notebook subfolder, like a user's checkout."""
+    root = tmp_path / "project"
+    (root / "notebooks").mkdir(parents=True)
+    return root
+
+
+def our_kernel_containers(engine, kernel_id: str | None = None) -> list[dict[str, Any]]:
+    from jupyter_mlcontainer.engine import LABEL_KERNEL_ID
+
+    found = engine.our_containers_sync(role="kernel")
+    if kernel_id:
+        found = [c for c in found if (c.get("Labels") or {}).get(LABEL_KERNEL_ID) == kernel_id]
+    return found
+
+
+def add_spec(engine, image: str, **options: Any) -> str:
+    from jupyter_mlcontainer.kernelspecs import add_kernelspec
+
+    require_image(engine, image)
+    name = options.pop("name", None) or f"t-{uuid.uuid4().hex[:8]}"
+    return add_kernelspec(engine, image, name=name, options=options).name
+
+
+@asynccontextmanager
+async def running_kernel(engine, image: str, cwd: str, **options: Any) -> AsyncIterator[tuple[AsyncKernelManager, Any]]:
+    """A started container kernel and a ready client; shut down (container removed) after."""
+    name = add_spec(engine, image, **options)
+    km = AsyncKernelManager(kernel_name=name)
+    await km.start_kernel(cwd=str(cwd))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=90)
+        yield km, kc
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
+
+
+async def execute(kc, code: str, timeout: float = 60) -> tuple[str, dict[str, Any]]:
+    """Run ``code``; return (stdout + stderr text, execute_reply content)."""
+    chunks: list[str] = []
+
+    def on_output(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "stream":
+            chunks.append(msg["content"]["text"])
+        elif msg["msg_type"] == "error":
+            chunks.append("\n".join(msg["content"]["traceback"]))
+
+    reply = await kc.execute_interactive(code, output_hook=on_output, timeout=timeout)
+    return "".join(chunks), reply["content"]
+
+
+async def wait_until(predicate, timeout: float = 20, interval: float = 0.1):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def ipykernel_wheelhouse() -> str:
+    """Wheels of ipykernel and its dependencies for the images' Python 3.11 (containers have
+    no package index here). Fetched once from the host's index into the test cache."""
+    import glob
+    import subprocess
+    import sys
+
+    cache = os.environ.get("MLCONTAINER_TEST_CACHE", "/var/cache/mlcontainer-test")
+    folder = os.path.join(cache, "wheelhouse-ipykernel")
+    if not glob.glob(os.path.join(folder, "ipykernel-*.whl")):
+        os.makedirs(folder, exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+             "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+             "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64",
+             "--platform", "manylinux2014_x86_64", "--platform", "any",
+             "-d", folder, "ipykernel"],
+            check=True,
+        )
+    return folder

@@ -1,0 +1,187 @@
+"""A real Jupyter server (pytest-jupyter) with container kernels, auth, and orphan clean-up."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from jupyter_mlcontainer.engine import LABEL_KERNEL_ID, LABEL_OWNER, LABEL_ROLE
+from jupyter_mlcontainer.identity import owner_id
+from jupyter_mlcontainer.orphans import reap_orphans
+
+from .conftest import BASE_IMAGE, add_spec, execute, our_kernel_containers, wait_until
+
+
+@pytest.fixture
+def jp_server_config(workspace):
+    return {
+        "ServerApp": {"jpserver_extensions": {"jupyter_mlcontainer": True}},
+        "MLContainerApp": {"reap_orphans_on_start": False},
+    }
+
+
+@pytest.fixture
+def jp_root_dir(workspace):
+    return workspace
+
+
+async def test_kernelspecs_and_session_in_notebook_folder(engine, jp_fetch, jp_serverapp, workspace):
+    name = add_spec(engine, BASE_IMAGE, name="served")
+    specs = json.loads((await jp_fetch("api", "kernelspecs")).body)
+    assert "served" in specs["kernelspecs"]
+    assert specs["kernelspecs"]["served"]["spec"]["metadata"]["kernel_provisioner"]["provisioner_name"] == "mlcontainer-docker"
+
+    body = json.dumps({"path": "notebooks/analysis.ipynb", "type": "notebook", "name": "analysis.ipynb", "kernel": {"name": name}})
+    session = json.loads((await jp_fetch("api", "sessions", method="POST", body=body)).body)
+    kernel_id = session["kernel"]["id"]
+    km = jp_serverapp.kernel_manager.get_kernel(kernel_id)
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=90)
+        out, reply = await execute(kc, "import os; print(os.getcwd()); print(os.environ.get('JPY_SESSION_NAME'))")
+        assert reply["status"] == "ok"
+        cwd, session_name = out.split()
+        assert cwd == str(workspace / "notebooks")
+        assert session_name.endswith("notebooks/analysis.ipynb")
+        assert len(our_kernel_containers(engine, kernel_id)) == 1
+    finally:
+        kc.stop_channels()
+    await jp_fetch("api", "sessions", session["id"], method="DELETE")
+
+    async def gone():
+        return our_kernel_containers(engine, kernel_id) == []
+
+    await wait_until(gone, timeout=30)
+
+
+async def test_status_endpoint_requires_auth(jp_fetch, jp_serverapp, engine):
+    data = json.loads((await jp_fetch("mlcontainer", "api", "status")).body)
+    assert data["engine"]["reachable"] is True
+    assert data["nvml"]["available"] is False and "NVML" in data["nvml"]["reason"]
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("mlcontainer", "api", "status", headers={"Authorization": ""})
+    assert info.value.code == 403
+
+
+async def test_kernel_start_failure_is_reported_and_server_survives(engine, jp_fetch):
+    name = add_spec(engine, BASE_IMAGE, gpus="all")
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("api", "kernels", method="POST", body=json.dumps({"name": name}))
+    assert info.value.code == 400
+    assert "NVIDIA Container Toolkit" in json.loads(info.value.response.body)["message"]
+    # The server is still up and no container was left behind.
+    assert (await jp_fetch("api", "status")).code == 200
+    assert our_kernel_containers(engine) == []
+
+
+def test_reap_removes_only_dead_owners(engine):
+    dead = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead_owner = owner_id(dead.pid)
+    dead.kill()
+    dead.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        made = {}
+        for label, owner in (("dead", dead_owner), ("alive", owner_id(alive.pid)), ("other-host", "elsewhere/1/1")):
+            made[label] = engine.api.create_container(
+                BASE_IMAGE, command=["true"],
+                labels={LABEL_ROLE: "kernel", LABEL_OWNER: owner, LABEL_KERNEL_ID: f"reap-{label}"},
+            )["Id"]
+        removed = reap_orphans(engine)
+        assert [o.container_id for o in removed] == [made["dead"]]
+        for label in ("alive", "other-host"):
+            assert engine.api.inspect_container(made[label])["Id"] == made[label]
+    finally:
+        alive.kill()
+        for cid in made.values():
+            engine.remove_container_sync(cid)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(root, port, log_path, env):
+    log = open(log_path, "w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",
+         "--IdentityProvider.token=secret", f"--ServerApp.root_dir={root}", "--no-browser",
+         "--ServerApp.jpserver_extensions=jupyter_mlcontainer=True",
+         *(["--allow-root"] if os.getuid() == 0 else [])],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )
+
+
+def _request(port, path, method="GET", body=None):
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/{path}", method=method, data=body,
+        headers={"Authorization": "token secret", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def _wait_http(port, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            return _request(port, "api/status")
+        except Exception:
+            time.sleep(0.3)
+    raise AssertionError("server did not come up")
+
+
+def test_sigkilled_server_orphans_are_removed_by_the_next_server(engine, workspace, tmp_path):
+    name = add_spec(engine, BASE_IMAGE, name="orphan-test")
+    env = os.environ.copy()
+    first_port, second_port = _free_port(), _free_port()
+    first = _start_server(workspace, first_port, tmp_path / "first.log", env)
+    try:
+        _wait_http(first_port)
+        kernel = _request(first_port, "api/kernels", "POST", json.dumps({"name": name}).encode())
+        assert len(our_kernel_containers(engine, kernel["id"])) == 1
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    # The killed server could not clean up: its container still runs.
+    assert len(our_kernel_containers(engine, kernel["id"])) == 1
+
+    # A live server's kernel must survive the next server's clean-up.
+    live_port = _free_port()
+    live = _start_server(workspace, live_port, tmp_path / "live.log", env)
+    second = None
+    try:
+        _wait_http(live_port)
+        live_kernel = _request(live_port, "api/kernels", "POST", json.dumps({"name": name}).encode())
+        deadline = time.time() + 30
+        while our_kernel_containers(engine, kernel["id"]) and time.time() < deadline:
+            time.sleep(0.3)  # the live server itself reaps the dead one's container at start
+        second = _start_server(workspace, second_port, tmp_path / "second.log", env)
+        _wait_http(second_port)
+        time.sleep(2)
+        assert our_kernel_containers(engine, kernel["id"]) == []
+        assert len(our_kernel_containers(engine, live_kernel["id"])) == 1
+        logs = (tmp_path / "live.log").read_text() + (tmp_path / "second.log").read_text()
+        assert "Removed 1 orphaned container(s)" in logs
+        assert kernel["id"] in logs
+    finally:
+        for proc in (live, second):
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    assert our_kernel_containers(engine, live_kernel["id"]) == []

@@ -15,6 +15,7 @@ kernelspec's ``metadata.kernel_provisioner``) and keeps it across restarts. What
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ from docker.types import Mount
 from docker.utils import parse_bytes
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
-from traitlets import Bool, Dict, Unicode, default
+from traitlets import Bool, Dict, Float, Unicode, default
 
 from . import cache
 from .engine import (
@@ -59,6 +60,7 @@ LABEL_IMAGE = f"{LABEL_PREFIX}.image"
 CONTAINER_PORTS = {"shell_port": 50001, "iopub_port": 50002, "stdin_port": 50003, "control_port": 50004, "hb_port": 50005}
 CONNECTION_DIR_IN_CONTAINER = "/run/mlcontainer"
 CONNECTION_FILE_IN_CONTAINER = f"{CONNECTION_DIR_IN_CONTAINER}/kernel.json"
+PENDING_KEY = "mlcontainer_pending"
 
 # The container's first process: create HOME (inside the cache volume), then exec the kernel.
 # Fixed text, no user input; the kernel argv follows as separate arguments.
@@ -104,6 +106,20 @@ class DeathRecord:
         data = asdict(self)
         data["message"] = self.message()
         return data
+
+
+# Containers this process started and has not removed yet: removed at interpreter exit, so a
+# front end that exits without shutting its kernel down (jupyter console does) leaves nothing.
+_LIVE: dict[str, Engine] = {}
+
+
+@atexit.register
+def _remove_live_containers() -> None:
+    for container_id, engine in list(_LIVE.items()):
+        try:
+            engine.remove_container_sync(container_id)
+        except Exception:
+            pass  # the engine is gone: the next server start reaps these as orphans
 
 
 # kernel id -> the last unexpected death (kept for the server's REST API and logs).
@@ -184,6 +200,12 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
     )
     docker_host = Unicode(
         "", config=True, help="Engine address (e.g. unix:///var/run/docker.sock); default: DOCKER_HOST."
+    )
+    startup_timeout = Float(
+        120.0,
+        config=True,
+        help="Seconds to wait for ipykernel in the container to bind its sockets before the "
+        "launch returns (large images on slow disks can take a while to import).",
     )
 
     @default("gpus")
@@ -288,6 +310,9 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
                 "transport": "tcp",
                 "signature_scheme": km.session.signature_scheme if km is not None else "hmac-sha256",
                 "kernel_name": getattr(km, "kernel_name", ""),
+                # ipykernel rewrites this file once its sockets are bound, without this key:
+                # that is how _wait_until_listening knows the kernel can take messages.
+                PENDING_KEY: True,
             },
         )
 
@@ -345,8 +370,11 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             self._remove_conn_file()
             raise
         self.container_id = container_id
+        _LIVE[container_id] = engine
         self.host_ports = host_ports
         self.restarts += 1
+        if "ipykernel" in " ".join(cmd):
+            self._wait_until_listening(container_id)
         self.connection_info = {
             **host_ports,
             "ip": "127.0.0.1",
@@ -418,6 +446,54 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
                     wanted_ports = None
                     continue
                 raise
+
+    def _wait_until_listening(self, container_id: str) -> None:
+        """Block until the kernel has bound its sockets, or raise if its container exits first.
+
+        Docker's userland proxy accepts connections on the published ports before the kernel
+        listens, then drops them with whatever the client sent: a client connecting too early
+        loses its first kernel_info request and waits a full retry interval. So launch returns
+        only once ipykernel has rewritten its connection file, which it does after binding.
+        """
+        watcher = get_watcher(self.engine)
+        deadline = time.monotonic() + self.startup_timeout
+        path = self._container_conn_file or ""
+        while time.monotonic() < deadline:
+            try:
+                with open(path) as f:
+                    if PENDING_KEY not in json.load(f):
+                        return
+            except (OSError, ValueError):
+                pass  # being rewritten right now
+            exited = watcher.exit_of(container_id)
+            if exited is not None or (not watcher.healthy and not self._running(container_id)):
+                tail = self._log_tail(container_id)
+                self.engine.remove_container_sync(container_id)
+                _LIVE.pop(container_id, None)
+                self.container_id = None
+                code = exited.exit_code if exited else "?"
+                raise EngineError(
+                    f"The kernel in {self.image} exited during start-up (exit code {code})"
+                    + (f":\n{tail.strip()}" if tail.strip() else "")
+                )
+            time.sleep(0.01)
+        self.log.warning(
+            "Kernel %s: no sign of ipykernel listening after %.0f s; continuing",
+            self.kernel_id, self.startup_timeout,
+        )
+
+    def _running(self, container_id: str) -> bool:
+        try:
+            state = self.engine.api.inspect_container(container_id).get("State") or {}
+        except Exception:
+            return False
+        return bool(state.get("Running"))
+
+    def _log_tail(self, container_id: str, lines: int = 20) -> str:
+        try:
+            return self.engine.api.logs(container_id, tail=lines, stdout=True, stderr=True).decode(errors="replace")
+        except Exception:
+            return ""
 
     def _workspace(self, cwd: str) -> str:
         workspace = self.workspace
@@ -527,16 +603,12 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         return attrs.get("State") or {}
 
     async def _record_death(self, cid: str, code: int) -> None:
-        api = self.engine.api
         state: dict[str, Any] = {}
-        tail = ""
         try:
             state = await self._inspect_state(cid) or {}
-            tail = (
-                await self.engine.call(lambda: api.logs(cid, tail=20, stdout=True, stderr=True))
-            ).decode(errors="replace")
         except EngineError:
             pass
+        tail = await self.engine.call(self._log_tail, cid)
         record = DeathRecord(
             kernel_id=self.kernel_id,
             container_id=cid,
@@ -606,6 +678,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         if cid is not None:
             await self.engine.call(self.engine.remove_container_sync, cid)
             get_watcher(self.engine).forget(cid)
+            _LIVE.pop(cid, None)
         self._death_recorded = False
         if not restart:
             self._remove_conn_file()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # build-test-images.sh: build the test images offline (no container registry is reachable on
-# the CI machine kind, so nothing is pulled). Called by .ci/run before the tests and by
-# developers; tests/conftest.py fails (never skips) when one of these images is missing.
+# the CI machine kind, so nothing is pulled). Called by scripts/test.sh (run by .ci/run) before
+# pytest, and by scripts/start.sh when no registry is reachable; tests/conftest.py fails (never
+# skips) when one of these images is missing.
 #
 #   mlcontainer-test/base:bookworm         Debian bookworm minbase + python3-ipykernel + pip
 #   mlcontainer-test/noipykernel:bookworm  Debian bookworm minbase + Python 3.11 + pip, no ipykernel
@@ -12,14 +13,18 @@
 # An image already present is skipped. FORCE=1 rebuilds the images from the cached root file
 # systems and wheels; FORCE=all also re-runs mmdebstrap and pip download; FORCE=torch,nopython
 # (any of base, noipykernel, torch, nopython) rebuilds just those images.
-# Cache: $MLCONTAINER_TEST_CACHE (default /var/cache/mlcontainer-test) keeps the mmdebstrap
-# tarballs and the torch build context (wheels), so a rebuild after `docker rmi` is fast.
-# Needs root (mmdebstrap), a Docker engine (scripts/ensure-engine.sh) and the torch wheel in
-# pip's find-links (or PyPI) for pip download.
+# Cache: $MLCONTAINER_TEST_CACHE (default /var/cache/mlcontainer-test as root, else
+# ~/.cache/mlcontainer-test) keeps the mmdebstrap tarballs and the torch build context (wheels),
+# so a rebuild after `docker rmi` is fast.
+# Needs a Docker engine (scripts/ensure-engine.sh), mmdebstrap (as root, or as a user with
+# /etc/subuid ranges: its unshare mode) and the torch wheel in pip's find-links (or PyPI).
 set -euo pipefail
 
-readonly HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-readonly CACHE=${MLCONTAINER_TEST_CACHE:-/var/cache/mlcontainer-test}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly HERE
+if [ "$(id -u)" -eq 0 ]; then default_cache=/var/cache/mlcontainer-test
+else default_cache=${XDG_CACHE_HOME:-$HOME/.cache}/mlcontainer-test; fi
+readonly CACHE=${MLCONTAINER_TEST_CACHE:-$default_cache}
 readonly FORCE=${FORCE:-0}
 readonly SUITE=bookworm
 readonly MIRROR=${MLCONTAINER_DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -77,17 +82,21 @@ rootfs() {
   local name=$1 packages=$2
   local tar="$CACHE/$name-$SUITE.tar"
   if refresh_cache || [ ! -s "$tar" ]; then
-    [ "$(id -u)" -eq 0 ] || die "mmdebstrap needs root here (or a cached $tar)"
     need_mmdebstrap
     say "mmdebstrap $SUITE minbase + $packages -> $tar ..."
     local t0=$SECONDS partial="$CACHE/.$name-$SUITE.partial.tar"
     rm -f "$partial"
     # Hooks run with the root file system as $1: drop PEP 668's EXTERNALLY-MANAGED marker so
     # `pip install` works in the image like in typical ML images, and drop apt's caches.
+    # shellcheck disable=SC2016 # "$1" is expanded by mmdebstrap's hook shell, not here
     mmdebstrap --quiet --variant=minbase --include="$packages" \
       --customize-hook='rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED' \
       --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/cache/apt/archives/*.deb' \
-      "$SUITE" "$partial" "$MIRROR" >&2 || { rm -f "$partial"; die "mmdebstrap $name failed"; }
+      "$SUITE" "$partial" "$MIRROR" >&2 || {
+        rm -f "$partial"
+        [ "$(id -u)" -eq 0 ] || say "as a non-root user mmdebstrap needs user namespaces and a range in /etc/subuid and /etc/subgid"
+        die "mmdebstrap $name failed"
+      }
     mv -f "$partial" "$tar"
     say "mmdebstrap $name took $(elapsed "$t0") ($(du -h "$tar" | cut -f1))"
     SUMMARY+=("mmdebstrap $name: $(elapsed "$t0")")
@@ -137,7 +146,7 @@ check() {
 
 # ---------------------------------------------------------------- base
 if have_image base "$BASE"; then
-  say "$BASE present (FORCE=1 rebuilds)"
+  say "$BASE present, skipped (FORCE=1 rebuilds)"
 else
   old=$(image_id "$BASE")
   rootfs base python3-ipykernel,python3-pip,ca-certificates
@@ -149,7 +158,7 @@ fi
 
 # ---------------------------------------------------------------- noipykernel
 if have_image noipykernel "$NOIPYKERNEL"; then
-  say "$NOIPYKERNEL present (FORCE=1 rebuilds)"
+  say "$NOIPYKERNEL present, skipped (FORCE=1 rebuilds)"
 else
   old=$(image_id "$NOIPYKERNEL")
   rootfs noipykernel python3-minimal,python3-pip
@@ -162,7 +171,7 @@ fi
 
 # ---------------------------------------------------------------- torch
 if have_image torch "$TORCH"; then
-  say "$TORCH present (FORCE=1 rebuilds)"
+  say "$TORCH present, skipped (FORCE=1 rebuilds)"
 else
   t_torch=$SECONDS
   old=$(image_id "$TORCH")
@@ -205,7 +214,7 @@ fi
 
 # ---------------------------------------------------------------- nopython
 if have_image nopython "$NOPYTHON"; then
-  say "$NOPYTHON present (FORCE=1 rebuilds)"
+  say "$NOPYTHON present, skipped (FORCE=1 rebuilds)"
 else
   old=$(image_id "$NOPYTHON")
   tmp=$(mktemp -d)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # ensure-engine.sh: make sure a Docker engine answers `docker info`.
 #
-# Called by .ci/run (before the test suite) and by developers before tests/conftest.py needs
-# an engine; setup-test-user.sh, build-test-images.sh and local-registry.sh call it too.
+# Called by scripts/test.sh (the README's test command, run by .ci/run), scripts/start.sh, and
+# by build-test-images.sh, local-registry.sh and setup-test-user.sh; safe to run by hand.
 #
 #   * `docker info` already works                  -> exit 0, nothing else happens.
 #   * root, no dockerd binary, apt-get available   -> install Debian's docker.io (noninteractive).

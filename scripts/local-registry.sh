@@ -2,8 +2,9 @@
 # local-registry.sh: run a local, unauthenticated image registry on 127.0.0.1:5000 (Debian's
 # docker-registry, i.e. distribution 2.8) and seed it with the base test image.
 #
-# Called by .ci/run and by developers before the tests that pull/push through a registry
-# (no public registry is reachable on the CI machine kind). Needs root and a Docker engine.
+# Called by hand (or by a test/CI step) before anything that pulls/pushes through a registry:
+# no public registry is reachable on the CI machine kind. Needs root and a Docker engine, and
+# mlcontainer-test/base:bookworm (scripts/build-test-images.sh).
 #
 #   * If http://127.0.0.1:5000/v2/ already answers as a registry, no second one is started.
 #   * Else starts /usr/bin/docker-registry in the background (setsid/nohup) with a minimal
@@ -16,7 +17,8 @@
 # Docker allows plain HTTP to 127.0.0.0/8 registries by default (no insecure-registries needed).
 set -euo pipefail
 
-readonly HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly HERE
 readonly ADDR=127.0.0.1:5000
 readonly URL="http://$ADDR"
 readonly STATE_DIR=/run/mlcontainer-registry
@@ -60,7 +62,7 @@ else
 # Written by scripts/local-registry.sh: a local test registry, no auth, plain HTTP on loopback.
 version: 0.1
 log:
-  level: info
+  level: warn
   accesslog:
     disabled: true
 storage:
@@ -72,37 +74,51 @@ storage:
     blobdescriptor: inmemory
 http:
   addr: $ADDR
+  secret: mlcontainer-local-test-registry
   headers:
     X-Content-Type-Options: [nosniff]
 EOF
-  if [ -s "$PIDFILE" ]; then
-    pid=$(tr -dc '0-9' <"$PIDFILE")
-    if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" = docker-registry ]; then
-      say "docker-registry (pid $pid) runs but does not answer yet; waiting for it"
-    else
-      rm -f "$PIDFILE"
-    fi
-  fi
-  if [ ! -s "$PIDFILE" ]; then
+  # pid of a live docker-registry recorded in $PIDFILE (pids get reused: check the name).
+  live_pid() {
+    local pid
+    [ -r "$PIDFILE" ] || return 1
+    pid=$(tr -dc '0-9' <"$PIDFILE" 2>/dev/null || true)
+    [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" = docker-registry ] \
+      && [ "$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null || true)" != Z ] && printf '%s\n' "$pid"
+  }
+  start_registry() {
     say "starting $BIN on $ADDR (config $CONFIG, storage $STORAGE, log $LOG)"
     printf '\n=== %s local-registry.sh starting docker-registry ===\n' "$(date -u +%FT%TZ)" >>"$LOG"
     (cd / && exec setsid nohup "$BIN" serve "$CONFIG" >>"$LOG" 2>&1 </dev/null) &
     echo $! >"$PIDFILE"
+  }
+  show_log() { tail -n 15 "$LOG" 2>/dev/null | cut -c1-400 >&2 || true; }
+
+  if pid=$(live_pid); then
+    say "docker-registry (pid $pid) runs but does not answer yet; waiting for it"
+  else
+    start_registry
   fi
-  pid=$(cat "$PIDFILE")
+  started_again=0
   deadline=$((SECONDS + 30))
   until registry_up; do
-    if ! kill -0 "$pid" 2>/dev/null; then
+    if ! pid=$(live_pid); then
+      if [ "$started_again" = 0 ]; then  # e.g. an old registry that was just shutting down
+        started_again=1
+        start_registry
+        continue
+      fi
       rm -f "$PIDFILE"
-      say "docker-registry exited. Last lines of $LOG:"; tail -n 20 "$LOG" >&2 || true
+      say "docker-registry exited. Last lines of $LOG:"; show_log
       exit 1
     fi
     if [ "$SECONDS" -ge "$deadline" ]; then
-      say "docker-registry did not answer within 30 s. Last lines of $LOG:"; tail -n 20 "$LOG" >&2 || true
+      say "docker-registry did not answer within 30 s. Last lines of $LOG:"; show_log
       exit 1
     fi
     sleep 0.5
   done
+  pid=$(live_pid || true)
   say "registry answers at $URL/v2/ (pid $pid)"
 fi
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # setup-test-user.sh: prepare a real non-root user for tests/test_nonroot.py (CI runs as root,
-# where file ownership proves nothing). Called by that test's fixture when the user or venv is
-# missing, and by .ci/run. Needs root.
+# where file ownership proves nothing). Called by scripts/test.sh (run by .ci/run) and by that
+# test's fixture when the user or venv is missing. Needs root.
 #
 #   * user mlctest (home /home/mlctest, shell /bin/bash) in the docker group, created if missing;
 #   * venv /opt/mlcontainer-test-venv made with Debian's /usr/bin/python3 (the default python3
@@ -12,7 +12,8 @@
 # A second run only re-checks (the venv is rebuilt when the package list changes or an import fails).
 set -euo pipefail
 
-readonly HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly HERE
 readonly USER_NAME=mlctest
 readonly USER_HOME=/home/mlctest
 readonly VENV=/opt/mlcontainer-test-venv
@@ -73,7 +74,8 @@ else
   rm -rf "$VENV"
   (umask 022 && "$PY" -m venv "$VENV")
   (umask 022 && "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-      --no-cache-dir "${PACKAGES[@]}" >&2) || die "pip install into $VENV failed"
+      --no-cache-dir "${PACKAGES[@]}" 2>&1 \
+      | sed '/is ignored: it is neither a file nor a directory/d' >&2) || die "pip install into $VENV failed"
   "$VENV/bin/python" -c "$IMPORTS" || die "the venv cannot import its packages"
   printf '%s\n' "$want" >"$STAMP"
   say "venv ready in $((SECONDS - t0)) s"

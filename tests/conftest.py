@@ -82,9 +82,13 @@ def workspace(tmp_path):
 
 
 def our_kernel_containers(engine, kernel_id: str | None = None) -> list[dict[str, Any]]:
-    from jupyter_mlcontainer.engine import LABEL_KERNEL_ID
+    from jupyter_mlcontainer.engine import LABEL_CACHE_VOLUME, LABEL_KERNEL_ID
 
-    found = engine.our_containers_sync(role="kernel")
+    # Only this test session's containers (they use its cache volume).
+    found = [
+        c for c in engine.our_containers_sync(role="kernel")
+        if (c.get("Labels") or {}).get(LABEL_CACHE_VOLUME) == CACHE_VOLUME
+    ]
     if kernel_id:
         found = [c for c in found if (c.get("Labels") or {}).get(LABEL_KERNEL_ID) == kernel_id]
     return found

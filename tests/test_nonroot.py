@@ -115,7 +115,7 @@ def test_nonroot_user_owns_files_and_writes_the_cache(engine, user_env):
             "MLCONTAINER_CACHE_VOLUME": os.environ["MLCONTAINER_CACHE_VOLUME"],
         }
         result = subprocess.run(
-            ["runuser", "-u", TEST_USER, "--", f"{USER_VENV}/bin/python", "-c", SCRIPT, work, marker, BASE_IMAGE, TORCH_IMAGE],
+            [shutil.which("runuser") or "/usr/sbin/runuser", "-u", TEST_USER, "--", f"{USER_VENV}/bin/python", "-c", SCRIPT, work, marker, BASE_IMAGE, TORCH_IMAGE],
             capture_output=True, text=True, env=env, cwd=work, timeout=300,
         )
         assert result.returncode == 0, result.stderr[-3000:]

@@ -10,7 +10,11 @@ from traitlets import Bool, Unicode, default
 from .engine import EngineError, get_engine
 from .gpu import GpuMonitor, get_monitor
 from .handlers import route_table
+from .images import ImageInventory
+from .jobs import JobRegistry
+from .kernels import StatsCollector
 from .orphans import reap_orphans
+from .volumes import VolumeSizes
 
 
 class MLContainerApp(ExtensionApp):
@@ -43,6 +47,30 @@ class MLContainerApp(ExtensionApp):
     @property
     def engine(self):
         return get_engine(self.docker_host or None)
+
+    def _service(self, cls):
+        """One ``cls(engine)`` per engine address (the address is configurable at run time)."""
+        key = (cls, self.docker_host)
+        services = self.__dict__.setdefault("_services", {})
+        if key not in services:
+            services[key] = cls(self.engine)
+        return services[key]
+
+    @property
+    def jobs(self) -> JobRegistry:
+        return self._service(JobRegistry)
+
+    @property
+    def stats(self) -> StatsCollector:
+        return self._service(StatsCollector)
+
+    @property
+    def inventory(self) -> ImageInventory:
+        return self._service(ImageInventory)
+
+    @property
+    def volume_sizes(self) -> VolumeSizes:
+        return self._service(VolumeSizes)
 
     @property
     def gpu_monitor(self) -> GpuMonitor:

@@ -9,6 +9,7 @@ machine with one, the real ``pynvml`` is used.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -222,3 +223,39 @@ def get_monitor() -> GpuMonitor:
         if _monitor is None:
             _monitor = GpuMonitor()
         return _monitor
+
+
+_CGROUP_ID = re.compile(r"(?:/docker/|docker-|/containerd/|cri-containerd-)([0-9a-f]{64})")
+
+
+def container_id_of_pid(pid: int, proc: str = "/proc") -> str | None:
+    """The Docker container a host PID runs in, from its cgroup path (None for host processes).
+
+    Handles cgroupfs (``/docker/<id>``), systemd (``docker-<id>.scope``) and cgroup v2 (``0::/...``)
+    layouts. NVML reports host PIDs, so this works only in the host's PID namespace.
+    """
+    try:
+        with open(f"{proc}/{pid}/cgroup") as f:
+            text = f.read()
+    except OSError:
+        return None
+    match = _CGROUP_ID.search(text)
+    return match.group(1) if match else None
+
+
+def attribute_processes(
+    state: GpuState, kernel_of_container: dict[str, str], notebook_paths: dict[str, str]
+) -> list[dict[str, Any]]:
+    """GPU rows with each process mapped to its container, kernel and notebook where known."""
+    rows = []
+    for gpu in asdict(state)["gpus"]:
+        for process in gpu["processes"]:
+            cid = container_id_of_pid(process["pid"])
+            kernel_id = kernel_of_container.get(cid) if cid else None
+            process.update(
+                container_id=cid,
+                kernel_id=kernel_id,
+                notebook_path=notebook_paths.get(kernel_id) if kernel_id else None,
+            )
+        rows.append(gpu)
+    return rows

@@ -15,9 +15,15 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
 from .engine import EngineError
+from .gpu import attribute_processes
 from .http_errors import status_for
-from .kernelspecs import KernelSpecError
+from .jobs import JobNotFound
+from .kernels import container_kernels, list_kernel_containers
+from .kernelspecs import KernelSpecError, add_kernelspec, list_kernelspecs, parse_env_pairs
 from .status import machine_status
+from .volumes import volume_report
+
+_DOMAIN_ERRORS = (EngineError, KernelSpecError, ValueError, JobNotFound)
 
 
 class BaseHandler(APIHandler):
@@ -29,37 +35,177 @@ class BaseHandler(APIHandler):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.mlcontainer.engine._pool, fn, *args)
 
+    def json_body(self) -> dict[str, Any]:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise ValueError("The request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ValueError("The request body must be a JSON object")
+        return body
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data, default=str))
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc_info = kwargs.get("exc_info")
         exc = exc_info[1] if exc_info else None
-        if isinstance(exc, (EngineError, KernelSpecError, ValueError)):
+        if isinstance(exc, _DOMAIN_ERRORS):
             self.set_header("Content-Type", "application/json")
             self.finish(json.dumps({"message": str(exc), "error": type(exc).__name__}))
             return
         super().write_error(status_code, **kwargs)
 
     def log_exception(self, typ, value, tb) -> None:  # domain errors are expected: no traceback
-        if isinstance(value, (EngineError, KernelSpecError, ValueError)):
+        if isinstance(value, _DOMAIN_ERRORS):
             self.log.warning("%s %s: %s", self.request.method, self.request.uri, value)
             return
         super().log_exception(typ, value, tb)
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         exc_info = kwargs.get("exc_info")
-        if exc_info and isinstance(exc_info[1], Exception) and status_code == 500:
+        if exc_info and isinstance(exc_info[1], _DOMAIN_ERRORS) and status_code == 500:
             status_code = status_for(exc_info[1])
         super().send_error(status_code, **kwargs)
+
+    async def notebook_paths(self) -> dict[str, str]:
+        """kernel id -> notebook path, from the server's sessions."""
+        sessions = await self.session_manager.list_sessions()
+        return {s["kernel"]["id"]: s.get("path") for s in sessions if s.get("kernel")}
 
 
 class StatusHandler(BaseHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
         app = self.mlcontainer
-        data = await self.run_blocking(machine_status, app.engine, app.gpu_monitor, app.cache_volume)
-        self.finish(json.dumps(data))
+        self.write_json(await self.run_blocking(machine_status, app.engine, app.gpu_monitor, app.cache_volume))
+
+
+class ImagesHandler(BaseHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        by_image: dict[str, list[str]] = {}
+        for spec in list_kernelspecs():
+            by_image.setdefault(spec.image, []).append(spec.name)
+        images = await self.run_blocking(self.mlcontainer.inventory.list, by_image)
+        self.write_json({"images": images})
+
+
+class PullHandler(BaseHandler):
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        image = self.json_body().get("image")
+        if not isinstance(image, str):
+            raise ValueError('Give the image to pull: {"image": "repo:tag"}')
+        job = self.mlcontainer.jobs.pull(image)
+        self.write_json({"job": job.to_dict()}, status=202)
+
+
+class JobsHandler(BaseHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        self.write_json({"jobs": [job.to_dict() for job in self.mlcontainer.jobs.list()]})
+
+
+class JobHandler(BaseHandler):
+    @tornado.web.authenticated
+    async def get(self, job_id: str) -> None:
+        self.write_json(self.mlcontainer.jobs.get(job_id).to_dict())
+
+    @tornado.web.authenticated
+    async def delete(self, job_id: str) -> None:
+        self.write_json(self.mlcontainer.jobs.cancel(job_id).to_dict())
+
+
+class KernelspecsHandler(BaseHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        self.write_json({"kernelspecs": [spec.to_dict() for spec in list_kernelspecs()]})
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        body = self.json_body()
+        image = body.get("image")
+        if not isinstance(image, str) or not image.strip():
+            raise ValueError('Give the image: {"image": "repo:tag"}')
+        env = body.get("env") or {}
+        if isinstance(env, list):
+            env = parse_env_pairs(env)
+        options = {key: body.get(key) for key in ("gpus", "memory", "cpus", "shm_size")}
+        options["env"] = env
+        spec = await self.run_blocking(
+            lambda: add_kernelspec(
+                self.mlcontainer.engine, image.strip(), name=body.get("name"),
+                display=body.get("display_name"), options=options,
+            )
+        )
+        self.write_json({"kernelspec": spec.to_dict()}, status=201)
+
+
+class KernelsHandler(BaseHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        app = self.mlcontainer
+        paths = await self.notebook_paths()
+        rows = await self.run_blocking(container_kernels, app.engine, app.stats, paths)
+        self.write_json({"kernels": rows})
+
+
+class KernelHandler(BaseHandler):
+    @tornado.web.authenticated
+    async def delete(self, kernel_id: str) -> None:
+        app = self.mlcontainer
+        ours = await self.run_blocking(list_kernel_containers, app.engine)
+        if not any((c.get("Labels") or {}).get("org.jupyter.mlcontainer.kernel-id") == kernel_id for c in ours):
+            raise tornado.web.HTTPError(404, f"No container kernel {kernel_id} on this server")
+        await self.kernel_manager.shutdown_kernel(kernel_id)
+        self.set_status(204)
+        self.finish()
+
+
+class GpusHandler(BaseHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        app = self.mlcontainer
+        state = await self.run_blocking(app.gpu_monitor.snapshot)
+        data = state.to_dict()
+        if state.gpus:
+            paths = await self.notebook_paths()
+            try:
+                containers = await self.run_blocking(list_kernel_containers, app.engine)
+            except EngineError:
+                containers = []  # GPUs are still worth showing without the engine
+            kernel_of = {c["Id"]: (c.get("Labels") or {}).get("org.jupyter.mlcontainer.kernel-id") for c in containers}
+            data["gpus"] = await self.run_blocking(attribute_processes, state, kernel_of, paths)
+        self.write_json(data)
+
+
+class VolumesHandler(BaseHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        app = self.mlcontainer
+
+        def report() -> dict[str, Any]:
+            return volume_report(app.engine, app.volume_sizes, app.cache_volume, list_kernel_containers(app.engine))
+
+        self.write_json(await self.run_blocking(report))
 
 
 def route_table() -> list[tuple[str, type]]:
     """Routes relative to the server's base_url (ExtensionApp prepends it)."""
     prefix = "/mlcontainer/api"
-    return [(url_path_join(prefix, "status"), StatusHandler)]
+    routes = [
+        ("status", StatusHandler),
+        ("images", ImagesHandler),
+        ("images/pull", PullHandler),
+        ("jobs", JobsHandler),
+        (r"jobs/(?P<job_id>[0-9a-f]+)", JobHandler),
+        ("kernelspecs", KernelspecsHandler),
+        ("kernels", KernelsHandler),
+        (r"kernels/(?P<kernel_id>[0-9a-fA-F-]+)", KernelHandler),
+        ("gpus", GpusHandler),
+        ("volumes", VolumesHandler),
+    ]
+    return [(url_path_join(prefix, path), handler) for path, handler in routes]

@@ -11,12 +11,13 @@ from tornado import web
 
 from .engine import EngineError, EngineUnavailable, GpuRuntimeMissing, ImageNotFound
 from .images import ImageNotUsable
+from .jobs import JobNotFound
 
 
 def status_for(exc: BaseException) -> int:
     if isinstance(exc, EngineUnavailable):
         return 503
-    if isinstance(exc, ImageNotFound):
+    if isinstance(exc, (ImageNotFound, JobNotFound)):
         return 404
     if isinstance(exc, (ImageNotUsable, GpuRuntimeMissing, ValueError)):  # KernelSpecError too
         return 400

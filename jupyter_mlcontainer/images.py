@@ -12,6 +12,7 @@ import json
 import os
 import re
 import tarfile
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -363,3 +364,60 @@ def slug(image: str) -> str:
     """A file- and kernelspec-name-safe form of an image reference."""
     text = _SLUG_RE.sub("-", image.split("@", 1)[0].lower()).strip("-")
     return text[:60] or "image"
+
+
+class ImageInventory:
+    """Local images with their probed facts; images never probed are probed in the background."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._pending: set[str] = set()
+        self._failed: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def list(self, kernelspecs_by_image: dict[str, list[str]]) -> list[dict[str, Any]]:
+        """One ``images`` engine call; facts from the probe cache. Blocking."""
+        rows = []
+        for image in self.engine.call_sync(lambda: self.engine.api.images()):
+            tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
+            if not tags:
+                continue  # intermediate / dangling layers
+            image_id = image["Id"]
+            facts = _load_cached(image_id)
+            if facts is not None:
+                probe = {"probe": "done", **facts.public()}
+            elif image_id in self._failed:
+                probe = {"probe": "error", "error": self._failed[image_id]}
+            else:
+                self._probe_later(image_id)
+                probe = {"probe": "pending"}
+            rows.append(
+                {
+                    "id": image_id,
+                    "tags": tags,
+                    "digests": image.get("RepoDigests") or [],
+                    "size": image.get("Size"),
+                    "created": image.get("Created"),
+                    "labels": image.get("Labels") or {},
+                    "facts": probe,
+                    "kernelspecs": sorted({name for tag in tags for name in kernelspecs_by_image.get(tag, [])}),
+                }
+            )
+        return rows
+
+    def _probe_later(self, image_id: str) -> None:
+        with self._lock:
+            if image_id in self._pending:
+                return
+            self._pending.add(image_id)
+
+        def run() -> None:
+            try:
+                probe_image_sync(self.engine, image_id)
+            except Exception as exc:
+                self._failed[image_id] = str(exc)
+            finally:
+                with self._lock:
+                    self._pending.discard(image_id)
+
+        threading.Thread(target=run, name=f"mlcontainer-probe-{image_id[7:19]}", daemon=True).start()

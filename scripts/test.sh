@@ -8,7 +8,7 @@ say() { printf '\n== %s\n' "$*" >&2; }
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=()
-  for tool in dockerd:docker.io mmdebstrap:mmdebstrap script:util-linux; do
+  for tool in dockerd:docker.io mmdebstrap:mmdebstrap script:util-linux docker-registry:docker-registry; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
   done
   [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
@@ -23,6 +23,8 @@ say "Docker engine"
 bash scripts/ensure-engine.sh
 say "test images (built offline)"
 bash scripts/build-test-images.sh
+say "local registry on 127.0.0.1:5000 (pull tests)"
+bash scripts/local-registry.sh
 say "non-root test user"
 bash scripts/setup-test-user.sh
 say "installing jupyter-mlcontainer with its test extras (builds the labextension)"

@@ -24,6 +24,7 @@ NOIPYKERNEL_IMAGE = "mlcontainer-test/noipykernel:bookworm"
 NOPYTHON_IMAGE = "mlcontainer-test/nopython:latest"
 TEST_IMAGES = (BASE_IMAGE, TORCH_IMAGE, NOIPYKERNEL_IMAGE, NOPYTHON_IMAGE)
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SESSION_TAG = uuid.uuid4().hex[:8]
 CACHE_VOLUME = f"mlctest-cache-{SESSION_TAG}"
 

@@ -1,0 +1,127 @@
+"""Container kernels as the server sees them: one engine round trip per listing.
+
+:func:`container_kernels` lists every kernel container of this server with one
+``containers`` call; live CPU and memory come from :class:`StatsCollector`, which follows the
+engine's stats stream of each kernel container in a background thread (the stats API is
+per container and takes a second per sample, far too slow to call during a request).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .engine import (
+    LABEL_CACHE_VOLUME,
+    LABEL_KERNEL_ID,
+    LABEL_KERNEL_NAME,
+    LABEL_OWNER,
+    LABEL_PREFIX,
+    LABEL_WORKSPACE,
+    Engine,
+)
+from .identity import owner_id
+from .provisioner import LABEL_IMAGE, last_death
+
+
+class StatsCollector:
+    """Latest CPU % and memory of each followed container. Thread-safe."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._latest: dict[str, dict[str, Any]] = {}
+        self._threads: dict[str, threading.Thread] = {}
+
+    def follow(self, container_ids: list[str]) -> None:
+        """Make sure each running container has a follower; forget the others."""
+        with self._lock:
+            for cid in container_ids:
+                thread = self._threads.get(cid)
+                if thread is None or not thread.is_alive():
+                    thread = threading.Thread(target=self._run, args=(cid,), name=f"mlcontainer-stats-{cid[:12]}", daemon=True)
+                    self._threads[cid] = thread
+                    thread.start()
+            for cid in list(self._latest):
+                if cid not in container_ids:
+                    self._latest.pop(cid, None)
+
+    def latest(self, container_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._latest.get(container_id)
+
+    def _run(self, cid: str) -> None:
+        try:
+            stream = self.engine.api.stats(cid, stream=True, decode=True)
+            for sample in stream:
+                if not sample.get("read") or sample.get("read", "").startswith("0001-"):
+                    break  # the container stopped
+                with self._lock:
+                    self._latest[cid] = _summarise(sample)
+        except Exception:
+            pass
+        finally:
+            with self._lock:
+                self._threads.pop(cid, None)
+
+
+def _summarise(sample: dict[str, Any]) -> dict[str, Any]:
+    cpu = sample.get("cpu_stats") or {}
+    pre = sample.get("precpu_stats") or {}
+    cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (pre.get("cpu_usage") or {}).get("total_usage", 0)
+    system_delta = (cpu.get("system_cpu_usage") or 0) - (pre.get("system_cpu_usage") or 0)
+    cpus = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or []) or 1
+    percent = (cpu_delta / system_delta) * cpus * 100.0 if system_delta > 0 and cpu_delta >= 0 else None
+    memory = sample.get("memory_stats") or {}
+    usage = memory.get("usage")
+    stats = memory.get("stats") or {}
+    # Page cache is reclaimable: report what `docker stats` reports.
+    cache = stats.get("total_inactive_file", stats.get("inactive_file", 0)) or 0
+    return {
+        "cpu_percent": round(percent, 1) if percent is not None else None,
+        "memory_usage": usage - cache if usage is not None else None,
+        "memory_limit": memory.get("limit"),
+    }
+
+
+def list_kernel_containers(engine: Engine, owner: str | None = None) -> list[dict[str, Any]]:
+    """This server's kernel containers (one engine call)."""
+    owner = owner or owner_id()
+    return engine.call_sync(
+        lambda: engine.api.containers(
+            all=True, filters={"label": [f"{LABEL_PREFIX}.role=kernel", f"{LABEL_OWNER}={owner}"]}
+        )
+    )
+
+
+def container_kernels(
+    engine: Engine, stats: StatsCollector, notebook_paths: dict[str, str], kernelspec_of: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Rows for the ``kernels`` endpoint. ``notebook_paths``: kernel id -> path, from the sessions."""
+    containers = list_kernel_containers(engine)
+    stats.follow([c["Id"] for c in containers if c.get("State") == "running"])
+    rows = []
+    for container in containers:
+        labels = container.get("Labels") or {}
+        kernel_id = labels.get(LABEL_KERNEL_ID, "")
+        live = stats.latest(container["Id"]) or {}
+        death = last_death(kernel_id)
+        rows.append(
+            {
+                "kernel_id": kernel_id,
+                "kernelspec": labels.get(LABEL_KERNEL_NAME) or (kernelspec_of or {}).get(kernel_id),
+                "notebook_path": notebook_paths.get(kernel_id),
+                "image": labels.get(LABEL_IMAGE) or container.get("Image"),
+                "container_id": container["Id"],
+                "state": container.get("State"),
+                "status": container.get("Status"),
+                "gpus": labels.get(f"{LABEL_PREFIX}.gpus", "none"),
+                "cpu_percent": live.get("cpu_percent"),
+                "memory_usage": live.get("memory_usage"),
+                "memory_limit": live.get("memory_limit"),
+                "workspace": labels.get(LABEL_WORKSPACE),
+                "cache_volume": labels.get(LABEL_CACHE_VOLUME),
+                "death": death.to_dict() if death else None,
+            }
+        )
+    return rows

@@ -1,0 +1,239 @@
+"""The panel's REST API on a real server with real containers (GPU data from the fake NVML)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import subprocess
+import tarfile
+import time
+import urllib.request
+import uuid
+
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from .conftest import BASE_IMAGE, REPO_ROOT, add_spec, execute, our_kernel_containers, wait_until
+
+ENDPOINTS = ("status", "images", "jobs", "kernelspecs", "kernels", "gpus", "volumes")
+
+
+@pytest.fixture
+def jp_server_config(workspace):
+    return {
+        "ServerApp": {"jpserver_extensions": {"jupyter_mlcontainer": True}},
+        "MLContainerApp": {"reap_orphans_on_start": False},
+    }
+
+
+@pytest.fixture
+def jp_root_dir(workspace):
+    return workspace
+
+
+async def get(jp_fetch, *path):
+    return json.loads((await jp_fetch("mlcontainer", "api", *path)).body)
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+async def test_every_endpoint_requires_auth(jp_fetch, endpoint):
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("mlcontainer", "api", endpoint, headers={"Authorization": ""})
+    assert info.value.code == 403
+
+
+async def test_images_with_facts_and_kernelspecs(engine, jp_fetch):
+    name = add_spec(engine, BASE_IMAGE, name="rest-images")
+
+    async def probed():
+        images = (await get(jp_fetch, "images"))["images"]
+        row = next((i for i in images if BASE_IMAGE in i["tags"]), None)
+        return row if row and row["facts"]["probe"] == "done" else None
+
+    row = await wait_until(probed, timeout=60, interval=0.5)
+    assert row["id"].startswith("sha256:") and row["size"] > 0
+    assert row["facts"]["python_version"].startswith("3.11") and row["facts"]["ipykernel"]
+    assert name in row["kernelspecs"]
+
+
+async def test_add_kernelspec_and_errors(engine, jp_fetch):
+    body = json.dumps({"image": BASE_IMAGE, "name": "rest-added", "gpus": "none"})
+    created = json.loads((await jp_fetch("mlcontainer", "api", "kernelspecs", method="POST", body=body)).body)
+    assert created["kernelspec"]["name"] == "rest-added"
+    specs = json.loads((await jp_fetch("api", "kernelspecs")).body)["kernelspecs"]
+    assert "rest-added" in specs
+    for payload, code, text in (
+        ({"image": "mlcontainer-test/absent:1"}, 404, "not present"),
+        ({"image": BASE_IMAGE, "gpus": "lots"}, 400, "--gpus"),
+        ({}, 400, "Give the image"),
+    ):
+        with pytest.raises(HTTPClientError) as info:
+            await jp_fetch("mlcontainer", "api", "kernelspecs", method="POST", body=json.dumps(payload))
+        assert info.value.code == code
+        assert text in json.loads(info.value.response.body)["message"]
+
+
+async def test_kernels_with_notebook_path_stats_and_stop(engine, jp_fetch, jp_serverapp, workspace):
+    name = add_spec(engine, BASE_IMAGE, memory="512m")
+    body = json.dumps({"path": "notebooks/train.ipynb", "type": "notebook", "name": "train.ipynb", "kernel": {"name": name}})
+    session = json.loads((await jp_fetch("api", "sessions", method="POST", body=body)).body)
+    kernel_id = session["kernel"]["id"]
+
+    async def with_stats():
+        rows = [k for k in (await get(jp_fetch, "kernels"))["kernels"] if k["kernel_id"] == kernel_id]
+        return rows[0] if rows and rows[0]["memory_usage"] else None
+
+    row = await wait_until(with_stats, timeout=30, interval=0.5)
+    assert row["notebook_path"] == "notebooks/train.ipynb"
+    assert row["image"] == BASE_IMAGE and row["state"] == "running" and row["gpus"] == "none"
+    assert row["memory_limit"] == 512 * 1024 * 1024 and 0 < row["memory_usage"] < row["memory_limit"]
+    assert row["death"] is None
+
+    volumes = await get(jp_fetch, "volumes")
+    assert kernel_id in volumes["cache"]["kernels"]
+    assert {"kernel_id": kernel_id, "source": str(workspace), "target": str(workspace), "rw": True} in volumes["workspaces"]
+
+    await jp_fetch("mlcontainer", "api", "kernels", kernel_id, method="DELETE")
+    assert our_kernel_containers(engine, kernel_id) == []
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("mlcontainer", "api", "kernels", kernel_id, method="DELETE")
+    assert info.value.code == 404
+
+
+async def test_gpus_without_nvml_is_a_state(jp_fetch):
+    data = await get(jp_fetch, "gpus")
+    assert data["available"] is False and data["gpus"] == []
+    assert data["reason"].startswith("No NVIDIA GPU")
+
+
+async def test_gpus_map_processes_to_notebooks(engine, jp_fetch, tmp_path, monkeypatch):
+    from jupyter_mlcontainer import gpu
+
+    name = add_spec(engine, BASE_IMAGE)
+    body = json.dumps({"path": "gpu.ipynb", "type": "notebook", "name": "gpu.ipynb", "kernel": {"name": name}})
+    session = json.loads((await jp_fetch("api", "sessions", method="POST", body=body)).body)
+    kernel_id = session["kernel"]["id"]
+    container = our_kernel_containers(engine, kernel_id)[0]
+    kernel_pid = engine.api.inspect_container(container["Id"])["State"]["Pid"]  # a host PID, as NVML reports
+    fake = tmp_path / "nvml.json"
+    fake.write_text(json.dumps({
+        "driver": "550.54.15", "cuda": 12040,
+        "gpus": [{"name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-1", "memory_total": 80 << 30, "memory_used": 2 << 30,
+                  "utilization": 37, "temperature": 41, "power": 120000, "power_limit": 700000, "mig": 0,
+                  "processes": [{"pid": kernel_pid, "used": 1 << 30}, {"pid": os.getpid(), "used": None}]}],
+    }))
+    monkeypatch.setenv(gpu.FAKE_NVML_ENV, str(fake))
+    monkeypatch.setattr(gpu, "_monitor", None)
+    data = await get(jp_fetch, "gpus")
+    assert data["available"] and data["driver_version"] == "550.54.15" and data["cuda_driver_version"] == "12.4"
+    (row,) = data["gpus"]
+    assert row["utilization_gpu"] == 37 and row["power_usage"] == 120.0 and row["memory_total"] == 80 << 30
+    by_pid = {p["pid"]: p for p in row["processes"]}
+    assert by_pid[kernel_pid]["kernel_id"] == kernel_id
+    assert by_pid[kernel_pid]["notebook_path"] == "gpu.ipynb"
+    assert by_pid[os.getpid()]["kernel_id"] is None  # a host process, not a container kernel
+    await jp_fetch("api", "sessions", session["id"], method="DELETE")
+
+
+@pytest.fixture(scope="session")
+def registry():
+    """Debian's docker-registry on 127.0.0.1:5000 (started by scripts/local-registry.sh)."""
+    try:
+        urllib.request.urlopen("http://127.0.0.1:5000/v2/", timeout=2)
+    except Exception:
+        subprocess.run(["bash", os.path.join(REPO_ROOT, "scripts", "local-registry.sh")], check=True)
+    return "127.0.0.1:5000"
+
+
+def _unique_image(engine, registry, megabytes: int = 24) -> str:
+    """Push an image with a layer found nowhere else, then delete it locally."""
+    tag = f"{registry}/mlctest/pull:{uuid.uuid4().hex[:8]}"
+    payload = os.urandom(megabytes << 20)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        dockerfile = b"FROM mlcontainer-test/nopython:latest\nCOPY blob /blob\n"
+        for name, data in (("Dockerfile", dockerfile), ("blob", payload)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    for _ in engine.api.build(fileobj=buf, custom_context=True, tag=tag, rm=True, decode=True):
+        pass
+    for _ in engine.api.push(tag, stream=True, decode=True):
+        pass
+    engine.api.remove_image(tag, force=True)
+    return tag
+
+
+async def test_pull_with_progress_from_local_registry(engine, jp_fetch, registry):
+    tag = _unique_image(engine, registry)
+    try:
+        started = json.loads((await jp_fetch("mlcontainer", "api", "images", "pull", method="POST", body=json.dumps({"image": tag}))).body)
+        job = started["job"]
+        # A second client asking for the same pull joins the running job.
+        again = json.loads((await jp_fetch("mlcontainer", "api", "images", "pull", method="POST", body=json.dumps({"image": tag}))).body)
+        assert again["job"]["id"] == job["id"] or again["job"]["state"] == "done"
+        seen_progress = set()
+        deadline = time.time() + 120
+        while job["state"] == "running" and time.time() < deadline:
+            await asyncio.sleep(0.05)
+            job = await get(jp_fetch, "jobs", job["id"])
+            if job["progress"] is not None:
+                seen_progress.add(round(job["progress"], 2))
+        assert job["state"] == "done", job
+        assert job["progress"] == 1.0
+        assert any(layer["total"] >= 24 << 20 for layer in job["layers"].values()), job["layers"]
+        assert job["result"]["digests"] and job["result"]["digests"][0].startswith(f"{registry}/mlctest/pull@sha256:")
+        assert engine.api.inspect_image(tag)["RepoDigests"]
+        listed = [j["id"] for j in (await get(jp_fetch, "jobs"))["jobs"]]
+        assert job["id"] in listed
+    finally:
+        try:
+            engine.api.remove_image(tag, force=True)
+        except Exception:
+            pass
+
+
+async def test_pull_errors_and_cancel(engine, jp_fetch, registry):
+    body = json.dumps({"image": f"{registry}/mlctest/does-not-exist:1"})
+    job = json.loads((await jp_fetch("mlcontainer", "api", "images", "pull", method="POST", body=body)).body)["job"]
+
+    async def finished():
+        current = await get(jp_fetch, "jobs", job["id"])
+        return current if current["state"] != "running" else None
+
+    failed = await wait_until(finished, timeout=60)
+    assert failed["state"] == "error" and "not found" in failed["error"].lower()
+
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("mlcontainer", "api", "jobs", "abcdef", method="DELETE")
+    assert info.value.code == 404
+
+    tag = _unique_image(engine, registry, megabytes=64)
+    try:
+        job = json.loads((await jp_fetch("mlcontainer", "api", "images", "pull", method="POST", body=json.dumps({"image": tag}))).body)["job"]
+        cancelled = json.loads((await jp_fetch("mlcontainer", "api", "jobs", job["id"], method="DELETE")).body)
+        assert cancelled["state"] in ("cancelled", "done")
+    finally:
+        try:
+            engine.api.remove_image(tag, force=True)
+        except Exception:
+            pass
+
+
+async def test_engine_down_gives_503_and_server_lives(jp_fetch, jp_serverapp, tmp_path):
+    app = jp_serverapp.web_app.settings["mlcontainer"]
+    app.docker_host = f"unix://{tmp_path}/no-engine.sock"
+    try:
+        for endpoint in ("images", "kernels", "volumes"):
+            with pytest.raises(HTTPClientError) as info:
+                await jp_fetch("mlcontainer", "api", endpoint)
+            assert info.value.code == 503
+            assert "Docker engine not reachable" in json.loads(info.value.response.body)["message"]
+        status = await get(jp_fetch, "status")
+        assert status["engine"]["reachable"] is False and "not reachable" in status["engine"]["reason"]
+        assert (await jp_fetch("api", "status")).code == 200
+    finally:
+        app.docker_host = ""

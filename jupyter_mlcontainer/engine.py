@@ -114,7 +114,6 @@ def gpu_device_requests(spec: str) -> list[DeviceRequest]:
     """
     value = (spec or "").strip().lower()
     if value.startswith("device="):
-        value = value[len("device=") :]
         ids = [part.strip() for part in spec.strip()[len("device=") :].split(",") if part.strip()]
         if not ids:
             raise ValueError(f"--gpus {spec!r}: no device listed after 'device='")
@@ -206,10 +205,6 @@ class Engine:
             self._info = self.call_sync(lambda: self.api.info())
         return self._info
 
-    async def info(self) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.info_sync)
-
     def has_nvidia_runtime_sync(self) -> bool:
         info = self.info_sync()
         runtimes = info.get("Runtimes") or {}
@@ -222,9 +217,6 @@ class Engine:
 
     def inspect_image_sync(self, image: str) -> dict[str, Any]:
         return self.call_sync(lambda: self.api.inspect_image(image), image=image)
-
-    async def inspect_image(self, image: str) -> dict[str, Any]:
-        return await self.call(lambda: self.api.inspect_image(image), image=image)
 
     # -- containers ---------------------------------------------------------------------
 

@@ -228,16 +228,6 @@ def probe_image_sync(engine: Engine, image: str, *, refresh: bool = False) -> Im
     return facts
 
 
-async def probe_image(engine: Engine, image: str, *, refresh: bool = False) -> ImageFacts:
-    """Async wrapper of :func:`probe_image_sync` (runs in the engine's thread pool)."""
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(
-        engine._pool, lambda: probe_image_sync(engine, image, refresh=refresh)
-    )
-
-
 def display_name(image: str, facts: ImageFacts) -> str:
     """The launcher label: the image reference and what runs inside it."""
     summary = facts.summary()

@@ -48,7 +48,7 @@ from .engine import (
 )
 from .gpu import get_monitor
 from .http_errors import as_http_error
-from .identity import current_user, owner_id, passwd_files
+from .identity import HostUser, current_user, owner_id, passwd_files
 from .images import ImageFacts, ImageNotUsable, probe_image_sync, slug, unusable_reason
 from .watcher import get_watcher
 
@@ -317,7 +317,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         )
 
         home = cache.home_in_cache(self.cache_mount_path, user.name)
-        env, injected = self._container_env(kwargs.get("env") or {}, facts, user, home)
+        env, injected = self._container_env(kwargs.get("env") or {}, user, home)
         mounts = [
             Mount(target=workspace, source=workspace, type="bind", read_only=False),
             Mount(target=self.cache_mount_path, source=self.cache_volume, type="volume"),
@@ -512,7 +512,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         return workspace
 
     def _container_env(
-        self, launch_env: dict[str, str], facts: ImageFacts, user: Any, home: str
+        self, launch_env: dict[str, str], user: HostUser, home: str
     ) -> tuple[dict[str, str], list[str]]:
         """The container's environment and the names we injected (not the user's own).
 

@@ -15,7 +15,7 @@ import uuid
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from .conftest import BASE_IMAGE, REPO_ROOT, add_spec, execute, our_kernel_containers, wait_until
+from .conftest import BASE_IMAGE, REPO_ROOT, add_spec, our_kernel_containers, wait_until
 
 ENDPOINTS = ("status", "images", "jobs", "kernelspecs", "kernels", "gpus", "volumes")
 

@@ -137,6 +137,59 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_freeze(args: argparse.Namespace) -> int:
+    import glob
+    import os
+
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    from .freeze import container_of_kernel, freeze_container, kernel_environment_from_file
+
+    engine = get_engine()
+    container_id = args.container or container_of_kernel(engine, args.kernel_id)
+    runtime_env = None
+    if args.kernel_id:
+        files = glob.glob(os.path.join(jupyter_runtime_dir(), f"kernel-{args.kernel_id}.json"))
+        runtime_env = kernel_environment_from_file(files[0]) if files else None
+    output_dir, name = None, "Dockerfile"
+    if args.output:
+        if os.path.isdir(args.output):
+            output_dir = args.output
+        else:
+            output_dir, name = os.path.dirname(os.path.abspath(args.output)), os.path.basename(args.output)
+    result = freeze_container(
+        engine, container_id, output_dir=output_dir, dockerfile_name=name, overwrite=args.force, runtime_env=runtime_env,
+    )
+    if args.json:
+        _print_json(result.to_dict())
+        return 0
+    print(f"Wrote {result.dockerfile_path} and {result.requirements_path} in {result.seconds:.2f} s")
+    print(f"  base: {result.base_image}" + (f"@{result.base_digest}" if result.base_digest else " (no registry digest: not portable until pushed)"))
+    print(f"  {len(result.packages)} Python packages, {len(result.apt_packages)} Debian packages, {len(result.env)} environment variables")
+    for warning in result.warnings:
+        print(f"  warning: {warning}")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .jobs import JobRegistry
+
+    build_args = parse_env_pairs(args.build_arg)
+    job = JobRegistry(get_engine()).build(args.dockerfile, args.tag, wheelhouse=args.wheelhouse, build_args=build_args)
+    seen = 0
+    while True:
+        finished = job.wait(0.2)
+        lines, seen = job.log_since(seen)
+        for line in lines:
+            print(line, file=sys.stderr)
+        if finished:
+            break
+    if job.state != "done":
+        raise CLIError(f"build of {args.tag} failed: {job.error}")
+    print(f"Built {args.tag} ({job.result.get('id', '')[:19]}). Add it: jupyter mlcontainer kernel add {args.tag}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jupyter mlcontainer",
@@ -186,6 +239,22 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--wheelhouse", help="host folder of wheels to install from, offline")
     prep.add_argument("--index-url", help="package index to install from")
     prep.set_defaults(func=cmd_image_prepare)
+
+    fr = sub.add_parser("freeze", help="write a pinned Dockerfile from a running container kernel")
+    which = fr.add_mutually_exclusive_group(required=True)
+    which.add_argument("--kernel-id", help="the kernel to freeze")
+    which.add_argument("--container", help="the kernel's container id")
+    fr.add_argument("-o", "--output", help="Dockerfile path or folder (default: the notebook's folder)")
+    fr.add_argument("--force", action="store_true", help="overwrite existing files")
+    fr.add_argument("--json", action="store_true")
+    fr.set_defaults(func=cmd_freeze)
+
+    bd = sub.add_parser("build", help="build an image from a (frozen) Dockerfile, with progress")
+    bd.add_argument("dockerfile", metavar="PATH/Dockerfile")
+    bd.add_argument("-t", "--tag", required=True)
+    bd.add_argument("--wheelhouse", help="folder of wheels sent as ./wheelhouse (offline builds)")
+    bd.add_argument("--build-arg", action="append", metavar="KEY=VALUE", help="e.g. PIP_NO_INDEX=1 (repeatable)")
+    bd.set_defaults(func=cmd_build)
 
     st = sub.add_parser("status", help="engine, NVIDIA runtime, GPUs and cache volume")
     st.add_argument("--json", action="store_true")

@@ -35,6 +35,9 @@ LABEL_OWNER_USER = f"{LABEL_PREFIX}.owner-user"
 LABEL_WORKSPACE = f"{LABEL_PREFIX}.workspace"
 LABEL_CACHE_VOLUME = f"{LABEL_PREFIX}.cache-volume"
 LABEL_VOLUME_CACHE = f"{LABEL_PREFIX}.cache"  # on the cache volume itself
+LABEL_IMAGE = f"{LABEL_PREFIX}.image"  # the image reference the kernelspec names
+LABEL_INJECTED_ENV = f"{LABEL_PREFIX}.injected-env"  # names of variables we set (not the user's)
+LABEL_GPUS = f"{LABEL_PREFIX}.gpus"
 
 NVIDIA_TOOLKIT_HINT = (
     "GPUs were requested but the Docker engine has no NVIDIA runtime. Install the NVIDIA "

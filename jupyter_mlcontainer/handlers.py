@@ -14,7 +14,8 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from .engine import EngineError
+from .engine import LABEL_KERNEL_ID, EngineError
+from .freeze import container_of_kernel, freeze_container, kernel_environment
 from .gpu import attribute_processes
 from .http_errors import status_for
 from .jobs import JobNotFound
@@ -158,11 +159,32 @@ class KernelHandler(BaseHandler):
     async def delete(self, kernel_id: str) -> None:
         app = self.mlcontainer
         ours = await self.run_blocking(list_kernel_containers, app.engine)
-        if not any((c.get("Labels") or {}).get("org.jupyter.mlcontainer.kernel-id") == kernel_id for c in ours):
+        if not any((c.get("Labels") or {}).get(LABEL_KERNEL_ID) == kernel_id for c in ours):
             raise tornado.web.HTTPError(404, f"No container kernel {kernel_id} on this server")
         await self.kernel_manager.shutdown_kernel(kernel_id)
         self.set_status(204)
         self.finish()
+
+
+class FreezeHandler(BaseHandler):
+    @tornado.web.authenticated
+    async def post(self, kernel_id: str) -> None:
+        """Freeze a running container kernel into the notebook's folder (409 if files exist)."""
+        body = self.json_body()
+        app = self.mlcontainer
+        container_id = await self.run_blocking(container_of_kernel, app.engine, kernel_id)
+        runtime_env = None
+        if kernel_id in self.kernel_manager:
+            client = self.kernel_manager.get_kernel(kernel_id).client()
+            client.start_channels()
+            try:
+                runtime_env = await kernel_environment(client)
+            finally:
+                client.stop_channels()
+        result = await self.run_blocking(
+            lambda: freeze_container(app.engine, container_id, overwrite=bool(body.get("force")), runtime_env=runtime_env)
+        )
+        self.write_json(result.to_dict(), status=201)
 
 
 class GpusHandler(BaseHandler):
@@ -177,7 +199,7 @@ class GpusHandler(BaseHandler):
                 containers = await self.run_blocking(list_kernel_containers, app.engine)
             except EngineError:
                 containers = []  # GPUs are still worth showing without the engine
-            kernel_of = {c["Id"]: (c.get("Labels") or {}).get("org.jupyter.mlcontainer.kernel-id") for c in containers}
+            kernel_of = {c["Id"]: (c.get("Labels") or {}).get(LABEL_KERNEL_ID) for c in containers}
             data["gpus"] = await self.run_blocking(attribute_processes, state, kernel_of, paths)
         self.write_json(data)
 
@@ -205,6 +227,7 @@ def route_table() -> list[tuple[str, type]]:
         ("kernelspecs", KernelspecsHandler),
         ("kernels", KernelsHandler),
         (r"kernels/(?P<kernel_id>[0-9a-fA-F-]+)", KernelHandler),
+        (r"kernels/(?P<kernel_id>[0-9a-fA-F-]+)/freeze", FreezeHandler),
         ("gpus", GpusHandler),
         ("volumes", VolumesHandler),
     ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from tornado import web
 
 from .engine import EngineError, EngineUnavailable, GpuRuntimeMissing, ImageNotFound
+from .freeze import FreezeError, KernelContainerNotFound, OutputExists
 from .images import ImageNotUsable
 from .jobs import JobNotFound
 
@@ -20,6 +21,12 @@ def status_for(exc: BaseException) -> int:
     if isinstance(exc, (ImageNotFound, JobNotFound)):
         return 404
     if isinstance(exc, (ImageNotUsable, GpuRuntimeMissing, ValueError)):  # KernelSpecError too
+        return 400
+    if isinstance(exc, OutputExists):
+        return 409
+    if isinstance(exc, KernelContainerNotFound):
+        return 404
+    if isinstance(exc, FreezeError):
         return 400
     if isinstance(exc, EngineError):
         return 502

@@ -7,6 +7,11 @@ already being pulled returns the running job instead of a second download.
 
 from __future__ import annotations
 
+import glob
+import io
+import os
+import re
+import tarfile
 import threading
 import time
 import uuid
@@ -31,6 +36,7 @@ class Job:
     state: str = "running"  # running | done | error | cancelled
     layers: dict[str, dict[str, Any]] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
+    lines_total: int = 0
     error: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
@@ -78,7 +84,14 @@ class Job:
     def add_log(self, line: str) -> None:
         with self._lock:
             self.log.append(line)
+            self.lines_total += 1
             del self.log[:-LOG_LINES]
+
+    def log_since(self, seen: int) -> tuple[list[str], int]:
+        """Lines added after the first ``seen`` ones (of those still kept), and the new total."""
+        with self._lock:
+            fresh = self.lines_total - seen
+            return (self.log[-fresh:] if fresh > 0 else []), self.lines_total
 
     def update_layer(self, layer_id: str, status: str, current: int | None, total: int | None) -> None:
         with self._lock:
@@ -156,6 +169,32 @@ class JobRegistry:
         self._start(job, events, on_done=lambda: self._pulled(job))
         return job
 
+    def build(
+        self, dockerfile: str, tag: str, *, wheelhouse: str | None = None, build_args: dict[str, str] | None = None
+    ) -> Job:
+        """Start building ``dockerfile`` (its folder is the context) as ``tag``."""
+        context = build_context(dockerfile, wheelhouse)
+        job = Job(kind="build", target=tag)
+        with self._lock:
+            self._jobs[job.id] = job
+
+        def events() -> Iterable[dict[str, Any]]:
+            stream = self.engine.call_sync(
+                lambda: self.engine.api.build(
+                    fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True,
+                    buildargs=build_args or {},
+                )
+            )
+            job._stream = stream
+            return stream
+
+        def built() -> None:
+            attrs = self.engine.inspect_image_sync(tag)
+            job.result = {"id": attrs.get("Id"), "digests": attrs.get("RepoDigests") or []}
+
+        self._start(job, events, on_done=built)
+        return job
+
     def _pulled(self, job: Job) -> None:
         attrs = self.engine.inspect_image_sync(job.target)
         job.result = {"id": attrs.get("Id"), "digests": attrs.get("RepoDigests") or []}
@@ -181,6 +220,35 @@ class JobRegistry:
         threading.Thread(target=run, name=f"mlcontainer-{job.kind}-{job.id}", daemon=True).start()
 
 
+def build_context(dockerfile: str, wheelhouse: str | None = None) -> io.BytesIO:
+    """A tar with the Dockerfile and what its COPY/ADD lines name from its folder (not the whole
+    folder: a notebook folder often holds gigabytes of data), plus ``wheelhouse`` as ./wheelhouse."""
+    if not os.path.isfile(dockerfile):
+        raise ValueError(f"No Dockerfile at {dockerfile}")
+    folder = os.path.dirname(os.path.abspath(dockerfile))
+    sources: set[str] = set()
+    for line in open(dockerfile).read().splitlines():
+        words = line.split()
+        if words and words[0].upper() in ("COPY", "ADD") and not any(w.startswith("--from") for w in words):
+            for pattern in (w for w in words[1:-1] if not w.startswith("--")):
+                sources.update(os.path.relpath(p, folder) for p in glob.glob(os.path.join(folder, pattern)))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(dockerfile, arcname="Dockerfile")
+        for name in sorted(sources):
+            if not (wheelhouse and name == "wheelhouse"):
+                tar.add(os.path.join(folder, name), arcname=name)
+        if wheelhouse:
+            if not os.path.isdir(wheelhouse):
+                raise ValueError(f"--wheelhouse {wheelhouse}: no such folder")
+            tar.add(wheelhouse, arcname="wheelhouse")
+    buf.seek(0)
+    return buf
+
+
+_STEP = re.compile(r"^Step (\d+)/(\d+) :")
+
+
 def _apply(job: Job, event: dict[str, Any]) -> None:
     if "error" in event:
         detail = event.get("errorDetail") or {}
@@ -193,7 +261,12 @@ def _apply(job: Job, event: dict[str, Any]) -> None:
     elif status:
         job.add_log(status)
     if event.get("stream"):
-        job.add_log(event["stream"].rstrip("\n"))
+        text = event["stream"].rstrip("\n")
+        if text:
+            job.add_log(text)
+        step = _STEP.match(text)
+        if step:  # a build's progress: steps done out of all steps
+            job.update_layer("steps", text, int(step.group(1)) - 1, int(step.group(2)))
 
 
 def _split(image: str) -> tuple[str, str | None]:

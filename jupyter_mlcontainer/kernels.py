@@ -13,6 +13,8 @@ from typing import Any
 
 from .engine import (
     LABEL_CACHE_VOLUME,
+    LABEL_GPUS,
+    LABEL_IMAGE,
     LABEL_KERNEL_ID,
     LABEL_KERNEL_NAME,
     LABEL_OWNER,
@@ -21,7 +23,7 @@ from .engine import (
     Engine,
 )
 from .identity import owner_id
-from .provisioner import LABEL_IMAGE, last_death
+from .provisioner import last_death
 
 
 class StatsCollector:
@@ -115,7 +117,7 @@ def container_kernels(
                 "container_id": container["Id"],
                 "state": container.get("State"),
                 "status": container.get("Status"),
-                "gpus": labels.get(f"{LABEL_PREFIX}.gpus", "none"),
+                "gpus": labels.get(LABEL_GPUS, "none"),
                 "cpu_percent": live.get("cpu_percent"),
                 "memory_usage": live.get("memory_usage"),
                 "memory_limit": live.get("memory_limit"),

@@ -34,11 +34,13 @@ from traitlets import Bool, Dict, Float, Unicode, default
 from . import cache
 from .engine import (
     LABEL_CACHE_VOLUME,
+    LABEL_GPUS,
+    LABEL_IMAGE,
+    LABEL_INJECTED_ENV,
     LABEL_KERNEL_ID,
     LABEL_KERNEL_NAME,
     LABEL_OWNER,
     LABEL_OWNER_USER,
-    LABEL_PREFIX,
     LABEL_ROLE,
     LABEL_WORKSPACE,
     Engine,
@@ -53,8 +55,6 @@ from .images import ImageFacts, ImageNotUsable, probe_image_sync, slug, unusable
 from .watcher import get_watcher
 
 PROVISIONER_NAME = "mlcontainer-docker"
-LABEL_INJECTED_ENV = f"{LABEL_PREFIX}.injected-env"
-LABEL_IMAGE = f"{LABEL_PREFIX}.image"
 
 # Ports the kernel binds inside its own network namespace; the host side is chosen by the engine.
 CONTAINER_PORTS = {"shell_port": 50001, "iopub_port": 50002, "stdin_port": 50003, "control_port": 50004, "hb_port": 50005}
@@ -346,7 +346,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             LABEL_CACHE_VOLUME: self.cache_volume,
             LABEL_IMAGE: self.image,
             LABEL_INJECTED_ENV: ",".join(sorted(injected)),
-            f"{LABEL_PREFIX}.gpus": gpus,
+            LABEL_GPUS: gpus,
         }
         host_config_args = dict(
             mounts=mounts,

@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Any
 
-from .engine import Engine
+from .engine import LABEL_KERNEL_ID, LABEL_WORKSPACE, Engine
 
 _SIZE_TTL = 60.0  # `docker system df -v` walks every volume: ask at most once a minute
 
@@ -48,11 +48,11 @@ def volume_report(engine: Engine, sizes: VolumeSizes, cache_volume: str, kernel_
     cache_users, workspaces = [], []
     for container in kernel_containers:
         labels = container.get("Labels") or {}
-        kernel_id = labels.get("org.jupyter.mlcontainer.kernel-id", "")
+        kernel_id = labels.get(LABEL_KERNEL_ID, "")
         for mount in container.get("Mounts") or []:
             if mount.get("Type") == "volume" and mount.get("Name") == cache_volume:
                 cache_users.append(kernel_id)
-            elif mount.get("Type") == "bind" and mount.get("Destination") == labels.get("org.jupyter.mlcontainer.workspace"):
+            elif mount.get("Type") == "bind" and mount.get("Destination") == labels.get(LABEL_WORKSPACE):
                 workspaces.append(
                     {"kernel_id": kernel_id, "source": mount.get("Source"), "target": mount.get("Destination"), "rw": mount.get("RW")}
                 )

@@ -165,3 +165,17 @@ def ipykernel_wheelhouse() -> str:
             check=True,
         )
     return folder
+
+
+@pytest.fixture(scope="session")
+def registry():
+    """Debian's docker-registry on 127.0.0.1:5000 (started by scripts/local-registry.sh)."""
+    import urllib.request
+
+    try:
+        urllib.request.urlopen("http://127.0.0.1:5000/v2/", timeout=2)
+    except Exception:
+        import subprocess
+
+        subprocess.run(["bash", os.path.join(REPO_ROOT, "scripts", "local-registry.sh")], check=True)
+    return "127.0.0.1:5000"

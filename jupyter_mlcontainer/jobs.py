@@ -113,6 +113,19 @@ class Job:
         self._done.set()
 
 
+def follow(job: Job, on_line: Callable[[str], None] | None = None, interval: float = 0.2) -> Job:
+    """Block until ``job`` ends, passing its new log lines to ``on_line`` as they come."""
+    seen = 0
+    while True:
+        finished = job.wait(interval)
+        lines, seen = job.log_since(seen)
+        for line in lines:
+            if on_line:
+                on_line(line)
+        if finished:
+            return job
+
+
 class JobRegistry:
     """Running and finished jobs of this process."""
 

@@ -1,0 +1,70 @@
+"""Share a frozen notebook: metadata record, a colleague's restore (build + kernelspec), Binder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import nbformat
+from jupyter_client.kernelspec import KernelSpecManager
+from nbclient import NotebookClient
+
+from jupyter_mlcontainer.freeze import freeze_container, kernel_environment
+from jupyter_mlcontainer.sharing import METADATA_KEY, environment_record, export_binder, frozen_names, record_in_notebook
+
+from .conftest import BASE_IMAGE, execute, running_kernel
+from .test_freeze import hadolint_errors
+
+
+async def test_colleague_restores_a_frozen_notebook(engine, workspace):
+    notebook = workspace / "notebooks" / "shared.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import os; print(os.environ['MLC_MODE'])")]
+    nbformat.write(nb, notebook)
+    async with running_kernel(engine, BASE_IMAGE, notebook.parent) as (km, kc):
+        await execute(kc, "import os; os.environ['MLC_MODE'] = 'shared'")
+        env = await kernel_environment(kc)
+        result = freeze_container(engine, km.provisioner.container_id, runtime_env=env)
+    tag, kernelspec = frozen_names(str(notebook), result.dockerfile)
+    record_in_notebook(str(notebook), environment_record(result, str(notebook), tag, kernelspec))
+    record = nbformat.read(notebook, as_version=4).metadata[METADATA_KEY]
+    assert record["image"] == tag and record["dockerfile"] == "Dockerfile" and record["kernelspec"] == kernelspec
+
+    # The colleague has neither the image nor the kernelspec: one command makes both.
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "jupyter_mlcontainer.cli", "restore", str(notebook)],
+            capture_output=True, text=True, timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert f"image {tag} built; kernel {kernelspec} ready" in done.stdout
+        assert kernelspec in KernelSpecManager().find_kernel_specs()
+        nb = nbformat.read(notebook, as_version=4)
+        NotebookClient(nb, resources={"metadata": {"path": str(notebook.parent)}}, timeout=120).execute()
+        assert nb.cells[0].outputs[0]["text"] == "shared\n"
+        again = subprocess.run([sys.executable, "-m", "jupyter_mlcontainer.cli", "restore", str(notebook)],
+                               capture_output=True, text=True, timeout=120)
+        assert "present" in again.stdout
+    finally:
+        engine.api.remove_image(tag, force=True)
+
+
+def test_restore_without_record_is_a_clear_error(engine, workspace):
+    notebook = workspace / "plain.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), notebook)
+    done = subprocess.run([sys.executable, "-m", "jupyter_mlcontainer.cli", "restore", str(notebook)], capture_output=True, text=True)
+    assert done.returncode == 1 and "no mlcontainer environment record" in done.stderr
+
+
+async def test_export_binder(engine, workspace):
+    async with running_kernel(engine, BASE_IMAGE, workspace) as (km, kc):
+        await execute(kc, "import os; os.environ['MLC_STAGE'] = 'binder'")
+        result = freeze_container(engine, km.provisioner.container_id, runtime_env=await kernel_environment(kc))
+    folder = export_binder(str(workspace), result.dockerfile_path)
+    text = (workspace / "binder" / "Dockerfile").read_text()
+    from_line = next(line for line in result.dockerfile.splitlines() if line.startswith("FROM "))
+    assert from_line in text.splitlines()  # Binder starts from the same pinned base
+    assert "ARG NB_UID=1000" in text and "COPY . ${HOME}" in text and text.rstrip().endswith('ENV MLC_STAGE="binder"')
+    assert "USER ${NB_UID}" in text
+    assert "jupyterlab" in (workspace / "binder" / "requirements-binder.txt").read_text()
+    assert hadolint_errors(f"{folder}/Dockerfile") == ""

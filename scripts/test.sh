@@ -8,7 +8,7 @@ say() { printf '\n== %s\n' "$*" >&2; }
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=()
-  for tool in dockerd:docker.io mmdebstrap:mmdebstrap script:util-linux docker-registry:docker-registry; do
+  for tool in dockerd:docker.io mmdebstrap:mmdebstrap script:util-linux docker-registry:docker-registry chromium:chromium; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
   done
   [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)

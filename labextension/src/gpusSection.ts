@@ -1,0 +1,182 @@
+/**
+ * "GPUs": one row per GPU with utilisation and memory bars, temperature,
+ * power, and the notebooks whose kernels use it; or why there is none.
+ */
+import { h, VirtualElement } from '@lumino/virtualdom';
+
+import { formatBytes, ratio } from './format';
+import { Section } from './section';
+import { IGpu } from './tokens';
+import { bar, chip, field, kids, message } from './ui';
+
+export class GpusSection extends Section {
+  constructor(options: Omit<Section.IOptions, 'key' | 'title'>) {
+    super({ ...options, key: 'gpus', title: 'GPUs' });
+  }
+
+  protected count(): number | null {
+    const data = this.model.gpus.data;
+    return data && data.available ? data.gpus.length : null;
+  }
+
+  protected render(): VirtualElement[] {
+    const { data, error } = this.model.gpus;
+    const out: VirtualElement[] = [];
+    if (error) {
+      out.push(
+        message('error', 'mlc-gpus-error', `Could not read the GPUs: ${error}`)
+      );
+    }
+    if (data === null) {
+      if (!error) {
+        out.push(message('info', 'mlc-gpus-loading', 'Loading GPUs…'));
+      }
+      return out;
+    }
+    if (!data.available || data.gpus.length === 0) {
+      out.push(
+        message('hint', 'mlc-gpu-unavailable', data.reason || 'No GPU found.'),
+        message(
+          'hint',
+          'mlc-gpu-unavailable-hint',
+          'Kernels still run on the CPU. For GPUs: install the NVIDIA driver and the ' +
+            'NVIDIA Container Toolkit on the host.'
+        )
+      );
+      return out;
+    }
+    const runtime = this.model.status.data?.engine.nvidia_runtime;
+    out.push(
+      h.div(
+        {
+          className: 'mlc-row-meta mlc-gpu-driver',
+          dataset: { testid: 'mlc-gpu-driver' }
+        },
+        ...kids(
+          data.driver_version && field('Driver', data.driver_version),
+          data.cuda_driver_version &&
+            field('CUDA driver', data.cuda_driver_version)
+        )
+      )
+    );
+    if (runtime === false) {
+      out.push(
+        message(
+          'warning',
+          'mlc-gpu-no-runtime',
+          'Docker has no NVIDIA runtime: containers cannot use these GPUs. ' +
+            'Install the NVIDIA Container Toolkit and restart dockerd.'
+        )
+      );
+    }
+    out.push(
+      h.div(
+        { className: `mlc-rows${error ? ' mlc-stale' : ''}` },
+        ...data.gpus.map(gpu => this._row(gpu))
+      )
+    );
+    return out;
+  }
+
+  private _row(gpu: IGpu): VirtualElement {
+    const util =
+      gpu.utilization_gpu === null ? null : gpu.utilization_gpu / 100;
+    const memory = ratio(gpu.memory_used, gpu.memory_total);
+    const memoryText =
+      gpu.memory_used === null
+        ? '—'
+        : `${formatBytes(gpu.memory_used)} / ${formatBytes(gpu.memory_total)}`;
+    const power =
+      gpu.power_usage === null
+        ? '—'
+        : gpu.power_limit
+          ? `${Math.round(gpu.power_usage)} / ${Math.round(gpu.power_limit)} W`
+          : `${Math.round(gpu.power_usage)} W`;
+    const notebooks = new Map<string, string>();
+    for (const proc of gpu.processes) {
+      const label =
+        proc.notebook_path ??
+        (proc.kernel_id ? `kernel ${proc.kernel_id.slice(0, 8)}` : null);
+      if (label) {
+        notebooks.set(label, proc.notebook_path ?? '');
+      }
+    }
+    const others = gpu.processes.filter(
+      p => !p.notebook_path && !p.kernel_id
+    ).length;
+
+    return h.div(
+      {
+        key: gpu.uuid || String(gpu.index),
+        className: 'mlc-row mlc-gpu-row',
+        dataset: { testid: 'mlc-gpu-row', index: String(gpu.index) }
+      },
+      h.div(
+        { className: 'mlc-row-head' },
+        chip(String(gpu.index), 'mlc-chip-index', gpu.uuid),
+        h.span({ className: 'mlc-gpu-name', title: gpu.uuid }, gpu.name),
+        ...kids(gpu.mig_mode === true && chip('MIG', 'mlc-chip-mig'))
+      ),
+      h.div(
+        { className: 'mlc-row-meta mlc-usage' },
+        h.span(
+          { className: 'mlc-field mlc-field-bar' },
+          h.span({ className: 'mlc-field-label' }, 'Util'),
+          bar(
+            util,
+            util === null ? '—' : `${gpu.utilization_gpu}%`,
+            'mlc-gpu-util'
+          )
+        ),
+        h.span(
+          { className: 'mlc-field mlc-field-bar' },
+          h.span({ className: 'mlc-field-label' }, 'Memory'),
+          bar(memory, memoryText, 'mlc-gpu-memory')
+        )
+      ),
+      h.div(
+        { className: 'mlc-row-meta' },
+        field(
+          'Temp',
+          gpu.temperature === null ? '—' : `${gpu.temperature} °C`,
+          'mlc-gpu-temperature'
+        ),
+        field('Power', power, 'mlc-gpu-power')
+      ),
+      h.div(
+        { className: 'mlc-row-meta', dataset: { testid: 'mlc-gpu-notebooks' } },
+        h.span({ className: 'mlc-field-label' }, 'Used by'),
+        ...(notebooks.size > 0
+          ? [...notebooks.entries()].map(([label, path]) =>
+              path
+                ? h.a(
+                    {
+                      className: 'mlc-chip mlc-chip-notebook',
+                      href: '#',
+                      title: `Open ${path}`,
+                      onclick: (event: MouseEvent) => {
+                        event.preventDefault();
+                        this.actions.openPath(path);
+                      }
+                    },
+                    label
+                  )
+                : chip(label, 'mlc-chip-notebook')
+            )
+          : [
+              h.span(
+                { className: 'mlc-muted' },
+                others > 0 ? '' : 'no notebook'
+              )
+            ]),
+        ...kids(
+          others > 0 &&
+            h.span(
+              { className: 'mlc-muted' },
+              `${others} other process${others > 1 ? 'es' : ''}`
+            )
+        )
+      )
+    );
+  }
+}

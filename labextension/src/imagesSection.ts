@@ -1,0 +1,252 @@
+/**
+ * "Images": the pull form, pull jobs in progress, and one row per local image
+ * with its facts, kernelspecs and actions.
+ */
+import { copyIcon } from '@jupyterlab/ui-components';
+import { h, VirtualElement } from '@lumino/virtualdom';
+
+import {
+  errorMessage,
+  formatBytes,
+  formatDate,
+  imageName,
+  imageRef,
+  shortId
+} from './format';
+import { renderJob } from './pull';
+import { Section } from './section';
+import { IImage } from './tokens';
+import { button, chip, field, iconButton, kids, message } from './ui';
+
+export class ImagesSection extends Section {
+  constructor(options: Omit<Section.IOptions, 'key' | 'title'>) {
+    super({ ...options, key: 'images', title: 'Images' });
+    this._buildPullForm();
+  }
+
+  protected count(): number | null {
+    return this.model.images.data?.length ?? null;
+  }
+
+  protected render(): VirtualElement[] {
+    const { data, error, httpStatus } = this.model.images;
+    const jobs = this.model.jobs.map(job =>
+      renderJob(job, this.model, this.actions)
+    );
+    const out: VirtualElement[] = [];
+    if (jobs.length > 0) {
+      out.push(
+        h.div(
+          { className: 'mlc-jobs', dataset: { testid: 'mlc-jobs' } },
+          ...jobs
+        )
+      );
+    }
+    if (error) {
+      out.push(
+        httpStatus === 503 || this.model.engineReachable === false
+          ? message(
+              'error',
+              'mlc-images-error',
+              'Images need the Docker engine (see above).'
+            )
+          : message(
+              'error',
+              'mlc-images-error',
+              `Could not list images: ${error}`
+            )
+      );
+    }
+    if (data === null) {
+      if (!error) {
+        out.push(message('info', 'mlc-images-loading', 'Loading images…'));
+      }
+      return out;
+    }
+    if (data.length === 0) {
+      out.push(
+        message(
+          'hint',
+          'mlc-images-empty',
+          'No Docker images yet. Pull one above (e.g. pytorch/pytorch:latest), ' +
+            'or docker pull / docker build on the host.'
+        )
+      );
+      return out;
+    }
+    out.push(
+      h.div(
+        { className: `mlc-rows${error ? ' mlc-stale' : ''}` },
+        ...data.map(image => this._row(image))
+      )
+    );
+    return out;
+  }
+
+  private _row(image: IImage): VirtualElement {
+    const ref = imageRef(image);
+    const adding = this.model.isBusy(`add:${ref}`);
+    const created = formatDate(image.created);
+    return h.div(
+      {
+        key: image.id,
+        className: 'mlc-row mlc-image-row',
+        dataset: {
+          testid: 'mlc-image-row',
+          'image-id': image.id,
+          image: imageName(image)
+        }
+      },
+      h.div(
+        { className: 'mlc-row-head' },
+        ...(image.tags.length > 0
+          ? image.tags.map(tag => chip(tag, 'mlc-chip-tag', tag))
+          : [chip('<untagged>', 'mlc-chip-tag mlc-untagged')]),
+        h.code({ className: 'mlc-id', title: image.id }, shortId(image.id)),
+        iconButton(
+          copyIcon,
+          'Copy digest',
+          () => this.actions.copyDigest(image),
+          {
+            testid: 'mlc-image-copy-digest',
+            title: image.digests[0]
+              ? `Copy digest ${image.digests[0]}`
+              : 'Copy digest (local image without a registry digest: copies its id)'
+          }
+        )
+      ),
+      h.div(
+        { className: 'mlc-row-meta' },
+        field('Size', formatBytes(image.size), 'mlc-image-size'),
+        ...kids(created && field('Created', created))
+      ),
+      this._facts(image),
+      h.div(
+        {
+          className: 'mlc-row-meta',
+          dataset: { testid: 'mlc-image-kernelspecs' }
+        },
+        h.span({ className: 'mlc-field-label' }, 'Kernels'),
+        ...(image.kernelspecs.length > 0
+          ? image.kernelspecs.map(name =>
+              h.button(
+                {
+                  className: 'mlc-chip mlc-chip-kernelspec',
+                  type: 'button',
+                  title: `New notebook with kernel ${name}`,
+                  dataset: { testid: 'mlc-image-kernelspec' },
+                  onclick: () => void this.actions.newNotebook(image, name)
+                },
+                name
+              )
+            )
+          : [h.span({ className: 'mlc-muted' }, 'none yet: Add as kernel')])
+      ),
+      h.div(
+        { className: 'mlc-actions' },
+        button('Add as kernel', () => void this.actions.addKernel(image), {
+          testid: 'mlc-image-add-kernel',
+          title: `Create a Jupyter kernel that runs in ${imageName(image)}`,
+          disabled: adding
+        }),
+        button('New notebook', () => void this.actions.newNotebook(image), {
+          testid: 'mlc-image-new-notebook',
+          title:
+            image.kernelspecs.length > 0
+              ? `New notebook with kernel ${image.kernelspecs[0]}`
+              : 'Add a kernel for this image, then open a new notebook with it',
+          disabled: adding
+        })
+      )
+    );
+  }
+
+  private _facts(image: IImage): VirtualElement {
+    const facts = image.facts;
+    const attrs = {
+      className: `mlc-row-meta mlc-facts mlc-probe-${facts.probe}`,
+      dataset: { testid: 'mlc-image-facts', probe: facts.probe }
+    };
+    if (facts.probe === 'pending') {
+      return h.div(
+        attrs,
+        h.span(
+          { className: 'mlc-muted' },
+          'Inspecting Python, PyTorch and CUDA…'
+        )
+      );
+    }
+    if (facts.probe === 'error') {
+      return h.div(
+        attrs,
+        h.span({ className: 'mlc-muted' }, 'Could not inspect this image')
+      );
+    }
+    return h.div(
+      attrs,
+      field('Python', facts.python_version ?? '—'),
+      field('PyTorch', facts.torch ?? '—'),
+      field('CUDA', facts.cuda ?? '—'),
+      ...kids(
+        facts.ipykernel
+          ? field('ipykernel', facts.ipykernel)
+          : h.span(
+              {
+                className: 'mlc-warning-text',
+                title: 'The image has no ipykernel installed'
+              },
+              'no ipykernel'
+            )
+      )
+    );
+  }
+
+  /** The pull form is plain DOM so a poll tick never disturbs typing. */
+  private _buildPullForm(): void {
+    const form = document.createElement('form');
+    form.className = 'mlc-pull-form';
+    form.dataset.testid = 'mlc-pull-form';
+    const input = document.createElement('input');
+    input.className = 'jp-mod-styled mlc-pull-input';
+    input.placeholder = 'Image to pull, e.g. pytorch/pytorch:latest';
+    input.setAttribute('aria-label', 'Image to pull');
+    input.dataset.testid = 'mlc-pull-input';
+    input.spellcheck = false;
+    const submit = document.createElement('button');
+    submit.type = 'submit';
+    submit.className =
+      'jp-Button jp-mod-styled jp-mod-accept jp-mod-small mlc-button';
+    submit.textContent = 'Pull image';
+    submit.dataset.testid = 'mlc-pull-button';
+    const error = document.createElement('div');
+    error.className = 'mlc-message mlc-message-error';
+    error.dataset.testid = 'mlc-pull-error';
+    error.setAttribute('role', 'alert');
+    error.hidden = true;
+
+    form.addEventListener('submit', event => {
+      event.preventDefault();
+      const name = input.value.trim();
+      if (!name) {
+        input.focus();
+        return;
+      }
+      submit.disabled = true;
+      error.hidden = true;
+      this.actions
+        .pull(name)
+        .then(() => {
+          input.value = '';
+        })
+        .catch(reason => {
+          error.textContent = `Could not pull ${name}: ${errorMessage(reason)}`;
+          error.hidden = false;
+        })
+        .finally(() => {
+          submit.disabled = false;
+        });
+    });
+    form.append(input, submit);
+    this.controls.append(form, error);
+  }
+}

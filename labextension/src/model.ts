@@ -1,0 +1,362 @@
+/**
+ * The panel's data: everything the REST API reports, refreshed by one Poll.
+ *
+ * The poll runs every ~2 s while the panel is visible (and the browser tab is
+ * not hidden), backs off while the server or the Docker engine fails, and
+ * stands by while the panel is hidden.
+ */
+import { IDisposable } from '@lumino/disposable';
+import { IPoll, Poll } from '@lumino/polling';
+import { ISignal, Signal } from '@lumino/signaling';
+
+import * as api from './api';
+import { errorMessage, errorStatus } from './format';
+import { JobFollower, isFinished } from './jobs';
+import {
+  IContainerKernel,
+  IGpus,
+  IImage,
+  IJob,
+  IKernelspec,
+  IKernelspecRequest,
+  IStatus,
+  IVolumes
+} from './tokens';
+
+/** The last answer for one route, or the error that replaced it. */
+export interface IResource<T> {
+  /** Last good data (kept while a later request fails, except with 503). */
+  data: T | null;
+  /** Error of the last request, null when it succeeded. */
+  error: string | null;
+  /** HTTP status of that error when the server answered (503: engine down). */
+  httpStatus?: number;
+}
+
+function empty<T>(): IResource<T> {
+  return { data: null, error: null };
+}
+
+/** Routes that are cheap enough for every tick; the others every SLOW_EVERY. */
+const SLOW_EVERY = 5;
+
+export class MLContainerModel implements IDisposable {
+  constructor(options: MLContainerModel.IOptions = {}) {
+    this._poll = new Poll<void, unknown, 'standby'>({
+      name: 'jupyter-mlcontainer:model',
+      factory: state => this._fetch(state),
+      frequency: {
+        interval: options.interval ?? 2000,
+        backoff: true,
+        max: options.maxInterval ?? 30 * 1000
+      },
+      standby: () => !this._active || 'when-hidden'
+    });
+  }
+
+  /** Emitted after every poll tick and every local change. */
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  /** Emitted when a job this client watched running reaches an end state. */
+  get jobFinished(): ISignal<this, { job: IJob; startedHere: boolean }> {
+    return this._jobFinished;
+  }
+
+  get status(): IResource<IStatus> {
+    return this._status;
+  }
+  get images(): IResource<IImage[]> {
+    return this._images;
+  }
+  get kernels(): IResource<IContainerKernel[]> {
+    return this._kernels;
+  }
+  get gpus(): IResource<IGpus> {
+    return this._gpus;
+  }
+  get volumes(): IResource<IVolumes> {
+    return this._volumes;
+  }
+
+  /** When the last poll ended, null before the first one. */
+  get lastUpdate(): Date | null {
+    return this._lastUpdate;
+  }
+
+  /** True before the first answer arrived. */
+  get loading(): boolean {
+    return this._lastUpdate === null;
+  }
+
+  /**
+   * The Docker engine's state: false when the server says it is not reachable
+   * (or answers 503), true when reachable, null when unknown.
+   */
+  get engineReachable(): boolean | null {
+    const status = this._status.data;
+    if (this._status.error === null && status) {
+      return status.engine.reachable;
+    }
+    const all = [this._images, this._kernels, this._volumes];
+    if (all.some(r => r.httpStatus === 503)) {
+      return false;
+    }
+    return null;
+  }
+
+  /** The server's reason for the engine being down, if it gave one. */
+  get engineReason(): string {
+    const status = this._status.data;
+    if (status && status.engine.reason) {
+      return status.engine.reason;
+    }
+    const down = [this._images, this._kernels, this._volumes].find(
+      r => r.httpStatus === 503
+    );
+    return down?.error ?? '';
+  }
+
+  /** The pull/build jobs to show: watched here, not dismissed; running first. */
+  get jobs(): IJob[] {
+    const order = (job: IJob) => (job.state === 'running' ? 0 : 1);
+    return [...this._jobs.values()]
+      .filter(job => this._watched.has(job.id) && !this._dismissed.has(job.id))
+      .sort((a, b) => order(a) - order(b));
+  }
+
+  /** Whether an action (e.g. `stop:<kernel id>`) is in progress. */
+  isBusy(key: string): boolean {
+    return this._busy.has(key);
+  }
+
+  /**
+   * Whether the view is showing; the poll stands by while it is not.
+   */
+  get active(): boolean {
+    return this._active;
+  }
+  set active(value: boolean) {
+    if (value === this._active) {
+      return;
+    }
+    this._active = value;
+    if (value) {
+      void this.refresh();
+    }
+  }
+
+  get isDisposed(): boolean {
+    return this._isDisposed;
+  }
+
+  dispose(): void {
+    if (this._isDisposed) {
+      return;
+    }
+    this._isDisposed = true;
+    this._poll.dispose();
+    this._followers.forEach(f => f.dispose());
+    this._followers.clear();
+    Signal.clearData(this);
+  }
+
+  /** Fetch everything now. */
+  async refresh(): Promise<void> {
+    await this._poll.refresh();
+    await this._poll.tick;
+  }
+
+  /** Start pulling an image; the job is followed until it ends. */
+  async pull(image: string): Promise<IJob> {
+    const job = await api.pullImage(image);
+    this._startedHere.add(job.id);
+    this._dismissed.delete(job.id);
+    this._updateJob(job);
+    this._changed.emit();
+    return job;
+  }
+
+  /** Cancel a job (any client's). */
+  async cancel(jobId: string): Promise<void> {
+    await this._busyWhile(`cancel:${jobId}`, async () => {
+      this._updateJob(await api.cancelJob(jobId));
+    });
+  }
+
+  /** Hide a finished job from the list. */
+  dismiss(jobId: string): void {
+    this._dismissed.add(jobId);
+    this._changed.emit();
+  }
+
+  /** Create a kernelspec for an image, then refresh the image list. */
+  async addKernelspec(request: IKernelspecRequest): Promise<IKernelspec> {
+    const spec = await this._busyWhile(`add:${request.image}`, () =>
+      api.addKernelspec(request)
+    );
+    void this._poll.refresh();
+    return spec;
+  }
+
+  /** Stop a container kernel. */
+  async stopKernel(kernelId: string): Promise<void> {
+    await this._busyWhile(`stop:${kernelId}`, () => api.stopKernel(kernelId));
+    void this._poll.refresh();
+  }
+
+  private async _busyWhile<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    this._busy.add(key);
+    this._changed.emit();
+    try {
+      return await fn();
+    } finally {
+      this._busy.delete(key);
+      this._changed.emit();
+    }
+  }
+
+  private async _fetch(state: IPoll.State<void, unknown, 'standby'>) {
+    const full =
+      state.phase === 'started' ||
+      state.phase === 'refreshed' ||
+      this._images.data === null ||
+      this._imagesStale ||
+      this._ticks % SLOW_EVERY === 0;
+    this._ticks++;
+    if (full) {
+      this._imagesStale = false;
+    }
+
+    const skip = Promise.resolve(null);
+    const [status, kernels, gpus, jobs, images, volumes] =
+      await Promise.allSettled([
+        api.getStatus(),
+        api.getKernels(),
+        api.getGpus(),
+        api.getJobs(),
+        full ? api.getImages() : skip,
+        full ? api.getVolumes() : skip
+      ]);
+    if (this._isDisposed) {
+      return;
+    }
+    this._status = settle(status, this._status);
+    this._kernels = settle(kernels, this._kernels);
+    this._gpus = settle(gpus, this._gpus);
+    if (full) {
+      this._images = settle(images, this._images);
+      this._volumes = settle(volumes, this._volumes);
+    }
+    if (jobs.status === 'fulfilled') {
+      jobs.value.forEach(job => this._updateJob(job));
+    }
+    this._lastUpdate = new Date();
+    this._changed.emit();
+
+    // Rejecting makes the poll back off while the server or the engine fails.
+    if (status.status === 'rejected') {
+      throw status.reason;
+    }
+    if (!status.value.engine.reachable) {
+      throw new Error(
+        status.value.engine.reason || 'Docker engine not reachable'
+      );
+    }
+  }
+
+  /** Record a fresh copy of a job; follow it while it runs. */
+  private _updateJob(job: IJob): void {
+    const previous = this._jobs.get(job.id);
+    this._jobs.set(job.id, job);
+    if (!isFinished(job)) {
+      this._watched.add(job.id);
+      this._follow(job.id);
+    } else if (
+      this._watched.has(job.id) &&
+      (previous === undefined || !isFinished(previous)) &&
+      !this._announced.has(job.id)
+    ) {
+      this._announced.add(job.id);
+      this._imagesStale = true;
+      this._jobFinished.emit({
+        job,
+        startedHere: this._startedHere.has(job.id)
+      });
+      void this._poll.refresh();
+    }
+  }
+
+  private _follow(jobId: string): void {
+    if (this._followers.has(jobId) || this._isDisposed) {
+      return;
+    }
+    // Jobs started here are followed even while the panel is hidden, so that
+    // their end can be announced; other clients' jobs only while it shows.
+    const standby = () =>
+      this._startedHere.has(jobId)
+        ? 'when-hidden'
+        : !this._active || 'when-hidden';
+    const follower = new JobFollower({
+      id: jobId,
+      onUpdate: job => {
+        this._updateJob(job);
+        this._changed.emit();
+      },
+      onDone: () => this._followers.delete(jobId),
+      standby
+    });
+    this._followers.set(jobId, follower);
+  }
+
+  private _active = false;
+  private _isDisposed = false;
+  private _poll: Poll<void, unknown, 'standby'>;
+  private _ticks = 0;
+  private _imagesStale = false;
+  private _lastUpdate: Date | null = null;
+  private _status: IResource<IStatus> = empty();
+  private _images: IResource<IImage[]> = empty();
+  private _kernels: IResource<IContainerKernel[]> = empty();
+  private _gpus: IResource<IGpus> = empty();
+  private _volumes: IResource<IVolumes> = empty();
+  private _jobs = new Map<string, IJob>();
+  private _watched = new Set<string>();
+  private _startedHere = new Set<string>();
+  private _dismissed = new Set<string>();
+  private _announced = new Set<string>();
+  private _followers = new Map<string, JobFollower>();
+  private _busy = new Set<string>();
+  private _changed = new Signal<this, void>(this);
+  private _jobFinished = new Signal<this, { job: IJob; startedHere: boolean }>(
+    this
+  );
+}
+
+/** Fold a settled request into a resource, keeping the last good data. */
+function settle<T>(
+  result: PromiseSettledResult<T | null>,
+  previous: IResource<T>
+): IResource<T> {
+  if (result.status === 'fulfilled') {
+    return { data: result.value, error: null };
+  }
+  const httpStatus = errorStatus(result.reason);
+  return {
+    // 503: the engine is down, so the old rows are gone too; other errors
+    // may be transient: keep the last good rows (shown as stale).
+    data: httpStatus === 503 ? null : previous.data,
+    error: errorMessage(result.reason),
+    httpStatus
+  };
+}
+
+export namespace MLContainerModel {
+  export interface IOptions {
+    /** Poll interval in ms (default 2000). */
+    interval?: number;
+    /** Longest back-off interval in ms (default 30 s). */
+    maxInterval?: number;
+  }
+}

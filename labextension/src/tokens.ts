@@ -1,0 +1,144 @@
+/**
+ * Types of the jupyter-mlcontainer REST API (`{baseUrl}mlcontainer/api/`).
+ *
+ * They mirror the server's JSON exactly; optional fields are the ones the
+ * server may leave out.
+ */
+
+/** `GET status` */
+export interface IStatus {
+  engine: {
+    reachable: boolean;
+    reason?: string;
+    version?: string;
+    nvidia_runtime?: boolean;
+  };
+  nvml: {
+    available: boolean;
+    reason: string;
+    driver_version: string | null;
+    cuda_driver_version: string | null;
+    gpu_count: number;
+  };
+  cache_volume: { name: string; exists?: boolean };
+}
+
+/** What the server learnt by probing an image. */
+export interface IImageFacts {
+  probe: 'done' | 'pending' | 'error';
+  python_version: string | null;
+  torch: string | null;
+  cuda: string | null;
+  ipykernel: string | null;
+}
+
+/** One entry of `GET images`. */
+export interface IImage {
+  id: string;
+  tags: string[];
+  digests: string[];
+  size: number;
+  /** ISO date; the server may also send Unix seconds. */
+  created: string | number;
+  labels: { [key: string]: string };
+  facts: IImageFacts;
+  /** Names of the kernelspecs that run this image. */
+  kernelspecs: string[];
+}
+
+export type JobState = 'running' | 'done' | 'error' | 'cancelled';
+
+/** A pull or build job (`GET jobs`, `GET jobs/<id>`). */
+export interface IJob {
+  id: string;
+  kind: 'pull' | 'build';
+  target: string;
+  state: JobState;
+  /** 0..1, or null while the size is unknown. */
+  progress: number | null;
+  layers: {
+    [layerId: string]: { status: string; current: number; total: number };
+  };
+  log: string[];
+  error: string | null;
+}
+
+/** `POST kernelspecs` body. */
+export interface IKernelspecRequest {
+  image: string;
+  name?: string;
+  display_name?: string;
+  gpus?: string;
+}
+
+/** `POST kernelspecs` answer's `kernelspec`. */
+export interface IKernelspec {
+  name: string;
+  display_name: string;
+  image: string;
+}
+
+/** Why a container kernel died. */
+export interface IKernelDeath {
+  message: string;
+  exit_code: number;
+  oom_killed: boolean;
+}
+
+/** One entry of `GET kernels`. */
+export interface IContainerKernel {
+  kernel_id: string;
+  kernelspec: string;
+  notebook_path: string | null;
+  image: string;
+  container_id: string;
+  state: string;
+  gpus: string;
+  cpu_percent: number | null;
+  memory_usage: number | null;
+  memory_limit: number | null;
+  death: IKernelDeath | null;
+}
+
+/** A process using a GPU. */
+export interface IGpuProcess {
+  pid: number;
+  used_memory: number | null;
+  kernel_id: string | null;
+  notebook_path: string | null;
+}
+
+/** One GPU of `GET gpus`. */
+export interface IGpu {
+  index: number;
+  name: string;
+  uuid: string;
+  utilization_gpu: number | null;
+  memory_used: number | null;
+  memory_total: number | null;
+  temperature: number | null;
+  power_usage: number | null;
+  power_limit: number | null;
+  mig_mode: boolean | null;
+  processes: IGpuProcess[];
+}
+
+/** `GET gpus` */
+export interface IGpus {
+  available: boolean;
+  reason: string;
+  driver_version: string | null;
+  cuda_driver_version: string | null;
+  gpus: IGpu[];
+}
+
+/** `GET volumes` */
+export interface IVolumes {
+  cache: {
+    name: string;
+    mountpoint: string | null;
+    size: number | null;
+    kernels: string[];
+  };
+  workspaces: { kernel_id: string; source: string; target: string }[];
+}

@@ -1,0 +1,113 @@
+"""The panel in a real Chromium (Playwright Test) against a real JupyterLab and real containers.
+
+Runs tests/ui/panel.spec.mjs: open the panel, see a running container kernel, pull an image
+from the local registry with visible progress, add a kernel, open a notebook in it, run a cell,
+and save a screenshot of the panel into docs/. GPUs come from the fake NVML layer, with a
+process that is the running kernel's host PID, so the GPU row names its notebook.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from .conftest import BASE_IMAGE, REPO_ROOT, add_spec
+from .test_rest import _unique_image
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+TOKEN = "ui-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _api(port: int, path: str, method: str = "GET", body: dict | None = None):
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/{path}", method=method, data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"token {TOKEN}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        raw = resp.read()
+        return json.loads(raw) if raw else None
+
+
+@pytest.fixture
+def lab(engine, workspace, tmp_path):
+    """A JupyterLab subprocess serving ``workspace``, with the fake NVML file it will read."""
+    nvml = tmp_path / "nvml.json"
+    nvml.write_text(json.dumps({"gpus": []}))
+    port = _free_port()
+    env = dict(os.environ, JUPYTER_MLCONTAINER_FAKE_NVML=str(nvml))
+    log = open(tmp_path / "lab.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",
+         f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={workspace}", "--no-browser",
+         "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         *(["--allow-root"] if os.getuid() == 0 else [])],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        for _ in range(300):
+            try:
+                _api(port, "api/status")
+                break
+            except Exception:
+                time.sleep(0.2)
+        yield port, nvml
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_panel_in_chromium(engine, registry, lab, workspace):
+    port, nvml = lab
+    assert os.path.exists(CHROMIUM), "Debian's chromium is needed for the UI test (scripts/test.sh installs it)"
+    npx = shutil.which("npx")
+    assert npx, "node/npx are needed for the UI test"
+    assert os.path.isdir(os.path.join(REPO_ROOT, "node_modules", "@playwright", "test")), "run npm install (dev dependencies)"
+    name = add_spec(engine, BASE_IMAGE, name="ui-base")
+    pull_image = _unique_image(engine, registry, megabytes=16)
+    # A notebook whose container kernel holds the (fake) GPU.
+    session = _api(port, "api/sessions", "POST", {"path": "train.ipynb", "name": "train.ipynb", "type": "notebook", "kernel": {"name": name}})
+    kernel_id = session["kernel"]["id"]
+    container = next(k for k in _api(port, "mlcontainer/api/kernels")["kernels"] if k["kernel_id"] == kernel_id)
+    pid = engine.api.inspect_container(container["container_id"])["State"]["Pid"]
+    nvml.write_text(json.dumps({
+        "driver": "550.54.15", "cuda": 12040,
+        "gpus": [{"name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-5d8c", "memory_total": 80 << 30, "memory_used": 21 << 30,
+                  "utilization": 63, "temperature": 52, "power": 310000, "power_limit": 700000, "mig": 0,
+                  "processes": [{"pid": pid, "used": 20 << 30}]}],
+    }))
+    screenshot = os.path.join(REPO_ROOT, "docs", "panel.png")
+    env = dict(
+        os.environ, MLC_LAB_URL=f"http://127.0.0.1:{port}/", MLC_LAB_TOKEN=TOKEN, MLC_PULL_IMAGE=pull_image,
+        MLC_KERNEL_IMAGE=BASE_IMAGE, MLC_SCREENSHOT=screenshot, CHROMIUM=CHROMIUM,
+    )
+    try:
+        result = subprocess.run(
+            [npx, "playwright", "test", "-c", "tests/ui"], cwd=REPO_ROOT, env=env,
+            capture_output=True, text=True, timeout=900,
+        )
+        assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+        assert " passed" in result.stdout and " failed" not in result.stdout
+        assert os.path.getsize(screenshot) > 10_000
+    finally:
+        _api(port, f"api/sessions/{session['id']}", "DELETE")
+        try:
+            engine.api.remove_image(pull_image, force=True)
+        except Exception:
+            pass

@@ -1,0 +1,248 @@
+// UI test of the "ML Containers" panel against a running JupyterLab with the
+// jupyter-mlcontainer server extension and a Docker engine. Not wired into the
+// Python test suite; see tests/ui/README.md for how to run it.
+//
+// Environment:
+//   MLC_LAB_URL        JupyterLab base URL (default http://localhost:8888/)
+//   MLC_LAB_TOKEN      server token (default: none)
+//   MLC_PULL_IMAGE     image to pull from the panel (required), e.g.
+//                      127.0.0.1:5000/mlcontainer-test/base:bookworm
+//   MLC_KERNEL_IMAGE   image to add as a kernel (default: MLC_PULL_IMAGE)
+//   MLC_SCREENSHOT     where to save the panel (default docs/panel.png)
+import { expect, test } from '@playwright/test';
+import { fileURLToPath } from 'node:url';
+
+const LAB_URL = (process.env.MLC_LAB_URL ?? 'http://localhost:8888/').replace(
+  /\/?$/,
+  '/'
+);
+const TOKEN = process.env.MLC_LAB_TOKEN ?? '';
+const PULL_IMAGE = process.env.MLC_PULL_IMAGE ?? '';
+const KERNEL_IMAGE = process.env.MLC_KERNEL_IMAGE || PULL_IMAGE;
+const SCREENSHOT =
+  process.env.MLC_SCREENSHOT ??
+  fileURLToPath(new URL('../../docs/panel.png', import.meta.url));
+
+/** Call the Jupyter server's REST API with the token. */
+async function api(path, init = {}) {
+  const response = await fetch(new URL(path, LAB_URL), {
+    ...init,
+    headers: {
+      'Content-Type': 'application/json',
+      ...(TOKEN ? { Authorization: `token ${TOKEN}` } : {})
+    }
+  });
+  if (!response.ok) {
+    throw new Error(
+      `${init.method ?? 'GET'} ${path}: ${response.status} ${await response.text()}`
+    );
+  }
+  return response.status === 204 ? null : response.json();
+}
+
+/** The container kernelspec for an image: the first one the server lists, or a new one. */
+async function kernelspecFor(image) {
+  const { images } = await api('mlcontainer/api/images');
+  const found = images.find(
+    i => i.tags.includes(image) && i.kernelspecs.length > 0
+  );
+  if (found) {
+    return found.kernelspecs[0];
+  }
+  const { kernelspec } = await api('mlcontainer/api/kernelspecs', {
+    method: 'POST',
+    body: JSON.stringify({ image, gpus: 'none' })
+  });
+  return kernelspec.name;
+}
+
+test.describe.configure({ mode: 'serial' });
+
+test.describe('ML Containers panel', () => {
+  /** @type {import('@playwright/test').Page} */
+  let page;
+  /** @type {import('@playwright/test').Locator} */
+  let panel;
+  /** Sessions this spec started (shut down at the end); others are left alone. */
+  const sessions = [];
+  let preexisting = new Set();
+
+  test.beforeAll(async ({ browser }) => {
+    test.skip(
+      !PULL_IMAGE,
+      'set MLC_PULL_IMAGE to an image the engine can pull'
+    );
+    preexisting = new Set((await api('api/sessions')).map(s => s.id));
+    // A notebook with a running container kernel, so the Kernels section has a row.
+    const kernelName = await kernelspecFor(KERNEL_IMAGE);
+    const path = `mlc-ui-test-${Date.now()}.ipynb`;
+    await api(`api/contents/${path}`, {
+      method: 'PUT',
+      body: JSON.stringify({
+        type: 'notebook',
+        content: { cells: [], metadata: {}, nbformat: 4, nbformat_minor: 5 }
+      })
+    });
+    const session = await api('api/sessions', {
+      method: 'POST',
+      body: JSON.stringify({
+        path,
+        name: path,
+        type: 'notebook',
+        kernel: { name: kernelName }
+      })
+    });
+    sessions.push(session);
+
+    page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    await page.goto(`${LAB_URL}lab?reset${TOKEN ? `&token=${TOKEN}` : ''}`);
+    await page.locator('.jp-LabShell').waitFor({ timeout: 60_000 });
+  });
+
+  test.afterAll(async () => {
+    for (const session of sessions) {
+      await api(`api/sessions/${session.id}`, { method: 'DELETE' }).catch(
+        () => undefined
+      );
+    }
+    await page?.close();
+  });
+
+  test('opens from the left sidebar with its four sections', async () => {
+    await page
+      .locator('.jp-SideBar .lm-TabBar-tab[data-id="mlcontainer-panel"]')
+      .click();
+    panel = page.locator('#mlcontainer-panel');
+    await expect(panel).toBeVisible();
+    for (const heading of ['Images', 'Kernels', 'GPUs', 'Volumes']) {
+      await expect(
+        panel.getByRole('heading', { name: heading, exact: true })
+      ).toBeVisible();
+    }
+    await expect(panel.getByTestId('mlc-engine-down')).toHaveCount(0);
+  });
+
+  test('shows the running container kernel', async () => {
+    const row = panel
+      .getByTestId('mlc-kernel-row')
+      .filter({ hasText: sessions[0].path });
+    await expect(row).toBeVisible({ timeout: 60_000 });
+    await expect(row.getByTestId('mlc-kernel-image')).toContainText(
+      KERNEL_IMAGE.split('/').pop()
+    );
+    await expect(row.getByTestId('mlc-kernel-stop')).toBeEnabled();
+  });
+
+  test('pulls an image with a progress bar', async () => {
+    await panel.getByTestId('mlc-pull-input').fill(PULL_IMAGE);
+    await panel.getByTestId('mlc-pull-button').click();
+    const job = panel
+      .getByTestId('mlc-job-row')
+      .filter({ hasText: PULL_IMAGE })
+      .first();
+    await expect(job).toBeVisible();
+    // A fast pull may end before a poll sees it running: accept either.
+    await expect(
+      job.getByTestId('mlc-pull-progress').or(job.locator('.mlc-state-done'))
+    ).toBeVisible();
+    await expect(job).toHaveAttribute('data-state', 'done', {
+      timeout: 300_000
+    });
+    await expect(
+      panel
+        .getByTestId('mlc-image-row')
+        .filter({ hasText: PULL_IMAGE.split('/').pop() })
+        .first()
+    ).toBeVisible({ timeout: 30_000 });
+  });
+
+  test('adds the image as a kernel and runs a cell in a new notebook', async () => {
+    const row = panel
+      .getByTestId('mlc-image-row')
+      .filter({ has: page.locator(`.mlc-chip-tag[title="${KERNEL_IMAGE}"]`) })
+      .first();
+    await row.getByTestId('mlc-image-add-kernel').click();
+    await page.getByTestId('mlc-kernel-dialog-gpus').fill('none');
+    await page.getByRole('button', { name: 'Add kernel' }).click();
+    await expect(row.getByTestId('mlc-image-kernelspec').first()).toBeVisible({
+      timeout: 60_000
+    });
+
+    await row.getByTestId('mlc-image-new-notebook').click();
+    const notebook = page.locator('.jp-NotebookPanel:visible');
+    await expect(
+      notebook.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]')
+    ).toBeVisible({ timeout: 180_000 });
+    // Text typed while the new document is still loading can be replaced by
+    // the loaded content: retry until the first cell shows its output.
+    const cell = notebook.locator('.jp-Cell').first();
+    await expect(async () => {
+      const editor = cell.locator('.cm-content');
+      await editor.click();
+      await editor.fill('import platform; print("container", platform.node())');
+      await expect(editor).toContainText('platform.node()');
+      await page.keyboard.press('Shift+Enter');
+      await expect(cell.locator('.jp-OutputArea-output')).toContainText(
+        'container',
+        {
+          timeout: 15_000
+        }
+      );
+    }).toPass({ timeout: 180_000 });
+    // The status bar names the current notebook's image.
+    await expect(page.getByTestId('mlc-statusbar')).toContainText(
+      KERNEL_IMAGE,
+      {
+        timeout: 30_000
+      }
+    );
+    for (const session of await api('api/sessions')) {
+      if (
+        !preexisting.has(session.id) &&
+        !sessions.some(t => t.id === session.id)
+      ) {
+        sessions.push(session); // the notebook the panel opened
+      }
+    }
+  });
+
+  test('shows the GPUs, or why there are none', async () => {
+    const gpus = await api('mlcontainer/api/gpus');
+    const section = panel.getByTestId('mlc-section-gpus');
+    if (!gpus.available) {
+      await expect(section.getByTestId('mlc-gpu-unavailable')).toHaveText(
+        gpus.reason
+      );
+      return;
+    }
+    await expect(section.getByTestId('mlc-gpu-row')).toHaveCount(
+      gpus.gpus.length
+    );
+    for (const gpu of gpus.gpus) {
+      const row = section.locator(
+        `[data-testid="mlc-gpu-row"][data-index="${gpu.index}"]`
+      );
+      await expect(row).toContainText(gpu.name);
+      await expect(row.getByTestId('mlc-gpu-util')).toBeVisible();
+      await expect(row.getByTestId('mlc-gpu-memory')).toBeVisible();
+      for (const proc of gpu.processes.filter(p => p.notebook_path)) {
+        await expect(row.getByTestId('mlc-gpu-notebooks')).toContainText(
+          proc.notebook_path,
+          {
+            timeout: 15_000
+          }
+        );
+      }
+    }
+  });
+
+  test('saves a screenshot of the panel', async () => {
+    // Tall enough to show the four sections without scrolling.
+    await page.setViewportSize({ width: 1400, height: 2200 });
+    await panel.locator('.mlc-content').evaluate(node => node.scrollTo(0, 0));
+    await expect(
+      panel.getByRole('heading', { name: 'Volumes', exact: true })
+    ).toBeInViewport();
+    await panel.screenshot({ path: SCREENSHOT });
+  });
+});

@@ -94,6 +94,10 @@ class KernelContainerNotFound(FreezeError):
     """No running container for that kernel or container id."""
 
 
+class RestoreError(FreezeError):
+    """A notebook's environment record is missing or cannot be made available here."""
+
+
 @dataclass
 class FreezeResult:
     dockerfile: str

@@ -18,7 +18,7 @@ from jupyter_server.utils import url_path_join
 from .engine import LABEL_KERNEL_ID, EngineError
 from .freeze import container_of_kernel, freeze_container, kernel_environment
 from .gpu import attribute_processes
-from .sharing import METADATA_KEY, environment_record, frozen_names
+from .sharing import METADATA_KEY, environment_record, frozen_names, restore_async
 from .http_errors import status_for
 from .jobs import JobNotFound
 from .kernels import container_kernels, list_kernel_containers
@@ -26,7 +26,7 @@ from .kernelspecs import KernelSpecError, add_kernelspec, list_kernelspecs, pars
 from .status import machine_status
 from .volumes import volume_report
 
-_DOMAIN_ERRORS = (EngineError, KernelSpecError, ValueError, JobNotFound)
+_DOMAIN_ERRORS = (EngineError, KernelSpecError, ValueError, JobNotFound)  # RestoreError is an EngineError
 
 
 class BaseHandler(APIHandler):
@@ -198,6 +198,45 @@ class FreezeHandler(BaseHandler):
         self.write_json(data, status=201)
 
 
+def _local_path(handler: APIHandler, relative: str) -> str:
+    """A path the client names relative to the server root, refused if it leaves the root."""
+    root = os.path.realpath(handler.settings.get("server_root_dir") or os.getcwd())
+    path = os.path.realpath(os.path.join(root, relative.lstrip("/")))
+    if not (path == root or path.startswith(root + os.sep)):
+        raise ValueError(f"{relative!r} is outside the server's root directory")
+    return path
+
+
+class BuildHandler(BaseHandler):
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        """Build an image from a Dockerfile under the server root: 202 with the job to follow."""
+        body = self.json_body()
+        dockerfile, tag = body.get("dockerfile"), body.get("tag")
+        if not isinstance(dockerfile, str) or not isinstance(tag, str) or not tag.strip():
+            raise ValueError('Give {"dockerfile": "folder/Dockerfile", "tag": "name:tag"}')
+        build_args = {str(k): str(v) for k, v in (body.get("build_args") or {}).items()}
+        job = self.mlcontainer.jobs.build(_local_path(self, dockerfile), tag.strip(), build_args=build_args)
+        self.write_json({"job": job.to_dict()}, status=202)
+
+
+class RestoreHandler(BaseHandler):
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        """Make a frozen notebook's kernel resolve: 200 {"kernelspec"} when its image is here,
+        else 202 {"job"} building it from the recorded Dockerfile (the job's result names the
+        kernelspec once written)."""
+        path = self.json_body().get("path")
+        if not isinstance(path, str):
+            raise ValueError('Give the notebook: {"path": "folder/notebook.ipynb"}')
+        app = self.mlcontainer
+        outcome = await self.run_blocking(restore_async, app.engine, app.jobs, _local_path(self, path))
+        if "job" in outcome:
+            self.write_json({"job": outcome["job"].to_dict()}, status=202)
+        else:
+            self.write_json(outcome)
+
+
 class GpusHandler(BaseHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
@@ -239,6 +278,8 @@ def route_table() -> list[tuple[str, type]]:
         ("kernels", KernelsHandler),
         (r"kernels/(?P<kernel_id>[0-9a-fA-F-]+)", KernelHandler),
         (r"kernels/(?P<kernel_id>[0-9a-fA-F-]+)/freeze", FreezeHandler),
+        ("images/build", BuildHandler),
+        ("notebooks/restore", RestoreHandler),
         ("gpus", GpusHandler),
         ("volumes", VolumesHandler),
     ]

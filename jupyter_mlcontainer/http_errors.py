@@ -26,7 +26,7 @@ def status_for(exc: BaseException) -> int:
         return 409
     if isinstance(exc, KernelContainerNotFound):
         return 404
-    if isinstance(exc, FreezeError):
+    if isinstance(exc, FreezeError):  # RestoreError too
         return 400
     if isinstance(exc, EngineError):
         return 502

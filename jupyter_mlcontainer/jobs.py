@@ -183,9 +183,11 @@ class JobRegistry:
         return job
 
     def build(
-        self, dockerfile: str, tag: str, *, wheelhouse: str | None = None, build_args: dict[str, str] | None = None
+        self, dockerfile: str, tag: str, *, wheelhouse: str | None = None, build_args: dict[str, str] | None = None,
+        then: Callable[[Job], None] | None = None,
     ) -> Job:
-        """Start building ``dockerfile`` (its folder is the context) as ``tag``."""
+        """Start building ``dockerfile`` as ``tag``; ``then(job)`` runs after a successful build
+        (its failure fails the job)."""
         context = build_context(dockerfile, wheelhouse)
         job = Job(kind="build", target=tag)
         with self._lock:
@@ -204,6 +206,8 @@ class JobRegistry:
         def built() -> None:
             attrs = self.engine.inspect_image_sync(tag)
             job.result = {"id": attrs.get("Id"), "digests": attrs.get("RepoDigests") or []}
+            if then is not None:
+                then(job)
 
         self._start(job, events, on_done=built)
         return job

@@ -15,15 +15,11 @@ from typing import Any
 import nbformat
 
 from .engine import Engine, EngineError
-from .freeze import FreezeResult
+from .freeze import FreezeResult, RestoreError
 from .jobs import JobRegistry, follow
 from .kernelspecs import add_kernelspec
 
 METADATA_KEY = "mlcontainer"
-
-
-class RestoreError(EngineError):
-    """The notebook carries no usable environment record."""
 
 
 def frozen_names(notebook_path: str, dockerfile_text: str) -> tuple[str, str]:
@@ -61,6 +57,38 @@ def record_in_notebook(notebook_path: str, record: dict[str, Any]) -> None:
     nbformat.write(nb, notebook_path)
 
 
+def read_record(notebook_path: str) -> dict[str, Any]:
+    """The notebook's environment record; RestoreError when it has none."""
+    record = nbformat.read(notebook_path, as_version=4).metadata.get(METADATA_KEY)
+    if not record or not record.get("image"):
+        raise RestoreError(
+            f"{notebook_path} has no mlcontainer environment record: freeze its kernel first "
+            "(jupyter mlcontainer freeze)"
+        )
+    return record
+
+
+def dockerfile_of(notebook_path: str, record: dict[str, Any]) -> str:
+    return os.path.join(os.path.dirname(os.path.abspath(notebook_path)), record.get("dockerfile") or "Dockerfile")
+
+
+def restore_async(engine: Engine, jobs: JobRegistry, notebook_path: str, **build: Any) -> dict[str, Any]:
+    """Non-blocking restore for the REST API: the kernelspec now if the image is here, else a
+    build job that adds the kernelspec when it succeeds. Returns {"kernelspec"} or {"job"}."""
+    record = read_record(notebook_path)
+    image, name = record["image"], record.get("kernelspec")
+    try:
+        engine.inspect_image_sync(image)
+    except EngineError:
+        dockerfile = dockerfile_of(notebook_path, record)
+        if not os.path.isfile(dockerfile):
+            raise RestoreError(f"Image {image} is missing and its Dockerfile {dockerfile} is not there either")
+        job = jobs.build(dockerfile, image, then=lambda job: job.result.update(
+            kernelspec=add_kernelspec(engine, image, name=name).name), **build)
+        return {"job": job}
+    return {"kernelspec": add_kernelspec(engine, image, name=name).name}
+
+
 def restore(
     engine: Engine,
     notebook_path: str,
@@ -76,13 +104,7 @@ def restore(
     Returns {"image", "kernelspec", "how": "present"|"pulled"|"built"}. With ``pull`` the image is
     first asked from its registry (someone may have pushed it); the Dockerfile is the fallback.
     """
-    nb = nbformat.read(notebook_path, as_version=4)
-    record = nb.metadata.get(METADATA_KEY)
-    if not record or not record.get("image"):
-        raise RestoreError(
-            f"{notebook_path} has no mlcontainer environment record: freeze its kernel first "
-            "(jupyter mlcontainer freeze)"
-        )
+    record = read_record(notebook_path)
     image, how = record["image"], "present"
     jobs = jobs or JobRegistry(engine)
     try:
@@ -95,7 +117,7 @@ def restore(
             if job.state == "done":
                 how = "pulled"
     if how == "built":
-        dockerfile = os.path.join(os.path.dirname(os.path.abspath(notebook_path)), record.get("dockerfile") or "Dockerfile")
+        dockerfile = dockerfile_of(notebook_path, record)
         if not os.path.isfile(dockerfile):
             raise RestoreError(f"Image {image} is missing and its Dockerfile {dockerfile} is not there either")
         job = jobs.build(dockerfile, image, wheelhouse=wheelhouse, build_args=build_args)

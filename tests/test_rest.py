@@ -246,3 +246,67 @@ async def test_freeze_endpoint_writes_into_the_notebook_folder(engine, jp_fetch,
         assert info.value.code == 404
     finally:
         await jp_fetch("api", "sessions", session["id"], method="DELETE")
+
+
+async def test_build_and_restore_endpoints(engine, jp_fetch, workspace):
+    import nbformat
+
+    from jupyter_mlcontainer.freeze import freeze_container
+    from jupyter_mlcontainer.sharing import environment_record, frozen_names, record_in_notebook
+
+    from .conftest import running_kernel
+
+    notebook = workspace / "notebooks" / "restore-me.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), notebook)
+    async with running_kernel(engine, BASE_IMAGE, notebook.parent) as (km, kc):
+        result = freeze_container(engine, km.provisioner.container_id, runtime_env={"MLC_REST": "yes"})
+    tag, kernelspec = frozen_names(str(notebook), result.dockerfile)
+    record_in_notebook(str(notebook), environment_record(result, str(notebook), tag, kernelspec))
+    try:
+        started = await jp_fetch("mlcontainer", "api", "notebooks", "restore", method="POST",
+                                 body=json.dumps({"path": "notebooks/restore-me.ipynb"}))
+        assert started.code == 202
+        job = json.loads(started.body)["job"]
+        assert job["kind"] == "build" and job["target"] == tag
+
+        async def finished():
+            current = await get(jp_fetch, "jobs", job["id"])
+            return current if current["state"] != "running" else None
+
+        done = await wait_until(finished, timeout=300, interval=0.5)
+        assert done["state"] == "done", done
+        assert done["result"]["kernelspec"] == kernelspec
+        assert any("Step" in line for line in done["log"])
+        specs = json.loads((await jp_fetch("api", "kernelspecs")).body)["kernelspecs"]
+        assert kernelspec in specs
+        # Now the image is here: restore answers at once.
+        again = json.loads((await jp_fetch("mlcontainer", "api", "notebooks", "restore", method="POST",
+                                           body=json.dumps({"path": "notebooks/restore-me.ipynb"}))).body)
+        assert again == {"kernelspec": kernelspec}
+        # Builds of any Dockerfile under the root, with the same job machinery.
+        build = json.loads((await jp_fetch("mlcontainer", "api", "images", "build", method="POST",
+                                           body=json.dumps({"dockerfile": "notebooks/Dockerfile", "tag": tag + "-again"}))).body)["job"]
+
+        async def built():
+            current = await get(jp_fetch, "jobs", build["id"])
+            return current if current["state"] != "running" else None
+
+        assert (await wait_until(built, timeout=300, interval=0.5))["state"] == "done"
+        engine.api.remove_image(tag + "-again", force=True)
+        for body, code, text in (
+            ({"dockerfile": "../../etc/Dockerfile", "tag": "x:1"}, 400, "outside the server's root"),
+            ({"dockerfile": "notebooks/Dockerfile"}, 400, "Give"),
+        ):
+            with pytest.raises(HTTPClientError) as info:
+                await jp_fetch("mlcontainer", "api", "images", "build", method="POST", body=json.dumps(body))
+            assert info.value.code == code and text in json.loads(info.value.response.body)["message"]
+        plain = workspace / "plain.ipynb"
+        nbformat.write(nbformat.v4.new_notebook(), plain)
+        with pytest.raises(HTTPClientError) as info:
+            await jp_fetch("mlcontainer", "api", "notebooks", "restore", method="POST", body=json.dumps({"path": "plain.ipynb"}))
+        assert info.value.code == 400 and "no mlcontainer environment record" in json.loads(info.value.response.body)["message"]
+    finally:
+        try:
+            engine.api.remove_image(tag, force=True)
+        except Exception:
+            pass

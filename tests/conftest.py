@@ -82,6 +82,21 @@ def workspace(tmp_path):
     return root
 
 
+@pytest.fixture
+def jp_server_config(workspace):
+    """pytest-jupyter's server with this extension; start-up clean-up off (test_server checks it
+    with real server processes)."""
+    return {
+        "ServerApp": {"jpserver_extensions": {"jupyter_mlcontainer": True}},
+        "MLContainerApp": {"reap_orphans_on_start": False},
+    }
+
+
+@pytest.fixture
+def jp_root_dir(workspace):
+    return workspace
+
+
 def our_kernel_containers(engine, kernel_id: str | None = None) -> list[dict[str, Any]]:
     from jupyter_mlcontainer.engine import LABEL_CACHE_VOLUME, LABEL_KERNEL_ID
 

@@ -18,21 +18,18 @@ from .conftest import BASE_IMAGE, add_spec, our_kernel_containers, wait_until
 ENDPOINTS = ("status", "images", "jobs", "kernelspecs", "kernels", "gpus", "volumes")
 
 
-@pytest.fixture
-def jp_server_config(workspace):
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_mlcontainer": True}},
-        "MLContainerApp": {"reap_orphans_on_start": False},
-    }
-
-
-@pytest.fixture
-def jp_root_dir(workspace):
-    return workspace
-
-
 async def get(jp_fetch, *path):
     return json.loads((await jp_fetch("mlcontainer", "api", *path)).body)
+
+
+async def job_outcome(jp_fetch, job_id: str, timeout: float = 300) -> dict:
+    """Follow a job through the API until it is no longer running."""
+
+    async def finished():
+        current = await get(jp_fetch, "jobs", job_id)
+        return current if current["state"] != "running" else None
+
+    return await wait_until(finished, timeout=timeout, interval=0.2)
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
@@ -187,12 +184,7 @@ async def test_pull_with_progress_from_local_registry(engine, jp_fetch, registry
 async def test_pull_errors_and_cancel(engine, jp_fetch, registry):
     body = json.dumps({"image": f"{registry}/mlctest/does-not-exist:1"})
     job = json.loads((await jp_fetch("mlcontainer", "api", "images", "pull", method="POST", body=body)).body)["job"]
-
-    async def finished():
-        current = await get(jp_fetch, "jobs", job["id"])
-        return current if current["state"] != "running" else None
-
-    failed = await wait_until(finished, timeout=60)
+    failed = await job_outcome(jp_fetch, job["id"], timeout=60)
     assert failed["state"] == "error" and "not found" in failed["error"].lower()
 
     with pytest.raises(HTTPClientError) as info:
@@ -268,12 +260,7 @@ async def test_build_and_restore_endpoints(engine, jp_fetch, workspace):
         assert started.code == 202
         job = json.loads(started.body)["job"]
         assert job["kind"] == "build" and job["target"] == tag
-
-        async def finished():
-            current = await get(jp_fetch, "jobs", job["id"])
-            return current if current["state"] != "running" else None
-
-        done = await wait_until(finished, timeout=300, interval=0.5)
+        done = await job_outcome(jp_fetch, job["id"])
         assert done["state"] == "done", done
         assert done["result"]["kernelspec"] == kernelspec
         assert any("Step" in line for line in done["log"])
@@ -286,12 +273,7 @@ async def test_build_and_restore_endpoints(engine, jp_fetch, workspace):
         # Builds of any Dockerfile under the root, with the same job machinery.
         build = json.loads((await jp_fetch("mlcontainer", "api", "images", "build", method="POST",
                                            body=json.dumps({"dockerfile": "notebooks/Dockerfile", "tag": tag + "-again"}))).body)["job"]
-
-        async def built():
-            current = await get(jp_fetch, "jobs", build["id"])
-            return current if current["state"] != "running" else None
-
-        assert (await wait_until(built, timeout=300, interval=0.5))["state"] == "done"
+        assert (await job_outcome(jp_fetch, build["id"]))["state"] == "done"
         engine.api.remove_image(tag + "-again", force=True)
         for body, code, text in (
             ({"dockerfile": "../../etc/Dockerfile", "tag": "x:1"}, 400, "outside the server's root"),

@@ -21,19 +21,6 @@ from jupyter_mlcontainer.orphans import reap_orphans
 from .conftest import BASE_IMAGE, add_spec, execute, our_kernel_containers, wait_until
 
 
-@pytest.fixture
-def jp_server_config(workspace):
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_mlcontainer": True}},
-        "MLContainerApp": {"reap_orphans_on_start": False},
-    }
-
-
-@pytest.fixture
-def jp_root_dir(workspace):
-    return workspace
-
-
 async def test_kernelspecs_and_session_in_notebook_folder(engine, jp_fetch, jp_serverapp, workspace):
     name = add_spec(engine, BASE_IMAGE, name="served")
     specs = json.loads((await jp_fetch("api", "kernelspecs")).body)

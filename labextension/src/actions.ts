@@ -12,6 +12,7 @@ import {
 } from '@jupyterlab/apputils';
 
 import { errorMessage, imageName, imageRef, shortId } from './format';
+import { freezeKernel } from './freeze';
 import { KernelDialogBody } from './kernelDialog';
 import { MLContainerModel } from './model';
 import { IContainerKernel, IImage, IJob, IKernelspecRequest } from './tokens';
@@ -26,6 +27,8 @@ export interface IPanelActions {
   /** Start pulling an image; throws with the server's message. */
   pull(name: string): Promise<void>;
   cancelJob(job: IJob): Promise<void>;
+  /** Write a Dockerfile for a kernel, show it, offer to build the image. */
+  freeze(kernel: IContainerKernel): Promise<void>;
   /** Confirm, then stop a container kernel. */
   stopKernel(kernel: IContainerKernel): Promise<void>;
   /** Open a notebook (or any file) by path. */
@@ -127,6 +130,10 @@ export function createActions(
           errorMessage(error)
         );
       }
+    },
+
+    freeze(kernel) {
+      return freezeKernel(app, model, kernel);
     },
 
     async stopKernel(kernel) {

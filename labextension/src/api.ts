@@ -3,7 +3,9 @@
  */
 import { requestAPI } from './request';
 import {
+  IBuildRequest,
   IContainerKernel,
+  IFreezeResult,
   IGpus,
   IImage,
   IImageFacts,
@@ -11,7 +13,8 @@ import {
   IKernelspec,
   IKernelspecRequest,
   IStatus,
-  IVolumes
+  IVolumes,
+  RestoreResult
 } from './tokens';
 
 const FACTS_UNKNOWN: IImageFacts = {
@@ -107,4 +110,35 @@ export function getGpus(): Promise<IGpus> {
 
 export function getVolumes(): Promise<IVolumes> {
   return requestAPI<IVolumes>('volumes');
+}
+
+/** Write a Dockerfile (and requirements) reproducing a kernel's container. */
+export function freezeKernel(
+  kernelId: string,
+  force = false
+): Promise<IFreezeResult> {
+  return requestAPI<IFreezeResult>(
+    `kernels/${encodeURIComponent(kernelId)}/freeze`,
+    post({ force })
+  );
+}
+
+export async function buildImage(request: IBuildRequest): Promise<IJob> {
+  return normalizeJob(
+    (
+      await requestAPI<{ job: IJob }>('images/build', post({
+        build_args: {},
+        ...request
+      }))
+    ).job
+  );
+}
+
+/** Ask the server for a frozen notebook's kernelspec (building if needed). */
+export async function restoreNotebook(path: string): Promise<RestoreResult> {
+  const answer = await requestAPI<RestoreResult>(
+    'notebooks/restore',
+    post({ path })
+  );
+  return 'job' in answer ? { job: normalizeJob(answer.job) } : answer;
 }

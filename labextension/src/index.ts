@@ -11,6 +11,7 @@ import { createActions } from './actions';
 import { containerIcon } from './icons';
 import { MLContainerModel } from './model';
 import { MLContainerPanel, PANEL_ID } from './panel';
+import { setupRestore } from './restore';
 import { ContainerKernelStatus } from './statusbar';
 
 /**
@@ -63,6 +64,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
         );
       }
     });
+
+    // Offer to restore the kernel of notebooks frozen elsewhere.
+    setupRestore(app, labShell, model);
 
     app.commands.addCommand(CommandIDs.openPanel, {
       label: 'Open ML Containers Panel',

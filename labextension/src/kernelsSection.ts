@@ -1,6 +1,7 @@
 /**
  * "Kernels": one row per container kernel with its notebook, image, container,
- * state, GPUs, CPU and memory, why it died if it did, and a Stop action.
+ * state, GPUs, CPU and memory, why it died if it did, and Freeze and Stop
+ * actions.
  */
 import { h, VirtualElement } from '@lumino/virtualdom';
 
@@ -144,6 +145,15 @@ export class KernelsSection extends Section {
       ),
       h.div(
         { className: 'mlc-actions' },
+        ...kids(
+          !kernel.death &&
+            button('Freeze', () => void this.actions.freeze(kernel), {
+              testid: 'mlc-freeze',
+              title:
+                'Write a Dockerfile and requirements reproducing this kernel',
+              disabled: this.model.isBusy(`freeze:${kernel.kernel_id}`)
+            })
+        ),
         button('Stop', () => void this.actions.stopKernel(kernel), {
           testid: 'mlc-kernel-stop',
           title: 'Stop this kernel and its container',

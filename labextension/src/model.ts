@@ -13,7 +13,9 @@ import * as api from './api';
 import { errorMessage, errorStatus } from './format';
 import { JobFollower, isFinished } from './jobs';
 import {
+  IBuildRequest,
   IContainerKernel,
+  IFreezeResult,
   IGpus,
   IImage,
   IJob,
@@ -178,6 +180,48 @@ export class MLContainerModel implements IDisposable {
     return job;
   }
 
+  /** Start building an image; the job is shown and followed like a pull. */
+  async build(request: IBuildRequest): Promise<IJob> {
+    const job = await this._busyWhile(`build:${request.tag}`, () =>
+      api.buildImage(request)
+    );
+    this.track(job);
+    return job;
+  }
+
+  /** Show and follow a job started here by other means (e.g. a restore). */
+  track(job: IJob): void {
+    this._startedHere.add(job.id);
+    this._dismissed.delete(job.id);
+    this._watched.add(job.id);
+    this._updateJob(job);
+    this._changed.emit();
+  }
+
+  /** The latest copy of a job this client knows, if any. */
+  job(jobId: string): IJob | undefined {
+    return this._jobs.get(jobId);
+  }
+
+  /**
+   * Resolve with a tracked job once it ended (done, error or cancelled).
+   */
+  whenFinished(jobId: string): Promise<IJob> {
+    const known = this._jobs.get(jobId);
+    if (known && isFinished(known)) {
+      return Promise.resolve(known);
+    }
+    return new Promise(resolve => {
+      const onFinished = (_: this, args: { job: IJob }) => {
+        if (args.job.id === jobId) {
+          this._jobFinished.disconnect(onFinished);
+          resolve(args.job);
+        }
+      };
+      this._jobFinished.connect(onFinished);
+    });
+  }
+
   /** Cancel a job (any client's). */
   async cancel(jobId: string): Promise<void> {
     await this._busyWhile(`cancel:${jobId}`, async () => {
@@ -198,6 +242,13 @@ export class MLContainerModel implements IDisposable {
     );
     void this._poll.refresh();
     return spec;
+  }
+
+  /** Write a Dockerfile reproducing a kernel (`force`: overwrite). */
+  async freeze(kernelId: string, force: boolean): Promise<IFreezeResult> {
+    return this._busyWhile(`freeze:${kernelId}`, () =>
+      api.freezeKernel(kernelId, force)
+    );
   }
 
   /** Stop a container kernel. */

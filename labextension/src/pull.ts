@@ -1,6 +1,7 @@
 /**
- * Pull jobs as rows: target, state, progress bar with percentage, layer count,
- * last log line, and Cancel (running) or Dismiss (ended).
+ * Pull and build jobs as rows: target, state, progress bar with percentage,
+ * layer count (pulls) or step count and last log lines (builds), and Cancel
+ * (running) or Dismiss (ended).
  */
 import { h, VirtualElement } from '@lumino/virtualdom';
 
@@ -10,21 +11,32 @@ import { MLContainerModel } from './model';
 import { button, chip, kids } from './ui';
 import { IJob } from './tokens';
 
+/** How many of a build's last log lines a row shows. */
+const BUILD_LOG_LINES = 4;
+
 export function renderJob(
   job: IJob,
   model: MLContainerModel,
   actions: IPanelActions
 ): VirtualElement {
-  const layers = Object.values(job.layers);
+  const build = job.kind === 'build';
+  const steps = build ? job.layers['steps'] : undefined;
+  const layers = build ? [] : Object.values(job.layers);
   const complete = layers.filter(l =>
-    /complete|already exists/i.test(l.status)
+    /complete|already exists/i.test(l.status ?? '')
   ).length;
   const running = job.state === 'running';
   const lastLog = job.log.length > 0 ? job.log[job.log.length - 1] : '';
+  const progress =
+    job.progress !== null
+      ? job.progress
+      : steps && steps.total > 0
+        ? Math.min(1, Math.max(0, (steps.current - 1) / steps.total))
+        : null;
   const progressAttrs =
-    job.progress === null
+    progress === null
       ? {} // indeterminate
-      : { value: String(job.progress) };
+      : { value: String(progress) };
 
   return h.div(
     {
@@ -47,15 +59,34 @@ export function renderJob(
             max: '1',
             ...progressAttrs,
             dataset: { testid: 'mlc-pull-progress' },
-            'aria-label': `Pulling ${job.target}`
+            'aria-label': `${build ? 'Building' : 'Pulling'} ${job.target}`
           }),
           h.span(
             {
               className: 'mlc-progress-text',
               dataset: { testid: 'mlc-pull-percent' }
             },
-            job.progress === null ? '…' : percent(job.progress)
+            progress === null ? '…' : percent(progress)
           )
+        ),
+      build &&
+        steps &&
+        steps.total > 0 &&
+        h.div(
+          {
+            className: 'mlc-job-detail',
+            dataset: { testid: 'mlc-build-steps' }
+          },
+          `step ${steps.current}/${steps.total}`
+        ),
+      build &&
+        job.log.length > 0 &&
+        h.pre(
+          {
+            className: 'mlc-build-log',
+            dataset: { testid: 'mlc-build-log' }
+          },
+          job.log.slice(-BUILD_LOG_LINES).join('\n')
         ),
       layers.length > 0 &&
         h.div(
@@ -76,7 +107,7 @@ export function renderJob(
         running
           ? button('Cancel', () => void actions.cancelJob(job), {
               testid: 'mlc-pull-cancel',
-              title: `Cancel pulling ${job.target}`,
+              title: `Cancel ${build ? 'building' : 'pulling'} ${job.target}`,
               disabled: model.isBusy(`cancel:${job.id}`)
             })
           : button('Dismiss', () => model.dismiss(job.id), {

@@ -56,12 +56,55 @@ export interface IJob {
   state: JobState;
   /** 0..1, or null while the size is unknown. */
   progress: number | null;
+  /**
+   * Pulls: one entry per layer. Builds: `steps` = {current, total} (no status).
+   */
   layers: {
-    [layerId: string]: { status: string; current: number; total: number };
+    [layerId: string]: { status?: string; current: number; total: number };
   };
   log: string[];
   error: string | null;
+  /** What a finished job produced (e.g. a restore build's `kernelspec`). */
+  result?: { kernelspec?: string; [key: string]: unknown } | null;
 }
+
+/** The `mlcontainer` notebook metadata a freeze records. */
+export interface IFreezeRecord {
+  image: string;
+  base_image?: string;
+  base_digest?: string | null;
+  /** Relative to the notebook's folder. */
+  dockerfile: string;
+  requirements?: string;
+  kernelspec: string;
+  frozen_at?: string;
+}
+
+/** `POST kernels/<id>/freeze` answer. */
+export interface IFreezeResult {
+  dockerfile_path: string;
+  requirements_path: string;
+  base_image: string;
+  base_digest: string | null;
+  packages: { [name: string]: string };
+  apt_packages: { [name: string]: string };
+  env: { [name: string]: string };
+  warnings: string[];
+  seconds: number;
+  notebook_path: string | null;
+  notebook_metadata?: { mlcontainer: IFreezeRecord };
+}
+
+/** `POST images/build` body. */
+export interface IBuildRequest {
+  /** Path relative to the server root. */
+  dockerfile: string;
+  tag: string;
+  build_args?: { [name: string]: string };
+}
+
+/** `POST notebooks/restore` answer: a kernelspec now, or a build job. */
+export type RestoreResult = { kernelspec: string } | { job: IJob };
 
 /** `POST kernelspecs` body. */
 export interface IKernelspecRequest {

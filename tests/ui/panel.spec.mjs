@@ -133,6 +133,29 @@ test.describe('ML Containers panel', () => {
     await expect(row.getByTestId('mlc-kernel-stop')).toBeEnabled();
   });
 
+  test('freezes the running kernel into a Dockerfile', async () => {
+    const row = panel
+      .getByTestId('mlc-kernel-row')
+      .filter({ hasText: sessions[0].path });
+    await row.getByTestId('mlc-freeze').click();
+    const result = page.getByTestId('mlc-freeze-result');
+    const footer = page.locator('.jp-Dialog .jp-Dialog-footer');
+    const overwrite = footer.getByRole('button', { name: 'Overwrite' });
+    // A Dockerfile left by an earlier run is answered with an overwrite prompt.
+    await expect(result.or(overwrite)).toBeVisible({ timeout: 180_000 });
+    if (await overwrite.isVisible()) {
+      await overwrite.click();
+      await expect(result).toBeVisible({ timeout: 180_000 });
+    }
+    await expect(result.getByTestId('mlc-freeze-dockerfile')).toContainText(
+      'Dockerfile'
+    );
+    await expect(result.getByTestId('mlc-freeze-base')).toBeVisible();
+    await expect(page.getByTestId('mlc-build-button')).toBeVisible();
+    await footer.getByRole('button', { name: 'Close', exact: true }).click();
+    await expect(result).toHaveCount(0);
+  });
+
   test('pulls an image with a progress bar', async () => {
     await panel.getByTestId('mlc-pull-input').fill(PULL_IMAGE);
     await panel.getByTestId('mlc-pull-button').click();
@@ -237,11 +260,18 @@ test.describe('ML Containers panel', () => {
   });
 
   test('saves a screenshot of the panel', async () => {
-    // Tall enough to show the four sections without scrolling.
+    // Tall, so that the four sections usually fit; with many local images
+    // the list scrolls, which is fine for a picture, so nothing here
+    // depends on how many images the engine happens to hold.
     await page.setViewportSize({ width: 1400, height: 2200 });
     await panel.locator('.mlc-content').evaluate(node => node.scrollTo(0, 0));
+    for (const name of ['Images', 'Kernels', 'GPUs', 'Volumes']) {
+      await expect(
+        panel.getByRole('heading', { name, exact: true })
+      ).toBeAttached();
+    }
     await expect(
-      panel.getByRole('heading', { name: 'Volumes', exact: true })
+      panel.getByRole('heading', { name: 'Images', exact: true })
     ).toBeInViewport();
     await panel.screenshot({ path: SCREENSHOT });
   });

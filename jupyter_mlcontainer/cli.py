@@ -173,7 +173,8 @@ def cmd_freeze(args: argparse.Namespace) -> int:
         return 0
     print(f"Wrote {result.dockerfile_path} and {result.requirements_path} in {result.seconds:.2f} s")
     print(f"  base: {result.base_image}" + (f"@{result.base_digest}" if result.base_digest else " (no registry digest: not portable until pushed)"))
-    print(f"  {len(result.packages)} Python packages, {len(result.apt_packages)} Debian packages, {len(result.env)} environment variables")
+    print(f"  {len(result.packages)} Python packages, {len(result.apt_packages)} Debian packages, "
+          f"{len(result.conda_packages)} conda packages, {len(result.env)} environment variables")
     for warning in result.warnings:
         print(f"  warning: {warning}")
     return 0

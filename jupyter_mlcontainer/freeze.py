@@ -22,7 +22,7 @@ from .gpu import get_monitor
 from .images import probe_image_sync
 from .state import state_dir
 
-INVENTORY_VERSION = 1
+INVENTORY_VERSION = 2
 
 # Runs inside the image or container with its own Python; prints one JSON line.
 INVENTORY_SCRIPT = r"""
@@ -50,6 +50,46 @@ for dist in (md.distributions() if md else []):
         "installer": (dist.read_text("INSTALLER") or "").strip(),
         "user_site": bool(user_site) and location.startswith(user_site),
     }
+def conda_inventory():
+    # conda, mamba and micromamba keep one JSON record per installed package in
+    # PREFIX/conda-meta; reading them needs no conda at all.
+    for prefix in (sys.prefix, os.environ.get("CONDA_PREFIX"), os.environ.get("MAMBA_ROOT_PREFIX"), "/opt/conda"):
+        meta = os.path.join(prefix or "", "conda-meta")
+        if prefix and os.path.isdir(meta):
+            break
+    else:
+        return None
+    records, owned = {}, []
+    for fn in sorted(os.listdir(meta)):
+        if not fn.endswith(".json"):
+            continue
+        try:
+            with open(os.path.join(meta, fn)) as f:
+                rec = json.load(f)
+        except Exception:
+            continue
+        name = rec.get("name")
+        if not name:
+            continue
+        records[name] = {key: str(rec.get(key) or "") for key in ("version", "build", "channel", "subdir")}
+        for path in rec.get("files") or []:
+            part = path.split("/")
+            for i, piece in enumerate(part):
+                if piece.endswith((".dist-info", ".egg-info")):
+                    owned.append(os.path.join(prefix, *part[: i + 1]))
+                    break
+    from shutil import which
+    tool = None
+    for exe in ("micromamba", "mamba", "conda"):
+        candidates = [os.path.join(prefix, "bin", exe), which(exe)]
+        tool = next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+        if tool:
+            break
+    return {"prefix": prefix, "packages": records, "owned": sorted(set(owned)), "tool": tool}
+conda = conda_inventory()
+owned = set((conda or {}).get("owned") or [])
+for info in packages.values():
+    info["conda"] = info["installer"] == "conda" or info["location"] in owned
 def run(cmd):
     try:
         out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=120)
@@ -61,7 +101,7 @@ print(json.dumps({
     "packages": packages, "user_site": user_site,
     "dpkg": run(["dpkg-query", "-W", "-f", "${Package}=${Version}\n"]),
     "apt_manual": run(["apt-mark", "showmanual"]),
-    "conda": os.path.isdir(os.path.join(sys.prefix, "conda-meta")),
+    "conda": conda,
 }))
 """
 
@@ -109,6 +149,7 @@ class FreezeResult:
     pinned_from: str = ""
     packages: dict[str, str] = field(default_factory=dict)  # name -> version, what the build installs
     apt_packages: dict[str, str] = field(default_factory=dict)
+    conda_packages: dict[str, str] = field(default_factory=dict)  # name -> "version=build"
     env: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -210,6 +251,8 @@ def diff_packages(base: dict[str, Any], current: dict[str, Any]) -> tuple[list[s
         before = base_pkgs.get(key)
         if before and before["version"] == info["version"] and not info.get("user_site"):
             continue
+        if info.get("conda"):
+            continue  # pinned with the conda packages, by conda's own record
         line, warning = _pin(info)
         if warning:
             warnings.append(warning)
@@ -217,7 +260,7 @@ def diff_packages(base: dict[str, Any], current: dict[str, Any]) -> tuple[list[s
             lines.append(line)
             installed[info["name"]] = info["version"]
     for key, info in sorted(base_pkgs.items()):
-        if key not in (current.get("packages") or {}):
+        if key not in (current.get("packages") or {}) and not info.get("conda"):
             warnings.append(
                 f"{info['name']} {info['version']} is in the base image but was removed in the container; "
                 "the Dockerfile keeps it."
@@ -233,6 +276,67 @@ def diff_apt(base: dict[str, Any], current: dict[str, Any]) -> dict[str, str]:
     base_versions = dict(line.split("=", 1) for line in (base.get("dpkg") or "").splitlines() if "=" in line)
     manual = set((current.get("apt_manual") or "").split()) - set((base.get("apt_manual") or "").split())
     return {name: versions[name] for name in sorted(manual) if name in versions and base_versions.get(name) != versions[name]}
+
+
+# What a conda name, version, build or channel may hold; anything else is not written into a
+# RUN line (the records come from the container, which the user controls).
+_CONDA_TOKEN = re.compile(r"^[A-Za-z0-9_.+!-]+$")
+_CONDA_CHANNEL = re.compile(r"^[A-Za-z0-9_.:/+-]+$")
+_SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./+-]*$")
+
+
+def conda_channel(channel_url: str, subdir: str) -> str:
+    """The channel to name in a spec: ``conda-forge`` for anaconda.org channels, the URL
+    (without the platform folder) for others, "" when the record names none."""
+    channel = channel_url.rstrip("/")
+    if subdir and channel.endswith("/" + subdir):
+        channel = channel[: -len(subdir) - 1]
+    for host in ("https://conda.anaconda.org/", "http://conda.anaconda.org/", "https://repo.anaconda.com/"):
+        if channel.startswith(host):
+            return channel[len(host):]
+    return channel
+
+
+@dataclass
+class CondaChanges:
+    specs: list[str] = field(default_factory=list)  # channel::name=version=build
+    pinned: dict[str, str] = field(default_factory=dict)  # name -> version=build
+    prefix: str = ""
+    tool: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def diff_conda(base: dict[str, Any], current: dict[str, Any]) -> CondaChanges:
+    """Conda packages added or changed in the container, pinned to version and build."""
+    now = current.get("conda") or {}
+    before = ((base.get("conda") or {}).get("packages")) or {}
+    changes = CondaChanges(prefix=now.get("prefix") or "", tool=now.get("tool"))
+    for name, rec in sorted((now.get("packages") or {}).items()):
+        old = before.get(name)
+        if old and (old.get("version"), old.get("build")) == (rec.get("version"), rec.get("build")):
+            continue
+        channel = conda_channel(rec.get("channel", ""), rec.get("subdir", ""))
+        parts = [name, rec.get("version", ""), rec.get("build", "")]
+        if not all(_CONDA_TOKEN.match(p) for p in parts) or (channel and not _CONDA_CHANNEL.match(channel)):
+            changes.warnings.append(
+                f"conda package record {name!r} has characters a spec cannot hold; install it by hand."
+            )
+            continue
+        spec = "=".join(parts)
+        changes.specs.append(f"{channel}::{spec}" if channel else spec)
+        changes.pinned[name] = f"{parts[1]}={parts[2]}"
+    for name, rec in sorted(before.items()):
+        if name not in (now.get("packages") or {}):
+            changes.warnings.append(
+                f"conda package {name} {rec.get('version')} is in the base image but was removed in the "
+                "container; the Dockerfile keeps it."
+            )
+    if changes.specs and not changes.tool:
+        changes.warnings.append(
+            f"conda packages were added in {changes.prefix} but the image has no conda, mamba or micromamba: "
+            "the Dockerfile lists them in a comment; install them in the image by hand."
+        )
+    return changes
 
 
 def user_env(runtime_env: dict[str, str], image_env: dict[str, str], injected: set[str]) -> tuple[dict[str, str], list[str]]:
@@ -253,9 +357,62 @@ def user_env(runtime_env: dict[str, str], image_env: dict[str, str], injected: s
     return kept, warnings
 
 
-def changed_files(engine: Engine, container_id: str, mounts: list[str]) -> list[str]:
-    """Files added or changed in the container outside package managers (``docker diff``)."""
+# Prints, for the conda records named in argv[2:] under prefix argv[1], the absolute paths of
+# their files (conda's own record of what it installed).
+CONDA_FILES_SCRIPT = r"""
+import json, os, sys
+prefix, names = sys.argv[1], set(sys.argv[2:])
+meta = os.path.join(prefix, "conda-meta")
+files = []
+for fn in os.listdir(meta):
+    if fn.endswith(".json"):
+        try:
+            with open(os.path.join(meta, fn)) as f:
+                rec = json.load(f)
+        except Exception:
+            continue
+        if rec.get("name") in names:
+            files += [os.path.join(prefix, p) for p in rec.get("files") or []]
+print(json.dumps(files))
+"""
+
+
+def conda_owned_files(engine: Engine, container_id: str, python: str, changes: "CondaChanges") -> set[str]:
+    """Paths installed by the conda packages that changed, plus conda's own folders: changes a
+    package manager made, which ``docker diff`` must not report as hand-made."""
+    if not changes.prefix:
+        return set()
+    owned = {os.path.join(changes.prefix, "conda-meta"), os.path.join(changes.prefix, "pkgs")}
+    if not changes.pinned:
+        return owned
+    api = engine.api
+    cmd = [python, "-c", CONDA_FILES_SCRIPT, changes.prefix, *sorted(changes.pinned)]
+    exec_id = engine.call_sync(lambda: api.exec_create(container_id, cmd, stdout=True, stderr=False))
+    out = engine.call_sync(lambda: api.exec_start(exec_id["Id"]))
+    try:
+        owned.update(json.loads((out or b"").decode().strip().splitlines()[-1]))
+    except (ValueError, IndexError):
+        pass  # then they are reported as changed files, which is safe
+    return owned
+
+
+def _ancestors(paths) -> set[str]:
+    """Every folder above each of ``paths`` (absolute, "/"-separated)."""
+    found: set[str] = set()
+    for path in paths:
+        parts = path.rstrip("/").split("/")
+        found.update("/".join(parts[:i]) for i in range(2, len(parts)))
+    return found
+
+
+def changed_files(engine: Engine, container_id: str, mounts: list[str], owned: set[str] = frozenset()) -> list[str]:
+    """Files added or changed in the container outside package managers (``docker diff``).
+
+    ``owned``: paths a package manager installed (and folders it owns entirely)."""
     changes = engine.call_sync(lambda: engine.api.diff(container_id)) or []
+    owned_dirs = _ancestors(owned)  # the folders above an owned file change with it
+    owned_trees = tuple(o + "/" for o in owned if o.endswith(("/conda-meta", "/pkgs")))
+    parents = _ancestors(c.get("Path", "") for c in changes)
     mount_points = set(mounts)
     for mount in mounts:  # their parent folders are created for the mount too
         parts = mount.rstrip("/").split("/")
@@ -265,6 +422,10 @@ def changed_files(engine: Engine, container_id: str, mounts: list[str]) -> list[
         path = change.get("Path", "")
         if change.get("Kind") == 2 or path in mount_points or _DIFF_NOISE.search(path):
             continue
+        if path in owned or path in owned_dirs or (owned_trees and path.startswith(owned_trees)):
+            continue
+        if change.get("Kind") == 0 and path in parents:
+            continue  # a folder marked changed because something inside it changed
         if any(path.startswith(m.rstrip("/") + "/") for m in mounts):
             continue
         kinds[path] = change.get("Kind", 0)
@@ -290,7 +451,7 @@ def _quote(value: str) -> str:
 def render_dockerfile(
     *, base_ref: str, base_digest: str | None, base_user: str, python: str, requirements_name: str,
     requirements: list[str], apt: dict[str, str], env: dict[str, str], labels: dict[str, str],
-    externally_managed: bool, warnings: list[str],
+    externally_managed: bool, warnings: list[str], conda: CondaChanges | None = None,
 ) -> str:
     lines = ["# Generated by `jupyter mlcontainer freeze`: the environment of a running kernel, pinned."]
     if base_digest:
@@ -312,6 +473,13 @@ def render_dockerfile(
             "RUN apt-get update && apt-get install -y --no-install-recommends "
             f"{pins} && rm -rf /var/lib/apt/lists/*"
         )
+    if conda and conda.specs:
+        specs = " ".join(conda.specs)
+        if conda.tool and _SAFE_PATH.match(conda.tool) and _SAFE_PATH.match(conda.prefix):
+            # Name, version and build as the kernel had them: the solver has nothing to choose.
+            lines.append(f"RUN {conda.tool} install -y -p {conda.prefix} {specs} && {conda.tool} clean -afy")
+        else:
+            lines.append(f"# conda packages to install into {conda.prefix}: {specs}")
     if requirements:
         lines += [
             "# Offline builds: put wheels in ./wheelhouse and build with --build-arg PIP_NO_INDEX=1",
@@ -373,6 +541,8 @@ def freeze_container(
     current = container_inventory(engine, container_id, facts.python or "python3")
     requirements, installed, warnings = diff_packages(base, current)
     apt = diff_apt(base, current)
+    conda = diff_conda(base, current)
+    warnings += conda.warnings
 
     image_env = facts.env
     container_env = dict(item.split("=", 1) for item in attrs["Config"].get("Env") or [] if "=" in item)
@@ -381,7 +551,8 @@ def freeze_container(
     warnings += env_warnings
 
     mounts = [m.get("Destination", "") for m in attrs.get("Mounts") or []]
-    for path in changed_files(engine, container_id, mounts):
+    owned = conda_owned_files(engine, container_id, facts.python or "python3", conda)
+    for path in changed_files(engine, container_id, mounts, owned):
         warnings.append(
             f"{path} was changed outside a package manager: COPY it into the image or script its creation."
         )
@@ -411,7 +582,7 @@ def freeze_container(
     dockerfile = render_dockerfile(
         base_ref=base_ref, base_digest=digest, base_user=facts.user, python=facts.python or "python3",
         requirements_name=requirements_name, requirements=requirements, apt=apt, env=env, labels=out_labels,
-        externally_managed=facts.externally_managed, warnings=warnings,
+        externally_managed=facts.externally_managed, warnings=warnings, conda=conda,
     )
     requirements_text = (
         f"# Frozen from {base_ref} by `jupyter mlcontainer freeze`: packages added or changed in the kernel.\n"
@@ -425,7 +596,7 @@ def freeze_container(
     return FreezeResult(
         dockerfile=dockerfile, requirements=requirements_text, dockerfile_path=dockerfile_path,
         requirements_path=requirements_path, base_image=base_ref, base_digest=digest, pinned_from=image_id,
-        packages=installed, apt_packages=apt, env=env, warnings=warnings, seconds=time.perf_counter() - started,
+        packages=installed, apt_packages=apt, conda_packages=conda.pinned, env=env, warnings=warnings, seconds=time.perf_counter() - started,
     )
 
 

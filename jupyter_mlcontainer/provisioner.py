@@ -3,8 +3,8 @@
 jupyter_client creates one :class:`DockerKernelProvisioner` per kernel manager (from the
 kernelspec's ``metadata.kernel_provisioner``) and keeps it across restarts. What a launch does:
 
-
-
+* the kernel binds fixed ports inside its own network namespace, and the engine publishes
+  them on 127.0.0.1 with host ports of its own choosing (nothing is picked in advance, so no
   port race); a restart asks for the same host ports, so open clients keep working;
 * the workspace is bind-mounted at its own absolute path and the kernel starts in the
   notebook's folder, as the uid:gid of this process, with no-new-privileges;

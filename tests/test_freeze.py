@@ -17,8 +17,10 @@ from nbclient import NotebookClient
 from jupyter_mlcontainer.freeze import (
     FreezeError,
     container_inventory,
+    diff_conda,
     freeze_container,
     kernel_environment,
+    render_dockerfile,
     user_env,
 )
 from jupyter_mlcontainer.jobs import JobRegistry
@@ -167,3 +169,117 @@ def test_cli_freeze_errors(engine, tmp_path):
         capture_output=True, text=True,
     )
     assert result.returncode == 1 and "No Dockerfile" in result.stderr
+
+
+def conda_record(name: str, version: str, build: str, channel: str = "conda-forge", subdir: str = "noarch",
+                 dist_info: str | None = None) -> dict:
+    """A package record as conda, mamba and micromamba write it in PREFIX/conda-meta."""
+    files = [f"lib/python3.11/site-packages/{dist_info}/METADATA"] if dist_info else [f"lib/lib{name}.so"]
+    return {
+        "name": name, "version": version, "build": build, "build_number": 0, "subdir": subdir,
+        "channel": f"https://conda.anaconda.org/{channel}/{subdir}",
+        "fn": f"{name}-{version}-{build}.conda", "requested_spec": "", "files": files,
+    }
+
+
+@pytest.fixture(scope="module")
+def conda_image(engine, tmp_path_factory):
+    """The base test image with a conda prefix at /opt/conda.
+
+    No conda channel is reachable here, so the prefix carries conda's on-disk records (what
+    freeze reads) and a ``conda`` placeholder that only has to exist; the rebuilt image is not
+    built in this test (the pip round trip above covers building)."""
+    import json
+
+    ctx = tmp_path_factory.mktemp("conda-image")
+    meta = ctx / "conda" / "conda-meta"
+    meta.mkdir(parents=True)
+    site = ctx / "conda" / "lib" / "python3.11" / "site-packages"
+    dist = site / "mlc_conda_base-1.0.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mlc-conda-base\nVersion: 1.0.0\n")
+    (dist / "INSTALLER").write_text("conda\n")
+    for record in (
+        conda_record("zlib", "1.2.13", "hd590300_5", subdir="linux-64"),
+        conda_record("mlc-conda-base", "1.0.0", "pyhd8ed1ab_0", dist_info=dist.name),
+    ):
+        (meta / f"{record['name']}-{record['version']}-{record['build']}.json").write_text(json.dumps(record))
+    (ctx / "conda" / "bin").mkdir()
+    placeholder = ctx / "conda" / "bin" / "conda"
+    placeholder.write_text("#!/bin/sh\necho 'placeholder: no conda channel is reachable here' >&2\nexit 1\n")
+    placeholder.chmod(0o755)
+    (ctx / "Dockerfile").write_text(
+        f"FROM {BASE_IMAGE}\n"
+        "COPY conda /opt/conda\n"
+        "RUN echo /opt/conda/lib/python3.11/site-packages > /usr/lib/python3/dist-packages/mlc-conda.pth"
+        " && chmod -R a+rwX /opt/conda\n"
+        "ENV CONDA_PREFIX=/opt/conda\n"
+    )
+    tag = f"mlcontainer-test/conda:{os.getpid()}"
+    for _ in engine.api.build(path=str(ctx), tag=tag, rm=True, decode=True):
+        pass
+    yield tag
+    engine.api.remove_image(tag, force=True)
+
+
+CONDA_INSTALL = """
+import json, os
+prefix = '/opt/conda'
+def record(name, version, build, subdir, files):
+    return dict(name=name, version=version, build=build, build_number=0, subdir=subdir,
+                channel='https://conda.anaconda.org/conda-forge/' + subdir, files=files)
+def write(rec, filename=None):
+    filename = filename or f"{rec['name']}-{rec['version']}-{rec['build']}.json"
+    with open(f"{prefix}/conda-meta/{filename}", 'w') as f:
+        json.dump(rec, f)
+# `conda install mlc-conda-new zlib=1.3.1`, as conda leaves it on disk:
+dist = 'lib/python3.11/site-packages/mlc_conda_new-2.0.0.dist-info'
+os.makedirs(f'{prefix}/{dist}')
+with open(f'{prefix}/{dist}/METADATA', 'w') as f:
+    f.write('Metadata-Version: 2.1\\nName: mlc-conda-new\\nVersion: 2.0.0\\n')
+write(record('mlc-conda-new', '2.0.0', 'pyhd8ed1ab_0', 'noarch', [dist + '/METADATA']))
+os.remove(f'{prefix}/conda-meta/zlib-1.2.13-hd590300_5.json')
+write(record('zlib', '1.3.1', 'h4ab18f5_1', 'linux-64', ['lib/libz.so']))
+# A record that would smuggle a shell command into the Dockerfile:
+write(record('evil', '1.0', '0;touch${IFS}/tmp/pwned', 'noarch', []), 'evil-1.0-0.json')
+print('installed')
+"""
+
+
+async def test_freeze_pins_conda_packages(engine, workspace, conda_image):
+    async with running_kernel(engine, conda_image, workspace) as (km, kc):
+        out, reply = await execute(kc, CONDA_INSTALL)
+        assert reply["status"] == "ok" and "installed" in out, out
+        result = freeze_container(engine, km.provisioner.container_id, output_dir=str(workspace / "conda"))
+    assert result.conda_packages == {"mlc-conda-new": "2.0.0=pyhd8ed1ab_0", "zlib": "1.3.1=h4ab18f5_1"}
+    assert (
+        "RUN /opt/conda/bin/conda install -y -p /opt/conda conda-forge::mlc-conda-new=2.0.0=pyhd8ed1ab_0 "
+        "conda-forge::zlib=1.3.1=h4ab18f5_1 && /opt/conda/bin/conda clean -afy\n"
+    ) in result.dockerfile
+    # Python packages that conda installed are pinned by conda, never again by pip.
+    assert result.packages == {} and "mlc-conda" not in result.requirements
+    assert "pwned" not in result.dockerfile
+    assert any("'evil'" in w and "by hand" in w for w in result.warnings)
+    # What conda installed is not reported as changed by hand; the image build left nothing else.
+    assert not [w for w in result.warnings if "outside a package manager" in w], result.warnings
+    assert hadolint_errors(result.dockerfile_path) == ""
+
+
+def test_conda_without_a_conda_binary_and_removed_packages():
+    base = {"conda": {"prefix": "/opt/conda", "tool": "/opt/conda/bin/mamba", "packages": {
+        "numpy": {"version": "1.26.4", "build": "py311h64a7726_0", "channel": "https://conda.anaconda.org/conda-forge/linux-64", "subdir": "linux-64"},
+        "six": {"version": "1.16.0", "build": "pyhd3eb1b0_1", "channel": "https://repo.anaconda.com/pkgs/main/noarch", "subdir": "noarch"},
+    }}}
+    current = {"conda": {"prefix": "/opt/conda", "tool": None, "packages": {
+        "numpy": {"version": "2.1.0", "build": "py311h71ddf71_1", "channel": "https://conda.anaconda.org/conda-forge/linux-64", "subdir": "linux-64"},
+        "tqdm": {"version": "4.66.5", "build": "pyhd8ed1ab_0", "channel": "https://my.mirror/conda/noarch", "subdir": "noarch"},
+    }}}
+    changes = diff_conda(base, current)
+    assert changes.specs == ["conda-forge::numpy=2.1.0=py311h71ddf71_1", "https://my.mirror/conda::tqdm=4.66.5=pyhd8ed1ab_0"]
+    assert any("six 1.16.0" in w and "removed" in w for w in changes.warnings)
+    assert any("no conda, mamba or micromamba" in w for w in changes.warnings)
+    text = render_dockerfile(
+        base_ref="img:1", base_digest="sha256:" + "0" * 64, base_user="", python="python3", requirements_name="r.txt",
+        requirements=[], apt={}, env={}, labels={"a": "b"}, externally_managed=False, warnings=[], conda=changes,
+    )
+    assert "RUN " not in text.replace("RUN apt", "") and "# conda packages to install into /opt/conda: conda-forge::numpy" in text

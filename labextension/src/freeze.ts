@@ -236,6 +236,9 @@ class FreezeResultBody extends Widget {
     text(
       `${count(result.packages)} Python packages, ` +
         `${count(result.apt_packages)} apt packages, ` +
+        (count(result.conda_packages)
+          ? `${count(result.conda_packages)} conda packages, `
+          : '') +
         `${count(result.env)} environment variables ` +
         `(${result.seconds.toFixed(1)} s).`,
       '',

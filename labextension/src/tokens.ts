@@ -88,6 +88,8 @@ export interface IFreezeResult {
   base_digest: string | null;
   packages: { [name: string]: string };
   apt_packages: { [name: string]: string };
+  /** name -> "version=build", for images that use conda */
+  conda_packages?: { [name: string]: string };
   env: { [name: string]: string };
   warnings: string[];
   seconds: number;

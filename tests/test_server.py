@@ -84,8 +84,9 @@ def test_reap_removes_only_dead_owners(engine):
                 BASE_IMAGE, command=["true"],
                 labels={LABEL_ROLE: "kernel", LABEL_OWNER: owner, LABEL_KERNEL_ID: f"reap-{label}"},
             )["Id"]
-        removed = reap_orphans(engine)
-        assert [o.container_id for o in removed] == [made["dead"]]
+        removed = {o.container_id for o in reap_orphans(engine)}
+        # Other dead processes' leftovers on a shared engine may go too; ours must, the rest must not.
+        assert made["dead"] in removed and not removed & {made["alive"], made["other-host"]}
         for label in ("alive", "other-host"):
             assert engine.api.inspect_container(made[label])["Id"] == made[label]
     finally:

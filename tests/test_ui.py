@@ -107,7 +107,9 @@ def test_panel_in_chromium(engine, registry, lab, workspace):
         assert os.path.getsize(screenshot) > 10_000
     finally:
         _api(port, f"api/sessions/{session['id']}", "DELETE")
-        try:
-            engine.api.remove_image(pull_image, force=True)
-        except Exception:
-            pass
+        restored = [t for i in engine.api.images() for t in i.get("RepoTags") or [] if "/mlctest/restored-ui:" in t]
+        for image in [pull_image, *restored]:  # what the spec pulled and what its restore built
+            try:
+                engine.api.remove_image(image, force=True)
+            except Exception:
+                pass

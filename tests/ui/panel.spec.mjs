@@ -275,4 +275,63 @@ test.describe('ML Containers panel', () => {
     ).toBeInViewport();
     await panel.screenshot({ path: SCREENSHOT });
   });
+
+  test('offers to restore a frozen notebook whose image is missing', async () => {
+    // A notebook frozen elsewhere: its metadata names an image and a kernelspec
+    // this machine lacks, and a Dockerfile beside it.
+    const stamp = Date.now();
+    const folder = `restore-${stamp}`;
+    const registryHost = PULL_IMAGE.split('/')[0]; // nothing is pushed there: the pull fails, the build runs
+    const image = `${registryHost}/mlctest/restored-ui:${stamp}`;
+    const kernelspec = `mlc-restored-ui-${stamp}`;
+    const baseKernel = await kernelspecFor(KERNEL_IMAGE);
+    await api(`api/contents/${folder}`, {
+      method: 'PUT',
+      body: JSON.stringify({ type: 'directory' })
+    });
+    await api(`api/contents/${folder}/Dockerfile`, {
+      method: 'PUT',
+      body: JSON.stringify({
+        type: 'file',
+        format: 'text',
+        content: `FROM ${KERNEL_IMAGE}\nLABEL org.jupyter.mlcontainer.test="restored-ui"\n`
+      })
+    });
+    const path = `${folder}/frozen.ipynb`;
+    await api(`api/contents/${path}`, {
+      method: 'PUT',
+      body: JSON.stringify({
+        type: 'notebook',
+        content: {
+          cells: [],
+          metadata: {
+            kernelspec: { name: baseKernel, display_name: 'base', language: 'python' },
+            mlcontainer: { image, dockerfile: 'Dockerfile', kernelspec }
+          },
+          nbformat: 4,
+          nbformat_minor: 5
+        }
+      })
+    });
+    await page.goto(
+      `${LAB_URL}lab/tree/${path}${TOKEN ? `?token=${TOKEN}` : ''}`
+    );
+    const dialog = page.getByTestId('mlc-restore-dialog');
+    await expect(dialog).toContainText(image, { timeout: 60_000 });
+    await page
+      .locator('.jp-Dialog-footer')
+      .getByRole('button', { name: 'Restore kernel' })
+      .click();
+    await expect(
+      page.getByText(`Kernel "${kernelspec}" restored`)
+    ).toBeVisible({ timeout: 300_000 });
+    const specs = await api('api/kernelspecs');
+    expect(Object.keys(specs.kernelspecs)).toContain(kernelspec);
+    for (const session of await api('api/sessions')) {
+      if (session.path === path) {
+        sessions.push(session); // shut down with the others
+        expect(session.kernel.name).toBe(kernelspec);
+      }
+    }
+  });
 });

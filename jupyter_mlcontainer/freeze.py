@@ -191,16 +191,22 @@ def image_inventory(engine: Engine, image: str) -> dict[str, Any]:
     return inventory
 
 
-def container_inventory(engine: Engine, container_id: str, python: str) -> dict[str, Any]:
-    """The inventory of a running container, as its own user (so the user site is seen)."""
+def _exec(engine: Engine, container_id: str, cmd: list[str]) -> tuple[int | None, str, str]:
+    """Run ``cmd`` in the running container as its user: (exit code, stdout, stderr). Blocking."""
     api = engine.api
-    exec_id = engine.call_sync(lambda: api.exec_create(container_id, [python, "-c", INVENTORY_SCRIPT], stdout=True, stderr=True))
+    exec_id = engine.call_sync(lambda: api.exec_create(container_id, cmd, stdout=True, stderr=True))
     output = engine.call_sync(lambda: api.exec_start(exec_id["Id"], demux=True))
     stdout, stderr = output if isinstance(output, tuple) else (output, b"")
-    result = engine.call_sync(lambda: api.exec_inspect(exec_id["Id"]))
-    if result.get("ExitCode") != 0:
-        raise FreezeError(f"Could not list the container's packages: {(stderr or b'').decode(errors='replace')[-500:]}")
-    return json.loads((stdout or b"").decode().strip().splitlines()[-1])
+    code = engine.call_sync(lambda: api.exec_inspect(exec_id["Id"])).get("ExitCode")
+    return code, (stdout or b"").decode(errors="replace"), (stderr or b"").decode(errors="replace")
+
+
+def container_inventory(engine: Engine, container_id: str, python: str) -> dict[str, Any]:
+    """The inventory of a running container, as its own user (so the user site is seen)."""
+    code, out, err = _exec(engine, container_id, [python, "-c", INVENTORY_SCRIPT])
+    if code != 0:
+        raise FreezeError(f"Could not list the container's packages: {err[-500:]}")
+    return json.loads(out.strip().splitlines()[-1])
 
 
 # -- diffing ---------------------------------------------------------------------------------
@@ -378,19 +384,17 @@ print(json.dumps(files))
 
 
 def conda_owned_files(engine: Engine, container_id: str, python: str, changes: "CondaChanges") -> set[str]:
-    """Paths installed by the conda packages that changed, plus conda's own folders: changes a
-    package manager made, which ``docker diff`` must not report as hand-made."""
+    """Paths installed by the conda packages that changed, plus conda's own folders (owned with
+    everything in them): changes a package manager made, which ``docker diff`` must not report
+    as hand-made."""
     if not changes.prefix:
         return set()
     owned = {os.path.join(changes.prefix, "conda-meta"), os.path.join(changes.prefix, "pkgs")}
     if not changes.pinned:
         return owned
-    api = engine.api
-    cmd = [python, "-c", CONDA_FILES_SCRIPT, changes.prefix, *sorted(changes.pinned)]
-    exec_id = engine.call_sync(lambda: api.exec_create(container_id, cmd, stdout=True, stderr=False))
-    out = engine.call_sync(lambda: api.exec_start(exec_id["Id"]))
+    _, out, _ = _exec(engine, container_id, [python, "-c", CONDA_FILES_SCRIPT, changes.prefix, *sorted(changes.pinned)])
     try:
-        owned.update(json.loads((out or b"").decode().strip().splitlines()[-1]))
+        owned.update(json.loads(out.strip().splitlines()[-1]))
     except (ValueError, IndexError):
         pass  # then they are reported as changed files, which is safe
     return owned
@@ -408,10 +412,10 @@ def _ancestors(paths) -> set[str]:
 def changed_files(engine: Engine, container_id: str, mounts: list[str], owned: set[str] = frozenset()) -> list[str]:
     """Files added or changed in the container outside package managers (``docker diff``).
 
-    ``owned``: paths a package manager installed (and folders it owns entirely)."""
+    ``owned``: paths a package manager installed; a path is owned with everything under it.
+    """
     changes = engine.call_sync(lambda: engine.api.diff(container_id)) or []
     owned_dirs = _ancestors(owned)  # the folders above an owned file change with it
-    owned_trees = tuple(o + "/" for o in owned if o.endswith(("/conda-meta", "/pkgs")))
     parents = _ancestors(c.get("Path", "") for c in changes)
     mount_points = set(mounts)
     for mount in mounts:  # their parent folders are created for the mount too
@@ -422,7 +426,7 @@ def changed_files(engine: Engine, container_id: str, mounts: list[str], owned: s
         path = change.get("Path", "")
         if change.get("Kind") == 2 or path in mount_points or _DIFF_NOISE.search(path):
             continue
-        if path in owned or path in owned_dirs or (owned_trees and path.startswith(owned_trees)):
+        if path in owned_dirs or path in owned or not _ancestors([path]).isdisjoint(owned):
             continue
         if change.get("Kind") == 0 and path in parents:
             continue  # a folder marked changed because something inside it changed

@@ -18,6 +18,7 @@ from .engine import (
     LABEL_KERNEL_ID,
     LABEL_KERNEL_NAME,
     LABEL_OWNER,
+    LABEL_OWNER_USER,
     LABEL_PREFIX,
     LABEL_WORKSPACE,
     Engine,
@@ -86,13 +87,12 @@ def _summarise(sample: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def list_kernel_containers(engine: Engine, owner: str | None = None) -> list[dict[str, Any]]:
-    """This server's kernel containers (one engine call)."""
-    owner = owner or owner_id()
+def list_kernel_containers(engine: Engine, owner: str | None = None, *, user: str | None = None) -> list[dict[str, Any]]:
+    """This server's kernel containers (one engine call); with ``user``, every kernel container
+    that user started, from any server or front end."""
+    mine = f"{LABEL_OWNER_USER}={user}" if user else f"{LABEL_OWNER}={owner or owner_id()}"
     return engine.call_sync(
-        lambda: engine.api.containers(
-            all=True, filters={"label": [f"{LABEL_PREFIX}.role=kernel", f"{LABEL_OWNER}={owner}"]}
-        )
+        lambda: engine.api.containers(all=True, filters={"label": [f"{LABEL_PREFIX}.role=kernel", mine]})
     )
 
 

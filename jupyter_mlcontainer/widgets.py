@@ -23,9 +23,6 @@ from typing import Any, Protocol
 
 import ipywidgets as w
 
-ENDPOINTS = ("status", "images", "kernels", "gpus", "volumes")
-
-
 class Source(Protocol):
     """Where a dashboard reads its state: the REST endpoints' JSON, by endpoint name."""
 
@@ -78,10 +75,11 @@ class EngineSource:
 
     def fetch(self, endpoint: str) -> dict[str, Any]:
         from .cache import DEFAULT_VOLUME
-        from .engine import LABEL_GPUS, LABEL_IMAGE, LABEL_KERNEL_ID, LABEL_OWNER_USER, LABEL_PREFIX, EngineError
+        from .engine import LABEL_GPUS, LABEL_IMAGE, LABEL_KERNEL_ID, EngineError
         from .gpu import attribute_processes
         from .identity import current_user
         from .images import ImageInventory
+        from .kernels import list_kernel_containers
         from .status import machine_status
 
         try:
@@ -89,12 +87,7 @@ class EngineSource:
                 return machine_status(self.engine, self.monitor, DEFAULT_VOLUME)
             if endpoint == "images":
                 return {"images": ImageInventory(self.engine).list({})}
-            user = current_user().name
-            containers = self.engine.call_sync(
-                lambda: self.engine.api.containers(
-                    all=True, filters={"label": [f"{LABEL_PREFIX}.role=kernel", f"{LABEL_OWNER_USER}={user}"]}
-                )
-            )
+            containers = list_kernel_containers(self.engine, user=current_user().name)
             if endpoint == "kernels":
                 return {"kernels": [
                     {
@@ -219,44 +212,44 @@ class Dashboard(w.VBox):
         self._gpus()
         self._volumes()
 
-    def _images(self) -> None:
-        data, error = self._get("images")
+    def _table_section(self, target: w.HTML, endpoint: str, headers: list[str], row, empty: str) -> None:
+        """Fill ``target`` with one table row per item of ``endpoint``'s list (or its error)."""
+        data, error = self._get(endpoint)
         if error:
-            self.images.value = f"<p>{_e(error)}</p>"
+            target.value = f"<p>{_e(error)}</p>"
             return
-        rows = []
-        for image in (data or {}).get("images", []):
+        target.value = _table(headers, [row(item) for item in (data or {}).get(endpoint, [])], empty)
+
+    def _images(self) -> None:
+        def row(image: dict[str, Any]) -> list[str]:
             facts = image.get("facts") or {}
-            rows.append([
+            return [
                 "<br>".join(_e(t) for t in image.get("tags") or []) or _e(image.get("id", "")[:19]),
                 _bytes(image.get("size")),
                 _e(facts.get("python_version")), _e(facts.get("torch")),
                 _e(facts.get("cuda") or facts.get("torch_cuda")),
                 _e(facts.get("ipykernel") or ("no" if facts.get("probe") == "done" else "")),
                 _e(", ".join(image.get("kernelspecs") or [])),
-            ])
-        self.images.value = _table(
-            ["Image", "Size", "Python", "PyTorch", "CUDA", "ipykernel", "Kernels"], rows,
+            ]
+
+        self._table_section(
+            self.images, "images", ["Image", "Size", "Python", "PyTorch", "CUDA", "ipykernel", "Kernels"], row,
             "No local images. Pull one: jupyter mlcontainer kernel add IMAGE --prepare",
         )
 
     def _kernels(self) -> None:
-        data, error = self._get("kernels")
-        if error:
-            self.kernels.value = f"<p>{_e(error)}</p>"
-            return
-        rows = []
-        for kernel in (data or {}).get("kernels", []):
+        def row(kernel: dict[str, Any]) -> list[str]:
             death = kernel.get("death") or {}
-            rows.append([
+            return [
                 _e(kernel.get("notebook_path") or kernel.get("kernel_id", "")[:8]),
                 _e(kernel.get("image")), _e((kernel.get("container_id") or "")[:12]),
                 _e(kernel.get("state")), _e(kernel.get("gpus")),
                 _bytes(kernel.get("memory_usage")),
                 _e(death.get("message") if death else ""),
-            ])
-        self.kernels.value = _table(
-            ["Notebook", "Image", "Container", "State", "GPUs", "Memory", "Ended"], rows,
+            ]
+
+        self._table_section(
+            self.kernels, "kernels", ["Notebook", "Image", "Container", "State", "GPUs", "Memory", "Ended"], row,
             "No container kernels running.",
         )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import site
 import uuid
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
@@ -69,8 +70,13 @@ def require_image(engine, image: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _environ(jp_environ):
-    """Every test gets a private HOME / Jupyter data, config and runtime dirs."""
+def _environ(jp_environ, monkeypatch):
+    """Every test gets a private HOME / Jupyter data, config and runtime dirs.
+
+    jupyter_core also searches the Python user base (~/.local/share/jupyter of the real HOME,
+    computed at interpreter start), which jp_environ leaves in place: a kernelspec the developer
+    installed with --user would leak into the tests."""
+    monkeypatch.setattr(site, "ENABLE_USER_SITE", False)
     yield
 
 

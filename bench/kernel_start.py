@@ -144,26 +144,25 @@ async def main() -> None:
     floors = [floor(args.image) for _ in range(args.runs)]
     ok, wall, slowest = await concurrent(spec.name, tmp, args.concurrent)
 
-    med = statistics.median
+    def medians(runs: list[Start]) -> Start:
+        return Start(*(statistics.median(getattr(r, f) for r in runs) for f in Start.__dataclass_fields__))
 
-    def row(label: str, runs: list[Start]) -> None:
-        print(f"{label:38}{med(r.launched for r in runs):10.3f}{med(r.ready for r in runs):10.3f}"
-              f"{med(r.wait_for_ready for r in runs):10.3f}{med(r.round_trip for r in runs) * 1000:12.2f}")
+    def row(label: str, m: Start) -> None:
+        print(f"{label:38}{m.launched:10.3f}{m.ready:10.3f}{m.wait_for_ready:10.3f}{m.round_trip * 1000:12.2f}")
 
-    fl = med(floors)
-    cont_ready, local_rt = med(r.ready for r in container), med(r.round_trip for r in local)
-    cont_rt = med(r.round_trip for r in container)
+    fl = statistics.median(floors)
+    local_m, cont_m = medians(local), medians(container)
     print(f"image: {args.image}   runs: {args.runs}   round trips per run: {args.round_trips}")
     print("medians, seconds from the start request: launched = start_kernel() returned; ready = the")
     print("kernel answered kernel_info with IOPub connected; w_f_r = when wait_for_ready() returns,")
     print("i.e. ready plus jupyter_client's IOPub drain (0.2 s of silence)")
     print(f"{'':38}{'launched':>10}{'ready':>10}{'w_f_r':>10}{'1+1 p50 ms':>12}")
-    row("local ipykernel", local)
-    row("container kernel (mlcontainer-docker)", container)
+    row("local ipykernel", local_m)
+    row("container kernel (mlcontainer-docker)", cont_m)
     print(f"first container start of the image (one-time probe + cache volume): ready {first.ready:.3f} s")
     print(f"{'floor: docker run --rm + import ipykernel':42}{fl:16.3f}")
-    print(f"cold start, container ready - floor: {cont_ready - fl:+.3f} s (target <= +0.300)")
-    print(f"round trip container/local: {cont_rt / local_rt:.2f}x (target <= 1.20x)")
+    print(f"cold start, container ready - floor: {cont_m.ready - fl:+.3f} s (target <= +0.300)")
+    print(f"round trip container/local: {cont_m.round_trip / local_m.round_trip:.2f}x (target <= 1.20x)")
     print(f"{args.concurrent} concurrent container starts: {ok}/{args.concurrent} ready, "
           f"wall {wall:.2f} s, slowest {slowest:.2f} s")
 

@@ -417,10 +417,7 @@ def changed_files(engine: Engine, container_id: str, mounts: list[str], owned: s
     changes = engine.call_sync(lambda: engine.api.diff(container_id)) or []
     owned_dirs = _ancestors(owned)  # the folders above an owned file change with it
     parents = _ancestors(c.get("Path", "") for c in changes)
-    mount_points = set(mounts)
-    for mount in mounts:  # their parent folders are created for the mount too
-        parts = mount.rstrip("/").split("/")
-        mount_points.update("/".join(parts[:i]) for i in range(2, len(parts)))
+    mount_points = set(mounts) | _ancestors(mounts)  # their parent folders are created for the mount too
     kinds: dict[str, int] = {}
     for change in changes:
         path = change.get("Path", "")

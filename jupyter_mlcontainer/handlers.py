@@ -21,7 +21,7 @@ from .gpu import attribute_processes
 from .sharing import METADATA_KEY, environment_record, frozen_names, restore_async
 from .http_errors import status_for
 from .jobs import JobNotFound
-from .kernels import container_kernels, list_kernel_containers
+from .kernels import container_kernels, kernel_ids_by_container, list_kernel_containers
 from .kernelspecs import KernelSpecError, add_kernelspec, list_kernelspecs, parse_env_pairs
 from .status import machine_status
 from .volumes import volume_report
@@ -249,7 +249,7 @@ class GpusHandler(BaseHandler):
                 containers = await self.run_blocking(list_kernel_containers, app.engine)
             except EngineError:
                 containers = []  # GPUs are still worth showing without the engine
-            kernel_of = {c["Id"]: (c.get("Labels") or {}).get(LABEL_KERNEL_ID) for c in containers}
+            kernel_of = kernel_ids_by_container(containers)
             data["gpus"] = await self.run_blocking(attribute_processes, state, kernel_of, paths)
         self.write_json(data)
 

@@ -96,17 +96,30 @@ def list_kernel_containers(engine: Engine, owner: str | None = None, *, user: st
     )
 
 
+def kernel_ids_by_container(containers: list[dict[str, Any]]) -> dict[str, str | None]:
+    """Container id -> kernel id, from the labels of :func:`list_kernel_containers`' answer
+    (what :func:`gpu.attribute_processes` maps GPU processes with)."""
+    return {c["Id"]: (c.get("Labels") or {}).get(LABEL_KERNEL_ID) for c in containers}
+
+
 def container_kernels(
-    engine: Engine, stats: StatsCollector, notebook_paths: dict[str, str], kernelspec_of: dict[str, str] | None = None
+    engine: Engine,
+    stats: StatsCollector | None,
+    notebook_paths: dict[str, str],
+    kernelspec_of: dict[str, str] | None = None,
+    *,
+    user: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows for the ``kernels`` endpoint. ``notebook_paths``: kernel id -> path, from the sessions."""
-    containers = list_kernel_containers(engine)
-    stats.follow([c["Id"] for c in containers if c.get("State") == "running"])
+    """Rows for the ``kernels`` endpoint. ``notebook_paths``: kernel id -> path, from the sessions.
+    Without ``stats`` the CPU and memory fields are None; ``user`` as in :func:`list_kernel_containers`."""
+    containers = list_kernel_containers(engine, user=user)
+    if stats is not None:
+        stats.follow([c["Id"] for c in containers if c.get("State") == "running"])
     rows = []
     for container in containers:
         labels = container.get("Labels") or {}
         kernel_id = labels.get(LABEL_KERNEL_ID, "")
-        live = stats.latest(container["Id"]) or {}
+        live = (stats.latest(container["Id"]) if stats is not None else None) or {}
         death = last_death(kernel_id)
         rows.append(
             {

@@ -75,36 +75,26 @@ class EngineSource:
 
     def fetch(self, endpoint: str) -> dict[str, Any]:
         from .cache import DEFAULT_VOLUME
-        from .engine import LABEL_GPUS, LABEL_IMAGE, LABEL_KERNEL_ID, EngineError
+        from .engine import EngineError
         from .gpu import attribute_processes
         from .identity import current_user
         from .images import ImageInventory
-        from .kernels import list_kernel_containers
+        from .kernels import container_kernels, kernel_ids_by_container, list_kernel_containers
         from .status import machine_status
 
+        user = current_user().name
         try:
             if endpoint == "status":
                 return machine_status(self.engine, self.monitor, DEFAULT_VOLUME)
             if endpoint == "images":
                 return {"images": ImageInventory(self.engine).list({})}
-            containers = list_kernel_containers(self.engine, user=current_user().name)
             if endpoint == "kernels":
-                return {"kernels": [
-                    {
-                        "kernel_id": (c.get("Labels") or {}).get(LABEL_KERNEL_ID, ""),
-                        "notebook_path": None,
-                        "image": (c.get("Labels") or {}).get(LABEL_IMAGE) or c.get("Image"),
-                        "container_id": c["Id"],
-                        "state": c.get("State"),
-                        "gpus": (c.get("Labels") or {}).get(LABEL_GPUS, "none"),
-                    }
-                    for c in containers
-                ]}
+                return {"kernels": container_kernels(self.engine, None, {}, user=user)}
             if endpoint == "gpus":
                 state = self.monitor.snapshot()
-                kernel_of = {c["Id"]: (c.get("Labels") or {}).get(LABEL_KERNEL_ID, "") for c in containers}
                 data = state.to_dict()
-                data["gpus"] = attribute_processes(state, kernel_of, {})
+                containers = list_kernel_containers(self.engine, user=user)
+                data["gpus"] = attribute_processes(state, kernel_ids_by_container(containers), {})
                 return data
         except EngineError as exc:
             raise SourceError(str(exc)) from None

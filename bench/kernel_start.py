@@ -7,14 +7,17 @@ Prints, for one machine in one run (medians over --runs):
   * floor: a bare `docker run --rm IMAGE python3 -c "import ipykernel"`
   * 10 concurrent container kernel starts: how many succeeded, wall time, slowest start
 
-Targets (issue 2): container cold start at most 0.3 s above the floor; round trip within 1.2x of
-local; all 10 concurrent starts succeed.
+Each row is an image: by default Debian's ipykernel 6.17 image and the same Python with today's
+ipykernel 7.x from PyPI, side by side in one run, starts interleaved.
+
+Targets: container cold start at most 0.3 s above the floor; round trip within 1.2x of local; all
+10 concurrent starts succeed; the ipykernel 7 image ready within 2x of the Debian image.
 
 "Ready" is jupyter_client's own test: the kernel answered kernel_info and IOPub delivers.
 KernelClient.wait_for_ready() returns 0.2 s later for every kernel (it drains IOPub until 0.2 s of
 silence); that figure is printed too, but the floor has no such wait, so ready is what is compared.
 
-    python bench/kernel_start.py [--image mlcontainer-test/base:bookworm] [--runs 5]
+    python bench/kernel_start.py [--images IMAGE ...] [--runs 5]
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from dataclasses import dataclass
 from queue import Empty
 
 from jupyter_client.manager import AsyncKernelManager
+
+# Debian's own ipykernel (6.17) and today's ipykernel 7.x from PyPI on the same Python.
+DEFAULT_IMAGES = ("mlcontainer-test/base:bookworm", "mlcontainer-test/ipykernel7:bookworm")
 
 
 async def wait_until_ready(kc) -> float:
@@ -118,53 +124,71 @@ async def concurrent(kernel_name: str, cwd: str, n: int) -> tuple[int, float, fl
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image", default="mlcontainer-test/base:bookworm")
+    parser.add_argument("--images", nargs="+", default=list(DEFAULT_IMAGES),
+                        help="container images to compare, side by side (the first is the reference)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--round-trips", type=int, default=50)
     parser.add_argument("--concurrent", type=int, default=10)
     args = parser.parse_args()
 
     from jupyter_mlcontainer.engine import get_engine
+    from jupyter_mlcontainer.images import probe_image_sync
     from jupyter_mlcontainer.kernelspecs import add_kernelspec
 
     tmp = tempfile.mkdtemp(prefix="mlc-bench-")
     os.environ.setdefault("JUPYTER_DATA_DIR", os.path.join(tmp, "data"))
     os.environ.setdefault("JUPYTER_RUNTIME_DIR", os.path.join(tmp, "runtime"))
-    spec = add_kernelspec(get_engine(), args.image, name="mlc-bench")
+    engine = get_engine()
+    specs = {image: add_kernelspec(engine, image, name=f"mlc-bench-{i}").name for i, image in enumerate(args.images)}
+    ipykernels = {image: probe_image_sync(engine, image).ipykernel for image in args.images}
     from ipykernel.kernelspec import install as install_local
 
     install_local(user=True, kernel_name="local-bench")
 
-    # Warm-up: first container start also probes the image and prepares the cache volume.
-    first = await start_and_measure(spec.name, tmp, 1)
+    # Warm-up: each image's first container start also probes it and prepares the cache volume.
+    first = {image: await start_and_measure(name, tmp, 1) for image, name in specs.items()}
     await start_and_measure("local-bench", tmp, 1)
 
-    local = [await start_and_measure("local-bench", tmp, args.round_trips) for _ in range(args.runs)]
-    container = [await start_and_measure(spec.name, tmp, args.round_trips) for _ in range(args.runs)]
-    floors = [floor(args.image) for _ in range(args.runs)]
-    ok, wall, slowest = await concurrent(spec.name, tmp, args.concurrent)
+    # Interleaved, so that a slow moment of the machine hits every kind alike.
+    local: list[Start] = []
+    container: dict[str, list[Start]] = {image: [] for image in args.images}
+    floors: dict[str, list[float]] = {image: [] for image in args.images}
+    for _ in range(args.runs):
+        local.append(await start_and_measure("local-bench", tmp, args.round_trips))
+        for image, name in specs.items():
+            container[image].append(await start_and_measure(name, tmp, args.round_trips))
+            floors[image].append(floor(image))
+    crowd = {image: await concurrent(name, tmp, args.concurrent) for image, name in specs.items()}
 
     def medians(runs: list[Start]) -> Start:
         return Start(*(statistics.median(getattr(r, f) for r in runs) for f in Start.__dataclass_fields__))
 
     def row(label: str, m: Start) -> None:
-        print(f"{label:38}{m.launched:10.3f}{m.ready:10.3f}{m.wait_for_ready:10.3f}{m.round_trip * 1000:12.2f}")
+        print(f"{label:44}{m.launched:10.3f}{m.ready:10.3f}{m.wait_for_ready:10.3f}{m.round_trip * 1000:12.2f}")
 
-    fl = statistics.median(floors)
-    local_m, cont_m = medians(local), medians(container)
-    print(f"image: {args.image}   runs: {args.runs}   round trips per run: {args.round_trips}")
+    local_m = medians(local)
+    cont_m = {image: medians(runs) for image, runs in container.items()}
+    print(f"runs: {args.runs} (interleaved)   round trips per run: {args.round_trips}")
     print("medians, seconds from the start request: launched = start_kernel() returned; ready = the")
     print("kernel answered kernel_info with IOPub connected; w_f_r = when wait_for_ready() returns,")
     print("i.e. ready plus jupyter_client's IOPub drain (0.2 s of silence)")
-    print(f"{'':38}{'launched':>10}{'ready':>10}{'w_f_r':>10}{'1+1 p50 ms':>12}")
+    print(f"{'':44}{'launched':>10}{'ready':>10}{'w_f_r':>10}{'1+1 p50 ms':>12}")
     row("local ipykernel", local_m)
-    row("container kernel (mlcontainer-docker)", cont_m)
-    print(f"first container start of the image (one-time probe + cache volume): ready {first.ready:.3f} s")
-    print(f"{'floor: docker run --rm + import ipykernel':42}{fl:16.3f}")
-    print(f"cold start, container ready - floor: {cont_m.ready - fl:+.3f} s (target <= +0.300)")
-    print(f"round trip container/local: {cont_m.round_trip / local_m.round_trip:.2f}x (target <= 1.20x)")
-    print(f"{args.concurrent} concurrent container starts: {ok}/{args.concurrent} ready, "
-          f"wall {wall:.2f} s, slowest {slowest:.2f} s")
+    for image in args.images:
+        row(f"{image} (ipykernel {ipykernels[image]})", cont_m[image])
+    reference = args.images[0]
+    for image in args.images:
+        fl = statistics.median(floors[image])
+        m = cont_m[image]
+        ok, wall, slowest = crowd[image]
+        print(f"\n{image}:")
+        print(f"  first start (one-time probe + cache volume): ready {first[image].ready:.3f} s")
+        print(f"  floor, docker run --rm + import ipykernel: {fl:.3f} s; ready - floor: {m.ready - fl:+.3f} s (target <= +0.300)")
+        print(f"  round trip container/local: {m.round_trip / local_m.round_trip:.2f}x (target <= 1.20x)")
+        if image != reference:
+            ratio = m.ready / cont_m[reference].ready
+            print(f"  ready / {reference}'s: {ratio:.2f}x (target <= 2.00x)")
+        print(f"  {args.concurrent} concurrent starts: {ok}/{args.concurrent} ready, wall {wall:.2f} s, slowest {slowest:.2f} s")
 
 
 if __name__ == "__main__":

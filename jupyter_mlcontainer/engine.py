@@ -39,6 +39,9 @@ LABEL_IMAGE = f"{LABEL_PREFIX}.image"  # the image reference the kernelspec name
 LABEL_INJECTED_ENV = f"{LABEL_PREFIX}.injected-env"  # names of variables we set (not the user's)
 LABEL_GPUS = f"{LABEL_PREFIX}.gpus"
 
+# "=" and not ":": dockerd logs a deprecation warning for the ':' form at every container start.
+NO_NEW_PRIVILEGES = "no-new-privileges=true"
+
 NVIDIA_TOOLKIT_HINT = (
     "GPUs were requested but the Docker engine has no NVIDIA runtime. Install the NVIDIA "
     "Container Toolkit on the host (https://docs.nvidia.com/datacenter/cloud-native/"
@@ -65,6 +68,10 @@ class GpuRuntimeMissing(EngineError):
 
 class ContainerNotFound(EngineError):
     """The container is gone."""
+
+
+class GpuRequestUnsatisfiable(EngineError):
+    """GPUs were requested that this host does not have (a count too large, an unknown id)."""
 
 
 def _engine_hint() -> str:
@@ -94,6 +101,8 @@ def translate(exc: BaseException, *, image: str | None = None) -> EngineError:
         text = _explanation(exc)
         if "could not select device driver" in text and "gpu" in text:
             return GpuRuntimeMissing(f"{NVIDIA_TOOLKIT_HINT} (engine said: {text})")
+        if "nvidia-container-cli" in text and ("device error" in text or "unknown device" in text):
+            return GpuRequestUnsatisfiable(f"The requested GPUs are not on this host (engine said: {text})")
         return EngineError(f"Docker engine error: {text}")
     if isinstance(exc, (docker.errors.DockerException, ConnectionError, OSError)):
         return EngineUnavailable(f"{_engine_hint()} ({exc})")
@@ -248,7 +257,7 @@ class Engine:
                 mounts=mounts or [],
                 cap_drop=cap_drop,
                 cap_add=cap_add,
-                security_opt=["no-new-privileges:true"],
+                security_opt=[NO_NEW_PRIVILEGES],
             )
             container = self.api.create_container(
                 image,

@@ -108,7 +108,7 @@ print(json.dumps({
 # Environment variables that Jupyter, the engine, the GPU runtime, IPython or our provisioner
 # set: never the user's own settings.
 _NOT_USER_ENV = re.compile(
-    r"^(JPY_.*|KERNEL_.*|JUPYTER_.*|IPY.*|PYDEVD_.*|MPLBACKEND|CLICOLOR|FORCE_COLOR|PAGER|GIT_PAGER|TERM|"
+    r"^(JPY_.*|KERNEL_.*|JUPYTER_.*|IPY.*|PYDEVD_.*|MPLBACKEND|CLICOLOR|CLICOLOR_FORCE|FORCE_COLOR|PAGER|GIT_PAGER|TERM|"
     r"COLUMNS|LINES|HOSTNAME|HOME|USER|LOGNAME|PWD|OLDPWD|SHLVL|_|PATH|LANG|LC_.*|"
     r"NVIDIA_.*|CUDA_VISIBLE_DEVICES|PYTHONUSERBASE)$"
 )

@@ -259,3 +259,49 @@ def attribute_processes(
             )
         rows.append(gpu)
     return rows
+
+
+def _gpu_line(gpu: GpuInfo) -> str:
+    busy = len(gpu.processes)
+    use = "free" if not busy else f"in use by {busy} process{'es' if busy > 1 else ''}"
+    return f"{gpu.index}: {gpu.name} {gpu.uuid} ({use})"
+
+
+def describe_gpus(state: GpuState) -> str:
+    """One line per GPU with whether it is free, for error messages."""
+    if not state.gpus:
+        return "This host has no GPU" + (f" ({state.reason})" if state.reason else "")
+    count = len(state.gpus)
+    lines = "; ".join(_gpu_line(gpu) for gpu in state.gpus)
+    return f"This host has {count} GPU{'s' if count > 1 else ''}: {lines}"
+
+
+def unsatisfiable_reason(spec: str, state: GpuState) -> str | None:
+    """Why a ``--gpus`` value (already validated, not ``auto``) cannot be met on this host.
+
+    Called by the provisioner before it asks the engine, so that a request for more GPUs than
+    there are gets a message naming the GPUs instead of the runtime's "OCI runtime create
+    failed". None when the request fits, or when NVML cannot tell (the engine decides then).
+    """
+    if not state.available and not state.reason.startswith("NVML found no GPU"):
+        return None  # no NVML here: nothing to compare against
+    value = spec.strip()
+    if value.lower().startswith("device="):
+        value = value[len("device="):]
+    if value.lower() in ("", "none", "0", "all"):
+        return None
+    if value.isdigit():
+        wanted = int(value)
+        if wanted <= len(state.gpus):
+            return None
+        return f"{wanted} GPU{'s' if wanted > 1 else ''} requested. {describe_gpus(state)}."
+    indices = {str(gpu.index) for gpu in state.gpus}
+    uuids = {gpu.uuid.upper() for gpu in state.gpus}
+    unknown = [
+        part.strip() for part in value.split(",")
+        if part.strip() and part.strip() not in indices and part.strip().upper() not in uuids
+        and not part.strip().upper().startswith("MIG-")  # MIG devices are not listed by index
+    ]
+    if not unknown:
+        return None
+    return f"GPU {', '.join(unknown)} {'does' if len(unknown) == 1 else 'do'} not exist. {describe_gpus(state)}."

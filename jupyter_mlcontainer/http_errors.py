@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from tornado import web
 
-from .engine import EngineError, EngineUnavailable, GpuRuntimeMissing, ImageNotFound
+from .engine import EngineError, EngineUnavailable, GpuRequestUnsatisfiable, GpuRuntimeMissing, ImageNotFound
 from .freeze import FreezeError, KernelContainerNotFound, OutputExists
 from .images import ImageNotUsable
 from .jobs import JobNotFound
@@ -20,7 +20,7 @@ def status_for(exc: BaseException) -> int:
         return 503
     if isinstance(exc, (ImageNotFound, JobNotFound)):
         return 404
-    if isinstance(exc, (ImageNotUsable, GpuRuntimeMissing, ValueError)):  # KernelSpecError too
+    if isinstance(exc, (ImageNotUsable, GpuRuntimeMissing, GpuRequestUnsatisfiable, ValueError)):  # KernelSpecError too
         return 400
     if isinstance(exc, OutputExists):
         return 409

@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import signal
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -43,15 +44,18 @@ from .engine import (
     LABEL_OWNER_USER,
     LABEL_ROLE,
     LABEL_WORKSPACE,
+    NO_NEW_PRIVILEGES,
     Engine,
     EngineError,
+    GpuRequestUnsatisfiable,
     get_engine,
     gpu_device_requests,
 )
-from .gpu import get_monitor
+from .gpu import get_monitor, unsatisfiable_reason
 from .http_errors import as_http_error
 from .identity import HostUser, current_user, owner_id, passwd_files
 from .images import ImageFacts, ImageNotUsable, probe_image_sync, slug, unusable_reason
+from .readiness import KernelNotReady, wait_for_kernel_ports
 from .watcher import get_watcher
 
 PROVISIONER_NAME = "mlcontainer-docker"
@@ -60,7 +64,6 @@ PROVISIONER_NAME = "mlcontainer-docker"
 CONTAINER_PORTS = {"shell_port": 50001, "iopub_port": 50002, "stdin_port": 50003, "control_port": 50004, "hb_port": 50005}
 CONNECTION_DIR_IN_CONTAINER = "/run/mlcontainer"
 CONNECTION_FILE_IN_CONTAINER = f"{CONNECTION_DIR_IN_CONTAINER}/kernel.json"
-PENDING_KEY = "mlcontainer_pending"
 
 # The container's first process: create HOME (inside the cache volume), then exec the kernel.
 # Fixed text, no user input; the kernel argv follows as separate arguments.
@@ -108,14 +111,16 @@ class DeathRecord:
         return data
 
 
-# Containers this process started and has not removed yet: removed at interpreter exit, so a
-# front end that exits without shutting its kernel down (jupyter console does) leaves nothing.
-_LIVE: dict[str, Engine] = {}
+# Containers this process started and has not removed yet, with their connection folders:
+# removed at interpreter exit, so a front end that exits without shutting its kernel down
+# (jupyter console does) leaves neither a container nor a key file behind.
+_LIVE: dict[str, tuple[Engine, str]] = {}
 
 
 @atexit.register
 def _remove_live_containers() -> None:
-    for container_id, engine in list(_LIVE.items()):
+    for container_id, (engine, conn_dir) in list(_LIVE.items()):
+        shutil.rmtree(conn_dir, ignore_errors=True)
         try:
             engine.remove_container_sync(container_id)
         except Exception:
@@ -233,7 +238,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
     container_id: str | None = None
     host_ports: dict[str, int] | None = None
     restarts: int = 0
-    _container_conn_file: str | None = None
+    _conn_dir: str | None = None
     _stopping: bool = False
     _death_recorded: bool = False
     _cwd: str | None = None
@@ -294,25 +299,33 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         key = km.session.key if km is not None else b""
         if not key:
             raise EngineError("The kernel manager has no session key")
-        runtime_dir = os.path.dirname(km.connection_file) if km is not None and km.connection_file else None
-        runtime_dir = os.path.join(runtime_dir or _runtime_dir(), "mlcontainer")
-        os.makedirs(runtime_dir, mode=0o700, exist_ok=True)
-        # A folder per kernel, mounted read-write: ipykernel rewrites its connection file.
-        conn_dir = os.path.join(runtime_dir, f"kernel-{self.kernel_id}")
-        os.makedirs(conn_dir, mode=0o700, exist_ok=True)
-        self._container_conn_file = os.path.join(conn_dir, "kernel.json")
+        # A private folder per launch (0700, removed by cleanup, at restart too): the connection
+        # file with the kernel's key, mounted read-write because ipykernel may rewrite it.
+        conn_dir = _new_connection_dir(self.kernel_id)
+        self._conn_dir = conn_dir
+        try:
+            return self._launch_in(conn_dir, engine, facts, user, cwd, workspace, key, cmd, kwargs)
+        except BaseException:
+            if self.container_id is not None:  # e.g. cancelled while waiting for readiness
+                self._discard_container(self.container_id)
+            self._remove_conn_dir()
+            raise
+
+    def _launch_in(
+        self, conn_dir: str, engine: Engine, facts: ImageFacts, user: HostUser, cwd: str,
+        workspace: str, key: bytes, cmd: list[str], kwargs: dict[str, Any],
+    ) -> KernelConnectionInfo:
+        km = self.parent
+        signature_scheme = km.session.signature_scheme if km is not None else "hmac-sha256"
         _write_private_json(
-            self._container_conn_file,
+            os.path.join(conn_dir, "kernel.json"),
             {
                 **CONTAINER_PORTS,
                 "ip": "0.0.0.0",
                 "key": key.decode(),
                 "transport": "tcp",
-                "signature_scheme": km.session.signature_scheme if km is not None else "hmac-sha256",
+                "signature_scheme": signature_scheme,
                 "kernel_name": getattr(km, "kernel_name", ""),
-                # ipykernel rewrites this file once its sockets are bound, without this key:
-                # that is how _wait_until_listening knows the kernel can take messages.
-                PENDING_KEY: True,
             },
         )
 
@@ -324,16 +337,20 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             Mount(target=CONNECTION_DIR_IN_CONTAINER, source=conn_dir, type="bind", read_only=False),
         ]
         if user.uid != 0:
-            passwd, group = passwd_files(runtime_dir, user, home, facts.passwd, facts.group)
+            passwd, group = passwd_files(conn_dir, user, home, facts.passwd, facts.group)
             mounts += [
                 Mount(target="/etc/passwd", source=passwd, type="bind", read_only=True),
                 Mount(target="/etc/group", source=group, type="bind", read_only=True),
             ]
         gpus = self._resolve_gpus()
         device_requests = gpu_device_requests(gpus)
-        if device_requests and "NVIDIA_DRIVER_CAPABILITIES" not in facts.env:
-            env["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
-            injected.append("NVIDIA_DRIVER_CAPABILITIES")
+        if device_requests:
+            self._check_gpus_exist(gpus)
+            if "NVIDIA_DRIVER_CAPABILITIES" not in facts.env:
+                env["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
+                injected.append("NVIDIA_DRIVER_CAPABILITIES")
+        else:
+            self._no_gpu_env(env, injected)
         memory = self.memory.strip() or None
         self._memory_limit_text = memory or ""
         labels = {
@@ -354,33 +371,27 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             mem_limit=memory,
             nano_cpus=int(float(self.cpus) * 1e9) if self.cpus.strip() else None,
             shm_size=self._shm_size(memory, engine),
-            security_opt=["no-new-privileges:true"],
+            security_opt=[NO_NEW_PRIVILEGES],
             # A non-root kernel needs no capability; root keeps the engine's reduced default set.
             cap_drop=["ALL"] if user.uid != 0 else None,
             init=self.use_init,
             network_mode=self.network or None,
         )
         name = f"mlc-{slug(self.image)[:40]}-{self.kernel_id[:8]}-{self.restarts}"
-        wanted_ports = self.host_ports
-        try:
-            container_id, host_ports = self._create_and_start(
-                name, cmd, env, cwd, user.docker_user, labels, host_config_args, wanted_ports, facts
-            )
-        except Exception:
-            self._remove_conn_file()
-            raise
+        container_id, host_ports = self._create_and_start(
+            name, cmd, env, cwd, user.docker_user, labels, host_config_args, self.host_ports, facts
+        )
         self.container_id = container_id
-        _LIVE[container_id] = engine
+        _LIVE[container_id] = (engine, conn_dir)
         self.host_ports = host_ports
         self.restarts += 1
-        if "ipykernel" in " ".join(cmd):
-            self._wait_until_listening(container_id)
+        self._wait_until_listening(container_id, host_ports)
         self.connection_info = {
             **host_ports,
             "ip": "127.0.0.1",
             "key": key,
             "transport": "tcp",
-            "signature_scheme": km.session.signature_scheme if km is not None else "hmac-sha256",
+            "signature_scheme": signature_scheme,
             "kernel_name": getattr(km, "kernel_name", ""),
         }
         self.log.info(
@@ -447,40 +458,47 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
                     continue
                 raise
 
-    def _wait_until_listening(self, container_id: str) -> None:
-        """Block until the kernel has bound its sockets, or raise if its container exits first.
+    def _wait_until_listening(self, container_id: str, host_ports: dict[str, int]) -> None:
+        """Block until a ZeroMQ socket answers on each of the kernel's published ports (see
+        :mod:`.readiness`), or raise if the container exits first or the start-up timeout passes.
 
-        Docker's userland proxy accepts connections on the published ports before the kernel
-        listens, then drops them with whatever the client sent: a client connecting too early
-        loses its first kernel_info request and waits a full retry interval. So launch returns
-        only once ipykernel has rewritten its connection file, which it does after binding.
+        Works for any kernel that binds the ports of its connection file, whatever it writes
+        or does not write; the container is removed when the kernel does not come up.
         """
         watcher = get_watcher(self.engine)
-        deadline = time.monotonic() + self.startup_timeout
-        path = self._container_conn_file or ""
-        while time.monotonic() < deadline:
-            try:
-                with open(path) as f:
-                    if PENDING_KEY not in json.load(f):
-                        return
-            except (OSError, ValueError):
-                pass  # being rewritten right now
-            exited = watcher.exit_of(container_id)
-            if exited is not None or (not watcher.healthy and not self._running(container_id)):
-                tail = self._log_tail(container_id)
-                self.engine.remove_container_sync(container_id)
-                _LIVE.pop(container_id, None)
-                self.container_id = None
-                code = exited.exit_code if exited else "?"
-                raise EngineError(
-                    f"The kernel in {self.image} exited during start-up (exit code {code})"
-                    + (f":\n{tail.strip()}" if tail.strip() else "")
-                )
-            time.sleep(0.01)
-        self.log.warning(
-            "Kernel %s: no sign of ipykernel listening after %.0f s; continuing",
-            self.kernel_id, self.startup_timeout,
-        )
+
+        def exited() -> bool:
+            return watcher.exit_of(container_id) is not None or (
+                not watcher.healthy and not self._running(container_id)
+            )
+
+        try:
+            waited = wait_for_kernel_ports("127.0.0.1", host_ports, timeout=self.startup_timeout, gone=exited)
+        except KernelNotReady as exc:
+            tail = self._log_tail(container_id)
+            self._discard_container(container_id)
+            raise EngineError(
+                f"The kernel in {self.image} did not open its ports within {exc.waited:.0f} s "
+                f"({', '.join(exc.missing)} silent); raise c.DockerKernelProvisioner.startup_timeout "
+                "if the image is slow to import" + (f". Its last output:\n{tail.strip()}" if tail.strip() else "")
+            ) from None
+        if exited():
+            tail = self._log_tail(container_id)
+            event = watcher.exit_of(container_id)
+            self._discard_container(container_id)
+            code = event.exit_code if event else "?"
+            raise EngineError(
+                f"The kernel in {self.image} exited during start-up (exit code {code})"
+                + (f":\n{tail.strip()}" if tail.strip() else "")
+            )
+        self.log.debug("Kernel %s: ports answered after %.3f s", self.kernel_id, waited)
+
+    def _discard_container(self, container_id: str) -> None:
+        """Remove a container whose kernel never became ready (the launch then raises)."""
+        self.engine.remove_container_sync(container_id)
+        get_watcher(self.engine).forget(container_id)
+        _LIVE.pop(container_id, None)
+        self.container_id = None
 
     def _running(self, container_id: str) -> bool:
         try:
@@ -552,6 +570,28 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         if self.engine.has_nvidia_runtime_sync() and get_monitor().gpu_count() > 0:
             return "all"
         return "none"
+
+    def _check_gpus_exist(self, gpus: str) -> None:
+        """Refuse a request for GPUs this host does not have, naming the ones it has."""
+        reason = unsatisfiable_reason(gpus, get_monitor().snapshot(with_processes=True))
+        if reason:
+            raise GpuRequestUnsatisfiable(f"{reason} Change --gpus of kernelspec {self.kernel_spec.display_name!r}.")
+
+    def _no_gpu_env(self, env: dict[str, str], injected: list[str]) -> None:
+        """No GPU means none, whatever the image's ENV says and whatever the host's default
+        runtime is: images like nvidia/cuda and pytorch/pytorch set NVIDIA_VISIBLE_DEVICES=all,
+        which NVIDIA's runtime honours for every container when it is the default runtime.
+        ``void`` is the toolkit's documented "no GPU" (no device nodes, no driver libraries)."""
+        asked = env.get("NVIDIA_VISIBLE_DEVICES")
+        if asked not in (None, "void", "none"):
+            self.log.warning(
+                "Kernel %s: NVIDIA_VISIBLE_DEVICES=%s from the kernelspec is overridden with 'void' "
+                "because the kernel has no GPUs (--gpus none); use --gpus to give it GPUs",
+                self.kernel_id, asked,
+            )
+        env["NVIDIA_VISIBLE_DEVICES"] = "void"
+        if "NVIDIA_VISIBLE_DEVICES" not in injected:
+            injected.append("NVIDIA_VISIBLE_DEVICES")
 
     def _shm_size(self, memory: str | None, engine: Engine) -> str | None:
         value = (self.shm_size or "").strip().lower()
@@ -680,13 +720,14 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             get_watcher(self.engine).forget(cid)
             _LIVE.pop(cid, None)
         self._death_recorded = False
+        self._remove_conn_dir()  # a restart's launch makes a new one
         if not restart:
-            self._remove_conn_file()
             self.host_ports = None
 
-    def _remove_conn_file(self) -> None:
-        if self._container_conn_file:
-            shutil.rmtree(os.path.dirname(self._container_conn_file), ignore_errors=True)
+    def _remove_conn_dir(self) -> None:
+        conn_dir, self._conn_dir = self._conn_dir, None
+        if conn_dir:
+            shutil.rmtree(conn_dir, ignore_errors=True)
 
     def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:
         return recommended
@@ -729,10 +770,15 @@ def _write_private_json(path: str, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _runtime_dir() -> str:
+def _new_connection_dir(kernel_id: str) -> str:
+    """A new private (0700) folder for one launch of ``kernel_id``, in this user's Jupyter
+    runtime folder: never a folder shared with other users, never derived from the kernel
+    manager's connection file (a temp path for standalone managers)."""
     from jupyter_core.paths import jupyter_runtime_dir
 
-    return jupyter_runtime_dir()
+    runtime = jupyter_runtime_dir()
+    os.makedirs(runtime, mode=0o700, exist_ok=True)
+    return tempfile.mkdtemp(prefix=f"mlcontainer-{kernel_id[:8]}-", dir=runtime)
 
 
 __all__ = ["DockerKernelProvisioner", "DeathRecord", "last_death", "PROVISIONER_NAME"]

@@ -10,6 +10,18 @@
 #   mlcontainer-test/torch:2.13-cpu        base + the CPU torch 2.13.0 wheel + numpy (and deps)
 #   mlcontainer-test/nopython:latest       one static file, no Python at all
 #
+# The image matrix (kernel tests run on each; see tests/test_image_matrix.py), shaped like what
+# users run, all offline:
+#   mlcontainer-test/ipykernel7:bookworm   Debian's Python 3.11 + ipykernel 7.x from PyPI
+#   mlcontainer-test/trixie:py3.13         Debian trixie: Python 3.13 + Debian's ipykernel 6.29
+#                                          (EXTERNALLY-MANAGED kept, as Debian ships it)
+#   mlcontainer-test/venv:bookworm         a venv in /opt/venv first on PATH, ipykernel 7.x
+#   mlcontainer-test/conda:bookworm        pytorch/pytorch-shaped: /opt/conda prefix with
+#                                          conda-meta, NVIDIA_VISIBLE_DEVICES=all, ipykernel 7.x
+#   mlcontainer-test/jovyan:bookworm       docker-stacks-shaped: conda + USER 1000 (jovyan)
+#   mlcontainer-test/cuda:bookworm         nvidia/cuda-shaped: banner ENTRYPOINT + NVIDIA env,
+#                                          ipykernel 7.x
+#
 # An image already present is skipped. FORCE=1 rebuilds the images from the cached root file
 # systems and wheels; FORCE=all also re-runs mmdebstrap and pip download; FORCE=torch,nopython
 # (any of base, noipykernel, torch, nopython) rebuilds just those images.
@@ -34,11 +46,18 @@ readonly BASE=mlcontainer-test/base:bookworm
 readonly NOIPYKERNEL=mlcontainer-test/noipykernel:bookworm
 readonly TORCH=mlcontainer-test/torch:2.13-cpu
 readonly NOPYTHON=mlcontainer-test/nopython:latest
+readonly IPYKERNEL7=mlcontainer-test/ipykernel7:bookworm
+readonly TRIXIE=mlcontainer-test/trixie:py3.13
+readonly VENV=mlcontainer-test/venv:bookworm
+readonly CONDA=mlcontainer-test/conda:bookworm
+readonly JOVYAN=mlcontainer-test/jovyan:bookworm
+readonly CUDA=mlcontainer-test/cuda:bookworm
+readonly NAMES="base|noipykernel|torch|nopython|ipykernel7|trixie|venv|conda|jovyan|cuda"
 
 say() { printf 'build-test-images: %s\n' "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
-[[ "$FORCE" =~ ^(0|1|all|(base|noipykernel|torch|nopython)(,(base|noipykernel|torch|nopython))*)$ ]] \
-  || die "FORCE must be 0, 1, all or a comma list of base,noipykernel,torch,nopython (got '$FORCE')"
+[[ "$FORCE" =~ ^(0|1|all|($NAMES)(,($NAMES))*)$ ]] \
+  || die "FORCE must be 0, 1, all or a comma list of ${NAMES//|/,} (got '$FORCE')"
 
 # have_image SHORT-NAME TAG: true when TAG exists and FORCE does not ask to rebuild it.
 have_image() {
@@ -77,22 +96,24 @@ need_mmdebstrap() {
   fi
 }
 
-# rootfs NAME PACKAGES: sets ROOTFS_TAR to a cached minbase bookworm tarball holding PACKAGES.
+# rootfs NAME PACKAGES [SUITE [KEEP-PEP668]]: sets ROOTFS_TAR to a cached minbase tarball of
+# SUITE (default bookworm) holding PACKAGES. PEP 668's marker is dropped unless KEEP-PEP668=keep.
 rootfs() {
-  local name=$1 packages=$2
-  local tar="$CACHE/$name-$SUITE.tar"
+  local name=$1 packages=$2 suite=${3:-$SUITE} keep=${4:-}
+  local tar="$CACHE/$name-$suite.tar"
   if refresh_cache || [ ! -s "$tar" ]; then
     need_mmdebstrap
-    say "mmdebstrap $SUITE minbase + $packages -> $tar ..."
-    local t0=$SECONDS partial="$CACHE/.$name-$SUITE.partial.tar"
+    say "mmdebstrap $suite minbase + $packages -> $tar ..."
+    local t0=$SECONDS partial="$CACHE/.$name-$suite.partial.tar" pep668='rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED'
+    [ "$keep" = keep ] && pep668=true
     rm -f "$partial"
     # Hooks run with the root file system as $1: drop PEP 668's EXTERNALLY-MANAGED marker so
     # `pip install` works in the image like in typical ML images, and drop apt's caches.
     # shellcheck disable=SC2016 # "$1" is expanded by mmdebstrap's hook shell, not here
     mmdebstrap --quiet --variant=minbase --include="$packages" \
-      --customize-hook='rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED' \
+      --customize-hook="$pep668" \
       --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/cache/apt/archives/*.deb' \
-      "$SUITE" "$partial" "$MIRROR" >&2 || {
+      "$suite" "$partial" "$MIRROR" >&2 || {
         rm -f "$partial"
         [ "$(id -u)" -eq 0 ] || say "as a non-root user mmdebstrap needs user namespaces and a range in /etc/subuid and /etc/subgid"
         die "mmdebstrap $name failed"
@@ -106,19 +127,19 @@ rootfs() {
   ROOTFS_TAR=$tar
 }
 
-# import_rootfs TAR TAG TITLE DESCRIPTION
+# import_rootfs TAR TAG TITLE DESCRIPTION [SUITE]
 import_rootfs() {
-  local tar=$1 tag=$2 title=$3 description=$4 t0=$SECONDS
+  local tar=$1 tag=$2 title=$3 description=$4 suite=${5:-$SUITE} t0=$SECONDS
   docker import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
     --change 'CMD ["python3"]' \
     --change "LABEL org.opencontainers.image.title=\"$title\"" \
     --change "LABEL org.opencontainers.image.description=\"$description\"" \
-    --change "LABEL org.opencontainers.image.version=\"$SUITE\"" \
+    --change "LABEL org.opencontainers.image.version=\"$suite\"" \
     --change "LABEL org.opencontainers.image.created=\"$(date -u +%FT%TZ)\"" \
     --change 'LABEL org.opencontainers.image.vendor="jupyter-mlcontainer test images"' \
-    --message "scripts/build-test-images.sh: mmdebstrap $SUITE" \
+    --message "scripts/build-test-images.sh: mmdebstrap $suite" \
     "$tar" "$tag" >/dev/null
   say "imported $tag in $(elapsed "$t0")"
 }
@@ -232,7 +253,74 @@ else
   drop_replaced "$old" "$NOPYTHON"
 fi
 
-for image in "$BASE" "$NOIPYKERNEL" "$TORCH" "$NOPYTHON"; do
+# ---------------------------------------------------------------- the image matrix
+# Wheels of today's ipykernel 7.x (and pip) for the images' Python 3.11, collected once.
+MATRIX_CTX="$CACHE/matrix-context"
+matrix_wheels() {
+  local stamp="$MATRIX_CTX/wheels/.complete" t0=$SECONDS
+  if refresh_cache || [ ! -e "$stamp" ]; then
+    say "collecting ipykernel 7.x and pip as wheels (cp311, manylinux x86_64) ..."
+    rm -rf "$MATRIX_CTX/wheels"
+    mkdir -p "$MATRIX_CTX/wheels"
+    python3 -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+      --python-version 3.11 --implementation cp --abi cp311 \
+      --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+      --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
+      --dest "$MATRIX_CTX/wheels" pip "ipykernel>=7,<8" 2>&1 \
+      | sed '/is ignored: it is neither a file nor a directory/d' >&2 \
+      || die "pip download of ipykernel 7 failed"
+    ls "$MATRIX_CTX"/wheels/ipykernel-7*.whl >/dev/null 2>&1 || die "pip download did not fetch an ipykernel 7 wheel"
+    touch "$stamp"
+    say "ipykernel wheels collected in $(elapsed "$t0"): $(ls "$MATRIX_CTX"/wheels/ipykernel-*.whl | xargs -n1 basename)"
+  fi
+  cp "$HERE"/images/{ipykernel7,venv,conda,jovyan,cuda}.Dockerfile "$HERE"/images/conda-meta.py \
+     "$HERE"/images/nvidia_entrypoint.sh "$MATRIX_CTX/"
+}
+
+# matrix_image SHORT-NAME TAG CHECK-CODE: docker build TAG from images/SHORT-NAME.Dockerfile
+# with the wheel context, then run CHECK-CODE with the image's own python3 (through its
+# ENTRYPOINT, as users run it).
+matrix_image() {
+  local short=$1 tag=$2 code=$3 t0=$SECONDS old
+  if have_image "$short" "$tag"; then
+    say "$tag present, skipped (FORCE=1 rebuilds)"
+    return 0
+  fi
+  old=$(image_id "$tag")
+  matrix_wheels
+  say "docker build $tag ..."
+  docker build --pull=false --label "org.opencontainers.image.created=$(date -u +%FT%TZ)" \
+    -f "$MATRIX_CTX/$short.Dockerfile" -t "$tag" "$MATRIX_CTX" >&2 || die "docker build $tag failed"
+  docker image prune --force --filter "label=org.jupyter.mlcontainer.build-stage=matrix-install" >/dev/null || true
+  docker run --rm --network none "$tag" python3 -c "$code" >&2 || die "$tag: smoke test failed"
+  SUMMARY+=("docker build $short: $(elapsed "$t0")")
+  drop_replaced "$old" "$tag"
+}
+
+matrix_image ipykernel7 "$IPYKERNEL7" \
+  'import ipykernel, sys; assert ipykernel.__version__.startswith("7."), ipykernel.__version__; assert ipykernel.__file__.startswith("/usr/local/"); print("ipykernel7 ok:", sys.executable, ipykernel.__version__)'
+matrix_image venv "$VENV" \
+  'import ipykernel, sys; assert sys.prefix == "/opt/venv" != sys.base_prefix; assert ipykernel.__version__.startswith("7."); print("venv ok:", sys.executable, ipykernel.__version__)'
+matrix_image conda "$CONDA" \
+  'import ipykernel, os, sys; assert sys.prefix == sys.base_prefix == "/opt/conda", sys.prefix; assert ipykernel.__file__.startswith("/opt/conda/lib/python3.11/site-packages/"), ipykernel.__file__; assert os.listdir("/opt/conda/conda-meta"); print("conda ok:", sys.executable, ipykernel.__version__)'
+matrix_image jovyan "$JOVYAN" \
+  'import ipykernel, os, sys; assert os.getuid() == 1000 and sys.prefix == "/opt/conda"; print("jovyan ok: uid", os.getuid(), sys.executable, ipykernel.__version__)'
+matrix_image cuda "$CUDA" \
+  'import ipykernel, os; assert os.environ["NVIDIA_VISIBLE_DEVICES"] == "all"; print("cuda ok:", ipykernel.__version__)'
+
+# ---------------------------------------------------------------- trixie (Python 3.13, ipykernel 6.29)
+if have_image trixie "$TRIXIE"; then
+  say "$TRIXIE present, skipped (FORCE=1 rebuilds)"
+else
+  old=$(image_id "$TRIXIE")
+  rootfs trixie python3-ipykernel,python3-pip,ca-certificates trixie keep
+  import_rootfs "$ROOTFS_TAR" "$TRIXIE" "Debian trixie, Python 3.13, ipykernel 6.29, pip" \
+    "jupyter-mlcontainer test image: a newer Python with Debian's ipykernel" trixie
+  check "$TRIXIE" 'import ipykernel, sys; assert sys.version_info >= (3, 12); assert ipykernel.__version__.startswith("6.29"), ipykernel.__version__; print("trixie ok: python", sys.version.split()[0], "ipykernel", ipykernel.__version__)' 0
+  drop_replaced "$old" "$TRIXIE"
+fi
+
+for image in "$BASE" "$NOIPYKERNEL" "$TORCH" "$NOPYTHON" "$IPYKERNEL7" "$TRIXIE" "$VENV" "$CONDA" "$JOVYAN" "$CUDA"; do
   say "$(docker image inspect --format '{{.Size}}' "$image" | awk -v i="$image" '{printf "%-40s %8.1f MB", i, $1/1e6}')"
 done
 for line in "${SUMMARY[@]}"; do say "$line"; done

@@ -23,7 +23,15 @@ BASE_IMAGE = "mlcontainer-test/base:bookworm"
 TORCH_IMAGE = "mlcontainer-test/torch:2.13-cpu"
 NOIPYKERNEL_IMAGE = "mlcontainer-test/noipykernel:bookworm"
 NOPYTHON_IMAGE = "mlcontainer-test/nopython:latest"
-TEST_IMAGES = (BASE_IMAGE, TORCH_IMAGE, NOIPYKERNEL_IMAGE, NOPYTHON_IMAGE)
+# The image matrix (scripts/build-test-images.sh says what each is shaped like).
+IPYKERNEL7_IMAGE = "mlcontainer-test/ipykernel7:bookworm"
+TRIXIE_IMAGE = "mlcontainer-test/trixie:py3.13"
+VENV_IMAGE = "mlcontainer-test/venv:bookworm"
+CONDA_IMAGE = "mlcontainer-test/conda:bookworm"
+JOVYAN_IMAGE = "mlcontainer-test/jovyan:bookworm"
+CUDA_IMAGE = "mlcontainer-test/cuda:bookworm"
+MATRIX_IMAGES = (BASE_IMAGE, IPYKERNEL7_IMAGE, TRIXIE_IMAGE, VENV_IMAGE, CONDA_IMAGE, JOVYAN_IMAGE, CUDA_IMAGE)
+TEST_IMAGES = (TORCH_IMAGE, NOIPYKERNEL_IMAGE, NOPYTHON_IMAGE, *MATRIX_IMAGES)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SESSION_TAG = uuid.uuid4().hex[:8]

@@ -92,3 +92,24 @@ def test_pid_to_container_from_cgroup_layouts(tmp_path):
     assert container_id_of_pid(102, proc=str(tmp_path)) == cid
     assert container_id_of_pid(103, proc=str(tmp_path)) is None
     assert container_id_of_pid(999999, proc=str(tmp_path)) is None
+
+
+IDLE = {"name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-bbbb", "memory_total": 80 << 30, "processes": []}
+
+
+def test_requests_beyond_the_host_name_its_gpus():
+    from jupyter_mlcontainer.gpu import unsatisfiable_reason
+
+    state = GpuMonitor(FakeNVML({"gpus": [H100, IDLE]})).snapshot()
+    for fits in ("2", "1", "all", "none", "0,1", "GPU-aaaa", "gpu-BBBB", "device=1"):
+        assert unsatisfiable_reason(fits, state) is None, fits
+    reason = unsatisfiable_reason("3", state)
+    assert reason.startswith("3 GPUs requested. This host has 2 GPUs:"), reason
+    assert "0: NVIDIA H100 80GB HBM3 GPU-aaaa (in use by 2 processes)" in reason
+    assert "1: NVIDIA H100 80GB HBM3 GPU-bbbb (free)" in reason
+    assert unsatisfiable_reason("0,2", state).startswith("GPU 2 does not exist. This host has 2 GPUs")
+    assert unsatisfiable_reason("GPU-cccc,7", state).startswith("GPU GPU-cccc, 7 do not exist.")
+    no_gpu = GpuMonitor(FakeNVML({"gpus": []})).snapshot()
+    assert unsatisfiable_reason("1", no_gpu) == "1 GPU requested. This host has no GPU (NVML found no GPU)."
+    # Without NVML there is nothing to compare against: the engine decides.
+    assert unsatisfiable_reason("8", GpuMonitor(FakeNVML({"error": "LibraryNotFound"})).snapshot()) is None

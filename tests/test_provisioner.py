@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import glob
 import json
 import os
 import time
 
 import pytest
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.paths import jupyter_runtime_dir
 
-from jupyter_mlcontainer.engine import EngineUnavailable, GpuRuntimeMissing, ImageNotFound
+from jupyter_mlcontainer.engine import EngineUnavailable, GpuRequestUnsatisfiable, GpuRuntimeMissing, ImageNotFound
 from jupyter_mlcontainer.images import ImageNotUsable
 from jupyter_mlcontainer.provisioner import CONTAINER_PORTS, last_death
 
 from .conftest import (
     BASE_IMAGE,
     CACHE_VOLUME,
+    CUDA_IMAGE,
     NOIPYKERNEL_IMAGE,
     NOPYTHON_IMAGE,
     TORCH_IMAGE,
@@ -57,7 +60,7 @@ async def test_ports_loopback_only_and_no_privileges(engine, workspace):
         host = attrs["HostConfig"]
         assert host["Privileged"] is False
         assert not host.get("CapAdd")
-        assert "no-new-privileges:true" in host["SecurityOpt"]
+        assert "no-new-privileges=true" in host["SecurityOpt"]
         assert attrs["Config"]["User"] == f"{os.getuid()}:{os.getgid()}"
         # The connection info handed to clients points at the published loopback ports.
         info = km.get_connection_info()
@@ -315,3 +318,41 @@ async def test_concurrent_starts_all_succeed(engine, workspace):
     results = await asyncio.gather(*(one(i) for i in range(5)))
     assert [value for value, _ in results] == [i * 2 for i in range(5)]
     assert len({port for _, port in results}) == 5
+
+
+@pytest.mark.parametrize("gpus", ["none", "0"])
+async def test_no_gpu_overrides_the_images_nvidia_env(engine, workspace, gpus):
+    """An image that says NVIDIA_VISIBLE_DEVICES=all (nvidia/cuda, pytorch/pytorch) gets every
+    GPU from a host whose default runtime is NVIDIA's unless the container says 'void'."""
+    image_env = engine.inspect_image_sync(CUDA_IMAGE)["Config"]["Env"]
+    assert "NVIDIA_VISIBLE_DEVICES=all" in image_env
+    async with running_kernel(engine, CUDA_IMAGE, workspace, gpus=gpus, env={"NVIDIA_VISIBLE_DEVICES": "all"}) as (km, kc):
+        attrs = engine.api.inspect_container(container_of(km))
+        env = dict(item.split("=", 1) for item in attrs["Config"]["Env"])
+        assert env["NVIDIA_VISIBLE_DEVICES"] == "void"  # the kernelspec's "all" does not win either
+        assert not attrs["HostConfig"].get("DeviceRequests")
+        out, _ = await execute(kc, "import os; print(os.environ['NVIDIA_VISIBLE_DEVICES'])")
+        assert out.strip() == "void"
+        injected = attrs["Config"]["Labels"]["org.jupyter.mlcontainer.injected-env"].split(",")
+        assert "NVIDIA_VISIBLE_DEVICES" in injected  # so freeze does not pin it
+
+
+async def test_more_gpus_than_the_host_has_is_refused_with_its_gpus(engine, workspace, tmp_path, monkeypatch):
+    from jupyter_mlcontainer import gpu
+
+    fake = tmp_path / "nvml.json"
+    fake.write_text(json.dumps({"gpus": [
+        {"name": "NVIDIA H100", "uuid": "GPU-1", "memory_total": 1 << 36, "processes": [{"pid": 1, "used": 1 << 30}]},
+    ]}))
+    monkeypatch.setenv(gpu.FAKE_NVML_ENV, str(fake))
+    monkeypatch.setattr(gpu, "_monitor", None)
+    before = set(glob.glob(os.path.join(jupyter_runtime_dir(), "mlcontainer-*")))
+    for gpus, start in (("2", "2 GPUs requested."), ("0,3", "GPU 3 does not exist.")):
+        km = AsyncKernelManager(kernel_name=add_spec(engine, BASE_IMAGE, gpus=gpus))
+        with pytest.raises(GpuRequestUnsatisfiable) as info:
+            await km.start_kernel(cwd=str(workspace))
+        message = str(info.value)
+        assert message.startswith(start), message
+        assert "This host has 1 GPU: 0: NVIDIA H100 GPU-1 (in use by 1 process)" in message
+        assert our_kernel_containers(engine, km.kernel_id) == []
+    assert set(glob.glob(os.path.join(jupyter_runtime_dir(), "mlcontainer-*"))) == before

@@ -1,0 +1,169 @@
+"""Every kernel test on every image kind users run: start, execute, interrupt, restart with a
+client connected, shutdown and freeze, on Debian's ipykernel 6.17 (the oldest supported),
+today's ipykernel 7.x from PyPI, Debian trixie (Python 3.13, ipykernel 6.29), a venv image, a
+pytorch/pytorch-shaped conda prefix, a docker-stacks-shaped image with USER 1000 and an
+nvidia/cuda-shaped image with a banner ENTRYPOINT and NVIDIA_VISIBLE_DEVICES=all.
+
+One kernel per image goes through the whole lifecycle (each step asserts on its own), so the
+matrix costs seven kernel starts plus one restart each, and one freeze each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import time
+
+import pytest
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.paths import jupyter_runtime_dir
+
+from jupyter_mlcontainer.freeze import freeze_container, kernel_environment
+from jupyter_mlcontainer.images import probe_image_sync
+from jupyter_mlcontainer.provisioner import CONTAINER_PORTS
+
+from .conftest import (
+    CONDA_IMAGE,
+    CUDA_IMAGE,
+    IPYKERNEL7_IMAGE,
+    JOVYAN_IMAGE,
+    MATRIX_IMAGES,
+    TRIXIE_IMAGE,
+    VENV_IMAGE,
+    add_spec,
+    execute,
+    our_kernel_containers,
+    running_kernel,
+)
+from .test_freeze import hadolint_errors, make_wheel
+
+# What each image's kernel must run with (sys.executable, ipykernel major.minor).
+EXPECTED_PYTHON = {
+    IPYKERNEL7_IMAGE: ("/usr/bin/python3", "7."),
+    TRIXIE_IMAGE: ("/usr/bin/python3", "6.29"),
+    VENV_IMAGE: ("/opt/venv/bin/python3", "7."),
+    CONDA_IMAGE: ("/opt/conda/bin/python3", "7."),
+    JOVYAN_IMAGE: ("/opt/conda/bin/python3", "7."),
+    CUDA_IMAGE: ("/usr/bin/python3", "7."),
+}
+
+matrix = pytest.mark.parametrize("image", MATRIX_IMAGES, ids=lambda image: image.split("/")[-1])
+
+
+def connection_folders() -> set[str]:
+    """This user's per-launch connection folders (they hold the kernel's key)."""
+    return set(glob.glob(os.path.join(jupyter_runtime_dir(), "mlcontainer-*")))
+
+
+async def wait_for_status(kc, state: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = await kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == state:
+            return
+
+
+@matrix
+async def test_kernel_lifecycle(engine, workspace, image):
+    nb_dir = workspace / "notebooks"
+    name = add_spec(engine, image, gpus="none", workspace=str(workspace))
+    km = AsyncKernelManager(kernel_name=name)
+    await km.start_kernel(cwd=str(nb_dir))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        # -- start: ready, one private connection folder
+        await kc.wait_for_ready(timeout=60)
+        first_folder = km.provisioner._conn_dir
+        assert connection_folders() == {first_folder}
+        assert os.stat(first_folder).st_mode & 0o777 == 0o700
+
+        # -- execute: the image's own Python and ipykernel, in the notebook's folder, as the user
+        out, reply = await execute(
+            kc,
+            "import ipykernel, os, sys\n"
+            "print(sys.executable); print(ipykernel.__version__); print(os.getcwd())\n"
+            "print(os.getuid(), os.getgid()); print(os.environ.get('NVIDIA_VISIBLE_DEVICES'))\n"
+            "open('from-kernel.txt', 'w').write('hi')",
+        )
+        assert reply["status"] == "ok", out
+        executable, version, cwd, ids, visible = out.splitlines()
+        facts = probe_image_sync(engine, image)
+        assert version == facts.ipykernel
+        if image in EXPECTED_PYTHON:
+            want_python, want_version = EXPECTED_PYTHON[image]
+            assert os.path.realpath(executable) == os.path.realpath(want_python) or executable == want_python, executable
+            assert version.startswith(want_version), version
+        assert cwd == str(nb_dir)
+        assert ids == f"{os.getuid()} {os.getgid()}"  # not the image's USER
+        assert visible == "void"  # --gpus none: no GPU whatever the image's ENV says
+        written = nb_dir / "from-kernel.txt"
+        assert (written.stat().st_uid, written.stat().st_gid) == (os.getuid(), os.getgid())
+
+        # -- interrupt a running cell
+        msg_id = kc.execute("import time; time.sleep(60)")
+        await wait_for_status(kc, "busy")
+        await km.interrupt_kernel()
+        while True:
+            reply_msg = await kc.get_shell_msg(timeout=20)
+            if reply_msg["parent_header"].get("msg_id") == msg_id:
+                break
+        assert reply_msg["content"]["status"] == "error"
+        assert reply_msg["content"]["ename"] == "KeyboardInterrupt"
+        await wait_for_status(kc, "idle")
+        out, reply = await execute(kc, "x = 41; print('alive')")
+        assert out.strip() == "alive", (out, reply)
+
+        # -- restart with this client connected: same ports and key, new container and folder
+        before = km.get_connection_info()
+        first_container = km.provisioner.container_id
+        await km.restart_kernel(now=True)
+        await kc.wait_for_ready(timeout=60)
+        out, reply = await execute(kc, "import os; print(os.getcwd(), 'x' in globals())")
+        assert reply["status"] == "ok", out
+        assert out.split() == [str(nb_dir), "False"]
+        after = km.get_connection_info()
+        for key in ("ip", "key", *CONTAINER_PORTS):
+            assert after[key] == before[key], key
+        assert km.provisioner.container_id != first_container
+        assert not os.path.exists(first_folder)
+        assert connection_folders() == {km.provisioner._conn_dir}
+        assert len(our_kernel_containers(engine, km.kernel_id)) == 1
+    finally:
+        kc.stop_channels()
+        # -- shutdown: nothing of the kernel is left
+        await km.shutdown_kernel()
+    assert our_kernel_containers(engine, km.kernel_id) == []
+    assert connection_folders() == set()
+
+
+@matrix
+async def test_freeze(engine, workspace, image):
+    wheelhouse = workspace / "wheelhouse"
+    wheelhouse.mkdir()
+    wheel = make_wheel(str(wheelhouse))
+    async with running_kernel(engine, image, workspace) as (km, kc):
+        out, reply = await execute(
+            kc,
+            "import os, subprocess, sys\n"
+            f"r = subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-index', '--break-system-packages', {wheel!r}],"
+            " capture_output=True, text=True)\n"
+            "print(r.returncode, r.stderr[-300:])\n"
+            "os.environ['MLC_FEATURE'] = 'enabled'",
+        )
+        assert reply["status"] == "ok" and out.startswith("0"), out
+        runtime_env = await kernel_environment(kc)
+        result = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: freeze_container(engine, km.provisioner.container_id, runtime_env=runtime_env)
+        )
+    assert result.base_image.endswith(image)  # or its local registry copy, pinned by digest
+    assert result.packages == {"mlcontainer-toy": "1.2.3"}, result.packages
+    assert result.env == {"MLC_FEATURE": "enabled"}
+    lines = result.dockerfile.splitlines()
+    assert lines[[line.startswith("FROM ") for line in lines].index(True)].startswith(f"FROM {result.base_image}")
+    assert 'ENV MLC_FEATURE="enabled"' in lines
+    assert "NVIDIA_VISIBLE_DEVICES" not in result.dockerfile  # ours, not the user's
+    assert not any(line.startswith("ENTRYPOINT") for line in lines)  # the image's own stays
+    assert lines[-1].startswith("USER ") and lines[-1] != "USER root"
+    assert hadolint_errors(result.dockerfile_path) == ""

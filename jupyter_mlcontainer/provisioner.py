@@ -209,8 +209,9 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
     startup_timeout = Float(
         120.0,
         config=True,
-        help="Seconds to wait for ipykernel in the container to bind its sockets before the "
-        "launch returns (large images on slow disks can take a while to import).",
+        help="Seconds a starting kernel may take to open all five of its ports (checked through "
+        "the published ports, for any kernel). Past it the start fails with the kernel's last "
+        "output and the container is removed; raise it for images that import slowly from slow disks.",
     )
 
     @default("gpus")

@@ -163,8 +163,11 @@ async def main() -> None:
     def medians(runs: list[Start]) -> Start:
         return Start(*(statistics.median(getattr(r, f) for r in runs) for f in Start.__dataclass_fields__))
 
+    labels = {image: f"{image} (ipykernel {ipykernels[image]})" for image in args.images}
+    width = max(len(label) for label in labels.values()) + 2
+
     def row(label: str, m: Start) -> None:
-        print(f"{label:44}{m.launched:10.3f}{m.ready:10.3f}{m.wait_for_ready:10.3f}{m.round_trip * 1000:12.2f}")
+        print(f"{label:{width}}{m.launched:10.3f}{m.ready:10.3f}{m.wait_for_ready:10.3f}{m.round_trip * 1000:12.2f}")
 
     local_m = medians(local)
     cont_m = {image: medians(runs) for image, runs in container.items()}
@@ -172,10 +175,10 @@ async def main() -> None:
     print("medians, seconds from the start request: launched = start_kernel() returned; ready = the")
     print("kernel answered kernel_info with IOPub connected; w_f_r = when wait_for_ready() returns,")
     print("i.e. ready plus jupyter_client's IOPub drain (0.2 s of silence)")
-    print(f"{'':44}{'launched':>10}{'ready':>10}{'w_f_r':>10}{'1+1 p50 ms':>12}")
+    print(f"{'':{width}}{'launched':>10}{'ready':>10}{'w_f_r':>10}{'1+1 p50 ms':>12}")
     row("local ipykernel", local_m)
     for image in args.images:
-        row(f"{image} (ipykernel {ipykernels[image]})", cont_m[image])
+        row(labels[image], cont_m[image])
     reference = args.images[0]
     for image in args.images:
         fl = statistics.median(floors[image])

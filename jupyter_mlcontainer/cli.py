@@ -188,6 +188,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         build_args=parse_env_pairs(args.build_arg), on_line=lambda line: print(line, file=sys.stderr),
     )
     print(f"{args.notebook}: image {done['image']} {done['how']}; kernel {done['kernelspec']} ready")
+    if done.get("note"):
+        print(f"Note: {done['note']}")
     return 0
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from .engine import LABEL_IMAGE, LABEL_INJECTED_ENV, LABEL_ROLE, LABEL_WORKSPACE, Engine, EngineError
 from .gpu import get_monitor
 from .images import probe_image_sync
+from .policy import write_text_safely
 from .state import state_dir
 
 INVENTORY_VERSION = 2
@@ -532,6 +533,9 @@ def freeze_container(
     dockerfile_path = os.path.join(output_dir, dockerfile_name)
     requirements_name = "requirements-frozen.txt" if dockerfile_name == "Dockerfile" else f"{dockerfile_name}.requirements.txt"
     requirements_path = os.path.join(output_dir, requirements_name)
+    for path in (dockerfile_path, requirements_path):
+        if os.path.islink(path):
+            raise FreezeError(f"{path} is a symlink (to {os.readlink(path)}): freeze never writes through one")
     if not overwrite:
         for path in (dockerfile_path, requirements_path):
             if os.path.exists(path):
@@ -590,10 +594,8 @@ def freeze_container(
         + "".join(line + "\n" for line in requirements)
     )
     os.makedirs(output_dir, exist_ok=True)
-    with open(dockerfile_path, "w") as f:
-        f.write(dockerfile)
-    with open(requirements_path, "w") as f:
-        f.write(requirements_text)
+    write_text_safely(dockerfile_path, dockerfile)
+    write_text_safely(requirements_path, requirements_text)
     return FreezeResult(
         dockerfile=dockerfile, requirements=requirements_text, dockerfile_path=dockerfile_path,
         requirements_path=requirements_path, base_image=base_ref, base_digest=digest, pinned_from=image_id,

@@ -12,6 +12,7 @@ import os
 from typing import Any, Callable
 
 import tornado.web
+from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
@@ -29,7 +30,15 @@ from .volumes import volume_report
 _DOMAIN_ERRORS = (EngineError, KernelSpecError, ValueError, JobNotFound)  # RestoreError is an EngineError
 
 
+# The resource a deployment's Authorizer sees for every route here (JupyterHub scopes, read-only
+# shares): GET is "read", POST "write", DELETE "delete"; routes that run code (freeze asks the
+# kernel; build and restore run a Dockerfile's RUN lines) are "execute".
+AUTH_RESOURCE = "mlcontainer"
+
+
 class BaseHandler(APIHandler):
+    auth_resource = AUTH_RESOURCE
+
     @property
     def mlcontainer(self):
         return self.settings["mlcontainer"]
@@ -81,6 +90,7 @@ class BaseHandler(APIHandler):
 
 class StatusHandler(BaseHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
         app = self.mlcontainer
         self.write_json(await self.run_blocking(machine_status, app.engine, app.gpu_monitor, app.cache_volume))
@@ -88,6 +98,7 @@ class StatusHandler(BaseHandler):
 
 class ImagesHandler(BaseHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
         by_image: dict[str, list[str]] = {}
         for spec in list_kernelspecs():
@@ -98,6 +109,7 @@ class ImagesHandler(BaseHandler):
 
 class PullHandler(BaseHandler):
     @tornado.web.authenticated
+    @authorized
     async def post(self) -> None:
         image = self.json_body().get("image")
         if not isinstance(image, str):
@@ -108,26 +120,31 @@ class PullHandler(BaseHandler):
 
 class JobsHandler(BaseHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
         self.write_json({"jobs": [job.to_dict() for job in self.mlcontainer.jobs.list()]})
 
 
 class JobHandler(BaseHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self, job_id: str) -> None:
         self.write_json(self.mlcontainer.jobs.get(job_id).to_dict())
 
     @tornado.web.authenticated
+    @authorized
     async def delete(self, job_id: str) -> None:
         self.write_json(self.mlcontainer.jobs.cancel(job_id).to_dict())
 
 
 class KernelspecsHandler(BaseHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
         self.write_json({"kernelspecs": [spec.to_dict() for spec in list_kernelspecs()]})
 
     @tornado.web.authenticated
+    @authorized
     async def post(self) -> None:
         body = self.json_body()
         image = body.get("image")
@@ -149,6 +166,7 @@ class KernelspecsHandler(BaseHandler):
 
 class KernelsHandler(BaseHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
         app = self.mlcontainer
         paths = await self.notebook_paths()
@@ -158,6 +176,7 @@ class KernelsHandler(BaseHandler):
 
 class KernelHandler(BaseHandler):
     @tornado.web.authenticated
+    @authorized
     async def delete(self, kernel_id: str) -> None:
         app = self.mlcontainer
         ours = await self.run_blocking(list_kernel_containers, app.engine)
@@ -170,6 +189,7 @@ class KernelHandler(BaseHandler):
 
 class FreezeHandler(BaseHandler):
     @tornado.web.authenticated
+    @authorized("execute")
     async def post(self, kernel_id: str) -> None:
         """Freeze a running container kernel into the notebook's folder (409 if files exist)."""
         body = self.json_body()
@@ -209,6 +229,7 @@ def _local_path(handler: APIHandler, relative: str) -> str:
 
 class BuildHandler(BaseHandler):
     @tornado.web.authenticated
+    @authorized("execute")
     async def post(self) -> None:
         """Build an image from a Dockerfile under the server root: 202 with the job to follow."""
         body = self.json_body()
@@ -216,12 +237,15 @@ class BuildHandler(BaseHandler):
         if not isinstance(dockerfile, str) or not isinstance(tag, str) or not tag.strip():
             raise ValueError('Give {"dockerfile": "folder/Dockerfile", "tag": "name:tag"}')
         build_args = {str(k): str(v) for k, v in (body.get("build_args") or {}).items()}
-        job = self.mlcontainer.jobs.build(_local_path(self, dockerfile), tag.strip(), build_args=build_args)
+        path = _local_path(self, dockerfile)
+        # The context is read and packed from the thread pool: a large one never stalls the loop.
+        job = await self.run_blocking(lambda: self.mlcontainer.jobs.build(path, tag.strip(), build_args=build_args))
         self.write_json({"job": job.to_dict()}, status=202)
 
 
 class RestoreHandler(BaseHandler):
     @tornado.web.authenticated
+    @authorized("execute")
     async def post(self) -> None:
         """Make a frozen notebook's kernel resolve: 200 {"kernelspec"} when its image is here,
         else 202 {"job"} building it from the recorded Dockerfile (the job's result names the
@@ -239,6 +263,7 @@ class RestoreHandler(BaseHandler):
 
 class GpusHandler(BaseHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
         app = self.mlcontainer
         state = await self.run_blocking(app.gpu_monitor.snapshot)
@@ -256,6 +281,7 @@ class GpusHandler(BaseHandler):
 
 class VolumesHandler(BaseHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
         app = self.mlcontainer
 

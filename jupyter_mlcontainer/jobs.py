@@ -8,17 +8,18 @@ already being pulled returns the running job instead of a second download.
 from __future__ import annotations
 
 import glob
-import io
 import os
 import re
 import tarfile
+import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import IO, Any, Callable, Iterable
 
 from .engine import Engine, EngineError, translate
+from .policy import resolve_under
 
 LOG_LINES = 200
 
@@ -237,30 +238,46 @@ class JobRegistry:
         threading.Thread(target=run, name=f"mlcontainer-{job.kind}-{job.id}", daemon=True).start()
 
 
-def build_context(dockerfile: str, wheelhouse: str | None = None) -> io.BytesIO:
+def build_context(dockerfile: str, wheelhouse: str | None = None) -> IO[bytes]:
     """A tar with the Dockerfile and what its COPY/ADD lines name from its folder (not the whole
-    folder: a notebook folder often holds gigabytes of data), plus ``wheelhouse`` as ./wheelhouse."""
+    folder: a notebook folder often holds gigabytes of data), plus ``wheelhouse`` as ./wheelhouse.
+
+    Blocking (call it off the event loop); the tar goes to a temporary file, not to memory.
+    Every source a COPY/ADD pattern matches must resolve (symlinks included) inside the
+    Dockerfile's folder, as in Docker's own context: a glob through a symlinked folder that
+    points out, a link to a file outside, or a ``../`` source is refused with its path.
+    Folders are added without following the symlinks inside them (they travel as links).
+    """
     if not os.path.isfile(dockerfile):
         raise ValueError(f"No Dockerfile at {dockerfile}")
-    folder = os.path.dirname(os.path.abspath(dockerfile))
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(dockerfile)))
     sources: set[str] = set()
-    for line in open(dockerfile).read().splitlines():
+    with open(dockerfile) as f:
+        lines = f.read().splitlines()
+    for line in lines:
         words = line.split()
         if words and words[0].upper() in ("COPY", "ADD") and not any(w.startswith("--from") for w in words):
             for pattern in (w for w in words[1:-1] if not w.startswith("--")):
-                sources.update(os.path.relpath(p, folder) for p in glob.glob(os.path.join(folder, pattern)))
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        tar.add(dockerfile, arcname="Dockerfile")
-        for name in sorted(sources):
-            if not (wheelhouse and name == "wheelhouse"):
-                tar.add(os.path.join(folder, name), arcname=name)
-        if wheelhouse:
-            if not os.path.isdir(wheelhouse):
-                raise ValueError(f"--wheelhouse {wheelhouse}: no such folder")
-            tar.add(wheelhouse, arcname="wheelhouse")
-    buf.seek(0)
-    return buf
+                for match in glob.glob(os.path.join(folder, pattern)):
+                    name = os.path.relpath(match, folder)
+                    resolve_under(folder, name, f"{words[0].upper()} source")
+                    sources.add(name)
+    context = tempfile.TemporaryFile()
+    try:
+        with tarfile.open(fileobj=context, mode="w") as tar:
+            tar.add(dockerfile, arcname="Dockerfile")
+            for name in sorted(sources):
+                if not (wheelhouse and name == "wheelhouse"):
+                    tar.add(os.path.join(folder, name), arcname=name)
+            if wheelhouse:
+                if not os.path.isdir(wheelhouse):
+                    raise ValueError(f"--wheelhouse {wheelhouse}: no such folder")
+                tar.add(wheelhouse, arcname="wheelhouse")
+    except BaseException:
+        context.close()
+        raise
+    context.seek(0)
+    return context
 
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) :")

@@ -181,6 +181,16 @@ def list_kernelspecs() -> list[ContainerKernelSpec]:
     return found
 
 
+def installed_kernelspecs() -> dict[str, str]:
+    """Every installed kernelspec's name, lowercased (names are case-insensitive on disk), ->
+    the image it runs for a container kernelspec, "" for any other kernel."""
+    found = {}
+    for name, entry in KernelSpecManager().get_all_specs().items():
+        spec = _as_container_spec(name, entry["resource_dir"], entry["spec"])
+        found[name.lower()] = spec.image if spec is not None else ""
+    return found
+
+
 def remove_kernelspec(name: str) -> str:
     """Remove container kernelspec ``name``; return the folder removed. Refuses other kernels."""
     ksm = KernelSpecManager()

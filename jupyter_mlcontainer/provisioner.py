@@ -65,16 +65,31 @@ CONTAINER_PORTS = {"shell_port": 50001, "iopub_port": 50002, "stdin_port": 50003
 CONNECTION_DIR_IN_CONTAINER = "/run/mlcontainer"
 CONNECTION_FILE_IN_CONTAINER = f"{CONNECTION_DIR_IN_CONTAINER}/kernel.json"
 
-# The container's first process: create HOME (inside the cache volume), then exec the kernel.
-# Fixed text, no user input; the kernel argv follows as separate arguments.
+# The container's first process: create HOME (inside the cache volume), check that it is this
+# user's own private folder, then exec the kernel. HOME is where a kernel reads code it runs at
+# start (IPython startup files, .pth files in the user site, matplotlib config), and the cache
+# volume's home/ is writable by every user of the engine (sticky, like /tmp): a HOME that
+# someone else created, or that others can write, could hold their code, so the kernel refuses
+# to start and says why. Fixed text, no user input; the kernel argv follows as arguments.
+HOME_REFUSED_EXIT = 78
 BOOTSTRAP = (
-    "import os, sys\n"
+    "import os, stat, sys\n"
     "home = os.environ.get('HOME')\n"
     "if home:\n"
     "    try:\n"
     "        os.makedirs(home, mode=0o700, exist_ok=True)\n"
     "    except OSError as exc:\n"
     "        sys.stderr.write('jupyter-mlcontainer: cannot create HOME %s: %s\\n' % (home, exc))\n"
+    "    else:\n"
+    "        st = os.lstat(home)\n"
+    "        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:\n"
+    "            sys.stderr.write(\n"
+    "                'jupyter-mlcontainer: refusing to start: HOME %s is not your private folder '\n"
+    "                '(owner uid %d, you are uid %d, mode %o). Someone else may have put files there '\n"
+    "                'that a kernel would run at start (IPython startup, .pth). Check its content, '\n"
+    "                'then remove it or make it yours with mode 0700.\\n'\n"
+    "                % (home, st.st_uid, os.getuid(), stat.S_IMODE(st.st_mode)))\n"
+    f"            sys.exit({HOME_REFUSED_EXIT})\n"
     "os.execvp(sys.argv[1], sys.argv[1:])\n"
 )
 

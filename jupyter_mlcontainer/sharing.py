@@ -17,7 +17,8 @@ import nbformat
 from .engine import Engine, EngineError
 from .freeze import FreezeResult, RestoreError
 from .jobs import JobRegistry, follow
-from .kernelspecs import add_kernelspec
+from .kernelspecs import add_kernelspec, default_kernel_name, installed_kernelspecs
+from .policy import resolve_under
 
 METADATA_KEY = "mlcontainer"
 
@@ -69,7 +70,35 @@ def read_record(notebook_path: str) -> dict[str, Any]:
 
 
 def dockerfile_of(notebook_path: str, record: dict[str, Any]) -> str:
-    return os.path.join(os.path.dirname(os.path.abspath(notebook_path)), record.get("dockerfile") or "Dockerfile")
+    """The Dockerfile a notebook's record names, resolved (symlinks too) inside the notebook's
+    folder: the record is untrusted, so an absolute path, ``../`` or a link out is refused."""
+    return resolve_under(
+        os.path.dirname(os.path.abspath(notebook_path)), record.get("dockerfile") or "Dockerfile",
+        "The notebook's Dockerfile", allow_absolute=False,
+    )
+
+
+def restore_kernelspec(engine: Engine, image: str, wanted: str | None) -> tuple[str, str]:
+    """Write (or reuse) the kernelspec a restored notebook runs on; return (name, note).
+
+    The name comes from an untrusted record: it never replaces an existing kernelspec, compared
+    case-insensitively (a record naming "Python3" must not replace the user's python3). A
+    container kernelspec of that name for the same image is reused as it is; any other match
+    makes restore pick a free name, and the note says so.
+    """
+    wanted = (wanted or default_kernel_name(image)).lower()
+    existing = installed_kernelspecs()
+    if wanted not in existing:
+        return add_kernelspec(engine, image, name=wanted).name, ""
+    if existing[wanted] == image:
+        return wanted, ""
+    base, n = f"{wanted}-restored", 1
+    name = base
+    while name in existing:
+        n += 1
+        name = f"{base}-{n}"
+    spec = add_kernelspec(engine, image, name=name)
+    return spec.name, f"a kernelspec named {wanted!r} exists already and was left as it is; the notebook's kernel is {spec.name!r}"
 
 
 def restore_async(engine: Engine, jobs: JobRegistry, notebook_path: str, **build: Any) -> dict[str, Any]:
@@ -83,10 +112,13 @@ def restore_async(engine: Engine, jobs: JobRegistry, notebook_path: str, **build
         dockerfile = dockerfile_of(notebook_path, record)
         if not os.path.isfile(dockerfile):
             raise RestoreError(f"Image {image} is missing and its Dockerfile {dockerfile} is not there either")
-        job = jobs.build(dockerfile, image, then=lambda job: job.result.update(
-            kernelspec=add_kernelspec(engine, image, name=name).name), **build)
-        return {"job": job}
-    return {"kernelspec": add_kernelspec(engine, image, name=name).name}
+        def then(job) -> None:
+            kernelspec, note = restore_kernelspec(engine, image, name)
+            job.result.update(kernelspec=kernelspec, note=note)
+
+        return {"job": jobs.build(dockerfile, image, then=then, **build)}
+    kernelspec, note = restore_kernelspec(engine, image, name)
+    return {"kernelspec": kernelspec, **({"note": note} if note else {})}
 
 
 def restore(
@@ -124,8 +156,8 @@ def restore(
         follow(job, on_line)
         if job.state != "done":
             raise RestoreError(f"Building {image} from {dockerfile} failed: {job.error}")
-    spec = add_kernelspec(engine, image, name=record.get("kernelspec"))
-    return {"image": image, "kernelspec": spec.name, "how": how}
+    kernelspec, note = restore_kernelspec(engine, image, record.get("kernelspec"))
+    return {"image": image, "kernelspec": kernelspec, "how": how, "note": note}
 
 
 BINDER_DOCKERFILE = """\

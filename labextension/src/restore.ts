@@ -76,7 +76,10 @@ async function offerRestore(
   }
   const specs = app.serviceManager.kernelspecs;
   await specs.ready;
-  if (specs.specs?.kernelspecs[record.kernelspec]) {
+  // Kernelspec names are case-insensitive on disk: "Python3" is the user's python3.
+  const wanted = record.kernelspec.toLowerCase();
+  const known = Object.keys(specs.specs?.kernelspecs ?? {});
+  if (known.some(name => name.toLowerCase() === wanted)) {
     return;
   }
 

@@ -1,0 +1,203 @@
+"""Trust boundaries (issue 14): a shared notebook, its folder, other users of the cache and a
+deployment's Authorizer are untrusted or in charge. Each test reproduces a finding of the
+security review against the real engine and checks it is closed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tarfile
+import uuid
+
+import nbformat
+import pytest
+from docker.types import Mount
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_server.auth.authorizer import Authorizer
+from tornado.httpclient import HTTPClientError
+
+from jupyter_mlcontainer.engine import EngineError
+from jupyter_mlcontainer.freeze import FreezeError, freeze_container
+from jupyter_mlcontainer.handlers import route_table
+from jupyter_mlcontainer.identity import current_user
+from jupyter_mlcontainer.jobs import build_context
+from jupyter_mlcontainer.policy import PathRefused
+from jupyter_mlcontainer.sharing import METADATA_KEY, restore
+
+from .conftest import BASE_IMAGE, SESSION_TAG, add_spec, our_kernel_containers, running_kernel
+
+MISSING_IMAGE = "mlctest-hostile/never-built:1"
+
+
+def hostile_notebook(folder, **record) -> str:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata[METADATA_KEY] = {"image": MISSING_IMAGE, "kernelspec": "hostile", **record}
+    path = os.path.join(folder, "shared.ipynb")
+    nbformat.write(nb, path)
+    return path
+
+
+# -- finding 1: restore reads and sends nothing from outside the notebook's folder ----------
+
+
+@pytest.mark.parametrize("dockerfile", ["/etc/hostname", "../outside/Dockerfile", "link/Dockerfile", "Dockerfile"])
+def test_restore_refuses_a_dockerfile_outside_the_notebook_folder(engine, tmp_path, dockerfile):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\n")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "link").symlink_to(outside)
+    (shared / "Dockerfile").symlink_to(outside / "Dockerfile")  # a symlinked Dockerfile
+    notebook = hostile_notebook(shared, dockerfile=dockerfile)
+    with pytest.raises(PathRefused, match="The notebook's Dockerfile .* (absolute|outside)"):
+        restore(engine, notebook, pull=False)
+    with pytest.raises(EngineError):
+        engine.inspect_image_sync(MISSING_IMAGE)  # nothing was built
+
+
+def test_build_context_never_follows_a_symlink_out(tmp_path):
+    secrets = tmp_path / "home" / ".ssh"
+    secrets.mkdir(parents=True)
+    (secrets / "id_rsa").write_text("PRIVATE KEY")
+    shared = tmp_path / "shared"
+    (shared / "inside").mkdir(parents=True)
+    (shared / "inside" / "ok.txt").write_text("fine")
+    (shared / "data").symlink_to(secrets)  # data -> ~/.ssh
+    (shared / "key").symlink_to(secrets / "id_rsa")
+    (shared / "alias").symlink_to(shared / "inside")  # a link that stays inside
+    (shared / "inside" / "escape").symlink_to(secrets)  # travels as a link, not followed
+    dockerfile = shared / "Dockerfile"
+    for copy in ("COPY data/* /d/", "COPY data/id_rsa /d/", "COPY key /k", "COPY ../home/.ssh/id_rsa /k", "ADD */id_rsa /k"):
+        dockerfile.write_text(f"FROM {BASE_IMAGE}\n{copy}\nRUN cat /d/* /k || true\n")
+        with pytest.raises(PathRefused, match="source .* resolves to .*outside"):
+            build_context(str(dockerfile))
+    dockerfile.write_text(f"FROM {BASE_IMAGE}\nCOPY alias/ok.txt /a/\nCOPY inside /i/\n")
+    with build_context(str(dockerfile)) as context, tarfile.open(fileobj=context) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        contents = b"".join(tar.extractfile(m).read() for m in members.values() if m.isfile())
+    assert {"Dockerfile", "alias/ok.txt", "inside/ok.txt"} <= set(members)
+    assert members["inside/escape"].issym()
+    assert b"PRIVATE KEY" not in contents
+
+
+# -- finding 2: a notebook never replaces a kernelspec ------------------------------------------
+
+
+def install_native_kernelspec(name: str) -> str:
+    folder = os.path.join(os.environ["JUPYTER_DATA_DIR"], "kernels", name)
+    os.makedirs(folder)
+    with open(os.path.join(folder, "kernel.json"), "w") as f:
+        json.dump({"argv": ["python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                   "display_name": "My own Python", "language": "python"}, f)
+    return folder
+
+
+def test_restore_never_replaces_a_kernelspec_in_any_case(engine, tmp_path):
+    native = install_native_kernelspec("mynative")
+    other_image = add_spec(engine, BASE_IMAGE, name="mlc-other")  # a container kernelspec
+    spec_file = os.path.join(native, "kernel.json")
+    before = open(spec_file).read()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    cases = [("MyNative", "mynative-restored"), ("MYNATIVE", "mynative-restored-2"), ("MLC-OTHER", "mlc-other")]
+    for wanted, got in cases:
+        notebook = hostile_notebook(shared, image=BASE_IMAGE, kernelspec=wanted)
+        done = restore(engine, notebook, pull=False)
+        assert done["kernelspec"] == got, done
+        assert (wanted.lower() in done["note"]) == (got != wanted.lower())
+    assert open(spec_file).read() == before  # the user's kernel is untouched
+    specs = KernelSpecManager().get_all_specs()
+    assert specs["mynative"]["spec"]["display_name"] == "My own Python"
+    assert specs["mynative-restored"]["spec"]["metadata"]["kernel_provisioner"]["config"]["image"] == BASE_IMAGE
+    assert other_image == "mlc-other"
+
+
+# -- finding 3: another user cannot get code run in your kernel through HOME ---------------------
+
+
+async def test_a_home_planted_by_another_user_is_refused(engine, workspace):
+    from jupyter_mlcontainer import cache
+
+    volume = f"mlctest-home-{SESSION_TAG}-{uuid.uuid4().hex[:6]}"
+    facts_python = "python3"
+    cache.ensure_cache_volume(engine, volume, engine.inspect_image_sync(BASE_IMAGE)["Id"], facts_python)
+    victim = current_user()
+    marker = workspace / "pwned"
+    plant = (
+        "import os\n"
+        f"d = '/c/home/{victim.name}/.ipython/profile_default/startup'\n"
+        "os.makedirs(d)\n"
+        f"open(d + '/00-pwn.py', 'w').write(\"open({str(marker)!r}, 'w').write('ran')\\n\")\n"
+        f"os.chmod('/c/home/{victim.name}', 0o777)\n"
+    )
+    # The attacker: another uid whose own container shares the cache volume.
+    code, out, err = engine.run_to_completion_sync(
+        BASE_IMAGE, ["python3", "-c", plant], user="4321:4321",
+        mounts=[Mount(target="/c", source=volume, type="volume")], cap_drop=["ALL"],
+    )
+    assert code == 0, err
+    km = AsyncKernelManager(kernel_name=add_spec(engine, BASE_IMAGE, cache_volume=volume))
+    with pytest.raises(EngineError, match=r"refusing to start: HOME .* is not your private folder \(owner uid 4321"):
+        await km.start_kernel(cwd=str(workspace))
+    assert not marker.exists()
+    assert our_kernel_containers(engine, km.kernel_id) == []
+
+
+# -- finding 6: a deployment's Authorizer governs every route ----------------------------------
+
+
+class ReadOnlyAuthorizer(Authorizer):
+    """A read-only share: reads allowed, everything else refused."""
+
+    def is_authorized(self, handler, user, action, resource):
+        return action == "read"
+
+
+@pytest.fixture
+def jp_server_config(jp_server_config):
+    return {**jp_server_config, "ServerApp": {**jp_server_config["ServerApp"], "authorizer_class": ReadOnlyAuthorizer}}
+
+
+def concrete(pattern: str) -> str:
+    """A route's regex with its groups filled in."""
+    return re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: "0123abcd" if m.group(1) == "job_id" else str(uuid.uuid4()), pattern)
+
+
+async def test_read_only_authorizer_allows_every_read_and_refuses_every_write(jp_fetch):
+    seen = {"get": 0, "post": 0, "delete": 0}
+    for pattern, handler in route_table():
+        path = concrete(pattern).lstrip("/").split("/")
+        for method in ("get", "post", "delete"):
+            if getattr(handler, method).__qualname__.startswith(("APIHandler", "JupyterHandler", "RequestHandler")):
+                continue  # not implemented by this handler
+            seen[method] += 1
+            kwargs = {"body": "{}"} if method == "post" else {}
+            try:
+                response = await jp_fetch(*path, method=method.upper(), **kwargs)
+                code = response.code
+            except HTTPClientError as exc:
+                code = exc.code
+            if method == "get":
+                assert code != 403, pattern
+            else:
+                assert code == 403, (method, pattern, code)
+    assert seen["get"] >= 8 and seen["post"] >= 5 and seen["delete"] >= 2, seen
+
+
+# -- finding 8: freeze never writes through a symlink --------------------------------------------
+
+
+async def test_freeze_refuses_to_write_through_a_symlink(engine, workspace, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = workspace / "out"
+    out.mkdir()
+    (out / "Dockerfile").symlink_to(victim)
+    async with running_kernel(engine, BASE_IMAGE, workspace) as (km, kc):
+        for force in (False, True):
+            with pytest.raises(FreezeError, match="symlink"):
+                freeze_container(engine, km.provisioner.container_id, output_dir=str(out), overwrite=force)
+    assert victim.read_text() == "precious"

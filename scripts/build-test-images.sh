@@ -158,6 +158,22 @@ drop_replaced() {
   fi
 }
 
+# download_wheels DEST REQUIREMENT...: REQUIREMENTs and their dependencies as wheels for the
+# images' Python 3.11 (cp311, manylinux x86_64) into a fresh DEST, fetched by the host's pip
+# (containers reach no package index here).
+download_wheels() {
+  local dest=$1
+  shift
+  rm -rf "$dest"
+  mkdir -p "$dest"
+  python3 -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+    --python-version 3.11 --implementation cp --abi cp311 \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
+    --dest "$dest" "$@" 2>&1 \
+    | sed '/is ignored: it is neither a file nor a directory/d' >&2
+}
+
 # check IMAGE PYTHON-CODE EXPECTED-EXIT: a quick smoke test of a fresh image, no network.
 check() {
   local image=$1 code=$2 want=$3 rc=0
@@ -201,14 +217,7 @@ else
   if refresh_cache || [ ! -e "$stamp" ]; then
     say "collecting torch $TORCH_VERSION (CPU), numpy and their dependencies as wheels (cp311, manylinux x86_64) ..."
     t0=$SECONDS
-    rm -rf "$ctx/wheels"
-    mkdir -p "$ctx/wheels"
-    python3 -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
-      --python-version 3.11 --implementation cp --abi cp311 \
-      --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
-      --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
-      --dest "$ctx/wheels" "torch==$TORCH_VERSION" numpy 2>&1 \
-      | sed '/is ignored: it is neither a file nor a directory/d' >&2 \
+    download_wheels "$ctx/wheels" "torch==$TORCH_VERSION" numpy \
       || die "pip download failed (is the torch $TORCH_VERSION CPU wheel in pip's find-links? see: pip config list)"
     ls "$ctx"/wheels/torch-"$TORCH_VERSION"*.whl >/dev/null 2>&1 || die "pip download did not fetch a torch $TORCH_VERSION wheel"
     ls "$ctx"/wheels/numpy-*.whl >/dev/null 2>&1 || die "pip download did not fetch a numpy wheel"
@@ -260,14 +269,7 @@ matrix_wheels() {
   local stamp="$MATRIX_CTX/wheels/.complete" t0=$SECONDS
   if refresh_cache || [ ! -e "$stamp" ]; then
     say "collecting ipykernel 7.x and pip as wheels (cp311, manylinux x86_64) ..."
-    rm -rf "$MATRIX_CTX/wheels"
-    mkdir -p "$MATRIX_CTX/wheels"
-    python3 -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
-      --python-version 3.11 --implementation cp --abi cp311 \
-      --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
-      --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
-      --dest "$MATRIX_CTX/wheels" pip "ipykernel>=7,<8" 2>&1 \
-      | sed '/is ignored: it is neither a file nor a directory/d' >&2 \
+    download_wheels "$MATRIX_CTX/wheels" pip "ipykernel>=7,<8" \
       || die "pip download of ipykernel 7 failed"
     ls "$MATRIX_CTX"/wheels/ipykernel-7*.whl >/dev/null 2>&1 || die "pip download did not fetch an ipykernel 7 wheel"
     touch "$stamp"

@@ -651,13 +651,13 @@ def kernel_environment_from_file(connection_file: str, timeout: float = 30) -> d
         client.stop_channels()
 
 
-def container_of_kernel(engine: Engine, kernel_id: str) -> str:
-    """The running container of container kernel ``kernel_id``."""
-    from .engine import LABEL_KERNEL_ID
+def container_of_kernel(engine: Engine, kernel_id: str, owner: str | None = None) -> str:
+    """The running container of container kernel ``kernel_id``; with ``owner``, only one that
+    process started (the server passes its own identity)."""
+    from .engine import LABEL_KERNEL_ID, LABEL_OWNER
 
-    found = engine.call_sync(
-        lambda: engine.api.containers(filters={"label": [f"{LABEL_KERNEL_ID}={kernel_id}"]})
-    )
+    labels = [f"{LABEL_KERNEL_ID}={kernel_id}"] + ([f"{LABEL_OWNER}={owner}"] if owner else [])
+    found = engine.call_sync(lambda: engine.api.containers(filters={"label": labels}))
     if not found:
         raise KernelContainerNotFound(f"No running container kernel with id {kernel_id}")
     return found[0]["Id"]

@@ -21,6 +21,7 @@ from .freeze import container_of_kernel, freeze_container, kernel_environment
 from .gpu import attribute_processes
 from .sharing import METADATA_KEY, environment_record, frozen_names, restore_async
 from .http_errors import status_for
+from .identity import owner_id
 from .jobs import JobNotFound
 from .kernels import container_kernels, kernel_ids_by_container, list_kernel_containers
 from .kernelspecs import KernelSpecError, add_kernelspec, list_kernelspecs, parse_env_pairs
@@ -194,15 +195,17 @@ class FreezeHandler(BaseHandler):
         """Freeze a running container kernel into the notebook's folder (409 if files exist)."""
         body = self.json_body()
         app = self.mlcontainer
-        container_id = await self.run_blocking(container_of_kernel, app.engine, kernel_id)
-        runtime_env = None
-        if kernel_id in self.kernel_manager:
-            client = self.kernel_manager.get_kernel(kernel_id).client()
-            client.start_channels()
-            try:
-                runtime_env = await kernel_environment(client)
-            finally:
-                client.stop_channels()
+        # Only this server's kernels: the kernel id alone also matches containers of other
+        # servers (other users) on the same engine.
+        if kernel_id not in self.kernel_manager:
+            raise tornado.web.HTTPError(404, f"No container kernel {kernel_id} on this server")
+        container_id = await self.run_blocking(container_of_kernel, app.engine, kernel_id, owner_id())
+        client = self.kernel_manager.get_kernel(kernel_id).client()
+        client.start_channels()
+        try:
+            runtime_env = await kernel_environment(client)
+        finally:
+            client.stop_channels()
         result = await self.run_blocking(
             lambda: freeze_container(app.engine, container_id, overwrite=bool(body.get("force")), runtime_env=runtime_env)
         )

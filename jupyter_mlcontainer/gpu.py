@@ -276,32 +276,28 @@ def describe_gpus(state: GpuState) -> str:
     return f"This host has {count} GPU{'s' if count > 1 else ''}: {lines}"
 
 
-def unsatisfiable_reason(spec: str, state: GpuState) -> str | None:
-    """Why a ``--gpus`` value (already validated, not ``auto``) cannot be met on this host.
+def unsatisfiable_reason(requests: list[Any], state: GpuState) -> str | None:
+    """Why the engine device requests of a ``--gpus`` value (``engine.gpu_device_requests``)
+    cannot be met on this host.
 
     Called by the provisioner before it asks the engine, so that a request for more GPUs than
     there are gets a message naming the GPUs instead of the runtime's "OCI runtime create
-    failed". None when the request fits, or when NVML cannot tell (the engine decides then).
+    failed". None when the requests fit, or when NVML cannot tell (the engine decides then).
     """
     if not state.available and not state.reason.startswith("NVML found no GPU"):
         return None  # no NVML here: nothing to compare against
-    value = spec.strip()
-    if value.lower().startswith("device="):
-        value = value[len("device="):]
-    if value.lower() in ("", "none", "0", "all"):
-        return None
-    if value.isdigit():
-        wanted = int(value)
-        if wanted <= len(state.gpus):
-            return None
-        return f"{wanted} GPU{'s' if wanted > 1 else ''} requested. {describe_gpus(state)}."
     indices = {str(gpu.index) for gpu in state.gpus}
     uuids = {gpu.uuid.upper() for gpu in state.gpus}
-    unknown = [
-        part.strip() for part in value.split(",")
-        if part.strip() and part.strip() not in indices and part.strip().upper() not in uuids
-        and not part.strip().upper().startswith("MIG-")  # MIG devices are not listed by index
-    ]
-    if not unknown:
-        return None
-    return f"GPU {', '.join(unknown)} {'does' if len(unknown) == 1 else 'do'} not exist. {describe_gpus(state)}."
+    for request in requests:
+        wanted = request.count or 0
+        if wanted > len(state.gpus):  # count -1 is "all"
+            return f"{wanted} GPU{'s' if wanted > 1 else ''} requested. {describe_gpus(state)}."
+        unknown = [
+            device for device in request.device_ids or []
+            if device not in indices and device.upper() not in uuids
+            and not device.upper().startswith("MIG-")  # MIG devices are not listed by index
+        ]
+        if unknown:
+            verb = "does" if len(unknown) == 1 else "do"
+            return f"GPU {', '.join(unknown)} {verb} not exist. {describe_gpus(state)}."
+    return None

@@ -25,6 +25,7 @@ from .identity import owner_id
 from .jobs import JobNotFound
 from .kernels import container_kernels, kernel_ids_by_container, list_kernel_containers
 from .kernelspecs import KernelSpecError, add_kernelspec, list_kernelspecs, parse_env_pairs
+from .policy import resolve_under
 from .status import machine_status
 from .volumes import volume_report
 
@@ -223,11 +224,8 @@ class FreezeHandler(BaseHandler):
 
 def _local_path(handler: APIHandler, relative: str) -> str:
     """A path the client names relative to the server root, refused if it leaves the root."""
-    root = os.path.realpath(handler.settings.get("server_root_dir") or os.getcwd())
-    path = os.path.realpath(os.path.join(root, relative.lstrip("/")))
-    if not (path == root or path.startswith(root + os.sep)):
-        raise ValueError(f"{relative!r} is outside the server's root directory")
-    return path
+    root = handler.settings.get("server_root_dir") or os.getcwd()
+    return resolve_under(root, relative.lstrip("/") or ".", "Path", base_name="the server's root directory")
 
 
 class BuildHandler(BaseHandler):

@@ -15,12 +15,14 @@ class PathRefused(ValueError):
     """A path that leaves the folder it must stay in (a client's mistake or an attack: 400)."""
 
 
-def resolve_under(base: str, path: str, what: str, *, allow_absolute: bool = True) -> str:
+def resolve_under(
+    base: str, path: str, what: str, *, allow_absolute: bool = True, base_name: str = ""
+) -> str:
     """The real path of ``path`` (relative to ``base``), refused unless it lies under ``base``.
 
     Symlinks are resolved first, so a link inside ``base`` that points out is refused like a
     ``../`` path. ``allow_absolute=False`` refuses absolute paths outright (a notebook's record
-    names files relative to the notebook).
+    names files relative to the notebook). ``base_name`` says in the refusal what ``base`` is.
     """
     if not isinstance(path, str) or not path or "\0" in path:
         raise PathRefused(f"{what} {path!r} is not a file name")
@@ -29,7 +31,8 @@ def resolve_under(base: str, path: str, what: str, *, allow_absolute: bool = Tru
     root = os.path.realpath(base)
     real = os.path.realpath(os.path.join(root, path))
     if not is_within(real, root):
-        raise PathRefused(f"{what} {path!r} resolves to {real}, outside {root}: refused")
+        where = f"{base_name} ({root})" if base_name else root
+        raise PathRefused(f"{what} {path!r} resolves to {real}, outside {where}: refused")
     return real
 
 

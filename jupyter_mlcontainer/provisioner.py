@@ -361,7 +361,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         gpus = self._resolve_gpus()
         device_requests = gpu_device_requests(gpus)
         if device_requests:
-            self._check_gpus_exist(gpus)
+            self._check_gpus_exist(device_requests)
             if "NVIDIA_DRIVER_CAPABILITIES" not in facts.env:
                 env["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
                 injected.append("NVIDIA_DRIVER_CAPABILITIES")
@@ -510,7 +510,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         self.log.debug("Kernel %s: ports answered after %.3f s", self.kernel_id, waited)
 
     def _discard_container(self, container_id: str) -> None:
-        """Remove a container whose kernel never became ready (the launch then raises)."""
+        """Remove the kernel's container and forget it (a failed launch, and cleanup). Blocking."""
         self.engine.remove_container_sync(container_id)
         get_watcher(self.engine).forget(container_id)
         _LIVE.pop(container_id, None)
@@ -587,9 +587,9 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             return "all"
         return "none"
 
-    def _check_gpus_exist(self, gpus: str) -> None:
+    def _check_gpus_exist(self, device_requests: list[Any]) -> None:
         """Refuse a request for GPUs this host does not have, naming the ones it has."""
-        reason = unsatisfiable_reason(gpus, get_monitor().snapshot(with_processes=True))
+        reason = unsatisfiable_reason(device_requests, get_monitor().snapshot(with_processes=True))
         if reason:
             raise GpuRequestUnsatisfiable(f"{reason} Change --gpus of kernelspec {self.kernel_spec.display_name!r}.")
 
@@ -732,9 +732,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         """
         cid, self.container_id = self.container_id, None
         if cid is not None:
-            await self.engine.call(self.engine.remove_container_sync, cid)
-            get_watcher(self.engine).forget(cid)
-            _LIVE.pop(cid, None)
+            await self.engine.call(self._discard_container, cid)
         self._death_recorded = False
         self._remove_conn_dir()  # a restart's launch makes a new one
         if not restart:

@@ -98,7 +98,10 @@ IDLE = {"name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-bbbb", "memory_total": 80 
 
 
 def test_requests_beyond_the_host_name_its_gpus():
-    from jupyter_mlcontainer.gpu import unsatisfiable_reason
+    from jupyter_mlcontainer.gpu import unsatisfiable_reason as reason_for
+
+    def unsatisfiable_reason(spec, state):
+        return reason_for(gpu_device_requests(spec), state)
 
     state = GpuMonitor(FakeNVML({"gpus": [H100, IDLE]})).snapshot()
     for fits in ("2", "1", "all", "none", "0,1", "GPU-aaaa", "gpu-BBBB", "device=1"):

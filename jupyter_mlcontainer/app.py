@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Unicode, default
+from traitlets import Bool, Integer, Unicode, default
 
 from .engine import EngineError, get_engine
 from .gpu import GpuMonitor, get_monitor
 from .handlers import route_table
 from .images import ImageInventory
-from .jobs import JobRegistry
+from .jobs import DEFAULT_CONTEXT_LIMIT_MB, JobRegistry
 from .kernels import StatsCollector
 from .orphans import reap_orphans
 from .volumes import VolumeSizes
@@ -36,6 +36,16 @@ class MLContainerApp(ExtensionApp):
         config=True, help="Name of the shared cache volume shown by the API (default: MLCONTAINER_CACHE_VOLUME or mlcontainer-cache)."
     )
 
+    build_context_limit_mb = Integer(
+        DEFAULT_CONTEXT_LIMIT_MB,
+        min=1,
+        config=True,
+        help="Largest build context (the Dockerfile and what its COPY/ADD lines name) that a "
+        "build or a restore sends to the engine, in MB. Larger ones are refused before anything "
+        "is packed, with a message naming this setting. The context is packed to a temporary "
+        "file and streamed, so the limit bounds disk use and transfer time, not memory.",
+    )
+
     @default("cache_volume")
     def _cache_volume_default(self) -> str:
         import os
@@ -58,7 +68,9 @@ class MLContainerApp(ExtensionApp):
 
     @property
     def jobs(self) -> JobRegistry:
-        return self._service(JobRegistry)
+        registry = self._service(JobRegistry)
+        registry.context_limit_mb = self.build_context_limit_mb
+        return registry
 
     @property
     def stats(self) -> StatsCollector:

@@ -180,16 +180,42 @@ def cmd_freeze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cli_jobs():
+    """A job registry for this command, with the build-context limit from the environment."""
+    import os
+
+    from .jobs import DEFAULT_CONTEXT_LIMIT_MB, JobRegistry
+
+    raw = os.environ.get("MLCONTAINER_BUILD_CONTEXT_LIMIT_MB", "")
+    try:
+        limit = int(raw) if raw else DEFAULT_CONTEXT_LIMIT_MB
+    except ValueError:
+        raise CLIError(f"MLCONTAINER_BUILD_CONTEXT_LIMIT_MB={raw!r}: give a number of megabytes") from None
+    return JobRegistry(get_engine(), context_limit_mb=limit)
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
-    from .sharing import restore
+    from .restore import restore
+
+    def confirm(plan) -> bool:
+        print(plan.describe())
+        if args.yes:
+            return True
+        if not sys.stdin.isatty():
+            raise CLIError("Not restored: read the plan above, then run again with --yes to confirm it")
+        return input("Proceed? [y/N] ").strip().lower() in ("y", "yes")
 
     done = restore(
-        get_engine(), args.notebook, pull=not args.no_pull, wheelhouse=args.wheelhouse,
-        build_args=parse_env_pairs(args.build_arg), on_line=lambda line: print(line, file=sys.stderr),
+        get_engine(), args.notebook, confirm=confirm, jobs=cli_jobs(), pull=not args.no_pull,
+        wheelhouse=args.wheelhouse, build_args=parse_env_pairs(args.build_arg),
+        on_line=lambda line: print(line, file=sys.stderr),
     )
+    if done.get("declined"):
+        print("Not restored.")
+        return 1
     print(f"{args.notebook}: image {done['image']} {done['how']}; kernel {done['kernelspec']} ready")
-    if done.get("note"):
-        print(f"Note: {done['note']}")
+    for note in done.get("notes") or []:
+        print(f"Note: {note}")
     return 0
 
 
@@ -202,10 +228,10 @@ def cmd_export_binder(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from .jobs import JobRegistry, follow
+    from .jobs import follow
 
     build_args = parse_env_pairs(args.build_arg)
-    job = JobRegistry(get_engine()).build(args.dockerfile, args.tag, wheelhouse=args.wheelhouse, build_args=build_args)
+    job = cli_jobs().build(args.dockerfile, args.tag, wheelhouse=args.wheelhouse, build_args=build_args)
     follow(job, lambda line: print(line, file=sys.stderr))
     if job.state != "done":
         raise CLIError(f"build of {args.tag} failed: {job.error}")
@@ -280,11 +306,13 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--build-arg", action="append", metavar="KEY=VALUE", help="e.g. PIP_NO_INDEX=1 (repeatable)")
     bd.set_defaults(func=cmd_build)
 
-    rs = sub.add_parser("restore", help="make a frozen notebook's environment available: pull or build, add its kernel")
+    rs = sub.add_parser("restore", help="make a frozen notebook's environment available: shows the plan, then pulls or builds and adds its kernel")
     rs.add_argument("notebook", metavar="NOTEBOOK.ipynb")
     rs.add_argument("--no-pull", action="store_true", help="build from the Dockerfile without trying a pull")
     rs.add_argument("--wheelhouse", help="folder of wheels for an offline build")
     rs.add_argument("--build-arg", action="append", metavar="KEY=VALUE")
+    rs.add_argument("-y", "--yes", action="store_true",
+                    help="confirm the plan without a prompt (it is printed first: the image, the Dockerfile, the kernelspec)")
     rs.set_defaults(func=cmd_restore)
 
     eb = sub.add_parser("export-binder", help="write binder/ for Binder / repo2docker from a frozen Dockerfile")

@@ -19,13 +19,14 @@ from jupyter_server.utils import url_path_join
 from .engine import LABEL_KERNEL_ID, EngineError
 from .freeze import container_of_kernel, freeze_container, kernel_environment
 from .gpu import attribute_processes
-from .sharing import METADATA_KEY, environment_record, frozen_names, restore_async
 from .http_errors import status_for
 from .identity import owner_id
 from .jobs import JobNotFound
 from .kernels import container_kernels, kernel_ids_by_container, list_kernel_containers
 from .kernelspecs import KernelSpecError, add_kernelspec, list_kernelspecs, parse_env_pairs
 from .policy import resolve_under
+from .restore import plan_restore, start_restore
+from .sharing import METADATA_KEY, environment_record, frozen_names
 from .status import machine_status
 from .volumes import volume_report
 
@@ -245,17 +246,37 @@ class BuildHandler(BaseHandler):
 
 
 class RestoreHandler(BaseHandler):
+    """Restore a frozen notebook's kernel: GET shows the plan, POST does it (restore.py)."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        """The plan for ``?path=``: image and where it comes from, the Dockerfile's text and the
+        files its build would send, the kernelspec it would write, and the fingerprint that
+        POST must send back. Changes nothing."""
+        path = self.get_query_argument("path", "")
+        if not path:
+            raise ValueError("Give the notebook: ?path=folder/notebook.ipynb")
+        app = self.mlcontainer
+        notebook, limit = _local_path(self, path), app.jobs.context_limit_mb
+        plan = await self.run_blocking(lambda: plan_restore(app.engine, notebook, context_limit_mb=limit))
+        self.write_json(plan.public())
+
     @tornado.web.authenticated
     @authorized("execute")
     async def post(self) -> None:
-        """Make a frozen notebook's kernel resolve: 200 {"kernelspec"} when its image is here,
-        else 202 {"job"} building it from the recorded Dockerfile (the job's result names the
-        kernelspec once written)."""
-        path = self.json_body().get("path")
-        if not isinstance(path, str):
-            raise ValueError('Give the notebook: {"path": "folder/notebook.ipynb"}')
+        """Do the plan the user saw: {"path", "fingerprint"}. 200 {"kernelspec", ...} when the
+        image is here, else 202 {"job"} pulling or building it (the job's result names the
+        kernelspec once written). 409 when anything changed since the plan was shown."""
+        body = self.json_body()
+        path, fingerprint = body.get("path"), body.get("fingerprint")
+        if not isinstance(path, str) or not isinstance(fingerprint, str):
+            raise ValueError(
+                'Give the notebook and the plan you confirmed: {"path": "folder/notebook.ipynb", '
+                '"fingerprint": "..."} (GET notebooks/restore?path=... shows the plan)'
+            )
         app = self.mlcontainer
-        outcome = await self.run_blocking(restore_async, app.engine, app.jobs, _local_path(self, path))
+        outcome = await self.run_blocking(start_restore, app.engine, app.jobs, _local_path(self, path), fingerprint)
         if "job" in outcome:
             self.write_json({"job": outcome["job"].to_dict()}, status=202)
         else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from tornado import web
 
 from .engine import EngineError, EngineUnavailable, GpuRequestUnsatisfiable, GpuRuntimeMissing, ImageNotFound
-from .freeze import FreezeError, KernelContainerNotFound, OutputExists
+from .freeze import FreezeError, KernelContainerNotFound, OutputExists, RestorePlanChanged
 from .images import ImageNotUsable
 from .jobs import JobNotFound
 
@@ -22,7 +22,7 @@ def status_for(exc: BaseException) -> int:
         return 404
     if isinstance(exc, (ImageNotUsable, GpuRuntimeMissing, GpuRequestUnsatisfiable, ValueError)):  # KernelSpecError too
         return 400
-    if isinstance(exc, OutputExists):
+    if isinstance(exc, (OutputExists, RestorePlanChanged)):
         return 409
     if isinstance(exc, KernelContainerNotFound):
         return 404

@@ -22,6 +22,7 @@ from .engine import Engine, EngineError, translate
 from .policy import resolve_under
 
 LOG_LINES = 200
+DEFAULT_CONTEXT_LIMIT_MB = 4096
 
 
 class JobNotFound(KeyError):
@@ -130,8 +131,9 @@ def follow(job: Job, on_line: Callable[[str], None] | None = None, interval: flo
 class JobRegistry:
     """Running and finished jobs of this process."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, context_limit_mb: int = DEFAULT_CONTEXT_LIMIT_MB) -> None:
         self.engine = engine
+        self.context_limit_mb = context_limit_mb
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
 
@@ -163,24 +165,14 @@ class JobRegistry:
     def pull(self, image: str) -> Job:
         """Start pulling ``image`` (or join the pull already running for it)."""
         image = image.strip()
-        if not image or any(ch.isspace() for ch in image):
-            raise ValueError(f"Not an image reference: {image!r}")
-        repo, tag = _split(image)
+        check_reference(image)
         with self._lock:
             for job in self._jobs.values():
                 if job.kind == "pull" and job.target == image and job.state == "running":
                     return job
             job = Job(kind="pull", target=image)
             self._jobs[job.id] = job
-
-        def events() -> Iterable[dict[str, Any]]:
-            stream = self.engine.call_sync(
-                lambda: self.engine.api.pull(repo, tag=tag, stream=True, decode=True)
-            )
-            job._stream = stream
-            return stream
-
-        self._start(job, events, on_done=lambda: self._pulled(job))
+        self.run(job, lambda: self.pull_events(job, image), on_done=lambda: self.record_image(job, image))
         return job
 
     def build(
@@ -188,36 +180,52 @@ class JobRegistry:
         then: Callable[[Job], None] | None = None,
     ) -> Job:
         """Start building ``dockerfile`` as ``tag``; ``then(job)`` runs after a successful build
-        (its failure fails the job)."""
-        context = build_context(dockerfile, wheelhouse)
+        (its failure fails the job). Blocking while the context is checked and packed."""
+        context = collect_context(dockerfile, wheelhouse, self.context_limit_mb)
         job = Job(kind="build", target=tag)
-        with self._lock:
-            self._jobs[job.id] = job
-
-        def events() -> Iterable[dict[str, Any]]:
-            stream = self.engine.call_sync(
-                lambda: self.engine.api.build(
-                    fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True,
-                    buildargs=build_args or {},
-                )
-            )
-            job._stream = stream
-            return stream
 
         def built() -> None:
-            attrs = self.engine.inspect_image_sync(tag)
-            job.result = {"id": attrs.get("Id"), "digests": attrs.get("RepoDigests") or []}
+            self.record_image(job, tag)
             if then is not None:
                 then(job)
 
-        self._start(job, events, on_done=built)
+        self.run(job, lambda: self.build_events(job, context, tag, build_args=build_args), on_done=built)
         return job
 
-    def _pulled(self, job: Job) -> None:
-        attrs = self.engine.inspect_image_sync(job.target)
-        job.result = {"id": attrs.get("Id"), "digests": attrs.get("RepoDigests") or []}
+    # -- the parts a composite job (restore: pull, else build) is made of ------------------
 
-    def _start(self, job: Job, events: Callable[[], Iterable[dict[str, Any]]], on_done: Callable[[], None]) -> None:
+    def pull_events(self, job: Job, image: str) -> Iterable[dict[str, Any]]:
+        """The engine's progress events of pulling ``image``; closing the job closes the stream."""
+        repo, tag = _split(image)
+        stream = self.engine.call_sync(lambda: self.engine.api.pull(repo, tag=tag, stream=True, decode=True))
+        job._stream = stream
+        return stream
+
+    def build_events(
+        self, job: Job, context: BuildContext, tag: str, *, build_args: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> Iterable[dict[str, Any]]:
+        """The engine's events of building ``context`` as ``tag``; the tar is packed here, in the
+        job's thread, and streamed to the engine from its temporary file."""
+        packed = context.pack()
+        stream = self.engine.call_sync(
+            lambda: self.engine.api.build(
+                fileobj=packed, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True,
+                buildargs=build_args or {}, labels=labels or None,
+            )
+        )
+        job._stream = stream
+        try:
+            yield from stream
+        finally:
+            packed.close()
+
+    def run(self, job: Job, events: Callable[[], Iterable[dict[str, Any]]], on_done: Callable[[], None]) -> Job:
+        """Register ``job`` and run it in its own thread: apply each engine event to it, then
+        ``on_done()``; any error becomes the job's error in the engine's words."""
+        with self._lock:
+            self._jobs[job.id] = job
+
         def run() -> None:
             try:
                 for event in events():
@@ -236,20 +244,101 @@ class JobRegistry:
                     job.finish("error", str(translate(exc)))  # the engine's words, e.g. "manifest unknown"
 
         threading.Thread(target=run, name=f"mlcontainer-{job.kind}-{job.id}", daemon=True).start()
+        return job
+
+    def record_image(self, job: Job, image: str) -> None:
+        """Put what the engine now has as ``image`` into the job's result (a job's last step)."""
+        attrs = self.engine.inspect_image_sync(image)
+        job.result.update(image=image, id=attrs.get("Id"), digests=attrs.get("RepoDigests") or [])
 
 
-def build_context(dockerfile: str, wheelhouse: str | None = None) -> IO[bytes]:
-    """A tar with the Dockerfile and what its COPY/ADD lines name from its folder (not the whole
-    folder: a notebook folder often holds gigabytes of data), plus ``wheelhouse`` as ./wheelhouse.
+def check_reference(image: str) -> None:
+    """Refuse what cannot be an image reference (ValueError: a 400 with the text)."""
+    if not isinstance(image, str) or not image or len(image) > 512 or any(ch.isspace() or not ch.isprintable() for ch in image):
+        raise ValueError(f"Not an image reference: {image!r}")
 
-    Blocking (call it off the event loop); the tar goes to a temporary file, not to memory.
+
+class ContextTooLarge(ValueError):
+    """A build context over the configured limit (400: the message says how to raise it)."""
+
+
+@dataclass
+class BuildContext:
+    """What a Dockerfile's build sends to the engine: the Dockerfile and what its COPY/ADD lines
+    name from its folder (not the whole folder: a notebook folder often holds gigabytes of data).
+
+    Made by :func:`collect_context`, which checks every source; :meth:`pack` writes the tar."""
+
+    dockerfile: str
+    folder: str
+    sources: list[str]  # relative to folder
+    size: int
+    wheelhouse: str | None = None
+
+    def digest(self) -> str:
+        """sha256 over the Dockerfile and every file and link of the context (not the
+        wheelhouse: it only feeds pins the Dockerfile already names). Names a restored image."""
+        import hashlib
+
+        h = hashlib.sha256()
+        with open(self.dockerfile, "rb") as f:
+            h.update(f.read())
+        for name, path in _context_members(self.folder, self.sources):
+            h.update(b"\0" + name.encode() + b"\0")
+            if os.path.islink(path):
+                h.update(b"link:" + os.readlink(path).encode())
+            elif os.path.isfile(path):
+                with open(path, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+        return h.hexdigest()
+
+    def pack(self) -> IO[bytes]:
+        """The context as a tar in a temporary file (never in memory). Blocking."""
+        context = tempfile.TemporaryFile()
+        try:
+            with tarfile.open(fileobj=context, mode="w") as tar:
+                tar.add(self.dockerfile, arcname="Dockerfile")
+                for name in self.sources:
+                    if not (self.wheelhouse and name == "wheelhouse"):
+                        tar.add(os.path.join(self.folder, name), arcname=name)
+                if self.wheelhouse:
+                    tar.add(self.wheelhouse, arcname="wheelhouse")
+        except BaseException:
+            context.close()
+            raise
+        context.seek(0)
+        return context
+
+
+def _context_members(folder: str, sources: list[str]) -> Iterable[tuple[str, str]]:
+    """(relative name, path) of every file, folder and link the sources add, links not followed."""
+    for name in sources:
+        top = os.path.join(folder, name)
+        yield name, top
+        if os.path.isdir(top) and not os.path.islink(top):
+            for root, dirs, files in os.walk(top):  # os.walk does not follow links into folders
+                dirs.sort()
+                for entry in sorted(dirs) + sorted(files):
+                    path = os.path.join(root, entry)
+                    yield os.path.relpath(path, folder), path
+
+
+def collect_context(
+    dockerfile: str, wheelhouse: str | None = None, limit_mb: int = DEFAULT_CONTEXT_LIMIT_MB
+) -> BuildContext:
+    """Check and measure the context of ``dockerfile``. Blocking (reads the folder).
+
     Every source a COPY/ADD pattern matches must resolve (symlinks included) inside the
     Dockerfile's folder, as in Docker's own context: a glob through a symlinked folder that
     points out, a link to a file outside, or a ``../`` source is refused with its path.
-    Folders are added without following the symlinks inside them (they travel as links).
+    Folders travel without following the symlinks inside them. A context over ``limit_mb``
+    is refused before anything is packed.
     """
     if not os.path.isfile(dockerfile):
         raise ValueError(f"No Dockerfile at {dockerfile}")
+    if wheelhouse and not os.path.isdir(wheelhouse):
+        raise ValueError(f"--wheelhouse {wheelhouse}: no such folder")
     folder = os.path.realpath(os.path.dirname(os.path.abspath(dockerfile)))
     sources: set[str] = set()
     with open(dockerfile) as f:
@@ -262,31 +351,41 @@ def build_context(dockerfile: str, wheelhouse: str | None = None) -> IO[bytes]:
                     name = os.path.relpath(match, folder)
                     resolve_under(folder, name, f"{words[0].upper()} source")
                     sources.add(name)
-    context = tempfile.TemporaryFile()
-    try:
-        with tarfile.open(fileobj=context, mode="w") as tar:
-            tar.add(dockerfile, arcname="Dockerfile")
-            for name in sorted(sources):
-                if not (wheelhouse and name == "wheelhouse"):
-                    tar.add(os.path.join(folder, name), arcname=name)
-            if wheelhouse:
-                if not os.path.isdir(wheelhouse):
-                    raise ValueError(f"--wheelhouse {wheelhouse}: no such folder")
-                tar.add(wheelhouse, arcname="wheelhouse")
-    except BaseException:
-        context.close()
-        raise
-    context.seek(0)
-    return context
+    ordered = sorted(sources)
+    size = os.path.getsize(dockerfile)
+    limit = limit_mb * 1024 * 1024
+    members = list(_context_members(folder, ordered))
+    if wheelhouse:
+        members += _context_members(wheelhouse, [""])
+    for _, path in members:
+        if os.path.isfile(path) and not os.path.islink(path):
+            size += os.path.getsize(path)
+            if size > limit:
+                raise ContextTooLarge(
+                    f"The build context of {dockerfile} is over {limit_mb} MB (what its COPY/ADD lines "
+                    f"name). Copy less, or raise the limit: c.MLContainerApp.build_context_limit_mb "
+                    f"(server) or MLCONTAINER_BUILD_CONTEXT_LIMIT_MB (CLI)"
+                )
+    return BuildContext(dockerfile, folder, ordered, size, wheelhouse)
+
+
+def build_context(dockerfile: str, wheelhouse: str | None = None, limit_mb: int = DEFAULT_CONTEXT_LIMIT_MB) -> IO[bytes]:
+    """The checked context of ``dockerfile`` packed into a temporary file. Blocking."""
+    return collect_context(dockerfile, wheelhouse, limit_mb).pack()
 
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) :")
 
 
-def _apply(job: Job, event: dict[str, Any]) -> None:
+def raise_for_error(event: dict[str, Any]) -> None:
+    """An engine stream reports failure as an event: raise it as an EngineError."""
     if "error" in event:
         detail = event.get("errorDetail") or {}
         raise EngineError(detail.get("message") or event["error"])
+
+
+def _apply(job: Job, event: dict[str, Any]) -> None:
+    raise_for_error(event)
     status = event.get("status") or ""
     layer = event.get("id")
     detail = event.get("progressDetail") or {}

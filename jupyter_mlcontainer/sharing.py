@@ -1,24 +1,22 @@
-"""Sharing frozen environments: notebook metadata, restoring a colleague's kernel, Binder export.
+"""Sharing frozen environments: the notebook's environment record, Binder export.
 
 Freeze records where a notebook's environment comes from in ``metadata.mlcontainer`` of the
-notebook. Someone who opens that notebook without the image runs :func:`restore` (REST, CLI or
-panel): the image is used if present, else pulled by digest, else built from the recorded
-Dockerfile; a kernelspec with the recorded name is written so the notebook's kernel resolves.
+notebook. Someone who opens that notebook without the image restores it (restore.py: the plan
+is shown first, since the notebook is untrusted).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Any
 
 import nbformat
 
-from .engine import Engine, EngineError
+from .dockerfile import FILE_NAME, IMAGE_REF, SAFE_PATH, comment, visible
 from .freeze import FreezeResult, RestoreError
-from .jobs import JobRegistry, follow
-from .kernelspecs import add_kernelspec, default_kernel_name, installed_kernelspecs
-from .policy import resolve_under
+from .policy import write_text_safely
 
 METADATA_KEY = "mlcontainer"
 
@@ -59,105 +57,21 @@ def record_in_notebook(notebook_path: str, record: dict[str, Any]) -> None:
 
 
 def read_record(notebook_path: str) -> dict[str, Any]:
-    """The notebook's environment record; RestoreError when it has none."""
-    record = nbformat.read(notebook_path, as_version=4).metadata.get(METADATA_KEY)
-    if not record or not record.get("image"):
+    """The notebook's environment record; RestoreError when it has none (or not a usable one:
+    the notebook may come from anyone)."""
+    try:
+        record = nbformat.read(notebook_path, as_version=4).metadata.get(METADATA_KEY)
+    except (OSError, ValueError) as exc:  # nbformat's read errors are ValueErrors
+        raise RestoreError(f"{notebook_path} cannot be read as a notebook: {exc}") from None
+    if not record or not isinstance(record, dict) or not isinstance(record.get("image"), str) or not record["image"]:
         raise RestoreError(
             f"{notebook_path} has no mlcontainer environment record: freeze its kernel first "
             "(jupyter mlcontainer freeze)"
         )
+    for key in ("dockerfile", "kernelspec"):
+        if record.get(key) is not None and not isinstance(record[key], str):
+            raise RestoreError(f"{notebook_path}: metadata.mlcontainer.{key} must be a string")
     return record
-
-
-def dockerfile_of(notebook_path: str, record: dict[str, Any]) -> str:
-    """The Dockerfile a notebook's record names, resolved (symlinks too) inside the notebook's
-    folder: the record is untrusted, so an absolute path, ``../`` or a link out is refused."""
-    return resolve_under(
-        os.path.dirname(os.path.abspath(notebook_path)), record.get("dockerfile") or "Dockerfile",
-        "The notebook's Dockerfile", allow_absolute=False,
-    )
-
-
-def restore_kernelspec(engine: Engine, image: str, wanted: str | None) -> tuple[str, str]:
-    """Write (or reuse) the kernelspec a restored notebook runs on; return (name, note).
-
-    The name comes from an untrusted record: it never replaces an existing kernelspec, compared
-    case-insensitively (a record naming "Python3" must not replace the user's python3). A
-    container kernelspec of that name for the same image is reused as it is; any other match
-    makes restore pick a free name, and the note says so.
-    """
-    wanted = (wanted or default_kernel_name(image)).lower()
-    existing = installed_kernelspecs()
-    if wanted not in existing:
-        return add_kernelspec(engine, image, name=wanted).name, ""
-    if existing[wanted] == image:
-        return wanted, ""
-    base, n = f"{wanted}-restored", 1
-    name = base
-    while name in existing:
-        n += 1
-        name = f"{base}-{n}"
-    spec = add_kernelspec(engine, image, name=name)
-    return spec.name, f"a kernelspec named {wanted!r} exists already and was left as it is; the notebook's kernel is {spec.name!r}"
-
-
-def restore_async(engine: Engine, jobs: JobRegistry, notebook_path: str, **build: Any) -> dict[str, Any]:
-    """Non-blocking restore for the REST API: the kernelspec now if the image is here, else a
-    build job that adds the kernelspec when it succeeds. Returns {"kernelspec"} or {"job"}."""
-    record = read_record(notebook_path)
-    image, name = record["image"], record.get("kernelspec")
-    try:
-        engine.inspect_image_sync(image)
-    except EngineError:
-        dockerfile = dockerfile_of(notebook_path, record)
-        if not os.path.isfile(dockerfile):
-            raise RestoreError(f"Image {image} is missing and its Dockerfile {dockerfile} is not there either")
-        def then(job) -> None:
-            kernelspec, note = restore_kernelspec(engine, image, name)
-            job.result.update(kernelspec=kernelspec, note=note)
-
-        return {"job": jobs.build(dockerfile, image, then=then, **build)}
-    kernelspec, note = restore_kernelspec(engine, image, name)
-    return {"kernelspec": kernelspec, **({"note": note} if note else {})}
-
-
-def restore(
-    engine: Engine,
-    notebook_path: str,
-    *,
-    jobs: JobRegistry | None = None,
-    pull: bool = True,
-    wheelhouse: str | None = None,
-    build_args: dict[str, str] | None = None,
-    on_line=None,
-) -> dict[str, Any]:
-    """Make ``notebook_path``'s recorded environment available here. Blocking.
-
-    Returns {"image", "kernelspec", "how": "present"|"pulled"|"built"}. With ``pull`` the image is
-    first asked from its registry (someone may have pushed it); the Dockerfile is the fallback.
-    """
-    record = read_record(notebook_path)
-    image, how = record["image"], "present"
-    jobs = jobs or JobRegistry(engine)
-    try:
-        engine.inspect_image_sync(image)
-    except EngineError:
-        how = "built"
-        if pull:
-            job = jobs.pull(image)
-            job.wait(600)
-            if job.state == "done":
-                how = "pulled"
-    if how == "built":
-        dockerfile = dockerfile_of(notebook_path, record)
-        if not os.path.isfile(dockerfile):
-            raise RestoreError(f"Image {image} is missing and its Dockerfile {dockerfile} is not there either")
-        job = jobs.build(dockerfile, image, wheelhouse=wheelhouse, build_args=build_args)
-        follow(job, on_line)
-        if job.state != "done":
-            raise RestoreError(f"Building {image} from {dockerfile} failed: {job.error}")
-    kernelspec, note = restore_kernelspec(engine, image, record.get("kernelspec"))
-    return {"image": image, "kernelspec": kernelspec, "how": how, "note": note}
 
 
 BINDER_DOCKERFILE = """\
@@ -182,35 +96,48 @@ USER ${{NB_UID}}
 """
 
 
+_WRITTEN_ENV = re.compile(r'^ENV [A-Za-z_][A-Za-z0-9_]*="(?:[^"\\$\x00-\x1f\x7f]|\\[\\"$])*"$')
+_WRITTEN_PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(==[A-Za-z0-9._+!-]+| @ [a-z][a-z0-9+.-]*://[^\s\"'\\<>^`{|}]+)$")
+
+
 def export_binder(repo_root: str, dockerfile: str, *, overwrite: bool = False) -> str:
     """Write ``<repo_root>/binder/Dockerfile`` for Binder from a frozen Dockerfile. Returns the folder.
 
     Binder builds from the repository itself, so the frozen Dockerfile is inlined: its base and
     pins become Binder's (the frozen requirements plus jupyterlab, which Binder needs to serve).
+    The frozen files may come from someone else: only lines in the exact form freeze writes are
+    carried over (FROM, ENV, pins); anything else is left out and named in a comment.
     """
     folder = os.path.join(repo_root, "binder")
     target = os.path.join(folder, "Dockerfile")
     if os.path.exists(target) and not overwrite:
         raise RestoreError(f"{target} exists; pass --force to replace it")
-    source = open(dockerfile).read().splitlines()
-    base = next((line.split(None, 1)[1] for line in source if line.startswith("FROM ")), None)
-    if not base:
-        raise RestoreError(f"{dockerfile} has no FROM line")
-    python = "python3"
+    with open(dockerfile, errors="replace") as f:
+        source = f.read().splitlines()
+    base = next((line.split(None, 1)[1] for line in source if line.startswith("FROM ") and len(line.split()) == 2), None)
+    if not base or not IMAGE_REF.fullmatch(base):
+        raise RestoreError(f"{dockerfile} has no FROM line naming an image")
+    python, requirements_name, left_out = "python3", "requirements-frozen.txt", []
     for line in source:
-        if " -m pip install" in line and line.startswith("RUN "):
-            python = line.split()[1]
-    requirements = os.path.join(os.path.dirname(dockerfile), "requirements-frozen.txt")
-    pins = open(requirements).read() if os.path.exists(requirements) else ""
+        words = line.split()
+        if line.startswith("RUN ") and " -m pip install" in line and SAFE_PATH.fullmatch(words[1]):
+            python = words[1]
+        if line.startswith("COPY ") and len(words) > 2 and words[2] == "wheelhous[e]" and FILE_NAME.fullmatch(words[1]):
+            requirements_name = words[1]  # freeze names it after a non-default Dockerfile name
+    requirements = os.path.join(os.path.dirname(dockerfile), requirements_name)
+    pins = []
+    if os.path.exists(requirements):
+        with open(requirements, errors="replace") as f:
+            for line in f.read().splitlines():
+                if line.strip() and not line.startswith("#"):
+                    (pins if _WRITTEN_PIN.fullmatch(line) else left_out).append(line)
+    env_lines = []
+    for line in source:
+        if line.startswith("ENV "):
+            (env_lines if _WRITTEN_ENV.fullmatch(line) else left_out).append(line)
     os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "requirements-binder.txt"), "w") as f:
-        f.write(pins + "jupyterlab>=4,<5\n")
-    with open(target, "w") as f:
-        f.write(BINDER_DOCKERFILE.format(image=base, python=python, source=os.path.relpath(dockerfile, repo_root)))
-    env_lines = [line for line in source if line.startswith("ENV ")]
-    if env_lines:
-        with open(target, "a") as f:
-            f.write("\n".join(env_lines) + "\n")
+    write_text_safely(os.path.join(folder, "requirements-binder.txt"), "".join(p + "\n" for p in pins) + "jupyterlab>=4,<5\n")
+    text = BINDER_DOCKERFILE.format(image=base, python=python, source=visible(os.path.relpath(dockerfile, repo_root)))
+    text += "".join(comment(f"left out (not in the form freeze writes): {line}") + "\n" for line in left_out)
+    write_text_safely(target, text + "".join(line + "\n" for line in env_lines))
     return folder
-
-

@@ -283,3 +283,79 @@ def test_conda_without_a_conda_binary_and_removed_packages():
         requirements=[], apt={}, env={}, labels={"a": "b"}, externally_managed=False, warnings=[], conda=changes,
     )
     assert "RUN " not in text.replace("RUN apt", "") and "# conda packages to install into /opt/conda: conda-forge::numpy" in text
+
+
+HOSTILE_SETUP = r'''
+import json, os, site
+os.environ["MLC_TRICKY"] = "a \"q\" 'single' $HOME ${X} \\b \\ #h `tick` end\\"
+os.environ["MLC_NEWLINE"] = "ok\nRUN touch /pwned-env-value"
+os.environ["MLC_BAD\nRUN touch /pwned-env-name"] = "1"
+open("/usr/local/evil\nRUN touch pwned-path", "w").write("x")
+info = os.path.join(site.getsitepackages()[0], "evilpkg-1.0.dist-info")
+os.makedirs(info)
+open(os.path.join(info, "METADATA"), "w").write("Metadata-Version: 2.1\nName: evilpkg\nVersion: 1.0\n")
+open(os.path.join(info, "direct_url.json"), "w").write(json.dumps(
+    {"url": "https://example.org/e.whl\nRUN touch /pwned-url\n--extra-index-url http://evil.example", "archive_info": {}}))
+print("planted")
+'''
+
+
+def instructions(dockerfile: str) -> list[str]:
+    """The Dockerfile's instructions as the engine reads them: comments dropped, continuations
+    joined."""
+    found, pending = [], ""
+    for line in dockerfile.splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        pending += line[:-1] + " " if line.endswith("\\") else line
+        if not line.endswith("\\"):
+            found.append(pending)
+            pending = ""
+    return found
+
+
+async def test_freeze_writes_only_the_instructions_it_means(engine, workspace, tmp_path):
+    """Finding 5: newlines, quotes, $, backslashes and # in env names and values, file paths and
+    a direct_url.json URL never become instructions or requirement lines of their own; values
+    that can be written come back exactly in the rebuilt image."""
+    async with running_kernel(engine, BASE_IMAGE, workspace) as (km, kc):
+        out, reply = await execute(kc, HOSTILE_SETUP)
+        assert "planted" in out, out
+        env = await kernel_environment(kc)
+        result = freeze_container(engine, km.provisioner.container_id, runtime_env=env, output_dir=str(tmp_path))
+    steps = instructions(result.dockerfile)
+    assert [s.split()[0] for s in steps] == ["FROM", "LABEL", "USER", "ENV", "USER"], result.dockerfile
+    assert not any("pwned" in s or "evil" in s for s in steps)
+    assert "pwned" not in result.requirements and "--extra-index-url" not in result.requirements
+    text = "\n".join(result.warnings)
+    for what in ("MLC_NEWLINE", "MLC_BAD", "/usr/local/evil", "evilpkg"):
+        assert what in text, (what, result.warnings)
+    # The engine runs exactly those instructions, and MLC_TRICKY comes back byte for byte.
+    tag = f"mlctest-frozen-hostile:{os.getpid()}"
+    job = JobRegistry(engine).build(result.dockerfile_path, tag)
+    assert job.wait(300) and job.state == "done", job.error
+    try:
+        ran = [line.split(" : ", 1)[1] for line in job.log if line.startswith("Step ")]
+        assert [r.split()[0] for r in ran] == ["FROM", "LABEL", "USER", "ENV", "USER"], ran
+        seen = subprocess.run(
+            ["docker", "run", "--rm", "--entrypoint", "python3", tag, "-c",
+             "import os, glob; print(repr(os.environ['MLC_TRICKY'])); print(glob.glob('/pwned*'))"],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert seen.returncode == 0, seen.stderr
+        assert seen.stdout.splitlines() == [repr(env["MLC_TRICKY"]), "[]"]
+    finally:
+        engine.api.remove_image(tag, force=True)
+
+
+def test_the_writer_escapes_or_refuses():
+    from jupyter_mlcontainer.dockerfile import Unrepresentable, comment, env_instruction, requirement_line
+
+    assert env_instruction("A", 'x"$y\\') == 'ENV A="x\\"\\$y\\\\"'
+    assert comment("one\ntwo\rthree") == "# one\\ntwo\\rthree"
+    for call in (lambda: env_instruction("A B", "1"), lambda: env_instruction("A", "x\ny"),
+                 lambda: requirement_line("x", url="https://a/b\n--index-url http://e"),
+                 lambda: requirement_line("x", "1.0 --hash=sha256:00"), lambda: requirement_line("-r", "1")):
+        with pytest.raises(Unrepresentable):
+            call()
+    assert requirement_line("x", url="https://a/b.whl#sha256=00") == "x @ https://a/b.whl#sha256=00"

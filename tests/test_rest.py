@@ -254,22 +254,37 @@ async def test_build_and_restore_endpoints(engine, jp_fetch, workspace):
         result = freeze_container(engine, km.provisioner.container_id, runtime_env={"MLC_REST": "yes"})
     tag, kernelspec = frozen_names(str(notebook), result.dockerfile)
     record_in_notebook(str(notebook), environment_record(result, str(notebook), tag, kernelspec))
+    restore_url = ("mlcontainer", "api", "notebooks", "restore")
     try:
-        started = await jp_fetch("mlcontainer", "api", "notebooks", "restore", method="POST",
-                                 body=json.dumps({"path": "notebooks/restore-me.ipynb"}))
+        # The plan first (the panel shows it): nothing is built until it is confirmed.
+        plan = json.loads((await jp_fetch(*restore_url, params={"path": "notebooks/restore-me.ipynb"})).body)
+        assert plan["source"] == "build" and plan["dockerfile"] == "Dockerfile" and "FROM " in plan["dockerfile_text"]
+        assert plan["kernelspec"] == kernelspec and plan["image"].startswith("mlcontainer-restored/restore-me:")
+        for body, code, text in (
+            ({"path": "notebooks/restore-me.ipynb"}, 400, "GET notebooks/restore?path="),
+            ({"path": "notebooks/restore-me.ipynb", "fingerprint": "0" * 64}, 409, "changed since the restore was shown"),
+        ):
+            with pytest.raises(HTTPClientError) as info:
+                await jp_fetch(*restore_url, method="POST", body=json.dumps(body))
+            assert info.value.code == code and text in json.loads(info.value.response.body)["message"]
+        started = await jp_fetch(*restore_url, method="POST", body=json.dumps(
+            {"path": "notebooks/restore-me.ipynb", "fingerprint": plan["fingerprint"]}))
         assert started.code == 202
         job = json.loads(started.body)["job"]
-        assert job["kind"] == "build" and job["target"] == tag
+        assert job["kind"] == "build" and job["target"] == plan["image"]
         done = await job_outcome(jp_fetch, job["id"])
         assert done["state"] == "done", done
-        assert done["result"]["kernelspec"] == kernelspec
+        assert done["result"]["kernelspec"] == kernelspec and done["result"]["image"] == plan["image"]
         assert any("Step" in line for line in done["log"])
         specs = json.loads((await jp_fetch("api", "kernelspecs")).body)["kernelspecs"]
         assert kernelspec in specs
-        # Now the image is here: restore answers at once.
-        again = json.loads((await jp_fetch("mlcontainer", "api", "notebooks", "restore", method="POST",
-                                           body=json.dumps({"path": "notebooks/restore-me.ipynb"}))).body)
-        assert again == {"kernelspec": kernelspec}
+        # Now the image is here: the plan says so and restore answers at once.
+        plan = json.loads((await jp_fetch(*restore_url, params={"path": "notebooks/restore-me.ipynb"})).body)
+        assert plan["source"] == "present"
+        again = json.loads((await jp_fetch(*restore_url, method="POST", body=json.dumps(
+            {"path": "notebooks/restore-me.ipynb", "fingerprint": plan["fingerprint"]}))).body)
+        assert again["kernelspec"] == kernelspec and again["how"] == "present"
+        tag = plan["image"]
         # Builds of any Dockerfile under the root, with the same job machinery.
         build = json.loads((await jp_fetch("mlcontainer", "api", "images", "build", method="POST",
                                            body=json.dumps({"dockerfile": "notebooks/Dockerfile", "tag": tag + "-again"}))).body)["job"]
@@ -285,10 +300,8 @@ async def test_build_and_restore_endpoints(engine, jp_fetch, workspace):
         plain = workspace / "plain.ipynb"
         nbformat.write(nbformat.v4.new_notebook(), plain)
         with pytest.raises(HTTPClientError) as info:
-            await jp_fetch("mlcontainer", "api", "notebooks", "restore", method="POST", body=json.dumps({"path": "plain.ipynb"}))
+            await jp_fetch(*restore_url, params={"path": "plain.ipynb"})
         assert info.value.code == 400 and "no mlcontainer environment record" in json.loads(info.value.response.body)["message"]
     finally:
-        try:
-            engine.api.remove_image(tag, force=True)
-        except Exception:
-            pass
+        for image in engine.api.images(name="mlcontainer-restored/restore-me"):
+            engine.api.remove_image(image["Id"], force=True)

@@ -21,7 +21,8 @@ from jupyter_mlcontainer.freeze import FreezeError, freeze_container
 from jupyter_mlcontainer.identity import current_user
 from jupyter_mlcontainer.jobs import build_context
 from jupyter_mlcontainer.policy import PathRefused
-from jupyter_mlcontainer.sharing import METADATA_KEY, restore
+from jupyter_mlcontainer.restore import RESTORED_REPOSITORY, plan_restore, restore
+from jupyter_mlcontainer.sharing import METADATA_KEY
 
 from .conftest import BASE_IMAGE, SESSION_TAG, add_spec, our_kernel_containers, running_kernel
 
@@ -50,7 +51,7 @@ def test_restore_refuses_a_dockerfile_outside_the_notebook_folder(engine, tmp_pa
     (shared / "Dockerfile").symlink_to(outside / "Dockerfile")  # a symlinked Dockerfile
     notebook = hostile_notebook(shared, dockerfile=dockerfile)
     with pytest.raises(PathRefused, match="The notebook's Dockerfile .* (absolute|outside)"):
-        restore(engine, notebook, pull=False)
+        plan_restore(engine, notebook, pull=False)
     with pytest.raises(EngineError):
         engine.inspect_image_sync(MISSING_IMAGE)  # nothing was built
 
@@ -102,14 +103,83 @@ def test_restore_never_replaces_a_kernelspec_in_any_case(engine, tmp_path):
     cases = [("MyNative", "mynative-restored"), ("MYNATIVE", "mynative-restored-2"), ("MLC-OTHER", "mlc-other")]
     for wanted, got in cases:
         notebook = hostile_notebook(shared, image=BASE_IMAGE, kernelspec=wanted)
-        done = restore(engine, notebook, pull=False)
+        assert plan_restore(engine, notebook).kernelspec == got  # the preview says which name
+        done = restore(engine, notebook, confirm=lambda plan: True, pull=False)
         assert done["kernelspec"] == got, done
-        assert (wanted.lower() in done["note"]) == (got != wanted.lower())
+        assert any(wanted.lower() in note for note in done["notes"]) == (got != wanted.lower())
     assert open(spec_file).read() == before  # the user's kernel is untouched
     specs = KernelSpecManager().get_all_specs()
     assert specs["mynative"]["spec"]["display_name"] == "My own Python"
     assert specs["mynative-restored"]["spec"]["metadata"]["kernel_provisioner"]["config"]["image"] == BASE_IMAGE
     assert other_image == "mlc-other"
+
+
+def test_restore_shows_its_plan_and_builds_under_a_name_of_its_own(engine, tmp_path):
+    from jupyter_mlcontainer.freeze import RestorePlanChanged
+    from jupyter_mlcontainer.jobs import JobRegistry
+    from jupyter_mlcontainer.restore import CONTEXT_LABEL, start_restore
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    dockerfile_text = f"FROM {BASE_IMAGE}\nCOPY requirements.txt /r.txt\nLABEL org.jupyter.mlcontainer.test=restored\n"
+    (shared / "Dockerfile").write_text(dockerfile_text)
+    (shared / "requirements.txt").write_text("tabulate==0.9.0\n")
+    (shared / "big-data.bin").write_bytes(b"x" * 1000)  # not named by COPY: never sent
+    notebook = hostile_notebook(shared, dockerfile="Dockerfile")
+    jobs = JobRegistry(engine)
+    built: list[str] = []
+    try:
+        plan = plan_restore(engine, notebook)
+        # The preview: where the image comes from, the Dockerfile's text, what the build sends.
+        assert plan.source == "build" and plan.dockerfile == "Dockerfile" and plan.dockerfile_text == dockerfile_text
+        assert plan.context_files == ["requirements.txt"] and plan.kernelspec == "hostile"
+        assert plan.image.startswith(f"{RESTORED_REPOSITORY}/shared:") and plan.image != MISSING_IMAGE
+        assert f"| {dockerfile_text.splitlines()[1]}" in plan.describe()
+        with pytest.raises(EngineError):
+            engine.inspect_image_sync(plan.image)  # planning built nothing
+        # A tag that another image holds is never moved: the next free name is used.
+        engine.api.tag(BASE_IMAGE, *plan.image.rsplit(":", 1))
+        built.append(plan.image)
+        taken = plan.image
+        plan = plan_restore(engine, notebook)
+        assert plan.image == taken + "-2"
+        # What runs is what was shown: a Dockerfile changed after the preview is refused.
+        (shared / "Dockerfile").write_text(dockerfile_text + "RUN echo not-shown\n")
+        with pytest.raises(RestorePlanChanged, match="changed since the restore was shown"):
+            start_restore(engine, jobs, notebook, plan.fingerprint)
+        (shared / "Dockerfile").write_text(dockerfile_text)
+        outcome = start_restore(engine, jobs, notebook, plan.fingerprint)
+        job = outcome["job"]
+        assert job.wait(300) and job.state == "done", job.error
+        built.append(job.result["image"])
+        assert job.result["image"] == taken + "-2" and job.result["how"] == "built"
+        labels = engine.inspect_image_sync(taken + "-2")["Config"]["Labels"]
+        assert labels[CONTEXT_LABEL] == plan._context.digest()
+        assert engine.inspect_image_sync(taken)["Id"] == engine.inspect_image_sync(BASE_IMAGE)["Id"]  # untouched
+        with pytest.raises(EngineError):
+            engine.inspect_image_sync(MISSING_IMAGE)  # the recorded name was not taken either
+        spec = KernelSpecManager().get_kernel_spec("hostile")
+        assert spec.metadata["kernel_provisioner"]["config"]["image"] == taken + "-2"
+        # The same context again: the image built earlier is reused, nothing is rebuilt.
+        again = plan_restore(engine, notebook)
+        assert again.source == "present" and again.image == taken + "-2"
+    finally:
+        for image in built:
+            try:
+                engine.api.remove_image(image, force=True)
+            except Exception:
+                pass
+
+
+def test_a_build_context_over_the_limit_is_refused_before_packing(tmp_path):
+    from jupyter_mlcontainer.jobs import ContextTooLarge, collect_context
+
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "model.bin").write_bytes(os.urandom(2 << 20))
+    (tmp_path / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nCOPY weights /w\n")
+    with pytest.raises(ContextTooLarge, match="over 1 MB .*build_context_limit_mb .*MLCONTAINER_BUILD_CONTEXT_LIMIT_MB"):
+        collect_context(str(tmp_path / "Dockerfile"), limit_mb=1)
+    assert collect_context(str(tmp_path / "Dockerfile"), limit_mb=3).size > 2 << 20
 
 
 # -- finding 3: another user cannot get code run in your kernel through HOME ---------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -36,17 +37,27 @@ async def test_colleague_restores_a_frozen_notebook(engine, workspace):
             [sys.executable, "-m", "jupyter_mlcontainer.cli", "restore", str(notebook)],
             capture_output=True, text=True, timeout=600,
         )
+        # Not confirmed (no terminal, no --yes): the plan is shown, nothing is done.
+        assert done.returncode == 1 and "--yes" in done.stderr, done.stderr[-2000:]
+        assert "build mlcontainer-restored/shared:" in done.stdout and "| FROM " in done.stdout
+        assert kernelspec not in KernelSpecManager().find_kernel_specs()
+        done = subprocess.run(
+            [sys.executable, "-m", "jupyter_mlcontainer.cli", "restore", "--yes", str(notebook)],
+            capture_output=True, text=True, timeout=600,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
-        assert f"image {tag} built; kernel {kernelspec} ready" in done.stdout
+        restored = re.search(rf"image (\S+) built; kernel {kernelspec} ready", done.stdout).group(1)
+        assert restored.startswith("mlcontainer-restored/shared:"), done.stdout
         assert kernelspec in KernelSpecManager().find_kernel_specs()
         nb = nbformat.read(notebook, as_version=4)
         NotebookClient(nb, resources={"metadata": {"path": str(notebook.parent)}}, timeout=120).execute()
         assert nb.cells[0].outputs[0]["text"] == "shared\n"
-        again = subprocess.run([sys.executable, "-m", "jupyter_mlcontainer.cli", "restore", str(notebook)],
+        again = subprocess.run([sys.executable, "-m", "jupyter_mlcontainer.cli", "restore", "-y", str(notebook)],
                                capture_output=True, text=True, timeout=120)
-        assert "present" in again.stdout
+        assert f"image {restored} present" in again.stdout
     finally:
-        engine.api.remove_image(tag, force=True)
+        for image in engine.api.images(name="mlcontainer-restored/shared"):
+            engine.api.remove_image(image["Id"], force=True)
 
 
 def test_restore_without_record_is_a_clear_error(engine, workspace):

@@ -2,7 +2,7 @@
 
 Runs tests/ui/panel.spec.mjs: open the panel, see a running container kernel, pull an image
 from the local registry with visible progress, add a kernel, open a notebook in it, run a cell,
-and save a screenshot of the panel into docs/. GPUs come from the fake NVML layer, with a
+and save a screenshot of the panel (into docs/ with MLC_UPDATE_SCREENSHOT=1). GPUs come from the fake NVML layer, with a
 process that is the running kernel's host PID, so the GPU row names its notebook.
 """
 
@@ -73,7 +73,7 @@ def lab(engine, workspace, tmp_path):
             proc.kill()
 
 
-def test_panel_in_chromium(engine, registry, lab, workspace):
+def test_panel_in_chromium(engine, registry, lab, workspace, tmp_path):
     port, nvml = lab
     assert os.path.exists(CHROMIUM), "Debian's chromium is needed for the UI test (scripts/test.sh installs it)"
     npx = shutil.which("npx")
@@ -92,10 +92,14 @@ def test_panel_in_chromium(engine, registry, lab, workspace):
                   "utilization": 63, "temperature": 52, "power": 310000, "power_limit": 700000, "mig": 0,
                   "processes": [{"pid": pid, "used": 20 << 30}]}],
     }))
-    screenshot = os.path.join(REPO_ROOT, "docs", "panel.png")
+    # docs/panel.png is refreshed only on request (MLC_UPDATE_SCREENSHOT=1): a test run leaves
+    # the working tree as it found it.
+    docs_png = os.path.join(REPO_ROOT, "docs", "panel.png")
+    screenshot = docs_png if os.environ.get("MLC_UPDATE_SCREENSHOT") else str(tmp_path / "panel.png")
     env = dict(
         os.environ, MLC_LAB_URL=f"http://127.0.0.1:{port}/", MLC_LAB_TOKEN=TOKEN, MLC_PULL_IMAGE=pull_image,
         MLC_KERNEL_IMAGE=BASE_IMAGE, MLC_SCREENSHOT=screenshot, CHROMIUM=CHROMIUM,
+        MLC_RESTORE_SCREENSHOT=str(tmp_path / "restore-dialog.png"),
     )
     try:
         result = subprocess.run(
@@ -107,7 +111,7 @@ def test_panel_in_chromium(engine, registry, lab, workspace):
         assert os.path.getsize(screenshot) > 10_000
     finally:
         _api(port, f"api/sessions/{session['id']}", "DELETE")
-        restored = [t for i in engine.api.images() for t in i.get("RepoTags") or [] if "/mlctest/restored-ui:" in t]
+        restored = [i["Id"] for i in engine.api.images(filters={"label": "org.jupyter.mlcontainer.test=restored-ui"})]
         for image in [pull_image, *restored]:  # what the spec pulled and what its restore built
             try:
                 engine.api.remove_image(image, force=True)

@@ -12,6 +12,7 @@ import {
   IJob,
   IKernelspec,
   IKernelspecRequest,
+  IRestorePlan,
   IStatus,
   IVolumes,
   RestoreResult
@@ -134,11 +135,24 @@ export async function buildImage(request: IBuildRequest): Promise<IJob> {
   );
 }
 
-/** Ask the server for a frozen notebook's kernelspec (building if needed). */
-export async function restoreNotebook(path: string): Promise<RestoreResult> {
+/** What restoring a frozen notebook would do (changes nothing on the server). */
+export function restorePlan(path: string): Promise<IRestorePlan> {
+  return requestAPI<IRestorePlan>(
+    `notebooks/restore?path=${encodeURIComponent(path)}`
+  );
+}
+
+/**
+ * Do the restore plan the user confirmed: the server refuses (409) when the
+ * notebook, its Dockerfile or the images changed since the plan was fetched.
+ */
+export async function restoreNotebook(
+  path: string,
+  fingerprint: string
+): Promise<RestoreResult> {
   const answer = await requestAPI<RestoreResult>(
     'notebooks/restore',
-    post({ path })
+    post({ path, fingerprint })
   );
   return 'job' in answer ? { job: normalizeJob(answer.job) } : answer;
 }

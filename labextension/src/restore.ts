@@ -2,8 +2,10 @@
  * Restore on open: a notebook frozen elsewhere carries `metadata.mlcontainer`
  * (image, Dockerfile, kernelspec). When such a notebook becomes current and
  * its kernelspec is unknown here, offer once (per notebook, per page load) to
- * restore it: the server writes the kernelspec, building the image from the
- * recorded Dockerfile if needed; then the notebook switches to that kernel.
+ * restore it. The notebook is untrusted, so the offer shows the server's plan
+ * first: where the image comes from, the Dockerfile's text and the files its
+ * build sends, the kernelspec it writes. Only a confirmed plan is done (the
+ * server refuses one that changed since); then the notebook switches kernel.
  */
 import { ILabShell, JupyterFrontEnd } from '@jupyterlab/application';
 import {
@@ -12,14 +14,13 @@ import {
   showDialog,
   showErrorMessage
 } from '@jupyterlab/apputils';
-import { PathExt } from '@jupyterlab/coreutils';
 import { Widget } from '@lumino/widgets';
 
-import { restoreNotebook } from './api';
-import { errorMessage, percent } from './format';
+import { restoreNotebook, restorePlan } from './api';
+import { errorMessage, formatBytes, percent } from './format';
 import { getMetadata, IModelLike } from './freeze';
 import { MLContainerModel } from './model';
-import { IFreezeRecord, IJob } from './tokens';
+import { IFreezeRecord, IJob, IRestorePlan } from './tokens';
 
 /** A notebook panel, duck-typed. */
 interface INotebookLike {
@@ -84,44 +85,46 @@ async function offerRestore(
   }
 
   const serverPath = context.localPath ?? path;
-  const image = record.image ?? 'an unknown image';
-  const dockerfile = record.dockerfile
-    ? PathExt.join(PathExt.dirname(serverPath), record.dockerfile)
-    : 'its recorded Dockerfile';
-  const body = document.createElement('div');
-  body.className = 'mlc-restore-dialog';
-  body.dataset.testid = 'mlc-restore-dialog';
-  body.textContent =
-    `This notebook was frozen with image ${image}. Build it from ` +
-    `${dockerfile} (or use it if present) and add its kernel ` +
-    `"${record.kernelspec}"?`;
+  let plan: IRestorePlan;
+  try {
+    plan = await restorePlan(serverPath);
+  } catch (error) {
+    await showErrorMessage(
+      'This notebook\'s kernel cannot be restored',
+      errorMessage(error)
+    );
+    return;
+  }
   const answer = await showDialog({
     title: 'Restore the container kernel?',
-    body: new Widget({ node: body }),
+    body: new Widget({ node: planView(plan) }),
     buttons: [
       Dialog.cancelButton({ label: 'Not now' }),
       Dialog.okButton({ label: 'Restore kernel' })
-    ]
+    ],
+    // Enter must not confirm what came with someone else's notebook.
+    defaultButton: 0
   });
   if (!answer.button.accept) {
     return;
   }
+  const image = plan.image;
 
   let kernelspec: string;
   try {
-    const result = await restoreNotebook(serverPath);
+    const result = await restoreNotebook(serverPath, plan.fingerprint);
     if ('kernelspec' in result) {
       kernelspec = result.kernelspec;
     } else {
       const job = await followBuild(model, result.job, image);
       if (job.state !== 'done') {
         await showErrorMessage(
-          `Could not build ${image}`,
-          job.error ?? `The build ended: ${job.state}.`
+          `Could not restore ${image}`,
+          job.error ?? `The ${job.kind} ended: ${job.state}.`
         );
         return;
       }
-      kernelspec = job.result?.kernelspec ?? record.kernelspec;
+      kernelspec = job.result?.kernelspec ?? plan.kernelspec;
     }
     await specs.refreshSpecs();
     if (!widget.isDisposed) {
@@ -138,6 +141,52 @@ async function offerRestore(
   }
 }
 
+/**
+ * The plan as the dialog's body. Everything in it comes from an untrusted
+ * notebook and its folder: it is set as text, never as markup.
+ */
+function planView(plan: IRestorePlan): HTMLElement {
+  const node = document.createElement('div');
+  node.className = 'mlc-restore-dialog';
+  node.dataset.testid = 'mlc-restore-dialog';
+  const add = (tag: string, text: string, testid?: string): HTMLElement => {
+    const element = document.createElement(tag);
+    element.textContent = text;
+    if (testid) {
+      element.dataset.testid = testid;
+    }
+    node.appendChild(element);
+    return element;
+  };
+  const how = {
+    present: `Use the image ${plan.image}, which is here.`,
+    pull:
+      `Pull ${plan.recorded_image} from its registry` +
+      (plan.build_if_pull_fails
+        ? `; if that fails, build ${plan.build_tag} from ${plan.dockerfile}.`
+        : '.'),
+    build: `Build the image ${plan.build_tag} from ${plan.dockerfile}.`
+  }[plan.source];
+  add('p', how, 'mlc-restore-source');
+  add('p', `Add the kernel "${plan.kernelspec}".`, 'mlc-restore-kernelspec');
+  for (const note of [...plan.notes, plan.kernelspec_note].filter(n => n)) {
+    add('p', note, 'mlc-restore-note').className = 'mlc-restore-note';
+  }
+  if (plan.source !== 'present' && plan.dockerfile_text !== null) {
+    const files = [plan.dockerfile ?? 'Dockerfile', ...plan.context_files];
+    add(
+      'p',
+      `The build runs this Dockerfile's RUN lines on this machine and sends ` +
+        `${files.join(', ')} (${formatBytes(plan.context_bytes)}). ` +
+        'Read it before you restore: it comes with the notebook.',
+      'mlc-restore-context'
+    );
+    add('pre', plan.dockerfile_text, 'mlc-restore-dockerfile').className =
+      'mlc-build-log mlc-restore-dockerfile';
+  }
+  return node;
+}
+
 /** Show a build job (panel row and a notification) until it ends. */
 async function followBuild(
   model: MLContainerModel,
@@ -145,7 +194,8 @@ async function followBuild(
   image: string
 ): Promise<IJob> {
   model.track(job);
-  const id = Notification.emit(`Building ${image}…`, 'in-progress', {
+  const verb = job.kind === 'pull' ? 'Pulling' : 'Building';
+  const id = Notification.emit(`${verb} ${image}…`, 'in-progress', {
     autoClose: false
   });
   const onChanged = () => {

@@ -105,8 +105,33 @@ export interface IBuildRequest {
   build_args?: { [name: string]: string };
 }
 
-/** `POST notebooks/restore` answer: a kernelspec now, or a build job. */
-export type RestoreResult = { kernelspec: string } | { job: IJob };
+/** `GET notebooks/restore?path=` answer: what a restore would do. */
+export interface IRestorePlan {
+  notebook: string;
+  recorded_image: string;
+  /** "present": only a kernelspec is written; "pull"; "build". */
+  source: 'present' | 'pull' | 'build';
+  /** The image the kernel will run. */
+  image: string;
+  build_tag: string | null;
+  build_if_pull_fails: boolean;
+  /** Relative to the notebook's folder. */
+  dockerfile: string | null;
+  dockerfile_text: string | null;
+  /** What the build sends besides the Dockerfile (relative to its folder). */
+  context_files: string[];
+  context_bytes: number;
+  kernelspec: string;
+  kernelspec_note: string;
+  notes: string[];
+  /** Sent back with POST: proves which plan was confirmed. */
+  fingerprint: string;
+}
+
+/** `POST notebooks/restore` answer: a kernelspec now, or a pull/build job. */
+export type RestoreResult =
+  | { kernelspec: string; image: string; notes?: string[] }
+  | { job: IJob };
 
 /** `POST kernelspecs` body. */
 export interface IKernelspecRequest {

@@ -316,8 +316,28 @@ test.describe('ML Containers panel', () => {
     await page.goto(
       `${LAB_URL}lab/tree/${path}${TOKEN ? `?token=${TOKEN}` : ''}`
     );
+    // The offer shows the plan before anything happens: the recorded image
+    // (pulled first: it names a registry), the Dockerfile's own text and the
+    // kernelspec; nothing is pulled or built until it is confirmed.
     const dialog = page.getByTestId('mlc-restore-dialog');
     await expect(dialog).toContainText(image, { timeout: 60_000 });
+    await expect(dialog.getByTestId('mlc-restore-dockerfile')).toContainText(
+      'LABEL org.jupyter.mlcontainer.test="restored-ui"'
+    );
+    await expect(dialog.getByTestId('mlc-restore-kernelspec')).toContainText(
+      kernelspec
+    );
+    if (process.env.MLC_RESTORE_SCREENSHOT) {
+      await page
+        .locator('.jp-Dialog-content')
+        .screenshot({ path: process.env.MLC_RESTORE_SCREENSHOT });
+    }
+    const before = await api('mlcontainer/api/jobs');
+    expect(
+      before.jobs.filter(
+        job => job.target === image || job.target.startsWith('mlcontainer-restored/frozen:')
+      )
+    ).toEqual([]);
     await page
       .locator('.jp-Dialog-footer')
       .getByRole('button', { name: 'Restore kernel' })

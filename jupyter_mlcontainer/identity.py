@@ -4,16 +4,21 @@ A kernel container runs as the uid:gid of the process that starts it. Images do 
 that uid, so :func:`passwd_files` writes ``/etc/passwd`` and ``/etc/group`` copies that add
 it (``getpass.getuser()``, ``~`` and ``pwd.getpwuid`` then work inside the container).
 
-Containers are labelled with :func:`owner_id` (host/pid/process start time) so a later server
-can tell a dead owner's orphans from a live server's kernels.
+Containers are labelled with :func:`owner_id`, a random id whose lease (a locked file in the
+user's runtime folder) the owning process holds, so a later server can tell a dead owner's
+orphans from a live server's kernels without trusting hostnames or pids.
 """
 
 from __future__ import annotations
 
+import atexit
+import fcntl
 import getpass
 import hashlib
 import os
 import socket
+import threading
+import uuid
 from dataclasses import dataclass
 
 
@@ -40,45 +45,107 @@ def current_user() -> HostUser:
     return HostUser(uid=uid, gid=gid, name=safe)
 
 
-def _process_start_ticks(pid: int) -> str | None:
-    """The process start time in clock ticks since boot (Linux), None elsewhere or if gone."""
+class _Lease:
+    """This process's claim on the containers it labels, held as an exclusive ``flock`` on a
+    file in the user's private Jupyter runtime folder.
+
+    The owner label is a random id, so two processes never share one (hostname + pid did:
+    a server in another PID namespace, or in a ``--network host`` container, has the same
+    hostname and may have the same pid). Whether the owner is alive is read from the lock,
+    which the kernel drops when the process ends however it ends (SIGKILL included), in any
+    PID namespace. A process that cannot see an owner's lease file (another user, another
+    machine, a container with its own filesystem) never judges that owner.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self.owner = ""
+        self._file = None
+
+    def get(self) -> str:
+        with self._lock:
+            if self._pid != os.getpid():  # first use, or a forked child: a lease of its own
+                self._take()
+            return self.owner
+
+    def _take(self) -> None:
+        folder = lease_folder()
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        owner = uuid.uuid4().hex
+        path = os.path.join(folder, owner + LEASE_SUFFIX)
+        # Locked before it gets its name: a reaper never sees this lease unheld.
+        handle = open(path + ".new", "x")  # never an existing file; closed on exec (PEP 446)
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        handle.write(f"{socket.gethostname()} pid {os.getpid()} (this file is held while that process runs)\n")
+        handle.flush()
+        os.rename(path + ".new", path)
+        self._file, self._pid, self.owner = handle, os.getpid(), owner
+        atexit.register(_release, handle, path)
+
+
+def _release(handle, path: str) -> None:
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
+        os.unlink(path)
     except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    fields = data[data.rfind(")") + 2 :].split()
-    return fields[19] if len(fields) > 19 else None
+        pass
+    handle.close()
 
 
-def owner_id(pid: int | None = None) -> str:
-    """``host/pid/start-ticks`` identifying a (server) process on this host."""
-    pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()}/{pid}/{_process_start_ticks(pid) or '?'}"
+LEASE_SUFFIX = ".lease"
+_LEASE = _Lease()
+
+
+def lease_folder() -> str:
+    """Where this user's processes keep their owner leases: the private Jupyter runtime folder."""
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    return os.path.join(jupyter_runtime_dir(), "mlcontainer-owners")
+
+
+def owner_id() -> str:
+    """The owner label of containers this process creates: a random id whose lease this
+    process holds until it ends."""
+    return _LEASE.get()
 
 
 def owner_is_dead(owner: str) -> bool | None:
-    """True if ``owner`` is a process of this host that no longer runs, False if it runs,
-    None if it is not ours to judge (another host or an unreadable label)."""
+    """True when ``owner``'s lease is here and no process holds it any more, False while one
+    does, None when it is not ours to judge (no lease file here: another user's, another
+    machine's or another filesystem's process; or an owner label of an older version)."""
+    if not owner or not all(ch in "0123456789abcdef" for ch in owner) or len(owner) != 32:
+        return None
+    path = os.path.join(lease_folder(), owner + LEASE_SUFFIX)
     try:
-        host, pid_text, ticks = owner.split("/")
-        pid = int(pid_text)
-    except ValueError:
+        handle = open(path)
+    except OSError:
         return None
-    if host != socket.gethostname():
-        return None
-    current = _process_start_ticks(pid)
-    if current is None:
+    with handle:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
             return False
-        # No /proc (not Linux): the pid runs; we cannot tell a reused pid apart.
-        return False
-    return ticks != "?" and current != ticks
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return True
+
+
+def forget_dead_owner(owner: str) -> None:
+    """Remove a dead owner's lease once its containers are gone (the reaper calls this)."""
+    if owner_is_dead(owner):
+        try:
+            os.unlink(os.path.join(lease_folder(), owner + LEASE_SUFFIX))
+        except OSError:
+            pass
+
+
+def dead_owners() -> list[str]:
+    """Owners whose lease file is here and held by no process (crashed processes)."""
+    try:
+        names = os.listdir(lease_folder())
+    except OSError:
+        return []
+    owners = [name[: -len(LEASE_SUFFIX)] for name in names if name.endswith(LEASE_SUFFIX)]
+    return [owner for owner in owners if owner_is_dead(owner)]
 
 
 def passwd_files(directory: str, user: HostUser, home: str, image_passwd: str, image_group: str) -> tuple[str, str]:

@@ -1,9 +1,9 @@
 """Removing kernel containers whose owning process died (a server killed with SIGKILL).
 
 jupyter_server never re-adopts kernels after a crash, so their containers would run forever.
-Each container carries the owner's host/pid/start-time label; a container is an orphan only
-when that owner is a process of this host that no longer runs. Containers of live servers, and
-of other hosts sharing the engine, are never touched.
+Each container carries its owner's id; a container is an orphan only when that owner's lease
+is in this user's runtime folder and no process holds it (identity.py). Containers of live
+servers, of other users, and of other hosts or filesystems sharing the engine are never touched.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from .engine import LABEL_KERNEL_ID, LABEL_OWNER, LABEL_ROLE, Engine
-from .identity import owner_is_dead
+from .identity import dead_owners, forget_dead_owner, owner_is_dead
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ def reap_orphans(engine: Engine, logger: logging.Logger | None = None) -> list[O
     for orphan in find_orphans(engine):
         engine.call_sync(engine.remove_container_sync, orphan.container_id)
         removed.append(orphan)
+    for owner in {o.owner for o in removed} | set(dead_owners()):
+        forget_dead_owner(owner)
     if removed:
         owners = sorted({o.owner for o in removed})
         logger.warning(

@@ -229,7 +229,7 @@ async def test_freeze_refuses_to_write_through_a_symlink(engine, workspace, tmp_
     assert victim.read_text() == "precious"
 
 
-# -- finding 7 (in part): a server freezes only its own kernels ------------------------------
+# -- finding 7: a server acts only on its own kernels -----------------------------------------
 
 
 async def test_freeze_of_a_kernel_this_server_did_not_start_is_404(engine, jp_fetch, workspace):
@@ -240,3 +240,112 @@ async def test_freeze_of_a_kernel_this_server_did_not_start_is_404(engine, jp_fe
         assert info.value.code == 404
         assert "on this server" in json.loads(info.value.response.body)["message"]
     assert not (workspace / "Dockerfile").exists()
+
+
+SECOND_SERVER = r"""
+import asyncio, json, os, sys
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_mlcontainer.engine import get_engine
+from jupyter_mlcontainer.orphans import find_orphans
+
+async def main():
+    km = AsyncKernelManager(kernel_name=sys.argv[1])
+    await km.start_kernel(cwd=sys.argv[2])
+    orphans = [o.container_id for o in find_orphans(get_engine())]
+    print(json.dumps({"pid": os.getpid(), "container": km.provisioner.container_id, "orphans": orphans}), flush=True)
+    sys.stdin.readline()
+    await km.shutdown_kernel(now=True)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_server_in_another_pid_namespace_never_reaps_our_kernels(engine, workspace):
+    """Two Jupyter processes with the same hostname, one in its own PID namespace (where its
+    pid is 1, a pid that runs something else here): neither takes the other's live kernels for
+    orphans; once the other is SIGKILLed, its kernel is reaped and ours is not."""
+    import subprocess
+    import sys
+
+    from jupyter_mlcontainer.engine import LABEL_OWNER
+    from jupyter_mlcontainer.identity import owner_is_dead
+    from jupyter_mlcontainer.orphans import find_orphans, reap_orphans
+
+    from .conftest import REPO_ROOT, wait_until
+
+    theirs = None
+    async with running_kernel(engine, BASE_IMAGE, workspace) as (km, kc):
+        ours = km.provisioner.container_id
+        other = subprocess.Popen(
+            ["unshare", "--pid", "--mount-proc", "--kill-child", sys.executable, "-c", SECOND_SERVER,
+             km.kernel_name, str(workspace)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+        )
+        try:
+            seen = json.loads(other.stdout.readline())
+            theirs = seen["container"]
+            assert seen["pid"] == 1  # another PID namespace, same hostname, same engine
+            assert ours not in seen["orphans"]
+            assert theirs not in {o.container_id for o in find_orphans(engine)}
+            their_owner = engine.api.inspect_container(theirs)["Config"]["Labels"][LABEL_OWNER]
+            assert their_owner != engine.api.inspect_container(ours)["Config"]["Labels"][LABEL_OWNER]
+            other.kill()  # SIGKILL: --kill-child takes the namespace's processes with it
+            other.wait()
+
+            async def released():
+                return owner_is_dead(their_owner) is True
+
+            await wait_until(released, timeout=30)
+            removed = {o.container_id for o in reap_orphans(engine)}
+            assert theirs in removed and ours not in removed
+            assert engine.api.inspect_container(ours)["State"]["Running"]
+        finally:
+            if other.poll() is None:
+                other.kill()
+            if theirs:
+                try:
+                    engine.remove_container_sync(theirs)
+                except Exception:
+                    pass
+
+
+# -- finding 9: a large build context never stalls the server or stays in its memory ------------
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+async def test_a_1gb_build_context_never_stalls_the_server(engine, jp_fetch, workspace):
+    import asyncio
+    import gc
+    import time
+
+    folder = workspace / "big"
+    folder.mkdir()
+    with open(folder / "weights.bin", "wb") as f:
+        f.truncate(1 << 30)  # 1 GiB that the build really reads, packs and sends
+    (folder / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nCOPY weights.bin /w.bin\n")
+    tag = f"mlctest-big-context:{SESSION_TAG}"
+    gc.collect()
+    before = _rss_bytes()
+    try:
+        started = await jp_fetch("mlcontainer", "api", "images", "build", method="POST",
+                                 body=json.dumps({"dockerfile": "big/Dockerfile", "tag": tag}))
+        job_id = json.loads(started.body)["job"]["id"]
+        latencies, state = [], "running"
+        while state == "running":  # probe the server all through packing and sending
+            t0 = time.perf_counter()
+            state = json.loads((await jp_fetch("mlcontainer", "api", "jobs", job_id)).body)["state"]
+            latencies.append(time.perf_counter() - t0)
+            await asyncio.sleep(0.05)
+        assert state == "done"
+        assert len(latencies) >= 10 and max(latencies) < 0.1, sorted(latencies)[-5:]
+        gc.collect()
+        assert _rss_bytes() - before < 100 << 20, (before, _rss_bytes())
+    finally:
+        try:
+            engine.api.remove_image(tag, force=True)
+        except Exception:
+            pass

@@ -10,15 +10,16 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 
 import pytest
 from tornado.httpclient import HTTPClientError
 
 from jupyter_mlcontainer.engine import LABEL_KERNEL_ID, LABEL_OWNER, LABEL_ROLE
-from jupyter_mlcontainer.identity import owner_id
+from jupyter_mlcontainer.identity import owner_is_dead
 from jupyter_mlcontainer.orphans import reap_orphans
 
-from .conftest import BASE_IMAGE, add_spec, execute, our_kernel_containers, wait_until
+from .conftest import BASE_IMAGE, REPO_ROOT, add_spec, execute, our_kernel_containers, wait_until
 
 
 async def test_kernelspecs_and_session_in_notebook_folder(engine, jp_fetch, jp_serverapp, workspace):
@@ -71,24 +72,35 @@ async def test_kernel_start_failure_is_reported_and_server_survives(engine, jp_f
     assert our_kernel_containers(engine) == []
 
 
+HOLD_LEASE = "import sys; from jupyter_mlcontainer.identity import owner_id; print(owner_id(), flush=True); sys.stdin.read()"
+
+
 def test_reap_removes_only_dead_owners(engine):
-    dead = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    dead_owner = owner_id(dead.pid)
-    dead.kill()
+    def owner_process():
+        proc = subprocess.Popen([sys.executable, "-c", HOLD_LEASE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True, cwd=REPO_ROOT)
+        return proc, proc.stdout.readline().strip()
+
+    dead, dead_owner = owner_process()
+    dead.kill()  # SIGKILL: no atexit, the lease file stays, its lock is gone
     dead.wait()
-    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    alive, alive_owner = owner_process()
+    made = {}
     try:
-        made = {}
-        for label, owner in (("dead", dead_owner), ("alive", owner_id(alive.pid)), ("other-host", "elsewhere/1/1")):
+        owners = (("dead", dead_owner), ("alive", alive_owner), ("unknown", uuid.uuid4().hex),
+                  ("old-format", f"{socket.gethostname()}/{dead.pid}/1"))
+        for label, owner in owners:
             made[label] = engine.api.create_container(
                 BASE_IMAGE, command=["true"],
                 labels={LABEL_ROLE: "kernel", LABEL_OWNER: owner, LABEL_KERNEL_ID: f"reap-{label}"},
             )["Id"]
         removed = {o.container_id for o in reap_orphans(engine)}
         # Other dead processes' leftovers on a shared engine may go too; ours must, the rest must not.
-        assert made["dead"] in removed and not removed & {made["alive"], made["other-host"]}
-        for label in ("alive", "other-host"):
+        assert made["dead"] in removed and not removed & {made[k] for k in ("alive", "unknown", "old-format")}
+        for label in ("alive", "unknown", "old-format"):
             assert engine.api.inspect_container(made[label])["Id"] == made[label]
+        assert owner_is_dead(dead_owner) is None  # its lease is forgotten once its containers are gone
+        assert owner_is_dead(alive_owner) is False
     finally:
         alive.kill()
         for cid in made.values():

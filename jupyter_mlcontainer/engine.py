@@ -305,6 +305,38 @@ class Engine:
         label = f"{LABEL_ROLE}={role}" if role else LABEL_ROLE
         return self.call_sync(lambda: self.api.containers(all=True, filters={"label": [label]}))
 
+    # -- the kernels' network ---------------------------------------------------------------
+
+    def ensure_kernel_network_sync(self, name: str) -> str:
+        """Create (once) the bridge network kernel containers join: inter-container traffic is
+        off, and Docker drops traffic between bridge networks, so no other container (kernels
+        included) reaches a kernel's ports; its published 127.0.0.1 ports and its own outbound
+        traffic (pip, model downloads) work as on the default bridge. Returns ``name``."""
+        def ensure() -> str:
+            try:
+                attrs = self.api.inspect_network(name)
+            except docker.errors.NotFound:
+                try:
+                    self.api.create_network(
+                        name, driver="bridge", check_duplicate=True,
+                        options={"com.docker.network.bridge.enable_icc": "false"},
+                        labels={LABEL_ROLE: "kernel-network"},
+                    )
+                except docker.errors.APIError as exc:
+                    if exc.status_code != 409:  # made by a concurrent start: fine
+                        raise
+                attrs = self.api.inspect_network(name)
+            icc = (attrs.get("Options") or {}).get("com.docker.network.bridge.enable_icc", "true")
+            if icc != "false":
+                raise EngineError(
+                    f"Docker network {name!r} exists and lets containers reach each other "
+                    "(inter-container traffic on): remove it (docker network rm) or set "
+                    "c.DockerKernelProvisioner.network to a network of your choice"
+                )
+            return name
+
+        return self.call_sync(ensure)
+
     # -- volumes ------------------------------------------------------------------------
 
     def inspect_volume_sync(self, name: str) -> dict[str, Any] | None:

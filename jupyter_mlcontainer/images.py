@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 from .engine import LABEL_PREFIX, LABEL_ROLE, Engine, EngineError
 from .state import state_dir
 
-PROBE_VERSION = 2
+PROBE_VERSION = 3
 
 # Runs inside the image with whatever Python it has (3.6+); prints one JSON line.
 # Reads versions from package metadata and torch/version.py without importing torch (slow).
@@ -45,6 +45,16 @@ def ver(dist):
     except Exception:
         return None
 out["ipykernel"] = ver("ipykernel") if has("ipykernel") else None
+# CurveZMQ transport encryption: ipykernel reads the keys from its connection file from 7.4 on,
+# and the image's libzmq must have CURVE.
+out["curve"] = False
+try:
+    major_minor = tuple(int(x) for x in re.findall(r"\d+", out["ipykernel"] or "")[:2])
+    if major_minor >= (7, 4):
+        import zmq
+        out["curve"] = bool(zmq.has("curve"))
+except Exception:
+    pass
 out["pip"] = ver("pip") if has("pip") else None
 out["torch"] = ver("torch")
 out["torch_cuda"] = None
@@ -88,6 +98,7 @@ class ImageFacts:
     cuda: str | None = None
     conda: bool = False
     externally_managed: bool = False
+    curve: bool = False  # its kernel can encrypt its traffic (CurveZMQ)
     user: str = ""
     env: dict[str, str] = field(default_factory=dict)
     passwd: str = ""
@@ -218,6 +229,7 @@ def probe_image_sync(engine: Engine, image: str, *, refresh: bool = False) -> Im
             facts.torch_cuda = data.get("torch_cuda")
             facts.conda = bool(data.get("conda"))
             facts.externally_managed = bool(data.get("externally_managed"))
+            facts.curve = bool(data.get("curve"))
             facts.passwd = data.get("passwd") or ""
             facts.group = data.get("group") or ""
             break

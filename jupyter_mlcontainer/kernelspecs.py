@@ -103,6 +103,8 @@ def kernelspec_json(image: str, facts: ImageFacts, display: str, config: dict[st
         "env": {},
         "metadata": {
             "debugger": True,
+            # jupyter_client's kernel manager provisions CurveZMQ keys for kernels declaring this.
+            **({"supported_encryption": ["curve"]} if facts.curve else {}),
             "kernel_provisioner": {
                 "provisioner_name": PROVISIONER_NAME,
                 "config": {"image": image, **config},

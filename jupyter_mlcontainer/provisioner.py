@@ -6,6 +6,8 @@ kernelspec's ``metadata.kernel_provisioner``) and keeps it across restarts. What
 * the kernel binds fixed ports inside its own network namespace, and the engine publishes
   them on 127.0.0.1 with host ports of its own choosing (nothing is picked in advance, so no
   port race); a restart asks for the same host ports, so open clients keep working;
+* its traffic is encrypted (CurveZMQ, keys provisioned here) whenever the image's kernel can,
+  and it joins a network where no other container reaches its ports;
 * the workspace is bind-mounted at its own absolute path and the kernel starts in the
   notebook's folder, as the uid:gid of this process, with no-new-privileges;
 * the shared cache volume is mounted and the usual ML cache variables point into it;
@@ -30,7 +32,8 @@ from docker.types import Mount
 from docker.utils import parse_bytes
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
-from traitlets import Bool, Dict, Float, Unicode, default
+import zmq
+from traitlets import Bool, CaselessStrEnum, Dict, Float, Unicode, default
 
 from . import cache
 from .engine import (
@@ -61,6 +64,8 @@ from .watcher import get_watcher
 PROVISIONER_NAME = "mlcontainer-docker"
 
 # Ports the kernel binds inside its own network namespace; the host side is chosen by the engine.
+# The network kernel containers join unless configured otherwise (engine.ensure_kernel_network_sync).
+KERNEL_NETWORK = "mlcontainer-kernels"
 CONTAINER_PORTS = {"shell_port": 50001, "iopub_port": 50002, "stdin_port": 50003, "control_port": 50004, "hb_port": 50005}
 CONNECTION_DIR_IN_CONTAINER = "/run/mlcontainer"
 CONNECTION_FILE_IN_CONTAINER = f"{CONNECTION_DIR_IN_CONTAINER}/kernel.json"
@@ -210,7 +215,22 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         "server's root directory, or the kernel's working directory for a standalone kernel manager.",
     )
     network = Unicode(
-        "", config=True, help="Docker network for kernel containers (default: the engine's bridge)."
+        "",
+        config=True,
+        help="Docker network for kernel containers. Default: 'mlcontainer-kernels', a bridge made "
+        "on first use with inter-container traffic off, so no other container (another user's "
+        "kernels included) reaches a kernel's ports. Name another network (e.g. 'bridge', or one "
+        "your services are on) to let containers on it reach the kernel.",
+    )
+    transport_encryption = CaselessStrEnum(
+        ["auto", "required", "disabled"],
+        "auto",
+        config=True,
+        help="CurveZMQ encryption of the kernel's traffic, with keys provisioned per kernel as "
+        "jupyter_client's local provisioner does: 'auto' encrypts whenever the image's kernel can "
+        "(ipykernel 7.4 or newer with a CURVE-enabled libzmq; the probe tells), 'required' refuses "
+        "to start a kernel that cannot, 'disabled' never encrypts. A kernel manager whose "
+        "transport_encryption is 'required' makes it required too.",
     )
     use_init = Bool(
         True,
@@ -333,6 +353,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
     ) -> KernelConnectionInfo:
         km = self.parent
         signature_scheme = km.session.signature_scheme if km is not None else "hmac-sha256"
+        curve = self._curve_keys(facts)
         _write_private_json(
             os.path.join(conn_dir, "kernel.json"),
             {
@@ -342,6 +363,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
                 "transport": "tcp",
                 "signature_scheme": signature_scheme,
                 "kernel_name": getattr(km, "kernel_name", ""),
+                **curve,
             },
         )
 
@@ -391,7 +413,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             # A non-root kernel needs no capability; root keeps the engine's reduced default set.
             cap_drop=["ALL"] if user.uid != 0 else None,
             init=self.use_init,
-            network_mode=self.network or None,
+            network_mode=self.network or engine.ensure_kernel_network_sync(KERNEL_NETWORK),
         )
         name = f"mlc-{slug(self.image)[:40]}-{self.kernel_id[:8]}-{self.restarts}"
         container_id, host_ports = self._create_and_start(
@@ -409,10 +431,12 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             "transport": "tcp",
             "signature_scheme": signature_scheme,
             "kernel_name": getattr(km, "kernel_name", ""),
+            **curve,
         }
         self.log.info(
-            "Kernel %s started in container %s (image %s, gpus=%s, workspace %s, cwd %s)",
+            "Kernel %s started in container %s (image %s, gpus=%s, workspace %s, cwd %s, %s)",
             self.kernel_id, container_id[:12], self.image, gpus, workspace, cwd,
+            "encrypted (CurveZMQ)" if curve else "not encrypted",
         )
         return self.connection_info
 
@@ -456,6 +480,13 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             try:
                 self.engine.call_sync(lambda: api.start(cid))
                 attrs = self.engine.call_sync(lambda: api.inspect_container(cid))
+                state = attrs.get("State") or {}
+                if not state.get("Running"):  # gone already (e.g. its HOME was refused): say why
+                    tail = self._log_tail(cid)
+                    raise EngineError(
+                        f"The kernel in {self.image} exited during start-up (exit code {state.get('ExitCode', '?')})"
+                        + (f":\n{tail.strip()}" if tail.strip() else "")
+                    )
                 return cid, _host_ports(attrs)
             except Exception as exc:
                 self.engine.remove_container_sync(cid)
@@ -473,6 +504,31 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
                     wanted_ports = None
                     continue
                 raise
+
+    def _curve_keys(self, facts: ImageFacts) -> dict[str, str]:
+        """The CurveZMQ keypair for this kernel's connection file and connection info, or {}
+        when it runs unencrypted (see ``transport_encryption``). The kernel manager keeps the
+        pair: a restart reuses it, so clients connected before the restart reconnect."""
+        km = self.parent
+        manager_policy = km._transport_encryption_policy() if hasattr(km, "_transport_encryption_policy") else "disabled"
+        required = "required" in (self.transport_encryption, manager_policy)
+        if self.transport_encryption == "disabled" and not required:
+            return {}
+        if not (facts.curve and zmq.has("curve")):
+            if required:
+                raise ImageNotUsable(
+                    f"Transport encryption is required, but the kernel of {self.image} cannot encrypt: it "
+                    f"needs ipykernel 7.4 or newer (the image has {facts.ipykernel}) with a CURVE-enabled "
+                    "pyzmq" + ("" if zmq.has("curve") else ", and so does this server's pyzmq")
+                )
+            return {}
+        if km is None:
+            public, secret = zmq.curve_keypair()
+        else:
+            if km.curve_publickey is None or km.curve_secretkey is None:
+                km.curve_publickey, km.curve_secretkey = zmq.curve_keypair()
+            public, secret = km.curve_publickey, km.curve_secretkey
+        return {"curve_publickey": public.decode("ascii"), "curve_secretkey": secret.decode("ascii")}
 
     def _wait_until_listening(self, container_id: str, host_ports: dict[str, int]) -> None:
         """Block until a ZeroMQ socket answers on each of the kernel's published ports (see

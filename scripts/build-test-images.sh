@@ -263,13 +263,14 @@ else
 fi
 
 # ---------------------------------------------------------------- the image matrix
-# Wheels of today's ipykernel 7.x (and pip) for the images' Python 3.11, collected once.
+# Wheels of today's ipykernel 7.x (7.4 or newer: CurveZMQ keys from the connection file) and pip
+# for the images' Python 3.11, collected once.
 MATRIX_CTX="$CACHE/matrix-context"
 matrix_wheels() {
   local stamp="$MATRIX_CTX/wheels/.complete" t0=$SECONDS
   if refresh_cache || [ ! -e "$stamp" ]; then
     say "collecting ipykernel 7.x and pip as wheels (cp311, manylinux x86_64) ..."
-    download_wheels "$MATRIX_CTX/wheels" pip "ipykernel>=7,<8" \
+    download_wheels "$MATRIX_CTX/wheels" pip "ipykernel>=7.4,<8" \
       || die "pip download of ipykernel 7 failed"
     ls "$MATRIX_CTX"/wheels/ipykernel-7*.whl >/dev/null 2>&1 || die "pip download did not fetch an ipykernel 7 wheel"
     touch "$stamp"
@@ -300,7 +301,7 @@ matrix_image() {
 }
 
 matrix_image ipykernel7 "$IPYKERNEL7" \
-  'import ipykernel, sys; assert ipykernel.__version__.startswith("7."), ipykernel.__version__; assert ipykernel.__file__.startswith("/usr/local/"); print("ipykernel7 ok:", sys.executable, ipykernel.__version__)'
+  'import ipykernel, sys, zmq; v = tuple(map(int, ipykernel.__version__.split(".")[:2])); assert (7, 4) <= v < (8, 0), ipykernel.__version__; assert zmq.has("curve"); assert ipykernel.__file__.startswith("/usr/local/"); print("ipykernel7 ok:", sys.executable, ipykernel.__version__, "with CurveZMQ")'
 matrix_image venv "$VENV" \
   'import ipykernel, sys; assert sys.prefix == "/opt/venv" != sys.base_prefix; assert ipykernel.__version__.startswith("7."); print("venv ok:", sys.executable, ipykernel.__version__)'
 matrix_image conda "$CONDA" \

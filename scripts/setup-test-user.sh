@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# setup-test-user.sh: prepare a real non-root user for tests/test_nonroot.py (CI runs as root,
+# setup-test-user.sh: prepare real non-root users for tests/test_nonroot.py (CI runs as root,
 # where file ownership proves nothing). Called by scripts/test.sh (run by .ci/run) and by that
-# test's fixture when the user or venv is missing. Needs root.
+# test's fixture when a user or the venv is missing. Needs root.
 #
-#   * user mlctest (home /home/mlctest, shell /bin/bash) in the docker group, created if missing;
+#   * users mlctest and mlctest2 (homes under /home, shell /bin/bash) in the docker group,
+#     created if missing (two users of one box: neither may get code run in the other's kernels);
 #   * venv /opt/mlcontainer-test-venv made with Debian's /usr/bin/python3 (the default python3
 #     may live under /root, which other users cannot enter), holding jupyter_client, docker,
 #     pyzmq, ipykernel, traitlets (+ nvidia-ml-py, a dependency of the package), readable and
@@ -16,6 +17,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly HERE
 readonly USER_NAME=mlctest
 readonly USER_HOME=/home/mlctest
+readonly USER_NAMES=(mlctest mlctest2)
 readonly VENV=/opt/mlcontainer-test-venv
 readonly PY=/usr/bin/python3
 readonly PACKAGES=(jupyter_client docker pyzmq ipykernel traitlets nvidia-ml-py)
@@ -33,17 +35,19 @@ if ! getent group docker >/dev/null; then
   say "creating the system group docker"
   groupadd --system docker
 fi
-if id "$USER_NAME" >/dev/null 2>&1; then
-  say "user $USER_NAME exists (uid $(id -u "$USER_NAME"))"
-else
-  say "creating user $USER_NAME (home $USER_HOME, group docker)"
-  useradd --create-home --home-dir "$USER_HOME" --shell /bin/bash --groups docker \
-    --comment "jupyter-mlcontainer test user" "$USER_NAME"
-fi
-if ! id -nG "$USER_NAME" | tr ' ' '\n' | grep -qx docker; then
-  say "adding $USER_NAME to the docker group"
-  usermod --append --groups docker "$USER_NAME"
-fi
+for name in "${USER_NAMES[@]}"; do
+  if id "$name" >/dev/null 2>&1; then
+    say "user $name exists (uid $(id -u "$name"))"
+  else
+    say "creating user $name (home /home/$name, group docker)"
+    useradd --create-home --home-dir "/home/$name" --shell /bin/bash --groups docker \
+      --comment "jupyter-mlcontainer test user" "$name"
+  fi
+  if ! id -nG "$name" | tr ' ' '\n' | grep -qx docker; then
+    say "adding $name to the docker group"
+    usermod --append --groups docker "$name"
+  fi
+done
 
 sock=/var/run/docker.sock
 if [ -S "$sock" ]; then

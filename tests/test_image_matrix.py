@@ -53,7 +53,7 @@ matrix = pytest.mark.parametrize("image", MATRIX_IMAGES, ids=lambda image: image
 
 def connection_folders() -> set[str]:
     """This user's per-launch connection folders (they hold the kernel's key)."""
-    return set(glob.glob(os.path.join(jupyter_runtime_dir(), "mlcontainer-*")))
+    return set(glob.glob(os.path.join(jupyter_runtime_dir(), "mlcontainer-*-*")))  # mlcontainer-<kernel>-<random>
 
 
 async def wait_for_status(kc, state: str, timeout: float = 30) -> None:
@@ -91,6 +91,9 @@ async def test_kernel_lifecycle(engine, workspace, image):
         executable, version, cwd, ids, visible = out.splitlines()
         facts = probe_image_sync(engine, image)
         assert version == facts.ipykernel
+        # Encrypted (CurveZMQ) exactly when the image's kernel can: ipykernel 7.4 or newer.
+        can_encrypt = tuple(int(x) for x in version.split(".")[:2]) >= (7, 4)
+        assert facts.curve == can_encrypt and (km.curve_publickey is not None) == can_encrypt
         if image in EXPECTED_PYTHON:
             want_python, want_version = EXPECTED_PYTHON[image]
             assert os.path.realpath(executable) == os.path.realpath(want_python) or executable == want_python, executable
@@ -124,8 +127,8 @@ async def test_kernel_lifecycle(engine, workspace, image):
         assert reply["status"] == "ok", out
         assert out.split() == [str(nb_dir), "False"]
         after = km.get_connection_info()
-        for key in ("ip", "key", *CONTAINER_PORTS):
-            assert after[key] == before[key], key
+        for key in ("ip", "key", *CONTAINER_PORTS, "curve_publickey"):
+            assert after.get(key) == before.get(key), key  # the client above reconnects as it was
         assert km.provisioner.container_id != first_container
         assert not os.path.exists(first_folder)
         assert connection_folders() == {km.provisioner._conn_dir}

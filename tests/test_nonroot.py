@@ -137,3 +137,194 @@ def test_nonroot_user_owns_files_and_writes_the_cache(engine, user_env):
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(home, ignore_errors=True)
+
+
+# -- two real users of one box, one rootful engine, one cache volume (issue 14, finding 3) ------
+
+OTHER_USER = "mlctest2"
+
+USER_KERNEL = r"""
+import asyncio, json, sys
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_mlcontainer.engine import get_engine
+from jupyter_mlcontainer.kernelspecs import add_kernelspec
+
+async def run(kc, code):
+    out = []
+    hook = lambda m: out.append(m["content"].get("text", "")) if m["msg_type"] == "stream" else None
+    reply = await kc.execute_interactive(code, output_hook=hook, timeout=60)
+    return [reply["content"]["status"], "".join(out)]
+
+async def main(plan):
+    km = AsyncKernelManager(kernel_name=add_kernelspec(get_engine(), plan["image"], name="users").name)
+    try:
+        await km.start_kernel(cwd=plan["workspace"])
+    except Exception as exc:
+        print("RESULT " + json.dumps({"started": False, "error": str(exc)}), flush=True)
+        return
+    kc = km.client()
+    kc.start_channels()
+    await kc.wait_for_ready(timeout=90)
+    result = {"started": True, "kernel_id": km.kernel_id, "container": km.provisioner.container_id, "cells": []}
+    for code in plan["cells"]:
+        if code == "WAIT":  # hand over to the test, keep the kernel running
+            print("RESULT " + json.dumps(result), flush=True)
+            sys.stdin.readline()
+        else:
+            result["cells"].append(await run(kc, code))
+    print("RESULT " + json.dumps(result), flush=True)
+    kc.stop_channels()
+    await km.shutdown_kernel(now=True)
+
+asyncio.run(main(json.loads(sys.argv[1])))
+"""
+
+# B's kernel writes code that would run at the start of a kernel whose HOME is A's.
+PLANT = r"""
+import os, pathlib
+home = pathlib.Path(os.environ["HOME"]).parent / "mlctest"
+payload = "open('pwned-by-mlctest2', 'w').write('{how}')"
+site = home / ".local/lib/python3.11/site-packages"
+targets = {
+    home / ".ipython/profile_default/startup/00-pwn.py": payload.format(how="ipython startup"),
+    site / "pwn.pth": "import os; " + payload.format(how="pth"),
+    site / "usercustomize.py": payload.format(how="usercustomize"),
+    home / ".bashrc": "echo bashrc > pwned-by-mlctest2",
+}
+for path, text in targets.items():
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print("PLANTED", path)
+    except OSError as exc:
+        print("DENIED", path, exc.errno)
+"""
+
+ACT_ON_OTHERS = r"""
+import json, sys
+from jupyter_mlcontainer.engine import get_engine
+from jupyter_mlcontainer.freeze import container_of_kernel
+from jupyter_mlcontainer.identity import current_user, owner_id
+from jupyter_mlcontainer.kernels import list_kernel_containers
+from jupyter_mlcontainer.orphans import find_orphans, reap_orphans
+engine = get_engine()
+try:
+    container_of_kernel(engine, sys.argv[1], owner_id())
+    freeze = "found"
+except Exception as exc:
+    freeze = type(exc).__name__
+listed = list_kernel_containers(engine) + list_kernel_containers(engine, user=current_user().name)
+print("RESULT " + json.dumps({
+    "listed": [c["Id"] for c in listed], "freeze": freeze,
+    "orphans": [o.container_id for o in find_orphans(engine)],
+    "reaped": [o.container_id for o in reap_orphans(engine)],
+}))
+"""
+
+
+class BoxUser:
+    """A real OS user of the box with their own Jupyter folders and workspace, running this
+    package's code as themselves (``runuser``), on the shared engine and cache volume."""
+
+    def __init__(self, name: str, site: str, volume: str):
+        self.pw = pwd.getpwnam(name)
+        self.name, self.site, self.volume = name, site, volume
+        self.home = tempfile.mkdtemp(prefix=f"{name}-home-")
+        self.work = tempfile.mkdtemp(prefix=f"{name}-work-")
+        for path in (self.home, self.work):
+            os.chown(path, self.pw.pw_uid, self.pw.pw_gid)
+            os.chmod(path, 0o700)
+
+    def command(self, code: str, *args: str) -> subprocess.Popen:
+        env = {
+            "PATH": "/usr/bin:/bin", "HOME": self.home, "PYTHONPATH": self.site,
+            "JUPYTER_DATA_DIR": os.path.join(self.home, "data"),
+            "JUPYTER_RUNTIME_DIR": os.path.join(self.home, "runtime"),
+            "JUPYTER_CONFIG_DIR": os.path.join(self.home, "config"),
+            "MLCONTAINER_CACHE_VOLUME": self.volume,
+        }
+        return subprocess.Popen(
+            [shutil.which("runuser") or "/usr/sbin/runuser", "-u", self.name, "--", f"{USER_VENV}/bin/python", "-c", code, *args],
+            env=env, cwd=self.work, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+
+    def kernel(self, *cells: str) -> subprocess.Popen:
+        plan = {"image": BASE_IMAGE, "workspace": self.work, "cells": list(cells)}
+        return self.command(USER_KERNEL, json.dumps(plan))
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.home, ignore_errors=True)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def _result(proc: subprocess.Popen, timeout: float = 300) -> dict:
+    """The next RESULT line of ``proc`` (it may go on running)."""
+    while True:
+        line = proc.stdout.readline()
+        if not line:
+            proc.wait(timeout)
+            raise AssertionError(f"no result (exit {proc.returncode}): {proc.stderr.read()[-3000:]}")
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+
+
+@pytest.fixture
+def two_users(engine, user_env):
+    from jupyter_mlcontainer.cache import ensure_cache_volume
+
+    subprocess.run(["bash", os.path.join(REPO, "scripts", "setup-test-user.sh")], check=True, capture_output=True)
+    volumes = []
+
+    def fresh_box():
+        volume = f"mlctest-users-{os.getpid()}-{len(volumes)}"
+        image_id = engine.inspect_image_sync(BASE_IMAGE)["Id"]
+        ensure_cache_volume(engine, volume, image_id, "python3")
+        volumes.append(volume)
+        return BoxUser(TEST_USER, user_env, volume), BoxUser(OTHER_USER, user_env, volume)
+
+    made: list[BoxUser] = []
+    yield lambda: made.extend(fresh_box()) or made[-2:]
+    for user in made:
+        user.cleanup()
+    for volume in volumes:
+        try:
+            engine.api.remove_volume(volume, force=True)
+        except Exception:
+            pass
+
+
+def test_another_os_user_cannot_plant_code_in_your_home(engine, two_users):
+    """A (mlctest) and B (mlctest2), each with their own kernels on one rootful engine and one
+    cache volume. Whether B comes first (A's start is refused, saying why) or A does (B's
+    writes into A's HOME are denied), no code of B's runs in A's kernel: not as an IPython
+    startup file, a .pth, usercustomize or .bashrc."""
+    # B first: the cache has no HOME for A yet, and B's kernel makes one full of code.
+    a, b = two_users()
+    planted = _result(b.kernel(PLANT))
+    assert planted["started"] and planted["cells"][0][0] == "ok", planted
+    assert planted["cells"][0][1].count("PLANTED") == 4, planted
+    refused = _result(a.kernel("print('started')"))
+    assert not refused["started"]
+    assert "HOME" in refused["error"] and f"owner uid {b.pw.pw_uid}" in refused["error"], refused["error"]
+    assert not os.path.exists(os.path.join(a.work, "pwned-by-mlctest2"))
+
+    # A first: A's HOME is A's private folder, and B's kernel cannot write into it.
+    a, b = two_users()
+    first = a.kernel("import os; print(oct(os.stat(os.environ['HOME']).st_mode & 0o777))", "WAIT")
+    running = _result(first)
+    try:
+        assert running["started"] and running["cells"][0][1].strip() == "0o700", running
+        denied = _result(b.kernel(PLANT))
+        assert denied["cells"][0][1].count("DENIED") == 4 and "PLANTED" not in denied["cells"][0][1], denied
+        # B's process cannot list, freeze or reap A's running kernel.
+        acted = _result(b.command(ACT_ON_OTHERS, running["kernel_id"]))
+        assert running["container"] not in acted["listed"] + acted["orphans"] + acted["reaped"]
+        assert acted["freeze"] == "KernelContainerNotFound"
+        assert engine.api.inspect_container(running["container"])["State"]["Running"]
+    finally:
+        first.stdin.write("\n")
+        first.stdin.flush()
+    done = _result(first)
+    assert done["cells"][0][0] == "ok"
+    again = _result(a.kernel("import os; print(sorted(os.listdir('.')))"))
+    assert again["started"] and "pwned-by-mlctest2" not in again["cells"][0][1], again

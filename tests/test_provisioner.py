@@ -346,7 +346,7 @@ async def test_more_gpus_than_the_host_has_is_refused_with_its_gpus(engine, work
     ]}))
     monkeypatch.setenv(gpu.FAKE_NVML_ENV, str(fake))
     monkeypatch.setattr(gpu, "_monitor", None)
-    before = set(glob.glob(os.path.join(jupyter_runtime_dir(), "mlcontainer-*")))
+    before = set(glob.glob(os.path.join(jupyter_runtime_dir(), "mlcontainer-*-*")))
     for gpus, start in (("2", "2 GPUs requested."), ("0,3", "GPU 3 does not exist.")):
         km = AsyncKernelManager(kernel_name=add_spec(engine, BASE_IMAGE, gpus=gpus))
         with pytest.raises(GpuRequestUnsatisfiable) as info:
@@ -355,4 +355,4 @@ async def test_more_gpus_than_the_host_has_is_refused_with_its_gpus(engine, work
         assert message.startswith(start), message
         assert "This host has 1 GPU: 0: NVIDIA H100 GPU-1 (in use by 1 process)" in message
         assert our_kernel_containers(engine, km.kernel_id) == []
-    assert set(glob.glob(os.path.join(jupyter_runtime_dir(), "mlcontainer-*"))) == before
+    assert set(glob.glob(os.path.join(jupyter_runtime_dir(), "mlcontainer-*-*"))) == before

@@ -349,3 +349,111 @@ async def test_a_1gb_build_context_never_stalls_the_server(engine, jp_fetch, wor
             engine.api.remove_image(tag, force=True)
         except Exception:
             pass
+
+
+# -- finding 4: kernel traffic is readable only by the server that started the kernel -----------
+
+
+SUBSCRIBER = r"""
+import json, sys, time, zmq
+host, ports = sys.argv[1], [int(p) for p in sys.argv[2:]]
+ctx = zmq.Context()
+poller = zmq.Poller()
+for port in ports:
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    sock.connect("tcp://%s:%d" % (host, port))
+    poller.register(sock, zmq.POLLIN)
+print("listening", flush=True)
+got, deadline = [], time.time() + 6
+while time.time() < deadline:
+    for sock, _ in poller.poll(100):
+        got.append(b" ".join(sock.recv_multipart()).decode("latin-1"))
+print(json.dumps(got), flush=True)
+"""
+
+
+def _subscribe(host: str, ports: list[int], curve_serverkey: bytes | None = None):
+    """A SUB socket on each of ``ports`` at ``host`` from this process (a local user of the
+    host); with ``curve_serverkey``, one that holds the kernel's key, as its server does."""
+    import zmq
+
+    ctx = zmq.Context.instance()
+    socks = []
+    for port in ports:
+        sock = ctx.socket(zmq.SUB)
+        sock.linger = 0
+        if curve_serverkey:
+            sock.curve_publickey, sock.curve_secretkey = zmq.curve_keypair()
+            sock.curve_serverkey = curve_serverkey
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        sock.connect(f"tcp://{host}:{port}")
+        socks.append(sock)
+    return socks
+
+
+def _drain(socks) -> list[bytes]:
+    import zmq
+
+    got = []
+    for sock in socks:
+        while True:
+            try:
+                got.append(b" ".join(sock.recv_multipart(zmq.NOBLOCK)))
+            except zmq.Again:
+                break
+    return got
+
+
+@pytest.mark.parametrize("image", ["ipykernel7", "debian-6.17"])
+async def test_kernel_output_is_unreadable_from_other_containers(engine, workspace, image):
+    """Another container, on the default bridge or on the kernel's own network, subscribes on
+    every port of a running kernel and receives none of its output: an ipykernel 7.4 kernel is
+    encrypted (a keyless subscriber on the host reads nothing either, one with the kernel's key
+    does), and no container reaches a kernel of Debian's 6.17, which cannot encrypt."""
+    import asyncio
+
+    from jupyter_mlcontainer.provisioner import CONTAINER_PORTS, KERNEL_NETWORK
+
+    from .conftest import IPYKERNEL7_IMAGE, execute
+
+    kernel_image = IPYKERNEL7_IMAGE if image == "ipykernel7" else BASE_IMAGE
+    marker = f"secret-{uuid.uuid4().hex[:8]}"
+    subscribers = []
+    async with running_kernel(engine, kernel_image, workspace) as (km, kc):
+        assert (km.curve_publickey is not None) == (image == "ipykernel7")
+        attrs = engine.api.inspect_container(km.provisioner.container_id)
+        assert list(attrs["NetworkSettings"]["Networks"]) == [KERNEL_NETWORK]
+        kernel_ip = attrs["NetworkSettings"]["Networks"][KERNEL_NETWORK]["IPAddress"]
+        ports = [str(p) for p in CONTAINER_PORTS.values()]
+        try:
+            for network in ("bridge", KERNEL_NETWORK):
+                cid = engine.api.create_container(
+                    IPYKERNEL7_IMAGE, entrypoint=["python3", "-c", SUBSCRIBER], command=[kernel_ip, *ports],
+                    labels={"org.jupyter.mlcontainer.test": "subscriber"},
+                    host_config=engine.api.create_host_config(network_mode=network),
+                )["Id"]
+                subscribers.append(cid)
+                engine.api.start(cid)
+            for cid in subscribers:
+                for _ in range(200):
+                    if b"listening" in engine.api.logs(cid):
+                        break
+                    await asyncio.sleep(0.05)
+            host_plain = _subscribe(kernel_ip, list(CONTAINER_PORTS.values()))
+            host_keyed = _subscribe(kernel_ip, [CONTAINER_PORTS["iopub_port"]], km.curve_publickey) if km.curve_publickey else []
+            for _ in range(20):  # output over two seconds, while every subscriber listens
+                await execute(kc, f"print({marker!r}, flush=True)")
+                await asyncio.sleep(0.1)
+            for cid in subscribers:
+                assert engine.api.wait(cid, timeout=60)["StatusCode"] == 0
+                received = json.loads(engine.api.logs(cid, stderr=False).decode().strip().splitlines()[-1])
+                assert not any(marker in message for message in received), received[:3]
+            if km.curve_publickey:
+                assert not any(marker.encode() in m for m in _drain(host_plain))
+                assert any(marker.encode() in m for m in _drain(host_keyed))  # the path works, with the key
+            for sock in host_plain + host_keyed:
+                sock.close()
+        finally:
+            for cid in subscribers:
+                engine.remove_container_sync(cid)

@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from .conftest import BASE_IMAGE, REPO_ROOT, add_spec
+from .conftest import IPYKERNEL7_IMAGE, REPO_ROOT, add_spec
 from .test_rest import _unique_image
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -79,7 +79,7 @@ def test_panel_in_chromium(engine, registry, lab, workspace, tmp_path):
     npx = shutil.which("npx")
     assert npx, "node/npx are needed for the UI test"
     assert os.path.isdir(os.path.join(REPO_ROOT, "node_modules", "@playwright", "test")), "run npm install (dev dependencies)"
-    name = add_spec(engine, BASE_IMAGE, name="ui-base")
+    name = add_spec(engine, IPYKERNEL7_IMAGE, name="ui-base")  # encrypted (CurveZMQ): the panel works through it
     pull_image = _unique_image(engine, registry, megabytes=16)
     # A notebook whose container kernel holds the (fake) GPU.
     session = _api(port, "api/sessions", "POST", {"path": "train.ipynb", "name": "train.ipynb", "type": "notebook", "kernel": {"name": name}})
@@ -98,7 +98,7 @@ def test_panel_in_chromium(engine, registry, lab, workspace, tmp_path):
     screenshot = docs_png if os.environ.get("MLC_UPDATE_SCREENSHOT") else str(tmp_path / "panel.png")
     env = dict(
         os.environ, MLC_LAB_URL=f"http://127.0.0.1:{port}/", MLC_LAB_TOKEN=TOKEN, MLC_PULL_IMAGE=pull_image,
-        MLC_KERNEL_IMAGE=BASE_IMAGE, MLC_SCREENSHOT=screenshot, CHROMIUM=CHROMIUM,
+        MLC_KERNEL_IMAGE=IPYKERNEL7_IMAGE, MLC_SCREENSHOT=screenshot, CHROMIUM=CHROMIUM,
         MLC_RESTORE_SCREENSHOT=str(tmp_path / "restore-dialog.png"),
     )
     try:
@@ -109,6 +109,7 @@ def test_panel_in_chromium(engine, registry, lab, workspace, tmp_path):
         assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
         assert " passed" in result.stdout and " failed" not in result.stdout
         assert os.path.getsize(screenshot) > 10_000
+        assert "encrypted (CurveZMQ)" in (tmp_path / "lab.log").read_text()  # the panel's kernels were
     finally:
         _api(port, f"api/sessions/{session['id']}", "DELETE")
         restored = [i["Id"] for i in engine.api.images(filters={"label": "org.jupyter.mlcontainer.test=restored-ui"})]

@@ -140,7 +140,7 @@ async def main() -> None:
     os.environ.setdefault("JUPYTER_RUNTIME_DIR", os.path.join(tmp, "runtime"))
     engine = get_engine()
     specs = {image: add_kernelspec(engine, image, name=f"mlc-bench-{i}").name for i, image in enumerate(args.images)}
-    ipykernels = {image: probe_image_sync(engine, image).ipykernel for image in args.images}
+    facts = {image: probe_image_sync(engine, image) for image in args.images}
     from ipykernel.kernelspec import install as install_local
 
     install_local(user=True, kernel_name="local-bench")
@@ -163,7 +163,10 @@ async def main() -> None:
     def medians(runs: list[Start]) -> Start:
         return Start(*(statistics.median(getattr(r, f) for r in runs) for f in Start.__dataclass_fields__))
 
-    labels = {image: f"{image} (ipykernel {ipykernels[image]})" for image in args.images}
+    labels = {
+        image: f"{image} (ipykernel {facts[image].ipykernel}{', CurveZMQ' if facts[image].curve else ''})"
+        for image in args.images
+    }
     width = max(len(label) for label in labels.values()) + 2
 
     def row(label: str, m: Start) -> None:

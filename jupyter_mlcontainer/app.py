@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import threading
 
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Integer, Unicode, default
@@ -90,8 +90,8 @@ class MLContainerApp(ExtensionApp):
 
     def initialize_settings(self) -> None:
         self.settings["mlcontainer"] = self
-        if self.reap_orphans_on_start:
-            asyncio.get_event_loop().run_in_executor(self.engine._pool, self._reap)
+        if self.reap_orphans_on_start:  # in the background: the server starts without waiting for it
+            threading.Thread(target=self._reap, name="mlcontainer-reap-orphans", daemon=True).start()
 
     def _reap(self) -> None:
         try:

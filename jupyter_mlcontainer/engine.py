@@ -1,12 +1,15 @@
-"""The only module that talks to the Docker engine.
+"""The boundary to the container engine: the only module that imports the docker SDK.
 
-Everything else (provisioner, kernelspecs, images, CLI, REST handlers) goes through
-:class:`Engine`, so that
+Everything else (provisioner, kernelspecs, images, jobs, freeze, CLI, REST handlers) calls the
+typed methods of :class:`Engine`, so that
 
-* blocking docker SDK calls run in one thread pool, never on the event loop;
-* engine failures become :class:`EngineError` subclasses whose ``str()`` is a message a
-  user can act on ("engine not reachable", "image missing", "no NVIDIA runtime", ...);
-* container labels are spelled in one place.
+* blocking SDK calls run in one thread pool (:meth:`Engine.call`, :meth:`Engine.run_blocking`),
+  never on the event loop;
+* engine failures become the typed errors of :mod:`.errors` (not found, conflict, engine down,
+  no GPU runtime...), each with a message a user can act on and its HTTP status;
+* what a container is comes in as a :class:`~.container_spec.ContainerSpec` (plain data), so
+  another implementation (a cluster, a pool of pre-started containers) can stand behind the
+  same methods.
 """
 
 from __future__ import annotations
@@ -16,31 +19,24 @@ import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import IO, Any, Callable, Iterator, TypeVar
 
 import docker
 import docker.errors
-from docker.types import DeviceRequest
+from docker.types import DeviceRequest, Mount
 
+from .container_spec import (  # noqa: F401  (labels re-exported: one spelling for every module)
+    LABEL_CACHE_VOLUME, LABEL_GPUS, LABEL_IMAGE, LABEL_INJECTED_ENV, LABEL_KERNEL_ID, LABEL_KERNEL_NAME,
+    LABEL_OWNER, LABEL_OWNER_USER, LABEL_PREFIX, LABEL_ROLE, LABEL_VOLUME_CACHE, LABEL_WORKSPACE,
+    NO_NEW_PRIVILEGES, ContainerSpec, GpuRequest, gpu_requests,
+)
+from .errors import (  # noqa: F401  (re-exported for callers that catch them)
+    Conflict, ContainerNotFound, ContainerNotRunning, EngineError, EngineUnavailable, GpuRequestUnsatisfiable,
+    GpuRuntimeMissing, ImageNotFound, NotFound, PortInUse,
+)
 from .identity import owner_id
 
 T = TypeVar("T")
-
-LABEL_PREFIX = "org.jupyter.mlcontainer"
-LABEL_ROLE = f"{LABEL_PREFIX}.role"  # "kernel" | "probe" | "init"
-LABEL_KERNEL_ID = f"{LABEL_PREFIX}.kernel-id"
-LABEL_KERNEL_NAME = f"{LABEL_PREFIX}.kernel-name"
-LABEL_OWNER = f"{LABEL_PREFIX}.owner"  # the owning process's lease id (identity.owner_id)
-LABEL_OWNER_USER = f"{LABEL_PREFIX}.owner-user"
-LABEL_WORKSPACE = f"{LABEL_PREFIX}.workspace"
-LABEL_CACHE_VOLUME = f"{LABEL_PREFIX}.cache-volume"
-LABEL_VOLUME_CACHE = f"{LABEL_PREFIX}.cache"  # on the cache volume itself
-LABEL_IMAGE = f"{LABEL_PREFIX}.image"  # the image reference the kernelspec names
-LABEL_INJECTED_ENV = f"{LABEL_PREFIX}.injected-env"  # names of variables we set (not the user's)
-LABEL_GPUS = f"{LABEL_PREFIX}.gpus"
-
-# "=" and not ":": dockerd logs a deprecation warning for the ':' form at every container start.
-NO_NEW_PRIVILEGES = "no-new-privileges=true"
 
 NVIDIA_TOOLKIT_HINT = (
     "GPUs were requested but the Docker engine has no NVIDIA runtime. Install the NVIDIA "
@@ -48,30 +44,6 @@ NVIDIA_TOOLKIT_HINT = (
     "container-toolkit/latest/install-guide.html), run `nvidia-ctk runtime configure "
     "--runtime=docker`, restart dockerd, or start the kernel without GPUs (--gpus none)."
 )
-
-
-class EngineError(Exception):
-    """A failure of the Docker engine, with a message meant for the user."""
-
-
-class EngineUnavailable(EngineError):
-    """The engine cannot be reached at all."""
-
-
-class ImageNotFound(EngineError):
-    """The image is not present on the engine."""
-
-
-class GpuRuntimeMissing(EngineError):
-    """GPUs were requested from an engine that has no NVIDIA runtime."""
-
-
-class ContainerNotFound(EngineError):
-    """The container is gone."""
-
-
-class GpuRequestUnsatisfiable(EngineError):
-    """GPUs were requested that this host does not have (a count too large, an unknown id)."""
 
 
 def _engine_hint() -> str:
@@ -96,9 +68,16 @@ def translate(exc: BaseException, *, image: str | None = None) -> EngineError:
             else f"Image not found: {_explanation(exc)}"
         )
     if isinstance(exc, docker.errors.NotFound):
-        return ContainerNotFound(_explanation(exc))
+        text = _explanation(exc)
+        return ContainerNotFound(text) if "container" in text.lower() else NotFound(text)
     if isinstance(exc, docker.errors.APIError):
         text = _explanation(exc)
+        if "port is already allocated" in text or "address already in use" in text:
+            return PortInUse(f"A port the container asks for is taken (engine said: {text})")
+        if "is not running" in text:
+            return ContainerNotRunning(text)
+        if exc.status_code == 409:
+            return Conflict(f"Docker engine refused: {text}")
         if "could not select device driver" in text and "gpu" in text:
             return GpuRuntimeMissing(f"{NVIDIA_TOOLKIT_HINT} (engine said: {text})")
         if "nvidia-container-cli" in text and ("device error" in text or "unknown device" in text):
@@ -117,34 +96,61 @@ def _explanation(exc: BaseException) -> str:
     return str(explanation or exc)
 
 
-def gpu_device_requests(spec: str) -> list[DeviceRequest]:
-    """Map a ``--gpus`` value to the engine's device requests.
+def gpu_device_requests(spec: str) -> list[GpuRequest]:
+    """``--gpus`` value -> GPU requests (container_spec.gpu_requests; kept under this name)."""
+    return gpu_requests(spec)
 
-    ``all`` -> every GPU; ``none``/``0``/empty -> no GPU; ``N`` -> N GPUs; ``ID,ID`` or
-    ``device=ID,ID`` -> those device indices or UUIDs. ``auto`` must be resolved by the
-    caller before (it depends on the engine and NVML).
-    """
-    value = (spec or "").strip().lower()
-    if value.startswith("device="):
-        ids = [part.strip() for part in spec.strip()[len("device=") :].split(",") if part.strip()]
-        if not ids:
-            raise ValueError(f"--gpus {spec!r}: no device listed after 'device='")
-        return [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
-    if value in ("", "none", "0"):
-        return []
-    if value == "all":
-        return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
-    if value == "auto":
-        raise ValueError("'auto' must be resolved before asking the engine for GPUs")
-    if value.isdigit():
-        return [DeviceRequest(count=int(value), capabilities=[["gpu"]])]
-    ids = [part.strip() for part in spec.split(",") if part.strip()]
-    if ids and all(part.isdigit() or part.upper().startswith(("GPU-", "MIG-")) for part in ids):
-        return [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
-    raise ValueError(
-        f"--gpus {spec!r} is not understood: use all, none, a count (2), or device indices / "
-        "UUIDs separated by commas (0,1 or GPU-xxxx)"
-    )
+
+def _device_requests(gpus: list[GpuRequest]) -> list[DeviceRequest] | None:
+    return [
+        DeviceRequest(count=g.count, device_ids=list(g.device_ids) or None, capabilities=[["gpu"]]) for g in gpus
+    ] or None
+
+
+class _LargeReads:
+    """A file whose ``read(n)`` returns up to 1 MiB whatever ``n`` is: http.client sends a body
+    file in 8 KiB reads, a Python loop that would hand the GIL back and forth with the event
+    loop 130 000 times per GB of build context."""
+
+    mode = "rb"
+
+    def __init__(self, fileobj: IO[bytes]) -> None:
+        self._f = fileobj
+
+    def read(self, n: int = -1) -> bytes:
+        return self._f.read(-1 if n is None or n < 0 else max(n, 1 << 20))
+
+    def fileno(self) -> int:
+        return self._f.fileno()
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def seek(self, *args: Any) -> int:
+        return self._f.seek(*args)
+
+
+class EngineStream:
+    """An engine event stream: iterating it raises the typed errors; ``close()`` stops it (a
+    cancelled pull stops downloading)."""
+
+    def __init__(self, engine: "Engine", stream: Any, image: str | None = None) -> None:
+        self._engine, self._stream, self._image = engine, stream, image
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        iterator = iter(self._stream)
+        end = object()
+        while True:
+            item = self._engine.call_sync(next, iterator, end, image=self._image)
+            if item is end:
+                return
+            yield item
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        except Exception:
+            pass
 
 
 class Engine:
@@ -209,6 +215,19 @@ class Engine:
             self._pool, functools.partial(self.call_sync, fn, *args, image=image, **kwargs)
         )
 
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking project code (which calls this engine's ``*_sync`` methods) in the
+        engine's thread pool; its exceptions pass through unchanged."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
+
+    def version_sync(self) -> dict[str, Any]:
+        return self.call_sync(lambda: self.api.version())
+
+    def disk_usage_sync(self) -> dict[str, Any]:
+        """``docker system df`` (slow on big engines: callers cache it)."""
+        return self.call_sync(lambda: self.api.df())
+
     # -- engine -------------------------------------------------------------------------
 
     def info_sync(self) -> dict[str, Any]:
@@ -229,6 +248,32 @@ class Engine:
 
     def inspect_image_sync(self, image: str) -> dict[str, Any]:
         return self.call_sync(lambda: self.api.inspect_image(image), image=image)
+
+    def images_sync(self) -> list[dict[str, Any]]:
+        return self.call_sync(lambda: self.api.images())
+
+    def pull_stream(self, image: str) -> EngineStream:
+        """The engine's progress events of pulling ``image`` (a closable stream; an ``error``
+        key in an event is the pull's failure). Blocking."""
+        repo, tag = split_reference(image)
+        # No ``image=``: a registry's "not found" is the pull's failure, in the engine's words,
+        # not "the image is not present here".
+        stream = self.call_sync(lambda: self.api.pull(repo, tag=tag, stream=True, decode=True))
+        return EngineStream(self, stream)
+
+    def build_stream(
+        self, context: IO[bytes], tag: str, *, build_args: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> EngineStream:
+        """The engine's events of building the tar ``context`` (streamed from the file, never
+        read into memory) as ``tag``. Blocking."""
+        stream = self.call_sync(
+            lambda: self.api.build(
+                fileobj=_LargeReads(context), custom_context=True, tag=tag, rm=True, forcerm=True, decode=True,
+                buildargs=build_args or {}, labels=labels or None,
+            )
+        )
+        return EngineStream(self, stream)
 
     # -- containers ---------------------------------------------------------------------
 
@@ -289,6 +334,88 @@ class Engine:
 
         return self.call_sync(run, image=image)
 
+    def create_and_start_sync(self, spec: ContainerSpec) -> dict[str, Any]:
+        """Create and start the container ``spec`` describes; return its inspect data. A
+        container that fails to start is removed (PortInUse when a wanted host port is taken)."""
+        def create() -> str:
+            host_config = self.api.create_host_config(
+                port_bindings={port: ("127.0.0.1", host) for port, host in spec.ports.items()},
+                mounts=[Mount(target=m.target, source=m.source, type=m.kind, read_only=m.read_only) for m in spec.mounts],
+                device_requests=_device_requests(spec.gpus),
+                mem_limit=spec.memory,
+                nano_cpus=spec.nano_cpus,
+                shm_size=spec.shm_size,
+                security_opt=spec.security_opt,
+                cap_drop=spec.cap_drop,
+                init=spec.init,
+                network_mode=spec.network,
+            )
+            return self.api.create_container(
+                spec.image, name=spec.name, entrypoint=spec.entrypoint, command=spec.command,
+                environment=spec.env, working_dir=spec.working_dir, user=spec.user, labels=spec.labels,
+                ports=list(spec.ports), host_config=host_config,
+            )["Id"]
+
+        container_id = self.call_sync(create, image=spec.image)
+        try:
+            self.call_sync(lambda: self.api.start(container_id))
+            return self.inspect_container_sync(container_id)
+        except BaseException:
+            self.remove_container_sync(container_id)
+            raise
+
+    def inspect_container_sync(self, container_id: str) -> dict[str, Any]:
+        """The container's inspect data; ContainerNotFound when it is gone."""
+        return self.call_sync(lambda: self.api.inspect_container(container_id))
+
+    def container_state_sync(self, container_id: str) -> dict[str, Any] | None:
+        """The container's ``State`` (Running, ExitCode, OOMKilled, Error...), None when gone."""
+        try:
+            return self.inspect_container_sync(container_id).get("State") or {}
+        except NotFound:
+            return None
+
+    def container_logs_sync(self, container_id: str, tail: int | str = "all") -> str:
+        """The container's output (stdout and stderr), its last ``tail`` lines."""
+        data = self.call_sync(lambda: self.api.logs(container_id, tail=tail, stdout=True, stderr=True))
+        return data.decode(errors="replace")
+
+    def signal_container_sync(self, container_id: str, signum: int) -> None:
+        """Send ``signum`` to the container's first process (ContainerNotRunning, ContainerNotFound)."""
+        self.call_sync(lambda: self.api.kill(container_id, signal=int(signum)))
+
+    def exec_sync(self, container_id: str, command: list[str]) -> tuple[int | None, str, str]:
+        """Run ``command`` in the running container as its user: (exit code, stdout, stderr)."""
+        def run() -> tuple[int | None, str, str]:
+            exec_id = self.api.exec_create(container_id, command, stdout=True, stderr=True)["Id"]
+            output = self.api.exec_start(exec_id, demux=True)
+            stdout, stderr = output if isinstance(output, tuple) else (output, b"")
+            code = self.api.exec_inspect(exec_id).get("ExitCode")
+            return code, (stdout or b"").decode(errors="replace"), (stderr or b"").decode(errors="replace")
+
+        return self.call_sync(run)
+
+    def container_diff_sync(self, container_id: str) -> list[dict[str, Any]]:
+        """Files the container added (1), changed (0) or deleted (2): ``docker diff``."""
+        return self.call_sync(lambda: self.api.diff(container_id)) or []
+
+    def containers_sync(self, labels: list[str], *, all: bool = True) -> list[dict[str, Any]]:
+        """Containers carrying every one of ``labels`` (``key`` or ``key=value``)."""
+        return self.call_sync(lambda: self.api.containers(all=all, filters={"label": labels}))
+
+    def stats_stream(self, container_id: str) -> EngineStream:
+        """The container's resource samples, one a second, until it stops. Blocking."""
+        return EngineStream(self, self.call_sync(lambda: self.api.stats(container_id, stream=True, decode=True)))
+
+    def events_stream(self, *, since: float, events: list[str], labels: list[str]) -> EngineStream:
+        """Container events (``die``, ``oom``...) of containers with ``labels``, from ``since``."""
+        return EngineStream(self, self.call_sync(
+            lambda: self.api.events(
+                since=int(since), decode=True,
+                filters={"type": ["container"], "event": events, "label": labels},
+            )
+        ))
+
     def remove_container_sync(self, container_id: str) -> None:
         """Force-remove a container; a container that is already gone is not an error."""
         try:
@@ -302,8 +429,7 @@ class Engine:
 
     def our_containers_sync(self, role: str | None = None) -> list[dict[str, Any]]:
         """Containers (running or not) that jupyter-mlcontainer made, optionally of one role."""
-        label = f"{LABEL_ROLE}={role}" if role else LABEL_ROLE
-        return self.call_sync(lambda: self.api.containers(all=True, filters={"label": [label]}))
+        return self.containers_sync([f"{LABEL_ROLE}={role}" if role else LABEL_ROLE])
 
     # -- the kernels' network ---------------------------------------------------------------
 
@@ -341,12 +467,25 @@ class Engine:
 
     def inspect_volume_sync(self, name: str) -> dict[str, Any] | None:
         try:
-            return self.api.inspect_volume(name)
-        except docker.errors.NotFound:
+            return self.call_sync(lambda: self.api.inspect_volume(name))
+        except NotFound:
             return None
 
     def create_volume_sync(self, name: str, labels: dict[str, str]) -> dict[str, Any]:
-        return self.api.create_volume(name=name, labels=labels)
+        return self.call_sync(lambda: self.api.create_volume(name=name, labels=labels))
+
+
+def split_reference(image: str) -> tuple[str, str | None]:
+    """``repo:tag`` -> (repo, tag); a digest reference keeps its digest as the tag; no tag
+    means ``latest``. A registry port (``host:5000/repo``) is not a tag."""
+    if "@" in image:
+        repo, digest = image.split("@", 1)
+        return repo, digest
+    last = image.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo, tag = image.rsplit(":", 1)
+        return repo, tag
+    return image, "latest"
 
 
 _ENGINES: dict[str | None, Engine] = {}

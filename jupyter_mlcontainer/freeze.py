@@ -130,13 +130,19 @@ _DIFF_NOISE = re.compile(
 class FreezeError(EngineError):
     """Freeze cannot proceed (image without Python, container not running...)."""
 
+    http_status = 400
+
 
 class OutputExists(FreezeError):
     """The Dockerfile or requirements file exists and overwriting was not asked for."""
 
+    http_status = 409
+
 
 class KernelContainerNotFound(FreezeError):
     """No running container for that kernel or container id."""
+
+    http_status = 404
 
 
 class RestoreError(FreezeError):
@@ -144,7 +150,9 @@ class RestoreError(FreezeError):
 
 
 class RestorePlanChanged(RestoreError):
-    """The notebook, its Dockerfile or the images changed after the restore plan was shown (409)."""
+    """The notebook, its Dockerfile or the images changed after the restore plan was shown."""
+
+    http_status = 409
 
 
 @dataclass
@@ -202,12 +210,7 @@ def image_inventory(engine: Engine, image: str) -> dict[str, Any]:
 
 def _exec(engine: Engine, container_id: str, cmd: list[str]) -> tuple[int | None, str, str]:
     """Run ``cmd`` in the running container as its user: (exit code, stdout, stderr). Blocking."""
-    api = engine.api
-    exec_id = engine.call_sync(lambda: api.exec_create(container_id, cmd, stdout=True, stderr=True))
-    output = engine.call_sync(lambda: api.exec_start(exec_id["Id"], demux=True))
-    stdout, stderr = output if isinstance(output, tuple) else (output, b"")
-    code = engine.call_sync(lambda: api.exec_inspect(exec_id["Id"])).get("ExitCode")
-    return code, (stdout or b"").decode(errors="replace"), (stderr or b"").decode(errors="replace")
+    return engine.exec_sync(container_id, cmd)
 
 
 def container_inventory(engine: Engine, container_id: str, python: str) -> dict[str, Any]:
@@ -426,7 +429,7 @@ def changed_files(engine: Engine, container_id: str, mounts: list[str], owned: s
 
     ``owned``: paths a package manager installed; a path is owned with everything under it.
     """
-    changes = engine.call_sync(lambda: engine.api.diff(container_id)) or []
+    changes = engine.container_diff_sync(container_id)
     owned_dirs = _ancestors(owned)  # the folders above an owned file change with it
     parents = _ancestors(c.get("Path", "") for c in changes)
     mount_points = set(mounts) | _ancestors(mounts)  # their parent folders are created for the mount too
@@ -551,7 +554,7 @@ def freeze_container(
     """
     started = time.perf_counter()
     try:
-        attrs = engine.call_sync(lambda: engine.api.inspect_container(container_id))
+        attrs = engine.inspect_container_sync(container_id)
     except EngineError as exc:
         raise KernelContainerNotFound(f"No container {container_id!r}: {exc}") from None
     if not (attrs.get("State") or {}).get("Running"):
@@ -687,7 +690,7 @@ def container_of_kernel(engine: Engine, kernel_id: str, owner: str | None = None
     from .engine import LABEL_KERNEL_ID, LABEL_OWNER
 
     labels = [f"{LABEL_KERNEL_ID}={kernel_id}"] + ([f"{LABEL_OWNER}={owner}"] if owner else [])
-    found = engine.call_sync(lambda: engine.api.containers(filters={"label": labels}))
+    found = engine.containers_sync(labels, all=False)
     if not found:
         raise KernelContainerNotFound(f"No running container kernel with id {kernel_id}")
     return found[0]["Id"]

@@ -277,7 +277,7 @@ def describe_gpus(state: GpuState) -> str:
 
 
 def unsatisfiable_reason(requests: list[Any], state: GpuState) -> str | None:
-    """Why the engine device requests of a ``--gpus`` value (``engine.gpu_device_requests``)
+    """Why the GPU requests of a ``--gpus`` value (``container_spec.gpu_requests``)
     cannot be met on this host.
 
     Called by the provisioner before it asks the engine, so that a request for more GPUs than

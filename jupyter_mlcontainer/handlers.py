@@ -6,7 +6,6 @@ blocking domain calls run in the engine's thread pool, never on the event loop.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from typing import Any, Callable
@@ -19,7 +18,7 @@ from jupyter_server.utils import url_path_join
 from .engine import LABEL_KERNEL_ID, EngineError
 from .freeze import container_of_kernel, freeze_container, kernel_environment
 from .gpu import attribute_processes
-from .http_errors import status_for
+from .errors import status_for
 from .identity import owner_id
 from .jobs import JobNotFound
 from .kernels import container_kernels, kernel_ids_by_container, list_kernel_containers
@@ -47,8 +46,8 @@ class BaseHandler(APIHandler):
         return self.settings["mlcontainer"]
 
     async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.mlcontainer.engine._pool, fn, *args)
+        """Run blocking domain code in the engine's thread pool, off the event loop."""
+        return await self.mlcontainer.engine.run_blocking(fn, *args)
 
     def json_body(self) -> dict[str, Any]:
         try:

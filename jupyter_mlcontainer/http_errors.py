@@ -1,37 +1,16 @@
-"""The one place where domain errors become HTTP statuses.
+"""Domain errors as tornado HTTP errors, for the provisioner.
 
-Used by the REST handlers, and by the provisioner: jupyter_server answers a kernel start that
-raised anything but a ``tornado.web.HTTPError`` with "Unhandled error" and no message, so the
-provisioner re-raises domain errors through :func:`as_http_error`, keeping their class too.
+jupyter_server answers a kernel start that raised anything but a ``tornado.web.HTTPError``
+with "Unhandled error" and no message, so the provisioner re-raises the project's errors
+through :func:`as_http_error`, keeping their class too. Statuses come from the errors
+themselves (errors.py); only this module and the REST handlers know tornado.
 """
 
 from __future__ import annotations
 
 from tornado import web
 
-from .engine import EngineError, EngineUnavailable, GpuRequestUnsatisfiable, GpuRuntimeMissing, ImageNotFound
-from .freeze import FreezeError, KernelContainerNotFound, OutputExists, RestorePlanChanged
-from .images import ImageNotUsable
-from .jobs import JobNotFound
-
-
-def status_for(exc: BaseException) -> int:
-    if isinstance(exc, EngineUnavailable):
-        return 503
-    if isinstance(exc, (ImageNotFound, JobNotFound)):
-        return 404
-    if isinstance(exc, (ImageNotUsable, GpuRuntimeMissing, GpuRequestUnsatisfiable, ValueError)):  # KernelSpecError too
-        return 400
-    if isinstance(exc, (OutputExists, RestorePlanChanged)):
-        return 409
-    if isinstance(exc, KernelContainerNotFound):
-        return 404
-    if isinstance(exc, FreezeError):  # RestoreError too
-        return 400
-    if isinstance(exc, EngineError):
-        return 502
-    return 500
-
+from .errors import status_for
 
 _variants: dict[type, type] = {}
 

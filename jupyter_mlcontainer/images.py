@@ -7,16 +7,15 @@ the answer is cached on disk, so kernel starts and listings never pay for it twi
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
-import tarfile
+import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-from .engine import LABEL_PREFIX, LABEL_ROLE, Engine, EngineError
+from .engine import LABEL_PREFIX, LABEL_ROLE, Engine, EngineError, split_reference
 from .state import state_dir
 
 PROBE_VERSION = 3
@@ -82,6 +81,8 @@ PYTHON_CANDIDATES = ("python3", "python")
 
 class ImageNotUsable(EngineError):
     """The image exists but cannot run a Jupyter kernel (no Python or no ipykernel)."""
+
+    http_status = 400
 
 
 @dataclass
@@ -251,12 +252,7 @@ def display_name(image: str, facts: ImageFacts) -> str:
 
 def default_prepared_tag(image: str) -> str:
     """``repo:tag`` -> ``repo:tag-ipykernel`` (digest references drop the digest)."""
-    ref = image.split("@", 1)[0]
-    last = ref.rsplit("/", 1)[-1]
-    if ":" in last:
-        repo, tag = ref.rsplit(":", 1)
-    else:
-        repo, tag = ref, "latest"
+    repo, tag = split_reference(image.split("@", 1)[0])
     return f"{repo}:{tag}-ipykernel"
 
 
@@ -264,7 +260,7 @@ def _prepare_dockerfile(image: str, facts: ImageFacts, with_wheelhouse: bool, in
     python = facts.python or "python3"
     pip_args = ["--no-cache-dir"]
     if with_wheelhouse:
-        pip_args += ["--no-index", "--find-links", "/tmp/mlcontainer-wheels"]
+        pip_args += ["--no-index", "--find-links", "/tmp/mlcontainer-wheels"]  # COPY'd from ./wheelhouse
     elif index_url:
         pip_args += ["--index-url", index_url]
     lines = [
@@ -272,7 +268,7 @@ def _prepare_dockerfile(image: str, facts: ImageFacts, with_wheelhouse: bool, in
         "USER root",
     ]
     if with_wheelhouse:
-        lines.append("COPY wheels /tmp/mlcontainer-wheels")
+        lines.append("COPY wheelhouse /tmp/mlcontainer-wheels")
     install = json.dumps([python, "-m", "pip", "install", *pip_args, "ipykernel"])
     # PEP 668 images (Debian/Ubuntu 24.04 pythons) refuse pip without this; older pips ignore it.
     lines.append("ENV PIP_BREAK_SYSTEM_PACKAGES=1")
@@ -283,25 +279,6 @@ def _prepare_dockerfile(image: str, facts: ImageFacts, with_wheelhouse: bool, in
     if facts.user and facts.user not in ("root", "0", "0:0"):
         lines.append(f"USER {facts.user}")
     return "\n".join(lines) + "\n"
-
-
-def _build_context(dockerfile: str, wheelhouse: str | None) -> io.BytesIO:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        data = dockerfile.encode()
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-        if wheelhouse:
-            count = 0
-            for name in sorted(os.listdir(wheelhouse)):
-                if name.endswith((".whl", ".tar.gz", ".zip")):
-                    tar.add(os.path.join(wheelhouse, name), arcname=f"wheels/{name}")
-                    count += 1
-            if not count:
-                raise ValueError(f"wheelhouse {wheelhouse!r} holds no .whl / .tar.gz files")
-    buf.seek(0)
-    return buf
 
 
 def prepare_image(
@@ -330,33 +307,19 @@ def prepare_image(
             "ipykernel (e.g. with your distribution's python3-ipykernel package)."
         )
     tag = tag or default_prepared_tag(image)
-    context = _build_context(_prepare_dockerfile(image, facts, bool(wheelhouse), index_url), wheelhouse)
-    for line in _stream_build(engine, context, tag):
-        if on_line:
-            on_line(line)
+    if wheelhouse and not any(n.endswith((".whl", ".tar.gz", ".zip")) for n in os.listdir(wheelhouse)):
+        raise ValueError(f"wheelhouse {wheelhouse!r} holds no .whl / .tar.gz files")
+    from .jobs import JobRegistry, follow  # the one build path (context checks, streaming, log)
+
+    with tempfile.TemporaryDirectory(prefix="mlcontainer-prepare-") as folder:
+        dockerfile = os.path.join(folder, "Dockerfile")
+        with open(dockerfile, "w") as f:
+            f.write(_prepare_dockerfile(image, facts, bool(wheelhouse), index_url))
+        job = JobRegistry(engine).build(dockerfile, tag, wheelhouse=wheelhouse, labels={LABEL_ROLE: "prepared"})
+        follow(job, on_line)
+    if job.state != "done":
+        raise EngineError(f"Building {tag} failed: {job.error}")
     return tag, probe_image_sync(engine, tag)
-
-
-def _stream_build(engine: Engine, context: io.BytesIO, tag: str) -> Iterator[str]:
-    def start():
-        return engine.api.build(
-            fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True,
-            labels={LABEL_ROLE: "prepared"},
-        )
-
-    stream = engine.call_sync(start)
-    error = None
-    for chunk in stream:
-        if "stream" in chunk:
-            text = chunk["stream"].rstrip("\n")
-            if text:
-                yield text
-        elif "error" in chunk:
-            error = chunk.get("error") or str(chunk.get("errorDetail"))
-        elif "status" in chunk:
-            yield chunk["status"]
-    if error:
-        raise EngineError(f"Building {tag} failed: {error.strip()}")
 
 
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
@@ -380,7 +343,7 @@ class ImageInventory:
     def list(self, kernelspecs_by_image: dict[str, list[str]]) -> list[dict[str, Any]]:
         """One ``images`` engine call; facts from the probe cache. Blocking."""
         rows = []
-        for image in self.engine.call_sync(lambda: self.engine.api.images()):
+        for image in self.engine.images_sync():
             tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
             if not tags:
                 continue  # intermediate / dangling layers

@@ -18,14 +18,17 @@ import uuid
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Iterable
 
-from .engine import Engine, EngineError, translate
+from .engine import Engine
+from .errors import EngineError
 from .policy import resolve_under
+from .settings import DEFAULT_CONTEXT_LIMIT_MB
 
 LOG_LINES = 200
-DEFAULT_CONTEXT_LIMIT_MB = 4096
 
 
 class JobNotFound(KeyError):
+    http_status = 404
+
     def __str__(self) -> str:
         return f"No job {self.args[0]!r}"
 
@@ -177,7 +180,7 @@ class JobRegistry:
 
     def build(
         self, dockerfile: str, tag: str, *, wheelhouse: str | None = None, build_args: dict[str, str] | None = None,
-        then: Callable[[Job], None] | None = None,
+        labels: dict[str, str] | None = None, then: Callable[[Job], None] | None = None,
     ) -> Job:
         """Start building ``dockerfile`` as ``tag``; ``then(job)`` runs after a successful build
         (its failure fails the job). Blocking while the context is checked and packed."""
@@ -189,15 +192,14 @@ class JobRegistry:
             if then is not None:
                 then(job)
 
-        self.run(job, lambda: self.build_events(job, context, tag, build_args=build_args), on_done=built)
+        self.run(job, lambda: self.build_events(job, context, tag, build_args=build_args, labels=labels), on_done=built)
         return job
 
     # -- the parts a composite job (restore: pull, else build) is made of ------------------
 
     def pull_events(self, job: Job, image: str) -> Iterable[dict[str, Any]]:
         """The engine's progress events of pulling ``image``; closing the job closes the stream."""
-        repo, tag = _split(image)
-        stream = self.engine.call_sync(lambda: self.engine.api.pull(repo, tag=tag, stream=True, decode=True))
+        stream = self.engine.pull_stream(image)
         job._stream = stream
         return stream
 
@@ -208,14 +210,9 @@ class JobRegistry:
         """The engine's events of building ``context`` as ``tag``; the tar is packed here, in the
         job's thread, and streamed to the engine from its temporary file."""
         packed = context.pack()
-        stream = self.engine.call_sync(
-            lambda: self.engine.api.build(
-                fileobj=packed, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True,
-                buildargs=build_args or {}, labels=labels or None,
-            )
-        )
-        job._stream = stream
         try:
+            stream = self.engine.build_stream(packed, tag, build_args=build_args, labels=labels)
+            job._stream = stream
             yield from stream
         finally:
             packed.close()
@@ -241,7 +238,7 @@ class JobRegistry:
                 if job.state == "cancelled":
                     job.finish("cancelled")
                 else:
-                    job.finish("error", str(translate(exc)))  # the engine's words, e.g. "manifest unknown"
+                    job.finish("error", str(exc))  # typed errors say it in the engine's words
 
         threading.Thread(target=run, name=f"mlcontainer-{job.kind}-{job.id}", daemon=True).start()
         return job
@@ -298,6 +295,7 @@ class BuildContext:
         context = tempfile.TemporaryFile()
         try:
             with tarfile.open(fileobj=context, mode="w") as tar:
+                tar.copybufsize = 1 << 20  # big copies: few GIL hand-offs, the event loop stays quick
                 tar.add(self.dockerfile, arcname="Dockerfile")
                 for name in self.sources:
                     if not (self.wheelhouse and name == "wheelhouse"):
@@ -400,15 +398,3 @@ def _apply(job: Job, event: dict[str, Any]) -> None:
         step = _STEP.match(text)
         if step:  # a build's progress: steps done out of all steps
             job.update_layer("steps", text, int(step.group(1)) - 1, int(step.group(2)))
-
-
-def _split(image: str) -> tuple[str, str | None]:
-    """``repo:tag`` -> (repo, tag); a digest reference keeps its digest as the tag."""
-    if "@" in image:
-        repo, digest = image.split("@", 1)
-        return repo, digest
-    last = image.rsplit("/", 1)[-1]
-    if ":" in last:
-        repo, tag = image.rsplit(":", 1)
-        return repo, tag
-    return image, "latest"

@@ -24,7 +24,7 @@ from .engine import (
     Engine,
 )
 from .identity import owner_id
-from .provisioner import last_death
+from .deaths import last_death
 
 
 class StatsCollector:
@@ -55,7 +55,7 @@ class StatsCollector:
 
     def _run(self, cid: str) -> None:
         try:
-            stream = self.engine.api.stats(cid, stream=True, decode=True)
+            stream = self.engine.stats_stream(cid)
             for sample in stream:
                 if not sample.get("read") or sample.get("read", "").startswith("0001-"):
                     break  # the container stopped
@@ -91,9 +91,7 @@ def list_kernel_containers(engine: Engine, owner: str | None = None, *, user: st
     """This server's kernel containers (one engine call); with ``user``, every kernel container
     that user started, from any server or front end."""
     mine = f"{LABEL_OWNER_USER}={user}" if user else f"{LABEL_OWNER}={owner or owner_id()}"
-    return engine.call_sync(
-        lambda: engine.api.containers(all=True, filters={"label": [f"{LABEL_PREFIX}.role=kernel", mine]})
-    )
+    return engine.containers_sync([f"{LABEL_PREFIX}.role=kernel", mine])
 
 
 def kernel_ids_by_container(containers: list[dict[str, Any]]) -> dict[str, str | None]:

@@ -15,9 +15,11 @@ from typing import Any
 
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
+from .container_spec import parse_size
 from .engine import Engine, gpu_device_requests
 from .images import ImageFacts, ImageNotUsable, display_name, probe_image_sync, slug, unusable_reason
-from .provisioner import CONNECTION_FILE_IN_CONTAINER, PROVISIONER_NAME
+from .container_spec import CONNECTION_FILE_IN_CONTAINER
+from .provisioner import PROVISIONER_NAME
 
 # Options a kernelspec may carry; each is a config trait of DockerKernelProvisioner.
 OPTION_KEYS = ("gpus", "memory", "cpus", "shm_size", "env", "cache_volume", "network", "workspace")
@@ -64,10 +66,8 @@ def _validate_options(options: dict[str, Any]) -> dict[str, Any]:
             except ValueError as exc:
                 raise KernelSpecError(str(exc)) from None
         if key in ("memory", "shm_size") and str(value).lower() != "auto":
-            from docker.utils import parse_bytes
-
             try:
-                parse_bytes(str(value))
+                parse_size(str(value))
             except Exception:
                 raise KernelSpecError(f"--{key.replace('_', '-')} {value!r}: use a size like 512m or 8g") from None
         if key == "cpus":
@@ -131,6 +131,7 @@ def add_kernelspec(
     user: bool = True,
     prefix: str | None = None,
     facts: ImageFacts | None = None,
+    ksm: KernelSpecManager | None = None,
 ) -> ContainerKernelSpec:
     """Write a kernelspec for ``image`` (blocking: probes the image once).
 
@@ -148,7 +149,7 @@ def add_kernelspec(
         raise KernelSpecError(f"Kernel name {name!r}: use letters, digits, '.', '_' and '-'")
     display = display or display_name(image, facts)
     spec = kernelspec_json(image, facts, display, config)
-    ksm = KernelSpecManager()
+    ksm = ksm or KernelSpecManager()
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, "kernel.json"), "w") as f:
             json.dump(spec, f, indent=1)
@@ -173,29 +174,30 @@ def _as_container_spec(name: str, resource_dir: str, spec: dict[str, Any]) -> Co
     )
 
 
-def list_kernelspecs() -> list[ContainerKernelSpec]:
-    """Every installed container kernelspec, sorted by name."""
+def list_kernelspecs(ksm: KernelSpecManager | None = None) -> list[ContainerKernelSpec]:
+    """Every installed container kernelspec, sorted by name (``ksm``: the server's kernelspec
+    manager, so its configuration applies; a default one otherwise). Blocking: reads files."""
     found = []
-    for name, entry in sorted(KernelSpecManager().get_all_specs().items()):
+    for name, entry in sorted((ksm or KernelSpecManager()).get_all_specs().items()):
         spec = _as_container_spec(name, entry["resource_dir"], entry["spec"])
         if spec is not None:
             found.append(spec)
     return found
 
 
-def installed_kernelspecs() -> dict[str, str]:
+def installed_kernelspecs(ksm: KernelSpecManager | None = None) -> dict[str, str]:
     """Every installed kernelspec's name, lowercased (names are case-insensitive on disk), ->
     the image it runs for a container kernelspec, "" for any other kernel."""
     found = {}
-    for name, entry in KernelSpecManager().get_all_specs().items():
+    for name, entry in (ksm or KernelSpecManager()).get_all_specs().items():
         spec = _as_container_spec(name, entry["resource_dir"], entry["spec"])
         found[name.lower()] = spec.image if spec is not None else ""
     return found
 
 
-def remove_kernelspec(name: str) -> str:
+def remove_kernelspec(name: str, ksm: KernelSpecManager | None = None) -> str:
     """Remove container kernelspec ``name``; return the folder removed. Refuses other kernels."""
-    ksm = KernelSpecManager()
+    ksm = ksm or KernelSpecManager()
     try:
         spec = ksm.get_kernel_spec(name)
     except NoSuchKernel:

@@ -25,110 +25,30 @@ import shutil
 import signal
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from typing import Any
 
-from docker.types import Mount
-from docker.utils import parse_bytes
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 import zmq
 from traitlets import Bool, CaselessStrEnum, Dict, Float, Unicode, default
 
 from . import cache
-from .engine import (
-    LABEL_CACHE_VOLUME,
-    LABEL_GPUS,
-    LABEL_IMAGE,
-    LABEL_INJECTED_ENV,
-    LABEL_KERNEL_ID,
-    LABEL_KERNEL_NAME,
-    LABEL_OWNER,
-    LABEL_OWNER_USER,
-    LABEL_ROLE,
-    LABEL_WORKSPACE,
-    NO_NEW_PRIVILEGES,
-    Engine,
-    EngineError,
-    GpuRequestUnsatisfiable,
-    get_engine,
-    gpu_device_requests,
+from .container_spec import (
+    CONNECTION_FILE_IN_CONTAINER, CONTAINER_PORTS, KERNEL_NETWORK, ContainerSpec, GpuRequest, gpu_requests,
+    kernel_container, kernel_environment, shm_size_for,
 )
+from .deaths import DeathRecord, record_death
+from .engine import Engine, get_engine
+from .errors import ContainerNotFound, ContainerNotRunning, EngineError, GpuRequestUnsatisfiable, PortInUse
 from .gpu import get_monitor, unsatisfiable_reason
-from .http_errors import as_http_error
 from .identity import HostUser, current_user, owner_id, passwd_files
-from .images import ImageFacts, ImageNotUsable, probe_image_sync, slug, unusable_reason
+from .images import ImageFacts, ImageNotUsable, probe_image_sync, unusable_reason
 from .readiness import KernelNotReady, wait_for_kernel_ports
 from .watcher import get_watcher
 
 PROVISIONER_NAME = "mlcontainer-docker"
 
-# Ports the kernel binds inside its own network namespace; the host side is chosen by the engine.
-# The network kernel containers join unless configured otherwise (engine.ensure_kernel_network_sync).
-KERNEL_NETWORK = "mlcontainer-kernels"
-CONTAINER_PORTS = {"shell_port": 50001, "iopub_port": 50002, "stdin_port": 50003, "control_port": 50004, "hb_port": 50005}
-CONNECTION_DIR_IN_CONTAINER = "/run/mlcontainer"
-CONNECTION_FILE_IN_CONTAINER = f"{CONNECTION_DIR_IN_CONTAINER}/kernel.json"
-
-# The container's first process: create HOME (inside the cache volume), check that it is this
-# user's own private folder, then exec the kernel. HOME is where a kernel reads code it runs at
-# start (IPython startup files, .pth files in the user site, matplotlib config), and the cache
-# volume's home/ is writable by every user of the engine (sticky, like /tmp): a HOME that
-# someone else created, or that others can write, could hold their code, so the kernel refuses
-# to start and says why. Fixed text, no user input; the kernel argv follows as arguments.
-HOME_REFUSED_EXIT = 78
-BOOTSTRAP = (
-    "import os, stat, sys\n"
-    "home = os.environ.get('HOME')\n"
-    "if home:\n"
-    "    try:\n"
-    "        os.makedirs(home, mode=0o700, exist_ok=True)\n"
-    "    except OSError as exc:\n"
-    "        sys.stderr.write('jupyter-mlcontainer: cannot create HOME %s: %s\\n' % (home, exc))\n"
-    "    else:\n"
-    "        st = os.lstat(home)\n"
-    "        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:\n"
-    "            sys.stderr.write(\n"
-    "                'jupyter-mlcontainer: refusing to start: HOME %s is not your private folder '\n"
-    "                '(owner uid %d, you are uid %d, mode %o). Someone else may have put files there '\n"
-    "                'that a kernel would run at start (IPython startup, .pth). Check its content, '\n"
-    "                'then remove it or make it yours with mode 0700.\\n'\n"
-    "                % (home, st.st_uid, os.getuid(), stat.S_IMODE(st.st_mode)))\n"
-    f"            sys.exit({HOME_REFUSED_EXIT})\n"
-    "os.execvp(sys.argv[1], sys.argv[1:])\n"
-)
-
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class DeathRecord:
-    """Why a kernel container stopped without being asked to."""
-
-    kernel_id: str
-    container_id: str
-    image: str
-    exit_code: int
-    oom_killed: bool
-    memory_limit: str
-    engine_error: str
-    log_tail: str
-    time: float
-
-    def message(self) -> str:
-        if self.oom_killed:
-            limit = f" (memory limit {self.memory_limit})" if self.memory_limit else ""
-            return f"Kernel was killed: out of memory{limit}, exit code {self.exit_code}"
-        if self.engine_error:
-            return f"Kernel container failed: {self.engine_error}"
-        if self.exit_code in (137, -9):
-            return "Kernel was killed (SIGKILL, exit code 137)"
-        return f"Kernel process exited with code {self.exit_code}"
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["message"] = self.message()
-        return data
 
 
 # Containers this process started and has not removed yet, with their connection folders:
@@ -145,15 +65,6 @@ def _remove_live_containers() -> None:
             engine.remove_container_sync(container_id)
         except Exception:
             pass  # the engine is gone: the next server start reaps these as orphans
-
-
-# kernel id -> the last unexpected death (kept for the server's REST API and logs).
-DEATHS: dict[str, DeathRecord] = {}
-
-
-def last_death(kernel_id: str) -> DeathRecord | None:
-    """The last recorded unexpected death of ``kernel_id``'s container, if any."""
-    return DEATHS.get(kernel_id)
 
 
 def _env_default(name: str, fallback: str) -> str:
@@ -308,13 +219,14 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Called by the kernel manager: start the container and return its connection info
         (127.0.0.1 and the host ports the engine published)."""
-        loop = asyncio.get_running_loop()
         self._stopping = False
         self._death_recorded = False
         try:
-            return await loop.run_in_executor(self.engine._pool, lambda: self._launch_sync(cmd, kwargs))
+            return await self.engine.run_blocking(self._launch_sync, cmd, kwargs)
         except EngineError as exc:
             self.log.error("Kernel %s could not start: %s", self.kernel_id, exc)
+            from .http_errors import as_http_error  # tornado only where a server is the caller
+
             raise as_http_error(exc) from exc
 
     def _launch_sync(self, cmd: list[str], kwargs: dict[str, Any]) -> KernelConnectionInfo:
@@ -368,57 +280,35 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         )
 
         home = cache.home_in_cache(self.cache_mount_path, user.name)
-        env, injected = self._container_env(kwargs.get("env") or {}, user, home)
-        mounts = [
-            Mount(target=workspace, source=workspace, type="bind", read_only=False),
-            Mount(target=self.cache_mount_path, source=self.cache_volume, type="volume"),
-            Mount(target=CONNECTION_DIR_IN_CONTAINER, source=conn_dir, type="bind", read_only=False),
-        ]
-        if user.uid != 0:
-            passwd, group = passwd_files(conn_dir, user, home, facts.passwd, facts.group)
-            mounts += [
-                Mount(target="/etc/passwd", source=passwd, type="bind", read_only=True),
-                Mount(target="/etc/group", source=group, type="bind", read_only=True),
-            ]
         gpus = self._resolve_gpus()
-        device_requests = gpu_device_requests(gpus)
-        if device_requests:
-            self._check_gpus_exist(device_requests)
-            if "NVIDIA_DRIVER_CAPABILITIES" not in facts.env:
-                env["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
-                injected.append("NVIDIA_DRIVER_CAPABILITIES")
-        else:
-            self._no_gpu_env(env, injected)
+        requests = gpu_requests(gpus)
+        if requests:
+            self._check_gpus_exist(requests)
+        environment = kernel_environment(
+            image=self.image, kernel_id=self.kernel_id, user=user, home=home, cache_mount_path=self.cache_mount_path,
+            launch_env=kwargs.get("env") or {}, kernelspec_env=dict(self.kernel_spec.env or {}),
+            configured_env=dict(self.env), gpus=requests, image_env=facts.env,
+        )
+        if environment.overridden_gpu_env:
+            self.log.warning(
+                "Kernel %s: NVIDIA_VISIBLE_DEVICES=%s from the kernelspec is overridden with 'void' "
+                "because the kernel has no GPUs (--gpus none); use --gpus to give it GPUs",
+                self.kernel_id, environment.overridden_gpu_env,
+            )
         memory = self.memory.strip() or None
         self._memory_limit_text = memory or ""
-        labels = {
-            LABEL_ROLE: "kernel",
-            LABEL_KERNEL_ID: self.kernel_id,
-            LABEL_KERNEL_NAME: getattr(km, "kernel_name", "") or "",
-            LABEL_OWNER: owner_id(),
-            LABEL_OWNER_USER: user.name,
-            LABEL_WORKSPACE: workspace,
-            LABEL_CACHE_VOLUME: self.cache_volume,
-            LABEL_IMAGE: self.image,
-            LABEL_INJECTED_ENV: ",".join(sorted(injected)),
-            LABEL_GPUS: gpus,
-        }
-        host_config_args = dict(
-            mounts=mounts,
-            device_requests=device_requests or None,
-            mem_limit=memory,
-            nano_cpus=int(float(self.cpus) * 1e9) if self.cpus.strip() else None,
-            shm_size=self._shm_size(memory, engine),
-            security_opt=[NO_NEW_PRIVILEGES],
-            # A non-root kernel needs no capability; root keeps the engine's reduced default set.
-            cap_drop=["ALL"] if user.uid != 0 else None,
-            init=self.use_init,
-            network_mode=self.network or engine.ensure_kernel_network_sync(KERNEL_NETWORK),
+        spec = kernel_container(
+            image=self.image, python=facts.python or "python3", kernel_id=self.kernel_id,
+            kernel_name=getattr(km, "kernel_name", "") or "", restarts=self.restarts, owner=owner_id(), command=cmd,
+            environment=environment, user=user, cwd=cwd, workspace=workspace, cache_volume=self.cache_volume,
+            cache_mount_path=self.cache_mount_path, connection_dir=conn_dir,
+            passwd_group=passwd_files(conn_dir, user, home, facts.passwd, facts.group) if user.uid != 0 else None,
+            gpus_setting=gpus, gpus=requests, memory=memory, cpus=self.cpus,
+            shm_size=shm_size_for(self.shm_size, memory, int(engine.info_sync().get("MemTotal") or 0)),
+            use_init=self.use_init, network=self.network or engine.ensure_kernel_network_sync(KERNEL_NETWORK),
+            host_ports=self.host_ports,
         )
-        name = f"mlc-{slug(self.image)[:40]}-{self.kernel_id[:8]}-{self.restarts}"
-        container_id, host_ports = self._create_and_start(
-            name, cmd, env, cwd, user.docker_user, labels, host_config_args, self.host_ports, facts
-        )
+        container_id, host_ports = self._create_and_start(spec)
         self.container_id = container_id
         _LIVE[container_id] = (engine, conn_dir)
         self.host_ports = host_ports
@@ -440,70 +330,41 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         )
         return self.connection_info
 
-    def _create_and_start(
-        self,
-        name: str,
-        cmd: list[str],
-        env: dict[str, str],
-        cwd: str,
-        docker_user: str,
-        labels: dict[str, str],
-        host_config_args: dict[str, Any],
-        wanted_ports: dict[str, int] | None,
-        facts: ImageFacts,
-    ) -> tuple[str, dict[str, int]]:
-        """Create and start the container; return (id, host ports). Removes it on failure."""
-        api = self.engine.api
+    def _create_and_start(self, spec: ContainerSpec) -> tuple[str, dict[str, int]]:
+        """Start the container; return (id, host ports). A restart asks for the previous host
+        ports, which the engine releases a moment after the old container goes: retried for a
+        few seconds, then new ports (clients must reconnect). A container that exits at once
+        (e.g. its HOME was refused) fails the start with its own output."""
         deadline = time.monotonic() + 5
         while True:
-            bindings = {
-                port: ("127.0.0.1", (wanted_ports or {}).get(field) or None)
-                for field, port in CONTAINER_PORTS.items()
-            }
-            host_config = api.create_host_config(port_bindings=bindings, **host_config_args)
-            container = self.engine.call_sync(
-                lambda: api.create_container(
-                    self.image,
-                    name=name,
-                    entrypoint=[facts.python or "python3", "-c", BOOTSTRAP],
-                    command=cmd,
-                    environment=env,
-                    working_dir=cwd,
-                    user=docker_user,
-                    labels=labels,
-                    ports=list(CONTAINER_PORTS.values()),
-                    host_config=host_config,
-                ),
-                image=self.image,
-            )
-            cid = container["Id"]
             try:
-                self.engine.call_sync(lambda: api.start(cid))
-                attrs = self.engine.call_sync(lambda: api.inspect_container(cid))
-                state = attrs.get("State") or {}
-                if not state.get("Running"):  # gone already (e.g. its HOME was refused): say why
-                    tail = self._log_tail(cid)
-                    raise EngineError(
-                        f"The kernel in {self.image} exited during start-up (exit code {state.get('ExitCode', '?')})"
-                        + (f":\n{tail.strip()}" if tail.strip() else "")
-                    )
-                return cid, _host_ports(attrs)
-            except Exception as exc:
-                self.engine.remove_container_sync(cid)
-                text = str(exc)
-                port_busy = "port is already allocated" in text or "address already in use" in text
-                if wanted_ports and port_busy:
-                    # The previous container's ports are released asynchronously after a restart.
-                    if time.monotonic() < deadline:
-                        time.sleep(0.1)
-                        continue
-                    self.log.warning(
-                        "Kernel %s: its previous host ports are taken; restarting on new ports "
-                        "(connected clients must reconnect)", self.kernel_id,
-                    )
-                    wanted_ports = None
+                attrs = self.engine.create_and_start_sync(spec)
+                break
+            except PortInUse:
+                if not any(spec.ports.values()):
+                    raise
+                if time.monotonic() < deadline:
+                    time.sleep(0.1)
                     continue
-                raise
+                self.log.warning(
+                    "Kernel %s: its previous host ports are taken; restarting on new ports "
+                    "(connected clients must reconnect)", self.kernel_id,
+                )
+                spec.ports = dict.fromkeys(spec.ports)
+        cid = attrs["Id"]
+        state = attrs.get("State") or {}
+        if not state.get("Running"):
+            tail = self._log_tail(cid)
+            self.engine.remove_container_sync(cid)
+            raise EngineError(
+                f"The kernel in {self.image} exited during start-up (exit code {state.get('ExitCode', '?')})"
+                + (f":\n{tail.strip()}" if tail.strip() else "")
+            )
+        try:
+            return cid, _host_ports(attrs)
+        except EngineError:
+            self.engine.remove_container_sync(cid)
+            raise
 
     def _curve_keys(self, facts: ImageFacts) -> dict[str, str]:
         """The CurveZMQ keypair for this kernel's connection file and connection info, or {}
@@ -574,15 +435,15 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
 
     def _running(self, container_id: str) -> bool:
         try:
-            state = self.engine.api.inspect_container(container_id).get("State") or {}
-        except Exception:
+            state = self.engine.container_state_sync(container_id) or {}
+        except EngineError:
             return False
         return bool(state.get("Running"))
 
     def _log_tail(self, container_id: str, lines: int = 20) -> str:
         try:
-            return self.engine.api.logs(container_id, tail=lines, stdout=True, stderr=True).decode(errors="replace")
-        except Exception:
+            return self.engine.container_logs_sync(container_id, tail=lines)
+        except EngineError:
             return ""
 
     def _workspace(self, cwd: str) -> str:
@@ -601,82 +462,20 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             )
         return workspace
 
-    def _container_env(
-        self, launch_env: dict[str, str], user: HostUser, home: str
-    ) -> tuple[dict[str, str], list[str]]:
-        """The container's environment and the names we injected (not the user's own).
-
-        The host's environment is not copied into the container: only the kernelspec's env,
-        the configured env and Jupyter's JPY_* variables (session name) go in.
-        """
-        env: dict[str, str] = {}
-        injected: list[str] = []
-        for key, value in launch_env.items():
-            if key.startswith("JPY_") and key != "JPY_PARENT_PID":
-                env[key] = value
-                injected.append(key)
-        ours = dict(cache.cache_env(self.cache_mount_path))
-        ours.update(
-            HOME=home,
-            USER=user.name,
-            LOGNAME=user.name,
-            PYTHONUSERBASE=f"{home}/.local/mlcontainer/{slug(self.image)}",
-            JUPYTER_MLCONTAINER_IMAGE=self.image,
-            JUPYTER_MLCONTAINER_KERNEL_ID=self.kernel_id,
-        )
-        env.update(ours)
-        injected += list(ours)
-        # The user's variables win over ours.
-        for key in (self.kernel_spec.env or {}):
-            if key in launch_env:
-                env[key] = launch_env[key]
-        env.update({str(k): str(v) for k, v in self.env.items()})
-        injected = [name for name in injected if name not in (self.kernel_spec.env or {}) and name not in self.env]
-        return env, injected
-
     def _resolve_gpus(self) -> str:
         value = (self.gpus or "auto").strip()
         if value.lower() != "auto":
-            gpu_device_requests(value)  # validate early, with a clear message
+            gpu_requests(value)  # validate early, with a clear message
             return value
         if self.engine.has_nvidia_runtime_sync() and get_monitor().gpu_count() > 0:
             return "all"
         return "none"
 
-    def _check_gpus_exist(self, device_requests: list[Any]) -> None:
+    def _check_gpus_exist(self, device_requests: list[GpuRequest]) -> None:
         """Refuse a request for GPUs this host does not have, naming the ones it has."""
         reason = unsatisfiable_reason(device_requests, get_monitor().snapshot(with_processes=True))
         if reason:
             raise GpuRequestUnsatisfiable(f"{reason} Change --gpus of kernelspec {self.kernel_spec.display_name!r}.")
-
-    def _no_gpu_env(self, env: dict[str, str], injected: list[str]) -> None:
-        """No GPU means none, whatever the image's ENV says and whatever the host's default
-        runtime is: images like nvidia/cuda and pytorch/pytorch set NVIDIA_VISIBLE_DEVICES=all,
-        which NVIDIA's runtime honours for every container when it is the default runtime.
-        ``void`` is the toolkit's documented "no GPU" (no device nodes, no driver libraries)."""
-        asked = env.get("NVIDIA_VISIBLE_DEVICES")
-        if asked not in (None, "void", "none"):
-            self.log.warning(
-                "Kernel %s: NVIDIA_VISIBLE_DEVICES=%s from the kernelspec is overridden with 'void' "
-                "because the kernel has no GPUs (--gpus none); use --gpus to give it GPUs",
-                self.kernel_id, asked,
-            )
-        env["NVIDIA_VISIBLE_DEVICES"] = "void"
-        if "NVIDIA_VISIBLE_DEVICES" not in injected:
-            injected.append("NVIDIA_VISIBLE_DEVICES")
-
-    def _shm_size(self, memory: str | None, engine: Engine) -> str | None:
-        value = (self.shm_size or "").strip().lower()
-        if value and value != "auto":
-            parse_bytes(value)  # raises a DockerException with the bad value
-            return value
-        if memory:
-            total = parse_bytes(memory)
-        else:
-            total = int(engine.info_sync().get("MemTotal") or 0)
-        if total <= 0:
-            return "1g"
-        return str(max(64 * 1024 * 1024, total // 2))
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -706,13 +505,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         return code
 
     async def _inspect_state(self, cid: str) -> dict[str, Any] | None:
-        try:
-            attrs = await self.engine.call(lambda: self.engine.api.inspect_container(cid))
-        except EngineError as exc:
-            if "No such container" in str(exc) or type(exc).__name__ == "ContainerNotFound":
-                return None
-            raise
-        return attrs.get("State") or {}
+        return await self.engine.run_blocking(self.engine.container_state_sync, cid)
 
     async def _record_death(self, cid: str, code: int) -> None:
         state: dict[str, Any] = {}
@@ -732,7 +525,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             log_tail=tail[-4000:],
             time=time.time(),
         )
-        DEATHS[self.kernel_id] = record
+        record_death(record)
         self.log.warning(
             "Kernel %s (container %s, image %s) died: %s%s",
             self.kernel_id, cid[:12], self.image, record.message(),
@@ -761,12 +554,9 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         if cid is None:
             return
         try:
-            await self.engine.call(lambda: self.engine.api.kill(cid, signal=int(signum)))
-        except EngineError as exc:
-            text = str(exc)
-            if "is not running" in text or "No such container" in text or "ContainerNotFound" in type(exc).__name__:
-                return
-            raise
+            await self.engine.run_blocking(self.engine.signal_container_sync, cid, signum)
+        except (ContainerNotRunning, ContainerNotFound):
+            return  # it has stopped: nothing to signal
 
     async def kill(self, restart: bool = False) -> None:
         """Called by the kernel manager when a kernel does not stop by itself."""
@@ -851,4 +641,4 @@ def _new_connection_dir(kernel_id: str) -> str:
     return tempfile.mkdtemp(prefix=f"mlcontainer-{kernel_id[:8]}-", dir=runtime)
 
 
-__all__ = ["DockerKernelProvisioner", "DeathRecord", "last_death", "PROVISIONER_NAME"]
+__all__ = ["DockerKernelProvisioner", "PROVISIONER_NAME"]

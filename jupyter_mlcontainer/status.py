@@ -17,7 +17,7 @@ def machine_status(engine: Engine, monitor: GpuMonitor, cache_volume: str = DEFA
     result: dict[str, Any] = {"engine": {"reachable": False}, "cache_volume": {"name": cache_volume}}
     try:
         info = engine.info_sync()
-        version = engine.call_sync(lambda: engine.api.version())
+        version = engine.version_sync()
         result["engine"] = {
             "reachable": True,
             "version": version.get("Version"),

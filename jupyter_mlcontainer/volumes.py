@@ -27,7 +27,7 @@ class VolumeSizes:
 
     def _refresh(self) -> None:
         try:
-            report = self.engine.api.df()
+            report = self.engine.disk_usage_sync()
             self._sizes = {
                 v["Name"]: (v.get("UsageData") or {}).get("Size", -1)
                 for v in report.get("Volumes") or []

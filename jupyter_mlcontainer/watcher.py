@@ -77,16 +77,8 @@ class ContainerWatcher:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                stream = self.engine.call_sync(
-                    lambda: self.engine.api.events(
-                        since=int(self._since),
-                        decode=True,
-                        filters={
-                            "type": ["container"],
-                            "event": ["die", "oom"],
-                            "label": [f"{LABEL_ROLE}=kernel"],
-                        },
-                    )
+                stream = self.engine.events_stream(
+                    since=self._since, events=["die", "oom"], labels=[f"{LABEL_ROLE}=kernel"]
                 )
                 self._stream = stream
                 self._healthy.set()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_mlcontainer.engine import gpu_device_requests
+from jupyter_mlcontainer.container_spec import GpuRequest
+from jupyter_mlcontainer.container_spec import gpu_requests as gpu_device_requests
 from jupyter_mlcontainer.gpu import GpuMonitor, container_id_of_pid
 from jupyter_mlcontainer.testing.fake_nvml import FakeNVML
 
@@ -65,14 +66,10 @@ def test_init_once_and_shutdown():
 
 def test_gpus_grammar():
     assert gpu_device_requests("none") == [] and gpu_device_requests("0") == []
-    (all_gpus,) = gpu_device_requests("all")
-    assert all_gpus["Count"] == -1 and all_gpus["Capabilities"] == [["gpu"]]
-    (two,) = gpu_device_requests("2")
-    assert two["Count"] == 2 and not two.get("DeviceIDs")
-    (ids,) = gpu_device_requests("0,1")
-    assert ids["DeviceIDs"] == ["0", "1"] and not ids.get("Count")
-    (uuid,) = gpu_device_requests("device=GPU-abc")
-    assert uuid["DeviceIDs"] == ["GPU-abc"]
+    assert gpu_device_requests("all") == [GpuRequest(count=-1)]
+    assert gpu_device_requests("2") == [GpuRequest(count=2)]
+    assert gpu_device_requests("0,1") == [GpuRequest(device_ids=("0", "1"))]
+    assert gpu_device_requests("device=GPU-abc") == [GpuRequest(device_ids=("GPU-abc",))]
     for bad in ("lots", "auto", "device="):
         with pytest.raises(ValueError):
             gpu_device_requests(bad)

@@ -1,0 +1,280 @@
+"""What a kernel container is, as plain data: built here, started by an engine.
+
+:func:`kernel_container` turns a kernel start (image, command, user, folders, options) into a
+:class:`ContainerSpec`: environment, mounts, user, limits, GPUs, labels, published ports,
+network, entrypoint. It is pure (no engine, no files), so it is unit-tested without Docker,
+and any engine behind :class:`~jupyter_mlcontainer.engine.Engine` (the local engine today; a
+cluster or a pool of pre-started containers later) receives the same description.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .identity import HostUser
+
+LABEL_PREFIX = "org.jupyter.mlcontainer"
+LABEL_ROLE = f"{LABEL_PREFIX}.role"  # "kernel" | "probe" | "init" | "kernel-network"
+LABEL_KERNEL_ID = f"{LABEL_PREFIX}.kernel-id"
+LABEL_KERNEL_NAME = f"{LABEL_PREFIX}.kernel-name"
+LABEL_OWNER = f"{LABEL_PREFIX}.owner"  # the owning process's lease id (identity.owner_id)
+LABEL_OWNER_USER = f"{LABEL_PREFIX}.owner-user"
+LABEL_WORKSPACE = f"{LABEL_PREFIX}.workspace"
+LABEL_CACHE_VOLUME = f"{LABEL_PREFIX}.cache-volume"
+LABEL_VOLUME_CACHE = f"{LABEL_PREFIX}.cache"  # on the cache volume itself
+LABEL_IMAGE = f"{LABEL_PREFIX}.image"  # the image reference the kernelspec names
+LABEL_INJECTED_ENV = f"{LABEL_PREFIX}.injected-env"  # names of variables we set (not the user's)
+LABEL_GPUS = f"{LABEL_PREFIX}.gpus"
+
+# "=" and not ":": dockerd logs a deprecation warning for the ':' form at every container start.
+NO_NEW_PRIVILEGES = "no-new-privileges=true"
+
+# Ports the kernel binds inside its own network namespace; the host side is chosen by the engine.
+CONTAINER_PORTS = {"shell_port": 50001, "iopub_port": 50002, "stdin_port": 50003, "control_port": 50004, "hb_port": 50005}
+CONNECTION_DIR_IN_CONTAINER = "/run/mlcontainer"
+CONNECTION_FILE_IN_CONTAINER = f"{CONNECTION_DIR_IN_CONTAINER}/kernel.json"
+# The network kernel containers join unless configured otherwise (engine.ensure_kernel_network_sync).
+KERNEL_NETWORK = "mlcontainer-kernels"
+
+# The container's first process: create HOME (inside the cache volume), check that it is this
+# user's own private folder, then exec the kernel. HOME is where a kernel reads code it runs at
+# start (IPython startup files, .pth files in the user site, matplotlib config), and the cache
+# volume's home/ is writable by every user of the engine (sticky, like /tmp): a HOME that
+# someone else created, or that others can write, could hold their code, so the kernel refuses
+# to start and says why. Fixed text, no user input; the kernel argv follows as arguments.
+HOME_REFUSED_EXIT = 78
+BOOTSTRAP = (
+    "import os, stat, sys\n"
+    "home = os.environ.get('HOME')\n"
+    "if home:\n"
+    "    try:\n"
+    "        os.makedirs(home, mode=0o700, exist_ok=True)\n"
+    "    except OSError as exc:\n"
+    "        sys.stderr.write('jupyter-mlcontainer: cannot create HOME %s: %s\\n' % (home, exc))\n"
+    "    else:\n"
+    "        st = os.lstat(home)\n"
+    "        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:\n"
+    "            sys.stderr.write(\n"
+    "                'jupyter-mlcontainer: refusing to start: HOME %s is not your private folder '\n"
+    "                '(owner uid %d, you are uid %d, mode %o). Someone else may have put files there '\n"
+    "                'that a kernel would run at start (IPython startup, .pth). Check its content, '\n"
+    "                'then remove it or make it yours with mode 0700.\\n'\n"
+    "                % (home, st.st_uid, os.getuid(), stat.S_IMODE(st.st_mode)))\n"
+    f"            sys.exit({HOME_REFUSED_EXIT})\n"
+    "os.execvp(sys.argv[1], sys.argv[1:])\n"
+)
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    target: str
+    source: str
+    kind: str = "bind"  # "bind" | "volume"
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class GpuRequest:
+    """GPUs asked of the engine: ``count`` of them (-1: all), or the listed ``device_ids``."""
+
+    count: int | None = None
+    device_ids: tuple[str, ...] = ()
+
+
+@dataclass
+class ContainerSpec:
+    """Everything an engine needs to create and start one container."""
+
+    image: str
+    command: list[str]
+    name: str | None = None
+    entrypoint: list[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    working_dir: str | None = None
+    user: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    # container port -> wanted host port on 127.0.0.1 (None: the engine picks one)
+    ports: dict[int, int | None] = field(default_factory=dict)
+    mounts: list[MountSpec] = field(default_factory=list)
+    gpus: list[GpuRequest] = field(default_factory=list)
+    memory: str | None = None
+    nano_cpus: int | None = None
+    shm_size: str | None = None
+    cap_drop: list[str] | None = None
+    init: bool = False
+    network: str | None = None
+    security_opt: list[str] = field(default_factory=lambda: [NO_NEW_PRIVILEGES])
+
+
+def gpu_requests(spec: str) -> list[GpuRequest]:
+    """Map a ``--gpus`` value to GPU requests.
+
+    ``all`` -> every GPU; ``none``/``0``/empty -> no GPU; ``N`` -> N GPUs; ``ID,ID`` or
+    ``device=ID,ID`` -> those device indices or UUIDs. ``auto`` must be resolved by the
+    caller before (it depends on the engine and NVML).
+    """
+    value = (spec or "").strip().lower()
+    if value.startswith("device="):
+        ids = tuple(part.strip() for part in spec.strip()[len("device="):].split(",") if part.strip())
+        if not ids:
+            raise ValueError(f"--gpus {spec!r}: no device listed after 'device='")
+        return [GpuRequest(device_ids=ids)]
+    if value in ("", "none", "0"):
+        return []
+    if value == "all":
+        return [GpuRequest(count=-1)]
+    if value == "auto":
+        raise ValueError("'auto' must be resolved before asking the engine for GPUs")
+    if value.isdigit():
+        return [GpuRequest(count=int(value))]
+    ids = tuple(part.strip() for part in spec.split(",") if part.strip())
+    if ids and all(part.isdigit() or part.upper().startswith(("GPU-", "MIG-")) for part in ids):
+        return [GpuRequest(device_ids=ids)]
+    raise ValueError(
+        f"--gpus {spec!r} is not understood: use all, none, a count (2), or device indices / "
+        "UUIDs separated by commas (0,1 or GPU-xxxx)"
+    )
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)b?\s*$", re.I)
+
+
+def parse_size(value: str) -> int:
+    """``512m``, ``8g``, ``1.5g``, ``1048576`` -> bytes (Docker's units: powers of 1024)."""
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a size: use a number with k, m, g or t (512m, 8g)")
+    number, unit = match.groups()
+    return int(float(number) * 1024 ** "bkmgt".index((unit or "b").lower()))
+
+
+def shm_size_for(setting: str, memory: str | None, engine_memory: int) -> str | None:
+    """``/dev/shm`` for a kernel: the setting, or for ``auto``/empty half of the memory limit
+    (half of the engine's memory without one), at least 64 MB: what --ipc=host would give,
+    without sharing IPC. Docker's 64 MB default makes DataLoader workers die with 'Bus error'."""
+    value = (setting or "").strip().lower()
+    if value and value != "auto":
+        parse_size(value)
+        return value
+    total = parse_size(memory) if memory else engine_memory
+    if total <= 0:
+        return "1g"
+    return str(max(64 * 1024 * 1024, total // 2))
+
+
+@dataclass
+class KernelEnvironment:
+    """The kernel's environment, and which names we injected (freeze leaves those out)."""
+
+    env: dict[str, str]
+    injected: list[str]
+    overridden_gpu_env: str | None = None  # the kernelspec's NVIDIA_VISIBLE_DEVICES we replaced
+
+
+def kernel_environment(
+    *, image: str, kernel_id: str, user: HostUser, home: str, cache_mount_path: str, launch_env: dict[str, str],
+    kernelspec_env: dict[str, str], configured_env: dict[str, str], gpus: list[GpuRequest], image_env: dict[str, str],
+) -> KernelEnvironment:
+    """The container's environment. The host's environment is not copied in: only the
+    kernelspec's env (which ``launch_env`` carries), the configured env, Jupyter's JPY_*
+    variables, and ours (cache locations, HOME, USER, GPU visibility)."""
+    from .cache import cache_env
+    from .images import slug
+
+    env: dict[str, str] = {}
+    injected: list[str] = []
+    for key, value in launch_env.items():
+        if key.startswith("JPY_") and key != "JPY_PARENT_PID":
+            env[key] = value
+            injected.append(key)
+    ours = dict(cache_env(cache_mount_path))
+    ours.update(
+        HOME=home,
+        USER=user.name,
+        LOGNAME=user.name,
+        PYTHONUSERBASE=f"{home}/.local/mlcontainer/{slug(image)}",
+        JUPYTER_MLCONTAINER_IMAGE=image,
+        JUPYTER_MLCONTAINER_KERNEL_ID=kernel_id,
+    )
+    env.update(ours)
+    injected += list(ours)
+    for key in kernelspec_env:  # the user's variables win over ours
+        if key in launch_env:
+            env[key] = launch_env[key]
+    env.update({str(k): str(v) for k, v in configured_env.items()})
+    injected = [name for name in injected if name not in kernelspec_env and name not in configured_env]
+    overridden = None
+    if gpus:
+        if "NVIDIA_DRIVER_CAPABILITIES" not in image_env:
+            env["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
+            injected.append("NVIDIA_DRIVER_CAPABILITIES")
+    else:
+        # No GPU means none, whatever the image's ENV says and whatever the host's default
+        # runtime is: nvidia/cuda and pytorch/pytorch set NVIDIA_VISIBLE_DEVICES=all, which the
+        # NVIDIA runtime honours for every container when it is the default runtime. ``void`` is
+        # the toolkit's documented "no GPU" (no device nodes, no driver libraries).
+        asked = env.get("NVIDIA_VISIBLE_DEVICES")
+        if asked not in (None, "void", "none"):
+            overridden = asked
+        env["NVIDIA_VISIBLE_DEVICES"] = "void"
+        if "NVIDIA_VISIBLE_DEVICES" not in injected:
+            injected.append("NVIDIA_VISIBLE_DEVICES")
+    return KernelEnvironment(env, injected, overridden)
+
+
+def kernel_container(
+    *, image: str, python: str, kernel_id: str, kernel_name: str, restarts: int, owner: str, command: list[str],
+    environment: KernelEnvironment, user: HostUser, cwd: str, workspace: str, cache_volume: str,
+    cache_mount_path: str, connection_dir: str, passwd_group: tuple[str, str] | None, gpus_setting: str,
+    gpus: list[GpuRequest], memory: str | None, cpus: str, shm_size: str | None, use_init: bool, network: str,
+    host_ports: dict[str, int] | None = None,
+) -> ContainerSpec:
+    """The container of one kernel launch: the workspace at its own path, the cache volume,
+    the private connection folder, passwd/group entries for a non-root user, limits, GPUs,
+    the labels every other part of the project reads, and the five kernel ports published on
+    127.0.0.1 (``host_ports``: the previous launch's, so clients reconnect after a restart)."""
+    from .images import slug
+
+    mounts = [
+        MountSpec(target=workspace, source=workspace),
+        MountSpec(target=cache_mount_path, source=cache_volume, kind="volume"),
+        MountSpec(target=CONNECTION_DIR_IN_CONTAINER, source=connection_dir),
+    ]
+    if passwd_group is not None:
+        mounts += [
+            MountSpec(target="/etc/passwd", source=passwd_group[0], read_only=True),
+            MountSpec(target="/etc/group", source=passwd_group[1], read_only=True),
+        ]
+    labels = {
+        LABEL_ROLE: "kernel",
+        LABEL_KERNEL_ID: kernel_id,
+        LABEL_KERNEL_NAME: kernel_name,
+        LABEL_OWNER: owner,
+        LABEL_OWNER_USER: user.name,
+        LABEL_WORKSPACE: workspace,
+        LABEL_CACHE_VOLUME: cache_volume,
+        LABEL_IMAGE: image,
+        LABEL_INJECTED_ENV: ",".join(sorted(environment.injected)),
+        LABEL_GPUS: gpus_setting,
+    }
+    return ContainerSpec(
+        image=image,
+        name=f"mlc-{slug(image)[:40]}-{kernel_id[:8]}-{restarts}",
+        entrypoint=[python, "-c", BOOTSTRAP],
+        command=list(command),
+        env=environment.env,
+        working_dir=cwd,
+        user=user.docker_user,
+        labels=labels,
+        ports={port: (host_ports or {}).get(name) for name, port in CONTAINER_PORTS.items()},
+        mounts=mounts,
+        gpus=gpus,
+        memory=memory,
+        nano_cpus=int(float(cpus) * 1e9) if cpus.strip() else None,
+        shm_size=shm_size,
+        # A non-root kernel needs no capability; root keeps the engine's reduced default set.
+        cap_drop=["ALL"] if user.uid != 0 else None,
+        init=use_init,
+        network=network,
+    )

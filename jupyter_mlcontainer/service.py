@@ -1,0 +1,162 @@
+"""One service layer for every front door: the REST handlers (the panel), the CLI and the
+ipywidgets dashboard call these methods, so an operation exists once and behaves the same
+wherever it is started.
+
+Every method is blocking: the REST handlers run them in the engine's thread pool, the CLI and
+the widgets call them directly. Methods take plain values and return plain data or the
+domain's objects (jobs, freeze results, restore plans); errors are the typed errors of
+:mod:`.errors` and the domain modules, which each front door reports in its own way.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .engine import Engine, get_engine
+from .errors import EngineError
+from .freeze import FreezeResult, container_of_kernel, freeze_container
+from .gpu import GpuMonitor, attribute_processes, get_monitor
+from .identity import owner_id
+from .images import ImageInventory
+from .jobs import Job, JobRegistry
+from .kernels import StatsCollector, container_kernels, kernel_ids_by_container, list_kernel_containers
+from .kernelspecs import ContainerKernelSpec, add_kernelspec, list_kernelspecs, remove_kernelspec
+from .orphans import Orphan, find_orphans, reap_orphans
+from .restore import RestorePlan, plan_restore, restore, start_restore
+from .settings import MLContainer
+from .sharing import environment_record, frozen_names, record_in_notebook
+from .status import machine_status
+from .volumes import VolumeSizes, volume_report
+
+
+class MLContainerService:
+    """The operations of jupyter-mlcontainer on one engine and one cache volume, both from
+    ``settings`` (``c.MLContainer``): the server, its kernels and the CLI share them."""
+
+    def __init__(self, settings: MLContainer | None = None, kernel_spec_manager: Any = None) -> None:
+        self.settings = settings or MLContainer()
+        self.engine: Engine = get_engine(self.settings.docker_host or None)
+        self.kernel_spec_manager = kernel_spec_manager  # the server's, when there is one
+        self.jobs = JobRegistry(self.engine, context_limit_mb=self.settings.build_context_limit_mb)
+        self.stats = StatsCollector(self.engine)
+        self.inventory = ImageInventory(self.engine)
+        self.volume_sizes = VolumeSizes(self.engine)
+
+    @property
+    def cache_volume(self) -> str:
+        return self.settings.cache_volume
+
+    @property
+    def gpu_monitor(self) -> GpuMonitor:
+        return get_monitor()
+
+    # -- looking ---------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Engine, NVIDIA runtime, GPUs (NVML) and the cache volume; never raises for a state."""
+        return machine_status(self.engine, self.gpu_monitor, self.cache_volume)
+
+    def images(self) -> list[dict[str, Any]]:
+        """Local images with their probed facts and the kernelspecs that use each."""
+        by_image: dict[str, list[str]] = {}
+        for spec in self.kernelspecs():
+            by_image.setdefault(spec.image, []).append(spec.name)
+        return self.inventory.list(by_image)
+
+    def kernels(self, notebook_paths: dict[str, str], *, user: str | None = None, live: bool = True) -> list[dict[str, Any]]:
+        """This server's container kernels (``user``: every kernel of that user), with
+        notebook paths, live CPU and memory (``live``) and reasons of death."""
+        return container_kernels(self.engine, self.stats if live else None, notebook_paths, user=user)
+
+    def gpus(self, notebook_paths: dict[str, str], *, user: str | None = None) -> dict[str, Any]:
+        """NVML's GPUs with their processes mapped to container kernels and notebooks."""
+        state = self.gpu_monitor.snapshot()
+        data = state.to_dict()
+        if state.gpus:
+            try:
+                containers = list_kernel_containers(self.engine, user=user)
+            except EngineError:
+                containers = []  # GPUs are still worth showing without the engine
+            data["gpus"] = attribute_processes(state, kernel_ids_by_container(containers), notebook_paths)
+        return data
+
+    def volumes(self) -> dict[str, Any]:
+        """The cache volume (size, kernels mounting it) and each kernel's workspace mount."""
+        return volume_report(self.engine, self.volume_sizes, self.cache_volume, list_kernel_containers(self.engine))
+
+    # -- images: pull and build as jobs ---------------------------------------------------
+
+    def pull(self, image: str) -> Job:
+        return self.jobs.pull(image)
+
+    def build(
+        self, dockerfile: str, tag: str, *, build_args: dict[str, str] | None = None, wheelhouse: str | None = None,
+    ) -> Job:
+        """Start building ``dockerfile`` (its context checked and packed here) as ``tag``."""
+        return self.jobs.build(dockerfile, tag, build_args=build_args, wheelhouse=wheelhouse)
+
+    # -- kernelspecs -------------------------------------------------------------------------
+
+    def kernelspecs(self) -> list[ContainerKernelSpec]:
+        return list_kernelspecs(self.kernel_spec_manager)
+
+    def add_kernelspec(self, image: str, **kwargs: Any) -> ContainerKernelSpec:
+        return add_kernelspec(self.engine, image, ksm=self.kernel_spec_manager, **kwargs)
+
+    def remove_kernelspec(self, name: str) -> str:
+        return remove_kernelspec(name, self.kernel_spec_manager)
+
+    # -- freeze ------------------------------------------------------------------------------
+
+    def container_of_kernel(self, kernel_id: str, *, mine_only: bool = True) -> str:
+        """The running container of ``kernel_id``; ``mine_only``: only one this process started."""
+        return container_of_kernel(self.engine, kernel_id, owner_id() if mine_only else None)
+
+    def freeze(
+        self, container_id: str, runtime_env: dict[str, str] | None, *, output_dir: str | None = None,
+        dockerfile_name: str = "Dockerfile", force: bool = False, notebook: str | None = None,
+        write_notebook: bool = False,
+    ) -> tuple[FreezeResult, dict[str, Any] | None]:
+        """Freeze a running container kernel into a Dockerfile and requirements; with
+        ``notebook``, also the environment record for its metadata (written into the file with
+        ``write_notebook``; the panel puts it into the open document instead)."""
+        result = freeze_container(
+            self.engine, container_id, output_dir=output_dir, dockerfile_name=dockerfile_name, overwrite=force,
+            runtime_env=runtime_env,
+        )
+        record = None
+        if notebook:
+            tag, kernelspec = frozen_names(notebook, result.dockerfile)
+            record = environment_record(result, notebook, tag, kernelspec)
+            if write_notebook:
+                record_in_notebook(notebook, record)
+        return result, record
+
+    # -- restore a shared notebook -------------------------------------------------------------
+
+    def restore_plan(self, notebook: str, *, pull: bool = True, wheelhouse: str | None = None) -> RestorePlan:
+        return plan_restore(self.engine, notebook, pull=pull, wheelhouse=wheelhouse,
+                            context_limit_mb=self.jobs.context_limit_mb)
+
+    def start_restore(self, notebook: str, fingerprint: str, **kwargs: Any) -> dict[str, Any]:
+        return start_restore(self.engine, self.jobs, notebook, fingerprint, **kwargs)
+
+    def restore(self, notebook: str, confirm: Callable[[RestorePlan], bool], **kwargs: Any) -> dict[str, Any]:
+        return restore(self.engine, notebook, confirm=confirm, jobs=self.jobs, **kwargs)
+
+    # -- clean-up ----------------------------------------------------------------------------
+
+    def orphans(self, *, remove: bool) -> list[Orphan]:
+        """Containers whose owning process died; removed with ``remove``."""
+        return reap_orphans(self.engine) if remove else find_orphans(self.engine)
+
+
+def cli_service() -> MLContainerService:
+    """The service as the CLI sees it: ``c.MLContainer`` from the server's config files and
+    the environment, so the CLI acts on the engine and volume the server uses."""
+    from .settings import server_config
+
+    return MLContainerService(MLContainer(config=server_config()))
+
+
+__all__ = ["MLContainerService", "cli_service"]

@@ -1,101 +1,67 @@
-"""The Jupyter server extension: settings, routes, start-up clean-up and shutdown."""
+"""The Jupyter server extension: routes, the service behind them, start-up clean-up, shutdown."""
 
 from __future__ import annotations
 
 import threading
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Integer, Unicode, default
+from traitlets import Bool, Unicode
 
-from .engine import EngineError, get_engine
-from .gpu import GpuMonitor, get_monitor
+from .errors import EngineError
 from .handlers import route_table
-from .images import ImageInventory
-from .jobs import DEFAULT_CONTEXT_LIMIT_MB, JobRegistry
-from .kernels import StatsCollector
 from .orphans import reap_orphans
-from .volumes import VolumeSizes
+from .service import MLContainerService
+from .settings import MLContainer
 
 
 class MLContainerApp(ExtensionApp):
-    """jupyter-mlcontainer's server extension (``c.MLContainerApp.*``)."""
+    """jupyter-mlcontainer's server extension (``c.MLContainerApp.*``). The engine, the cache
+    volume and the build limit are ``c.MLContainer.*`` (settings.py), shared with the kernels
+    and the CLI."""
 
     name = "jupyter_mlcontainer"
 
     reap_orphans_on_start = Bool(
         True,
         config=True,
-        help="At server start, remove kernel containers left behind by Jupyter processes of this "
-        "host that died (e.g. a server killed with SIGKILL). Containers of live servers and of "
-        "other hosts are never touched.",
+        help="At server start, remove kernel containers left behind by this user's Jupyter "
+        "processes that died (e.g. a server killed with SIGKILL). Containers of live servers, "
+        "of other users and of other hosts are never touched.",
     )
     docker_host = Unicode(
-        "", config=True, help="Engine address for the REST API (default: DOCKER_HOST or the local socket)."
+        "", config=True, help="Deprecated: set c.MLContainer.docker_host (shared with the kernels and the CLI)."
     )
     cache_volume = Unicode(
-        config=True, help="Name of the shared cache volume shown by the API (default: MLCONTAINER_CACHE_VOLUME or mlcontainer-cache)."
+        "", config=True, help="Deprecated: set c.MLContainer.cache_volume (shared with the kernels and the CLI)."
     )
 
-    build_context_limit_mb = Integer(
-        DEFAULT_CONTEXT_LIMIT_MB,
-        min=1,
-        config=True,
-        help="Largest build context (the Dockerfile and what its COPY/ADD lines name) that a "
-        "build or a restore sends to the engine, in MB. Larger ones are refused before anything "
-        "is packed, with a message naming this setting. The context is packed to a temporary "
-        "file and streamed, so the limit bounds disk use and transfer time, not memory.",
-    )
-
-    @default("cache_volume")
-    def _cache_volume_default(self) -> str:
-        import os
-
-        from .cache import DEFAULT_VOLUME
-
-        return os.environ.get("MLCONTAINER_CACHE_VOLUME", DEFAULT_VOLUME)
+    _service_instance: MLContainerService | None = None
 
     @property
-    def engine(self):
-        return get_engine(self.docker_host or None)
-
-    def _service(self, cls):
-        """One ``cls(engine)`` per engine address (the address is configurable at run time)."""
-        key = (cls, self.docker_host)
-        services = self.__dict__.setdefault("_services", {})
-        if key not in services:
-            services[key] = cls(self.engine)
-        return services[key]
-
-    @property
-    def jobs(self) -> JobRegistry:
-        registry = self._service(JobRegistry)
-        registry.context_limit_mb = self.build_context_limit_mb
-        return registry
-
-    @property
-    def stats(self) -> StatsCollector:
-        return self._service(StatsCollector)
-
-    @property
-    def inventory(self) -> ImageInventory:
-        return self._service(ImageInventory)
-
-    @property
-    def volume_sizes(self) -> VolumeSizes:
-        return self._service(VolumeSizes)
-
-    @property
-    def gpu_monitor(self) -> GpuMonitor:
-        return get_monitor()
+    def service(self) -> MLContainerService:
+        """The one service the REST handlers call (created on first use)."""
+        if self._service_instance is None:
+            settings = MLContainer(parent=self)
+            for name in ("docker_host", "cache_volume"):
+                if getattr(self, name):
+                    self.log.warning(
+                        "c.MLContainerApp.%s is deprecated: set c.MLContainer.%s, which the kernels and "
+                        "the CLI read too", name, name,
+                    )
+                    setattr(settings, name, getattr(self, name))
+            ksm = getattr(self.serverapp, "kernel_spec_manager", None) if self.serverapp else None
+            self._service_instance = MLContainerService(settings, kernel_spec_manager=ksm)
+        return self._service_instance
 
     def initialize_settings(self) -> None:
-        self.settings["mlcontainer"] = self
+        self.settings["mlcontainer"] = self.service
         if self.reap_orphans_on_start:  # in the background: the server starts without waiting for it
             threading.Thread(target=self._reap, name="mlcontainer-reap-orphans", daemon=True).start()
 
     def _reap(self) -> None:
         try:
-            reap_orphans(self.engine, self.log)
+            removed = reap_orphans(self.service.engine, self.log)
+            self.log.info("jupyter-mlcontainer: orphan clean-up done (%d removed)", len(removed))
         except EngineError as exc:
             self.log.warning("jupyter-mlcontainer: skipped orphan clean-up: %s", exc)
 
@@ -103,4 +69,4 @@ class MLContainerApp(ExtensionApp):
         self.handlers.extend(route_table())
 
     async def stop_extension(self) -> None:
-        self.gpu_monitor.close()
+        self.service.gpu_monitor.close()

@@ -1,4 +1,9 @@
-"""``jupyter mlcontainer``: the command line front door over the same domain modules."""
+"""``jupyter mlcontainer``: the command line front door over the same service as the REST API.
+
+Every command calls :func:`~.service.cli_service`, which reads ``c.MLContainer`` from the
+server's config files and the environment: the CLI acts on the engine and cache volume the
+server and its kernels use.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,10 @@ import sys
 from typing import Any, Sequence
 
 from . import __version__
-from .engine import EngineError, get_engine
-from .gpu import get_monitor
+from .errors import MLContainerError
 from .images import prepare_image, probe_image_sync
-from .kernelspecs import KernelSpecError, add_kernelspec, list_kernelspecs, parse_env_pairs, remove_kernelspec
-from .orphans import find_orphans, reap_orphans
-from .status import machine_status
+from .kernelspecs import parse_env_pairs
+from .service import MLContainerService, cli_service
 
 
 class CLIError(Exception):
@@ -24,8 +27,16 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
+def service() -> MLContainerService:
+    try:
+        return cli_service()
+    except ValueError as exc:  # a broken config file or setting
+        raise CLIError(str(exc)) from None
+
+
 def cmd_kernel_add(args: argparse.Namespace) -> int:
-    engine = get_engine()
+    svc = service()
+    engine = svc.engine
     image = args.image
     facts = probe_image_sync(engine, image)
     if args.prepare and facts.python and not facts.ipykernel:
@@ -43,9 +54,8 @@ def cmd_kernel_add(args: argparse.Namespace) -> int:
         "env": parse_env_pairs(args.env),
     }
     prefix = sys.prefix if args.sys_prefix else args.prefix
-    spec = add_kernelspec(
-        engine, image, name=args.name, display=args.display_name, options=options,
-        user=not prefix, prefix=prefix, facts=facts,
+    spec = svc.add_kernelspec(
+        image, name=args.name, display=args.display_name, options=options, user=not prefix, prefix=prefix, facts=facts,
     )
     if args.json:
         _print_json(spec.to_dict())
@@ -56,7 +66,7 @@ def cmd_kernel_add(args: argparse.Namespace) -> int:
 
 
 def cmd_kernel_list(args: argparse.Namespace) -> int:
-    specs = list_kernelspecs()
+    specs = service().kernelspecs()
     if args.json:
         _print_json([spec.to_dict() for spec in specs])
         return 0
@@ -71,14 +81,15 @@ def cmd_kernel_list(args: argparse.Namespace) -> int:
 
 
 def cmd_kernel_remove(args: argparse.Namespace) -> int:
+    svc = service()
     for name in args.names:
-        path = remove_kernelspec(name)
+        path = svc.remove_kernelspec(name)
         print(f"Removed kernelspec {name} ({path})")
     return 0
 
 
 def cmd_image_probe(args: argparse.Namespace) -> int:
-    facts = probe_image_sync(get_engine(), args.image, refresh=args.refresh)
+    facts = probe_image_sync(service().engine, args.image, refresh=args.refresh)
     data = facts.public()
     if args.json:
         _print_json(data)
@@ -95,7 +106,7 @@ def cmd_image_probe(args: argparse.Namespace) -> int:
 
 def cmd_image_prepare(args: argparse.Namespace) -> int:
     tag, facts = prepare_image(
-        get_engine(), args.image, tag=args.tag, wheelhouse=args.wheelhouse, index_url=args.index_url,
+        service().engine, args.image, tag=args.tag, wheelhouse=args.wheelhouse, index_url=args.index_url,
         on_line=lambda line: print(line, file=sys.stderr),
     )
     if tag == args.image:
@@ -106,7 +117,7 @@ def cmd_image_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    status = machine_status(get_engine(), get_monitor())
+    status = service().status()
     if args.json:
         _print_json(status)
         return 0
@@ -127,8 +138,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    engine = get_engine()
-    orphans = find_orphans(engine) if args.dry_run else reap_orphans(engine)
+    orphans = service().orphans(remove=not args.dry_run)
     verb = "Would remove" if args.dry_run else "Removed"
     for orphan in orphans:
         print(f"{verb} {orphan.container_id[:12]} ({orphan.role}, kernel {orphan.kernel_id or '-'}, owner {orphan.owner})")
@@ -143,10 +153,12 @@ def cmd_freeze(args: argparse.Namespace) -> int:
 
     from jupyter_core.paths import jupyter_runtime_dir
 
-    from .freeze import container_of_kernel, freeze_container, kernel_environment_from_file
+    from .freeze import kernel_environment_from_file
+    from .identity import current_user
 
-    engine = get_engine()
-    container_id = args.container or container_of_kernel(engine, args.kernel_id)
+    svc = service()
+    # Any of this user's kernels (from any of their servers), never another user's.
+    container_id = args.container or svc.container_of_kernel(args.kernel_id, user=current_user().name)
     runtime_env = None
     if args.kernel_id:
         files = glob.glob(os.path.join(jupyter_runtime_dir(), f"kernel-{args.kernel_id}.json"))
@@ -159,15 +171,12 @@ def cmd_freeze(args: argparse.Namespace) -> int:
             output_dir, name = os.path.dirname(os.path.abspath(args.output)), os.path.basename(args.output)
     if args.notebook and not output_dir:
         output_dir = os.path.dirname(os.path.abspath(args.notebook))
-    result = freeze_container(
-        engine, container_id, output_dir=output_dir, dockerfile_name=name, overwrite=args.force, runtime_env=runtime_env,
+    result, record = svc.freeze(
+        container_id, runtime_env, output_dir=output_dir, dockerfile_name=name, force=args.force,
+        notebook=args.notebook, write_notebook=True,
     )
-    if args.notebook:
-        from .sharing import environment_record, frozen_names, record_in_notebook
-
-        tag, kernelspec = frozen_names(args.notebook, result.dockerfile)
-        record_in_notebook(args.notebook, environment_record(result, args.notebook, tag, kernelspec))
-        print(f"Recorded the environment in {args.notebook}: image {tag}, kernel {kernelspec}")
+    if record is not None:
+        print(f"Recorded the environment in {args.notebook}: image {record['image']}, kernel {record['kernelspec']}")
     if args.json:
         _print_json(result.to_dict())
         return 0
@@ -180,23 +189,7 @@ def cmd_freeze(args: argparse.Namespace) -> int:
     return 0
 
 
-def cli_jobs():
-    """A job registry for this command, with the build-context limit from the environment."""
-    import os
-
-    from .jobs import DEFAULT_CONTEXT_LIMIT_MB, JobRegistry
-
-    raw = os.environ.get("MLCONTAINER_BUILD_CONTEXT_LIMIT_MB", "")
-    try:
-        limit = int(raw) if raw else DEFAULT_CONTEXT_LIMIT_MB
-    except ValueError:
-        raise CLIError(f"MLCONTAINER_BUILD_CONTEXT_LIMIT_MB={raw!r}: give a number of megabytes") from None
-    return JobRegistry(get_engine(), context_limit_mb=limit)
-
-
 def cmd_restore(args: argparse.Namespace) -> int:
-    from .restore import restore
-
     def confirm(plan) -> bool:
         print(plan.describe())
         if args.yes:
@@ -205,10 +198,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
             raise CLIError("Not restored: read the plan above, then run again with --yes to confirm it")
         return input("Proceed? [y/N] ").strip().lower() in ("y", "yes")
 
-    done = restore(
-        get_engine(), args.notebook, confirm=confirm, jobs=cli_jobs(), pull=not args.no_pull,
-        wheelhouse=args.wheelhouse, build_args=parse_env_pairs(args.build_arg),
-        on_line=lambda line: print(line, file=sys.stderr),
+    done = service().restore(
+        args.notebook, confirm, pull=not args.no_pull, wheelhouse=args.wheelhouse,
+        build_args=parse_env_pairs(args.build_arg), on_line=lambda line: print(line, file=sys.stderr),
     )
     if done.get("declined"):
         print("Not restored.")
@@ -231,7 +223,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .jobs import follow
 
     build_args = parse_env_pairs(args.build_arg)
-    job = cli_jobs().build(args.dockerfile, args.tag, wheelhouse=args.wheelhouse, build_args=build_args)
+    job = service().build(args.dockerfile, args.tag, wheelhouse=args.wheelhouse, build_args=build_args)
     follow(job, lambda line: print(line, file=sys.stderr))
     if job.state != "done":
         raise CLIError(f"build of {args.tag} failed: {job.error}")
@@ -336,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (EngineError, KernelSpecError, CLIError, ValueError) as exc:
+    except (MLContainerError, CLIError, ValueError) as exc:  # KernelSpecError is a ValueError
         print(f"jupyter mlcontainer: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

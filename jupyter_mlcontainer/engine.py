@@ -46,15 +46,15 @@ NVIDIA_TOOLKIT_HINT = (
 )
 
 
-def _engine_hint() -> str:
-    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+def _engine_hint(where: str | None = None) -> str:
+    where = where or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     return (
         f"Docker engine not reachable at {where}: is dockerd running, and is your user in "
         "the docker group?"
     )
 
 
-def translate(exc: BaseException, *, image: str | None = None) -> EngineError:
+def translate(exc: BaseException, *, image: str | None = None, where: str | None = None) -> EngineError:
     """Turn a docker SDK / transport exception into an :class:`EngineError` with a user message."""
     if isinstance(exc, EngineError):
         return exc
@@ -84,7 +84,7 @@ def translate(exc: BaseException, *, image: str | None = None) -> EngineError:
             return GpuRequestUnsatisfiable(f"The requested GPUs are not on this host (engine said: {text})")
         return EngineError(f"Docker engine error: {text}")
     if isinstance(exc, (docker.errors.DockerException, ConnectionError, OSError)):
-        return EngineUnavailable(f"{_engine_hint()} ({exc})")
+        return EngineUnavailable(f"{_engine_hint(where)} ({exc})")
     # requests' exceptions derive from OSError (IOError); anything else is a bug.
     return EngineError(f"Unexpected error talking to the Docker engine: {exc!r}")
 
@@ -181,7 +181,7 @@ class Engine:
                     else:
                         client = docker.from_env(max_pool_size=32)
                 except Exception as exc:  # from_env pings the engine for its API version
-                    raise translate(exc) from exc
+                    raise translate(exc, where=self.base_url) from exc
                 self._client = client
             return self._client
 
@@ -203,7 +203,7 @@ class Engine:
                 self._forget_client()
             raise
         except Exception as exc:
-            err = translate(exc, image=image)
+            err = translate(exc, image=image, where=self.base_url)
             if isinstance(err, EngineUnavailable):
                 self._forget_client()
             raise err from exc

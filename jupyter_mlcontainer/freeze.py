@@ -684,12 +684,14 @@ def kernel_environment_from_file(connection_file: str, timeout: float = 30) -> d
         client.stop_channels()
 
 
-def container_of_kernel(engine: Engine, kernel_id: str, owner: str | None = None) -> str:
+def container_of_kernel(engine: Engine, kernel_id: str, owner: str | None = None, user: str | None = None) -> str:
     """The running container of container kernel ``kernel_id``; with ``owner``, only one that
-    process started (the server passes its own identity)."""
-    from .engine import LABEL_KERNEL_ID, LABEL_OWNER
+    process started (the server passes its own identity); with ``user``, only one of that user."""
+    from .engine import LABEL_KERNEL_ID, LABEL_OWNER, LABEL_OWNER_USER
 
-    labels = [f"{LABEL_KERNEL_ID}={kernel_id}"] + ([f"{LABEL_OWNER}={owner}"] if owner else [])
+    labels = [f"{LABEL_KERNEL_ID}={kernel_id}"]
+    labels += [f"{LABEL_OWNER}={owner}"] if owner else []
+    labels += [f"{LABEL_OWNER_USER}={user}"] if user else []
     found = engine.containers_sync(labels, all=False)
     if not found:
         raise KernelContainerNotFound(f"No running container kernel with id {kernel_id}")

@@ -1,7 +1,8 @@
-"""Thin REST handlers under ``{base_url}mlcontainer/api/``: parse, call the domain, map errors.
+"""Thin REST handlers under ``{base_url}mlcontainer/api/``: parse, call the service, map errors.
 
-Domain errors become JSON ``{"message": ...}`` responses (statuses from :mod:`.http_errors`);
-blocking domain calls run in the engine's thread pool, never on the event loop.
+Every operation is a method of :class:`~.service.MLContainerService` (the CLI and the widgets
+call the same ones); blocking calls run in the engine's thread pool, never on the event loop.
+The project's errors become JSON ``{"message": ...}`` with the status each error carries.
 """
 
 from __future__ import annotations
@@ -15,21 +16,17 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from .engine import LABEL_KERNEL_ID, EngineError
-from .freeze import container_of_kernel, freeze_container, kernel_environment
-from .gpu import attribute_processes
-from .errors import status_for
-from .identity import owner_id
+from .container_spec import LABEL_KERNEL_ID
+from .errors import MLContainerError, status_for
+from .freeze import kernel_environment
 from .jobs import JobNotFound
-from .kernels import container_kernels, kernel_ids_by_container, list_kernel_containers
-from .kernelspecs import KernelSpecError, add_kernelspec, list_kernelspecs, parse_env_pairs
+from .kernels import list_kernel_containers
+from .kernelspecs import parse_env_pairs
 from .policy import resolve_under
-from .restore import plan_restore, start_restore
-from .sharing import METADATA_KEY, environment_record, frozen_names
-from .status import machine_status
-from .volumes import volume_report
+from .service import MLContainerService
+from .sharing import METADATA_KEY
 
-_DOMAIN_ERRORS = (EngineError, KernelSpecError, ValueError, JobNotFound)  # RestoreError is an EngineError
+_DOMAIN_ERRORS = (MLContainerError, ValueError, JobNotFound)
 
 
 # The resource a deployment's Authorizer sees for every route here (JupyterHub scopes, read-only
@@ -42,12 +39,12 @@ class BaseHandler(APIHandler):
     auth_resource = AUTH_RESOURCE
 
     @property
-    def mlcontainer(self):
+    def service(self) -> MLContainerService:
         return self.settings["mlcontainer"]
 
     async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run blocking domain code in the engine's thread pool, off the event loop."""
-        return await self.mlcontainer.engine.run_blocking(fn, *args)
+        """Run blocking service code in the engine's thread pool, off the event loop."""
+        return await self.service.engine.run_blocking(fn, *args)
 
     def json_body(self) -> dict[str, Any]:
         try:
@@ -94,19 +91,14 @@ class StatusHandler(BaseHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
-        app = self.mlcontainer
-        self.write_json(await self.run_blocking(machine_status, app.engine, app.gpu_monitor, app.cache_volume))
+        self.write_json(await self.run_blocking(self.service.status))
 
 
 class ImagesHandler(BaseHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
-        by_image: dict[str, list[str]] = {}
-        for spec in list_kernelspecs():
-            by_image.setdefault(spec.image, []).append(spec.name)
-        images = await self.run_blocking(self.mlcontainer.inventory.list, by_image)
-        self.write_json({"images": images})
+        self.write_json({"images": await self.run_blocking(self.service.images)})
 
 
 class PullHandler(BaseHandler):
@@ -116,7 +108,7 @@ class PullHandler(BaseHandler):
         image = self.json_body().get("image")
         if not isinstance(image, str):
             raise ValueError('Give the image to pull: {"image": "repo:tag"}')
-        job = self.mlcontainer.jobs.pull(image)
+        job = self.service.pull(image)
         self.write_json({"job": job.to_dict()}, status=202)
 
 
@@ -124,26 +116,27 @@ class JobsHandler(BaseHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
-        self.write_json({"jobs": [job.to_dict() for job in self.mlcontainer.jobs.list()]})
+        self.write_json({"jobs": [job.to_dict() for job in self.service.jobs.list()]})
 
 
 class JobHandler(BaseHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        self.write_json(self.mlcontainer.jobs.get(job_id).to_dict())
+        self.write_json(self.service.jobs.get(job_id).to_dict())
 
     @tornado.web.authenticated
     @authorized
     async def delete(self, job_id: str) -> None:
-        self.write_json(self.mlcontainer.jobs.cancel(job_id).to_dict())
+        self.write_json(self.service.jobs.cancel(job_id).to_dict())
 
 
 class KernelspecsHandler(BaseHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
-        self.write_json({"kernelspecs": [spec.to_dict() for spec in list_kernelspecs()]})
+        specs = await self.run_blocking(self.service.kernelspecs)
+        self.write_json({"kernelspecs": [spec.to_dict() for spec in specs]})
 
     @tornado.web.authenticated
     @authorized
@@ -158,9 +151,8 @@ class KernelspecsHandler(BaseHandler):
         options = {key: body.get(key) for key in ("gpus", "memory", "cpus", "shm_size")}
         options["env"] = env
         spec = await self.run_blocking(
-            lambda: add_kernelspec(
-                self.mlcontainer.engine, image.strip(), name=body.get("name"),
-                display=body.get("display_name"), options=options,
+            lambda: self.service.add_kernelspec(
+                image.strip(), name=body.get("name"), display=body.get("display_name"), options=options
             )
         )
         self.write_json({"kernelspec": spec.to_dict()}, status=201)
@@ -170,18 +162,16 @@ class KernelsHandler(BaseHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
-        app = self.mlcontainer
         paths = await self.notebook_paths()
-        rows = await self.run_blocking(container_kernels, app.engine, app.stats, paths)
-        self.write_json({"kernels": rows})
+        self.write_json({"kernels": await self.run_blocking(self.service.kernels, paths)})
 
 
 class KernelHandler(BaseHandler):
     @tornado.web.authenticated
     @authorized
     async def delete(self, kernel_id: str) -> None:
-        app = self.mlcontainer
-        ours = await self.run_blocking(list_kernel_containers, app.engine)
+        """Stop one of this server's container kernels, through the server's kernel manager."""
+        ours = await self.run_blocking(list_kernel_containers, self.service.engine)
         if not any((c.get("Labels") or {}).get(LABEL_KERNEL_ID) == kernel_id for c in ours):
             raise tornado.web.HTTPError(404, f"No container kernel {kernel_id} on this server")
         await self.kernel_manager.shutdown_kernel(kernel_id)
@@ -195,30 +185,28 @@ class FreezeHandler(BaseHandler):
     async def post(self, kernel_id: str) -> None:
         """Freeze a running container kernel into the notebook's folder (409 if files exist)."""
         body = self.json_body()
-        app = self.mlcontainer
         # Only this server's kernels: the kernel id alone also matches containers of other
         # servers (other users) on the same engine.
         if kernel_id not in self.kernel_manager:
             raise tornado.web.HTTPError(404, f"No container kernel {kernel_id} on this server")
-        container_id = await self.run_blocking(container_of_kernel, app.engine, kernel_id, owner_id())
+        container_id = await self.run_blocking(self.service.container_of_kernel, kernel_id)
         client = self.kernel_manager.get_kernel(kernel_id).client()
         client.start_channels()
         try:
             runtime_env = await kernel_environment(client)
         finally:
             client.stop_channels()
-        result = await self.run_blocking(
-            lambda: freeze_container(app.engine, container_id, overwrite=bool(body.get("force")), runtime_env=runtime_env)
+        notebook = (await self.notebook_paths()).get(kernel_id)
+        path = os.path.join(self.settings.get("server_root_dir", ""), notebook) if notebook else None
+        result, record = await self.run_blocking(
+            lambda: self.service.freeze(container_id, runtime_env, force=bool(body.get("force")), notebook=path)
         )
         data = result.to_dict()
-        notebook = (await self.notebook_paths()).get(kernel_id)
-        if notebook:
+        if record is not None:
             # The front end puts this into the open notebook's metadata (writing the file here
             # would fight with the unsaved document in the browser).
-            path = os.path.join(self.settings.get("server_root_dir", ""), notebook)
-            tag, kernelspec = frozen_names(path, result.dockerfile)
             data["notebook_path"] = notebook
-            data["notebook_metadata"] = {METADATA_KEY: environment_record(result, path, tag, kernelspec)}
+            data["notebook_metadata"] = {METADATA_KEY: record}
         self.write_json(data, status=201)
 
 
@@ -239,8 +227,8 @@ class BuildHandler(BaseHandler):
             raise ValueError('Give {"dockerfile": "folder/Dockerfile", "tag": "name:tag"}')
         build_args = {str(k): str(v) for k, v in (body.get("build_args") or {}).items()}
         path = _local_path(self, dockerfile)
-        # The context is read and packed from the thread pool: a large one never stalls the loop.
-        job = await self.run_blocking(lambda: self.mlcontainer.jobs.build(path, tag.strip(), build_args=build_args))
+        # The context is checked from the thread pool: a large one never stalls the loop.
+        job = await self.run_blocking(lambda: self.service.build(path, tag.strip(), build_args=build_args))
         self.write_json({"job": job.to_dict()}, status=202)
 
 
@@ -256,9 +244,7 @@ class RestoreHandler(BaseHandler):
         path = self.get_query_argument("path", "")
         if not path:
             raise ValueError("Give the notebook: ?path=folder/notebook.ipynb")
-        app = self.mlcontainer
-        notebook, limit = _local_path(self, path), app.jobs.context_limit_mb
-        plan = await self.run_blocking(lambda: plan_restore(app.engine, notebook, context_limit_mb=limit))
+        plan = await self.run_blocking(self.service.restore_plan, _local_path(self, path))
         self.write_json(plan.public())
 
     @tornado.web.authenticated
@@ -274,8 +260,7 @@ class RestoreHandler(BaseHandler):
                 'Give the notebook and the plan you confirmed: {"path": "folder/notebook.ipynb", '
                 '"fingerprint": "..."} (GET notebooks/restore?path=... shows the plan)'
             )
-        app = self.mlcontainer
-        outcome = await self.run_blocking(start_restore, app.engine, app.jobs, _local_path(self, path), fingerprint)
+        outcome = await self.run_blocking(self.service.start_restore, _local_path(self, path), fingerprint)
         if "job" in outcome:
             self.write_json({"job": outcome["job"].to_dict()}, status=202)
         else:
@@ -286,30 +271,15 @@ class GpusHandler(BaseHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
-        app = self.mlcontainer
-        state = await self.run_blocking(app.gpu_monitor.snapshot)
-        data = state.to_dict()
-        if state.gpus:
-            paths = await self.notebook_paths()
-            try:
-                containers = await self.run_blocking(list_kernel_containers, app.engine)
-            except EngineError:
-                containers = []  # GPUs are still worth showing without the engine
-            kernel_of = kernel_ids_by_container(containers)
-            data["gpus"] = await self.run_blocking(attribute_processes, state, kernel_of, paths)
-        self.write_json(data)
+        paths = await self.notebook_paths()
+        self.write_json(await self.run_blocking(self.service.gpus, paths))
 
 
 class VolumesHandler(BaseHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
-        app = self.mlcontainer
-
-        def report() -> dict[str, Any]:
-            return volume_report(app.engine, app.volume_sizes, app.cache_volume, list_kernel_containers(app.engine))
-
-        self.write_json(await self.run_blocking(report))
+        self.write_json(await self.run_blocking(self.service.volumes))
 
 
 def route_table() -> list[tuple[str, type]]:

@@ -361,8 +361,8 @@ def collect_context(
             if size > limit:
                 raise ContextTooLarge(
                     f"The build context of {dockerfile} is over {limit_mb} MB (what its COPY/ADD lines "
-                    f"name). Copy less, or raise the limit: c.MLContainerApp.build_context_limit_mb "
-                    f"(server) or MLCONTAINER_BUILD_CONTEXT_LIMIT_MB (CLI)"
+                    f"name). Copy less, or raise the limit: c.MLContainer.build_context_limit_mb "
+                    f"or MLCONTAINER_BUILD_CONTEXT_LIMIT_MB"
                 )
     return BuildContext(dockerfile, folder, ordered, size, wheelhouse)
 

@@ -43,6 +43,7 @@ from .errors import ContainerNotFound, ContainerNotRunning, EngineError, GpuRequ
 from .gpu import get_monitor, unsatisfiable_reason
 from .identity import HostUser, current_user, owner_id, passwd_files
 from .images import ImageFacts, ImageNotUsable, probe_image_sync, unusable_reason
+from .settings import MLContainer
 from .readiness import KernelNotReady, wait_for_kernel_ports
 from .watcher import get_watcher
 
@@ -114,7 +115,8 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         config=True,
         help="Named volume shared by every container kernel for model and package caches "
         "(HF_HOME, TORCH_HOME, PIP_CACHE_DIR, ...) and the kernel user's HOME. Created on first "
-        "use. Env: MLCONTAINER_CACHE_VOLUME.",
+        "use. Default: c.MLContainer.cache_volume (shared with the panel and the CLI), which "
+        "defaults to MLCONTAINER_CACHE_VOLUME; a kernelspec may name another.",
     )
     cache_mount_path = Unicode(
         cache.DEFAULT_MOUNT_PATH, config=True, help="Where the cache volume is mounted in the container."
@@ -150,7 +152,9 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         "are reaped and signals are forwarded.",
     )
     docker_host = Unicode(
-        "", config=True, help="Engine address (e.g. unix:///var/run/docker.sock); default: DOCKER_HOST."
+        config=True,
+        help="Engine address for this kernel. Default: c.MLContainer.docker_host (shared with the "
+        "panel and the CLI), which defaults to DOCKER_HOST.",
     )
     startup_timeout = Float(
         120.0,
@@ -159,6 +163,10 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         "the published ports, for any kernel). Past it the start fails with the kernel's last "
         "output and the container is removed; raise it for images that import slowly from slow disks.",
     )
+
+    @default("docker_host")
+    def _docker_host_default(self) -> str:
+        return MLContainer(parent=self).docker_host
 
     @default("gpus")
     def _gpus_default(self) -> str:
@@ -178,7 +186,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
 
     @default("cache_volume")
     def _cache_volume_default(self) -> str:
-        return _env_default("MLCONTAINER_CACHE_VOLUME", cache.DEFAULT_VOLUME)
+        return MLContainer(parent=self).cache_volume
 
     # -- state (per kernel manager, kept across restarts) ---------------------------------
 

@@ -108,9 +108,10 @@ class MLContainerService:
 
     # -- freeze ------------------------------------------------------------------------------
 
-    def container_of_kernel(self, kernel_id: str, *, mine_only: bool = True) -> str:
-        """The running container of ``kernel_id``; ``mine_only``: only one this process started."""
-        return container_of_kernel(self.engine, kernel_id, owner_id() if mine_only else None)
+    def container_of_kernel(self, kernel_id: str, *, user: str | None = None) -> str:
+        """The running container of ``kernel_id``: one this process started, or with ``user``
+        one that user started from any of their servers (the CLI's view)."""
+        return container_of_kernel(self.engine, kernel_id, owner=None if user else owner_id(), user=user)
 
     def freeze(
         self, container_id: str, runtime_env: dict[str, str] | None, *, output_dir: str | None = None,

@@ -62,40 +62,30 @@ class RestSource:
 
 
 class EngineSource:
-    """The Docker engine and NVML, read directly (no Jupyter server needed)."""
+    """The engine and NVML read directly through the service the REST API uses (no Jupyter
+    server needed); kernels are all of this user's, as no server tells which are its own."""
 
     description = "Docker engine (no Jupyter server with jupyter-mlcontainer found)"
 
     def __init__(self) -> None:
-        from .engine import get_engine
-        from .gpu import get_monitor
+        from .service import cli_service
 
-        self.engine = get_engine()
-        self.monitor = get_monitor()
+        self.service = cli_service()
 
     def fetch(self, endpoint: str) -> dict[str, Any]:
-        from .cache import DEFAULT_VOLUME
-        from .engine import EngineError
-        from .gpu import attribute_processes
+        from .errors import EngineError
         from .identity import current_user
-        from .images import ImageInventory
-        from .kernels import container_kernels, kernel_ids_by_container, list_kernel_containers
-        from .status import machine_status
 
         user = current_user().name
         try:
             if endpoint == "status":
-                return machine_status(self.engine, self.monitor, DEFAULT_VOLUME)
+                return self.service.status()
             if endpoint == "images":
-                return {"images": ImageInventory(self.engine).list({})}
+                return {"images": self.service.images()}
             if endpoint == "kernels":
-                return {"kernels": container_kernels(self.engine, None, {}, user=user)}
+                return {"kernels": self.service.kernels({}, user=user, live=False)}
             if endpoint == "gpus":
-                state = self.monitor.snapshot()
-                data = state.to_dict()
-                containers = list_kernel_containers(self.engine, user=user)
-                data["gpus"] = attribute_processes(state, kernel_ids_by_container(containers), {})
-                return data
+                return self.service.gpus({}, user=user)
         except EngineError as exc:
             raise SourceError(str(exc)) from None
         return {}

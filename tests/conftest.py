@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import site
+import time
 import uuid
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
@@ -208,3 +209,12 @@ def registry():
 
         subprocess.run(["bash", os.path.join(REPO_ROOT, "scripts", "local-registry.sh")], check=True)
     return "127.0.0.1:5000"
+
+
+async def wait_for_status(kc, state: str, timeout: float = 30) -> None:
+    """Read IOPub until the kernel reports ``state`` (busy, idle), or time out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = await kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == state:
+            return

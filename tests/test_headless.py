@@ -70,6 +70,9 @@ def test_papermill_parameters(engine, workspace):
 
 def test_jupyter_console(engine, workspace):
     """`jupyter console --kernel NAME` in a terminal (a pseudo-terminal made by util-linux's script)."""
+    import os
+    import re
+    import select
     import shutil
     import time
 
@@ -80,14 +83,28 @@ def test_jupyter_console(engine, workspace):
         [script, "-qfc", f"{sys.executable} -m jupyter console --kernel {name}", "/dev/null"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(workspace),
     )
+    seen = b""
+
+    def wait_for(text: bytes, timeout: float = 120) -> None:
+        """Read the terminal until ``text`` shows (the prompt, the output), or fail."""
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while text not in re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", seen):  # what the terminal shows
+            left = deadline - time.monotonic()
+            assert left > 0, f"{text!r} not shown: {seen[-2000:]!r}"
+            if select.select([proc.stdout], [], [], left)[0]:
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                assert chunk, f"the console ended before showing {text!r}: {seen[-2000:]!r}"
+                seen += chunk
+
     try:
-        time.sleep(8)  # the console starts the container kernel and shows its banner
+        wait_for(b"In [1]")  # the container kernel started and the console shows its prompt
         proc.stdin.write(b"import socket; print('in-' + 'container', len(socket.gethostname()))\r")
         proc.stdin.flush()
-        time.sleep(4)
+        wait_for(b"in-container 12")
         proc.stdin.write(b"exit\r")
         proc.stdin.flush()
         out, _ = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert b"in-container 12" in out, out[-2000:]
+    assert b"in-container 12" in seen + out, (seen + out)[-2000:]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import glob
 import os
-import time
 
 import pytest
 from jupyter_client.manager import AsyncKernelManager
@@ -24,6 +23,7 @@ from jupyter_mlcontainer.images import probe_image_sync
 from jupyter_mlcontainer.provisioner import CONTAINER_PORTS
 
 from .conftest import (
+    wait_for_status,
     CONDA_IMAGE,
     CUDA_IMAGE,
     IPYKERNEL7_IMAGE,
@@ -54,14 +54,6 @@ matrix = pytest.mark.parametrize("image", MATRIX_IMAGES, ids=lambda image: image
 def connection_folders() -> set[str]:
     """This user's per-launch connection folders (they hold the kernel's key)."""
     return set(glob.glob(os.path.join(jupyter_runtime_dir(), "mlcontainer-*-*")))  # mlcontainer-<kernel>-<random>
-
-
-async def wait_for_status(kc, state: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        msg = await kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == state:
-            return
 
 
 @matrix

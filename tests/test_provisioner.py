@@ -18,6 +18,7 @@ from jupyter_mlcontainer.deaths import last_death
 from jupyter_mlcontainer.provisioner import CONTAINER_PORTS
 
 from .conftest import (
+    wait_for_status,
     BASE_IMAGE,
     CACHE_VOLUME,
     CUDA_IMAGE,
@@ -140,7 +141,7 @@ async def test_shared_cache_across_images_survives_containers(engine, workspace)
 async def test_interrupt_stops_a_sleeping_cell_quickly(engine, workspace):
     async with running_kernel(engine, BASE_IMAGE, workspace) as (km, kc):
         msg_id = kc.execute("import time; time.sleep(60)")
-        await asyncio.sleep(1.0)  # let the cell start sleeping
+        await wait_for_status(kc, "busy")  # the cell is running
         started = time.monotonic()
         await km.interrupt_kernel()
         while True:
@@ -151,7 +152,7 @@ async def test_interrupt_stops_a_sleeping_cell_quickly(engine, workspace):
         assert msg["content"]["status"] == "error"
         assert msg["content"]["ename"] == "KeyboardInterrupt"
         assert elapsed < 2.0
-        await asyncio.sleep(0.5)  # ipykernel aborts requests that arrive right after an error
+        await wait_for_status(kc, "idle")  # done with the interrupted cell
         out, reply = await execute(kc, "print('still alive')")
         assert out.strip() == "still alive", (out, reply)
 
@@ -233,6 +234,14 @@ async def test_env_options_and_cpus(engine, workspace):
 async def test_gpu_request_without_nvidia_runtime_fails_cleanly(engine, workspace, monkeypatch):
     from jupyter_mlcontainer.engine import Engine
 
+    if engine.has_nvidia_runtime_sync():  # a GPU host: the same request is real passthrough
+        async with running_kernel(engine, BASE_IMAGE, workspace, gpus="0") as (km, kc):
+            attrs = engine.api.inspect_container(container_of(km))
+            assert attrs["HostConfig"]["DeviceRequests"][0]["DeviceIDs"] == ["0"]
+            out, _ = await execute(kc, "import glob; print(len(glob.glob('/dev/nvidia[0-9]*')))")
+            assert out.strip() == "1", out
+        return
+
     seen_requests = []
     original_remove = Engine.remove_container_sync
 
@@ -260,11 +269,15 @@ async def test_auto_gpus_without_runtime_means_no_device_request(engine, workspa
     fake.write_text(json.dumps({"gpus": [{"name": "NVIDIA H100", "uuid": "GPU-1", "memory_total": 1 << 36}]}))
     monkeypatch.setenv(gpu.FAKE_NVML_ENV, str(fake))
     monkeypatch.setattr(gpu, "_monitor", None)
+    runtime = engine.has_nvidia_runtime_sync()
     async with running_kernel(engine, BASE_IMAGE, workspace) as (km, kc):
         attrs = engine.api.inspect_container(container_of(km))
-        # NVML sees a GPU, but this engine has no NVIDIA runtime: auto must not request one.
-        assert not attrs["HostConfig"].get("DeviceRequests")
-        assert attrs["Config"]["Labels"]["org.jupyter.mlcontainer.gpus"] == "none"
+        if runtime:  # a GPU host: NVML sees a GPU and the engine can pass it: auto asks for all
+            assert attrs["HostConfig"]["DeviceRequests"][0]["Count"] == -1
+            assert attrs["Config"]["Labels"]["org.jupyter.mlcontainer.gpus"] == "all"
+        else:  # NVML sees a GPU, but this engine has no NVIDIA runtime: auto must not request one
+            assert not attrs["HostConfig"].get("DeviceRequests")
+            assert attrs["Config"]["Labels"]["org.jupyter.mlcontainer.gpus"] == "none"
 
 
 async def test_missing_image_fails_at_start_with_a_clear_message(engine, workspace):

@@ -204,8 +204,12 @@ async def test_pull_errors_and_cancel(engine, jp_fetch, registry):
 
 
 async def test_engine_down_gives_503_and_server_lives(jp_fetch, jp_serverapp, tmp_path):
-    app = jp_serverapp.web_app.settings["mlcontainer"]
-    app.docker_host = f"unix://{tmp_path}/no-engine.sock"
+    from jupyter_mlcontainer.service import MLContainerService
+    from jupyter_mlcontainer.settings import MLContainer
+
+    settings = jp_serverapp.web_app.settings
+    working = settings["mlcontainer"]
+    settings["mlcontainer"] = MLContainerService(MLContainer(docker_host=f"unix://{tmp_path}/no-engine.sock"))
     try:
         for endpoint in ("images", "kernels", "volumes"):
             with pytest.raises(HTTPClientError) as info:
@@ -216,7 +220,7 @@ async def test_engine_down_gives_503_and_server_lives(jp_fetch, jp_serverapp, tm
         assert status["engine"]["reachable"] is False and "not reachable" in status["engine"]["reason"]
         assert (await jp_fetch("api", "status")).code == 200
     finally:
-        app.docker_host = ""
+        settings["mlcontainer"] = working
 
 
 async def test_freeze_endpoint_writes_into_the_notebook_folder(engine, jp_fetch, workspace):

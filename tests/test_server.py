@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -62,11 +63,15 @@ async def test_status_endpoint_requires_auth(jp_fetch, jp_serverapp, engine):
 
 
 async def test_kernel_start_failure_is_reported_and_server_survives(engine, jp_fetch):
-    name = add_spec(engine, BASE_IMAGE, gpus="all")
+    # A GPU request the engine cannot meet: no NVIDIA runtime here (CI); on a GPU host, more
+    # GPUs than it has.
+    gpus = "64" if engine.has_nvidia_runtime_sync() else "all"
+    name = add_spec(engine, BASE_IMAGE, gpus=gpus)
     with pytest.raises(HTTPClientError) as info:
         await jp_fetch("api", "kernels", method="POST", body=json.dumps({"name": name}))
     assert info.value.code == 400
-    assert "NVIDIA Container Toolkit" in json.loads(info.value.response.body)["message"]
+    message = json.loads(info.value.response.body)["message"]
+    assert ("64 GPUs requested" if gpus == "64" else "NVIDIA Container Toolkit") in message
     # The server is still up and no container was left behind.
     assert (await jp_fetch("api", "status")).code == 200
     assert our_kernel_containers(engine) == []
@@ -170,7 +175,10 @@ def test_sigkilled_server_orphans_are_removed_by_the_next_server(engine, workspa
             time.sleep(0.3)  # the live server itself reaps the dead one's container at start
         second = _start_server(workspace, second_port, tmp_path / "second.log", env)
         _wait_http(second_port)
-        time.sleep(2)
+        deadline = time.time() + 30
+        while "orphan clean-up done" not in (tmp_path / "second.log").read_text() and time.time() < deadline:
+            time.sleep(0.1)  # until the second server's clean-up has run
+        assert "orphan clean-up done" in (tmp_path / "second.log").read_text()
         assert our_kernel_containers(engine, kernel["id"]) == []
         assert len(our_kernel_containers(engine, live_kernel["id"])) == 1
         logs = (tmp_path / "live.log").read_text() + (tmp_path / "second.log").read_text()
@@ -185,3 +193,56 @@ def test_sigkilled_server_orphans_are_removed_by_the_next_server(engine, workspa
                 except subprocess.TimeoutExpired:
                     proc.kill()
     assert our_kernel_containers(engine, live_kernel["id"]) == []
+
+
+def test_one_setting_for_the_panel_the_kernels_and_the_cli(engine, workspace, tmp_path):
+    """c.MLContainer in jupyter_server_config.py decides the engine and the cache volume for
+    the server's REST API (the panel), the kernels it starts and the CLI alike."""
+    config = tmp_path / "server-config"
+    config.mkdir()
+    volume = f"mlctest-one-setting-{os.getpid()}"
+    env = {k: v for k, v in os.environ.items() if k not in ("MLCONTAINER_CACHE_VOLUME", "DOCKER_HOST")}
+    env["JUPYTER_CONFIG_DIR"] = str(config)
+    name = add_spec(engine, BASE_IMAGE, name="one-setting")
+
+    def cli_status() -> dict:
+        done = subprocess.run([sys.executable, "-m", "jupyter_mlcontainer.cli", "status", "--json"],
+                              capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    # The cache volume.
+    (config / "jupyter_server_config.py").write_text(f"c.MLContainer.cache_volume = {volume!r}\n")
+    port = _free_port()
+    server = _start_server(workspace, port, tmp_path / "volume.log", env)
+    try:
+        _wait_http(port)
+        assert _request(port, "mlcontainer/api/status")["cache_volume"]["name"] == volume
+        kernel = _request(port, "api/kernels", "POST", json.dumps({"name": name}).encode())
+        (container,) = engine.containers_sync([f"{LABEL_KERNEL_ID}={kernel['id']}"])
+        mounted = [m["Name"] for m in engine.api.inspect_container(container["Id"])["Mounts"] if m["Type"] == "volume"]
+        assert mounted == [volume]
+        assert _request(port, "mlcontainer/api/volumes")["cache"]["name"] == volume
+        assert cli_status()["cache_volume"]["name"] == volume
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+        engine.api.remove_volume(volume, force=True)
+
+    # The engine: an address with nothing behind it is the one every front door reports.
+    nowhere = f"unix://{tmp_path}/no-engine.sock"
+    (config / "jupyter_server_config.py").write_text(f"c.MLContainer.docker_host = {nowhere!r}\n")
+    port = _free_port()
+    server = _start_server(workspace, port, tmp_path / "engine.log", env)
+    try:
+        _wait_http(port)
+        status = _request(port, "mlcontainer/api/status")
+        assert status["engine"]["reachable"] is False and nowhere in status["engine"]["reason"]
+        with pytest.raises(urllib.error.HTTPError) as info:
+            _request(port, "api/kernels", "POST", json.dumps({"name": name}).encode())
+        assert info.value.code == 503 and nowhere in json.loads(info.value.read())["message"]
+        cli = cli_status()
+        assert cli["engine"]["reachable"] is False and nowhere in cli["engine"]["reason"]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)

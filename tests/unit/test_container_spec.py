@@ -1,0 +1,99 @@
+"""The kernel container as plain data: built without an engine (container_spec.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from jupyter_mlcontainer.container_spec import (
+    CONNECTION_DIR_IN_CONTAINER, CONTAINER_PORTS, LABEL_GPUS, LABEL_INJECTED_ENV, LABEL_KERNEL_ID, LABEL_OWNER,
+    NO_NEW_PRIVILEGES, GpuRequest, MountSpec, gpu_requests, kernel_container, kernel_environment, parse_size,
+    shm_size_for,
+)
+from jupyter_mlcontainer.identity import HostUser
+
+USER = HostUser(uid=1234, gid=1234, name="ada")
+ROOT = HostUser(uid=0, gid=0, name="root")
+
+
+def environment(**overrides):
+    args = dict(
+        image="repo/img:1", kernel_id="k" * 36, user=USER, home="/c/home/ada", cache_mount_path="/c",
+        launch_env={"JPY_SESSION_NAME": "nb.ipynb", "JPY_PARENT_PID": "1", "MY_SPEC_VAR": "from-spec", "PATH": "/host"},
+        kernelspec_env={"MY_SPEC_VAR": "x"}, configured_env={"CONFIGURED": "yes"}, gpus=[], image_env={},
+    )
+    args.update(overrides)
+    return kernel_environment(**args)
+
+
+def test_environment_holds_ours_the_users_and_never_the_hosts():
+    env = environment()
+    assert env.env["HOME"] == "/c/home/ada" and env.env["USER"] == "ada" and env.env["HF_HOME"].startswith("/c/")
+    assert env.env["JPY_SESSION_NAME"] == "nb.ipynb" and "JPY_PARENT_PID" not in env.env
+    assert env.env["MY_SPEC_VAR"] == "from-spec" and env.env["CONFIGURED"] == "yes"
+    assert "PATH" not in env.env  # the host's environment is not copied in
+    # What freeze must leave out: ours, not the user's.
+    assert {"HOME", "HF_HOME", "JPY_SESSION_NAME"} <= set(env.injected)
+    assert "MY_SPEC_VAR" not in env.injected and "CONFIGURED" not in env.injected
+
+
+def test_no_gpu_means_void_whatever_the_kernelspec_says():
+    env = environment(kernelspec_env={"NVIDIA_VISIBLE_DEVICES": "all"}, launch_env={"NVIDIA_VISIBLE_DEVICES": "all"})
+    assert env.env["NVIDIA_VISIBLE_DEVICES"] == "void" and env.overridden_gpu_env == "all"
+    with_gpu = environment(gpus=[GpuRequest(count=1)])
+    assert "NVIDIA_VISIBLE_DEVICES" not in with_gpu.env
+    assert with_gpu.env["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility"
+    assert "NVIDIA_DRIVER_CAPABILITIES" not in environment(gpus=[GpuRequest(count=1)], image_env={"NVIDIA_DRIVER_CAPABILITIES": "all"}).env
+
+
+def spec(user=USER, **overrides):
+    args = dict(
+        image="repo/img:1", python="/usr/bin/python3", kernel_id="0123456789abcdef", kernel_name="mlc-img",
+        restarts=2, owner="f" * 32, command=["python3", "-m", "ipykernel_launcher", "-f", "/run/mlcontainer/kernel.json"],
+        environment=environment(), user=user, cwd="/work/nb", workspace="/work", cache_volume="cache",
+        cache_mount_path="/c", connection_dir="/run/user/1234/jupyter/mlcontainer-01234567-x",
+        passwd_group=("/p", "/g") if user.uid else None, gpus_setting="2", gpus=[GpuRequest(count=2)],
+        memory="8g", cpus="1.5", shm_size="4g", use_init=True, network="mlcontainer-kernels",
+    )
+    args.update(overrides)
+    return kernel_container(**args)
+
+
+def test_kernel_container_runs_as_the_user_with_least_privilege():
+    s = spec()
+    assert s.user == "1234:1234" and s.cap_drop == ["ALL"] and s.security_opt == [NO_NEW_PRIVILEGES]
+    assert spec(user=ROOT, passwd_group=None).cap_drop is None  # root keeps the engine's reduced set
+    assert s.entrypoint[:2] == ["/usr/bin/python3", "-c"] and s.command[-1] == "/run/mlcontainer/kernel.json"
+    assert s.working_dir == "/work/nb" and s.network == "mlcontainer-kernels" and s.init is True
+    assert s.memory == "8g" and s.nano_cpus == 1_500_000_000 and s.shm_size == "4g"
+    assert s.gpus == [GpuRequest(count=2)] and s.labels[LABEL_GPUS] == "2"
+    assert s.name == "mlc-repo-img-1-01234567-2"
+
+
+def test_kernel_container_mounts_and_labels():
+    s = spec()
+    assert MountSpec("/work", "/work") in s.mounts  # the workspace at its own path
+    assert MountSpec("/c", "cache", kind="volume") in s.mounts
+    assert MountSpec(CONNECTION_DIR_IN_CONTAINER, "/run/user/1234/jupyter/mlcontainer-01234567-x") in s.mounts
+    assert MountSpec("/etc/passwd", "/p", read_only=True) in s.mounts
+    assert not any(m.target == "/etc/passwd" for m in spec(user=ROOT, passwd_group=None).mounts)
+    assert s.labels[LABEL_KERNEL_ID] == "0123456789abcdef" and s.labels[LABEL_OWNER] == "f" * 32
+    assert "HOME" in s.labels[LABEL_INJECTED_ENV].split(",")
+
+
+def test_ports_are_published_where_the_engine_chooses_or_where_they_were():
+    assert spec().ports == dict.fromkeys(CONTAINER_PORTS.values())
+    again = spec(host_ports={"shell_port": 40001, "iopub_port": 40002})
+    assert again.ports[CONTAINER_PORTS["shell_port"]] == 40001 and again.ports[CONTAINER_PORTS["hb_port"]] is None
+
+
+def test_gpu_grammar_and_sizes():
+    assert gpu_requests("all") == [GpuRequest(count=-1)] and gpu_requests("none") == []
+    assert gpu_requests("GPU-a,1") == [GpuRequest(device_ids=("GPU-a", "1"))]
+    with pytest.raises(ValueError, match="not understood"):
+        gpu_requests("lots")
+    assert parse_size("512m") == 512 << 20 and parse_size("1.5g") == 3 << 29 and parse_size("100") == 100
+    with pytest.raises(ValueError, match="not a size"):
+        parse_size("big")
+    assert shm_size_for("auto", "8g", 0) == str(4 << 30)  # half the memory limit
+    assert shm_size_for("", None, 16 << 30) == str(8 << 30)  # half the engine's memory
+    assert shm_size_for("2g", "8g", 0) == "2g"

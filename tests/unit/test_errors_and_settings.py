@@ -1,0 +1,38 @@
+"""The error hierarchy's statuses and the one shared setting section (no engine needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from jupyter_mlcontainer.errors import (
+    ContainerNotFound, ContainerNotRunning, EngineError, EngineUnavailable, GpuRuntimeMissing, ImageNotFound, PortInUse,
+    status_for,
+)
+from jupyter_mlcontainer.freeze import KernelContainerNotFound, OutputExists, RestorePlanChanged
+from jupyter_mlcontainer.images import ImageNotUsable
+from jupyter_mlcontainer.jobs import ContextTooLarge, JobNotFound
+from jupyter_mlcontainer.policy import PathRefused
+from jupyter_mlcontainer.settings import MLContainer, server_config
+
+
+@pytest.mark.parametrize("exc, status", [
+    (EngineUnavailable("down"), 503), (ImageNotFound("x"), 404), (ContainerNotFound("x"), 404),
+    (KernelContainerNotFound("x"), 404), (JobNotFound("x"), 404), (PortInUse("x"), 409), (ContainerNotRunning("x"), 409),
+    (OutputExists("x"), 409), (RestorePlanChanged("x"), 409), (GpuRuntimeMissing("x"), 400), (ImageNotUsable("x"), 400),
+    (PathRefused("x"), 400), (ContextTooLarge("x"), 400), (EngineError("x"), 502), (RuntimeError("bug"), 500),
+])
+def test_each_error_carries_its_http_status(exc, status):
+    assert status_for(exc) == status
+
+
+def test_the_shared_settings_come_from_config_then_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLCONTAINER_CACHE_VOLUME", "from-env")
+    monkeypatch.setenv("DOCKER_HOST", "unix:///env.sock")
+    assert MLContainer().cache_volume == "from-env" and MLContainer().docker_host == "unix:///env.sock"
+    (tmp_path / "jupyter_server_config.py").write_text("c.MLContainer.cache_volume = 'from-file'\n")
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path))
+    settings = MLContainer(config=server_config())
+    assert settings.cache_volume == "from-file" and settings.docker_host == "unix:///env.sock"
+    monkeypatch.setenv("MLCONTAINER_BUILD_CONTEXT_LIMIT_MB", "lots")
+    with pytest.raises(ValueError, match="number of megabytes"):
+        MLContainer().build_context_limit_mb

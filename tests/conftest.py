@@ -218,3 +218,67 @@ async def wait_for_status(kc, state: str, timeout: float = 30) -> None:
         msg = await kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
         if msg["msg_type"] == "status" and msg["content"]["execution_state"] == state:
             return
+
+
+class ThrottledProxy:
+    """A TCP proxy in front of a real server whose answers flow at ``rate`` bytes per second:
+    a registry far away, so that a pull is still running when a test acts on it."""
+
+    def __init__(self, target: tuple[str, int], rate: int) -> None:
+        import socket
+        import threading
+
+        self.target, self.rate = target, rate
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.open = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            with self._lock:
+                self.open += 1
+            threading.Thread(target=self._pipe, args=(client, upstream, None), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, self.rate), daemon=True).start()
+
+    def _pipe(self, source, sink, rate) -> None:
+        chunk = 16384
+        try:
+            while True:
+                data = source.recv(chunk)
+                if not data:
+                    break
+                sink.sendall(data)
+                if rate:
+                    time.sleep(len(data) / rate)  # the link's bandwidth
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+            if rate:  # one count per connection (its answering direction)
+                with self._lock:
+                    self.open -= 1
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def slow_registry(registry):
+    """The local registry behind a 2 MB/s link: 127.0.0.1:<port>."""
+    proxy = ThrottledProxy(("127.0.0.1", 5000), rate=2 << 20)
+    yield proxy
+    proxy.close()

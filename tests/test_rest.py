@@ -11,6 +11,8 @@ import time
 import uuid
 
 import pytest
+
+from jupyter_mlcontainer.errors import EngineError
 from tornado.httpclient import HTTPClientError
 
 from .conftest import BASE_IMAGE, add_spec, our_kernel_containers, wait_until
@@ -181,7 +183,7 @@ async def test_pull_with_progress_from_local_registry(engine, jp_fetch, registry
             pass
 
 
-async def test_pull_errors_and_cancel(engine, jp_fetch, registry):
+async def test_pull_errors_and_cancel(engine, jp_fetch, registry, slow_registry):
     body = json.dumps({"image": f"{registry}/mlctest/does-not-exist:1"})
     job = json.loads((await jp_fetch("mlcontainer", "api", "images", "pull", method="POST", body=body)).body)["job"]
     failed = await job_outcome(jp_fetch, job["id"], timeout=60)
@@ -191,16 +193,23 @@ async def test_pull_errors_and_cancel(engine, jp_fetch, registry):
         await jp_fetch("mlcontainer", "api", "jobs", "abcdef", method="DELETE")
     assert info.value.code == 404
 
-    tag = _unique_image(engine, registry, megabytes=64)
+    pushed = _unique_image(engine, registry, megabytes=32)
+    far = pushed.replace("127.0.0.1:5000", f"127.0.0.1:{slow_registry.port}")  # 16 s at 2 MB/s
     try:
-        job = json.loads((await jp_fetch("mlcontainer", "api", "images", "pull", method="POST", body=json.dumps({"image": tag}))).body)["job"]
+        job = json.loads((await jp_fetch("mlcontainer", "api", "images", "pull", method="POST", body=json.dumps({"image": far}))).body)["job"]
+        while not (await get(jp_fetch, "jobs", job["id"]))["progress"]:
+            await asyncio.sleep(0.1)  # until bytes flow: the pull is under way
         cancelled = json.loads((await jp_fetch("mlcontainer", "api", "jobs", job["id"], method="DELETE")).body)
-        assert cancelled["state"] in ("cancelled", "done")
+        assert cancelled["state"] == "cancelled"
+        assert (await get(jp_fetch, "jobs", job["id"]))["state"] == "cancelled"
+        with pytest.raises(EngineError):
+            engine.inspect_image_sync(far)  # it never completed
     finally:
-        try:
-            engine.api.remove_image(tag, force=True)
-        except Exception:
-            pass
+        for image in (pushed, far):
+            try:
+                engine.api.remove_image(image, force=True)
+            except Exception:
+                pass
 
 
 async def test_engine_down_gives_503_and_server_lives(jp_fetch, jp_serverapp, tmp_path):

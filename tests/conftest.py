@@ -231,8 +231,6 @@ class ThrottledProxy:
         self.target, self.rate = target, rate
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.open = 0
-        self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -245,8 +243,6 @@ class ThrottledProxy:
             except OSError:
                 return
             upstream = socket.create_connection(self.target)
-            with self._lock:
-                self.open += 1
             threading.Thread(target=self._pipe, args=(client, upstream, None), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client, self.rate), daemon=True).start()
 
@@ -268,9 +264,6 @@ class ThrottledProxy:
                     sock.close()
                 except OSError:
                     pass
-            if rate:  # one count per connection (its answering direction)
-                with self._lock:
-                    self.open -= 1
 
     def close(self) -> None:
         self.listener.close()

@@ -14,6 +14,7 @@ import os
 import threading
 
 from .engine import LABEL_ROLE, LABEL_VOLUME_CACHE, Engine, EngineError
+from .policy import write_json_safely
 from .state import state_dir
 
 DEFAULT_VOLUME = "mlcontainer-cache"
@@ -74,10 +75,7 @@ def _write_mark(key: str) -> None:
     marks[key] = "initialised"
     path = _marks_path()
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(marks, f)
-    os.replace(tmp, path)
+    write_json_safely(path, marks)
 
 
 def ensure_cache_volume(engine: Engine, name: str, helper_image: str, python: str) -> None:

@@ -475,17 +475,22 @@ class Engine:
         return self.call_sync(lambda: self.api.create_volume(name=name, labels=labels))
 
 
-def split_reference(image: str) -> tuple[str, str | None]:
-    """``repo:tag`` -> (repo, tag); a digest reference keeps its digest as the tag; no tag
-    means ``latest``. A registry port (``host:5000/repo``) is not a tag."""
-    if "@" in image:
-        repo, digest = image.split("@", 1)
-        return repo, digest
-    last = image.rsplit("/", 1)[-1]
+def reference_parts(image: str) -> tuple[str, str | None, str | None]:
+    """``host:5000/team/repo:tag@sha256:…`` -> (repository, tag or None, digest or None).
+    A registry port is not a tag. The one parser of image references."""
+    name, _, digest = image.partition("@")
+    last = name.rsplit("/", 1)[-1]
     if ":" in last:
-        repo, tag = image.rsplit(":", 1)
-        return repo, tag
-    return image, "latest"
+        repo, tag = name.rsplit(":", 1)
+        return repo, tag, digest or None
+    return name, None, digest or None
+
+
+def split_reference(image: str) -> tuple[str, str | None]:
+    """``repo:tag`` -> (repo, tag), as the engine's pull takes it: a digest reference keeps its
+    digest as the tag; no tag means ``latest``."""
+    repo, tag, digest = reference_parts(image)
+    return repo, digest or tag or "latest"
 
 
 _ENGINES: dict[str | None, Engine] = {}

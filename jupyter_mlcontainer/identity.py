@@ -21,6 +21,8 @@ import threading
 import uuid
 from dataclasses import dataclass
 
+from .policy import write_text_safely
+
 
 @dataclass(frozen=True)
 class HostUser:
@@ -171,10 +173,6 @@ def passwd_files(directory: str, user: HostUser, home: str, image_passwd: str, i
     for kind, text in (("passwd", passwd), ("group", group)):
         path = os.path.join(directory, f"{kind}-{digest}")
         if not os.path.exists(path):
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "w") as f:
-                f.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
+            write_text_safely(path, text, 0o644)  # mounted read-only into the container
         paths.append(path)
     return paths[0], paths[1]

@@ -15,7 +15,8 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from .engine import LABEL_PREFIX, LABEL_ROLE, Engine, EngineError, split_reference
+from .engine import LABEL_PREFIX, LABEL_ROLE, Engine, EngineError, reference_parts
+from .policy import write_json_safely
 from .state import state_dir
 
 PROBE_VERSION = 3
@@ -181,10 +182,7 @@ def _load_cached(image_id: str) -> ImageFacts | None:
 def _store(facts: ImageFacts) -> None:
     path = _cache_path(facts.image_id)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(asdict(facts), f)
-    os.replace(tmp, path)
+    write_json_safely(path, asdict(facts))
 
 
 def probe_image_sync(engine: Engine, image: str, *, refresh: bool = False) -> ImageFacts:
@@ -252,8 +250,8 @@ def display_name(image: str, facts: ImageFacts) -> str:
 
 def default_prepared_tag(image: str) -> str:
     """``repo:tag`` -> ``repo:tag-ipykernel`` (digest references drop the digest)."""
-    repo, tag = split_reference(image.split("@", 1)[0])
-    return f"{repo}:{tag}-ipykernel"
+    repo, tag, _ = reference_parts(image)
+    return f"{repo}:{tag or 'latest'}-ipykernel"
 
 
 def _prepare_dockerfile(image: str, facts: ImageFacts, with_wheelhouse: bool, index_url: str | None) -> str:
@@ -327,7 +325,8 @@ _SLUG_RE = re.compile(r"[^a-z0-9]+")
 
 def slug(image: str) -> str:
     """A file- and kernelspec-name-safe form of an image reference."""
-    text = _SLUG_RE.sub("-", image.split("@", 1)[0].lower()).strip("-")
+    repo, tag, _ = reference_parts(image)
+    text = _SLUG_RE.sub("-", (repo + (f":{tag}" if tag else "")).lower()).strip("-")
     return text[:60] or "image"
 
 

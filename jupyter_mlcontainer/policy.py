@@ -8,7 +8,10 @@ folder). Refusals say which path, where it leads and why. docs/security.md has t
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
+from typing import Any
 
 
 class PathRefused(ValueError):
@@ -41,16 +44,17 @@ def is_within(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def write_text_safely(path: str, text: str) -> None:
-    """Write a generated file without ever writing through a symlink: a link at ``path`` (a
-    shared notebook folder may hold one pointing anywhere) is refused, and the text goes to a
-    new file that replaces ``path`` atomically (a reader never sees half a file)."""
+def write_text_safely(path: str, text: str, mode: int = 0o644) -> None:
+    """Write a file whole or not at all, never through a symlink: a link at ``path`` (a shared
+    notebook folder may hold one pointing anywhere) is refused, and the text goes to a new file
+    (``mode``) that replaces ``path`` atomically, so a reader, or a process killed mid-write,
+    never leaves half a file. Every file the project writes goes through here."""
     if os.path.islink(path):
         raise PathRefused(f"{path} is a symlink (to {os.readlink(path)}): refusing to write through it")
     folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -58,3 +62,8 @@ def write_text_safely(path: str, text: str) -> None:
         if os.path.lexists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_json_safely(path: str, data: Any, mode: int = 0o644) -> None:
+    """:func:`write_text_safely` for JSON (state files, caches, connection files)."""
+    write_text_safely(path, json.dumps(data), mode)

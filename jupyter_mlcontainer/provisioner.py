@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import json
 import logging
 import os
 import shutil
@@ -44,6 +43,7 @@ from .gpu import get_monitor, unsatisfiable_reason
 from .identity import HostUser, current_user, owner_id, passwd_files
 from .images import ImageFacts, ImageNotUsable, probe_image_sync, unusable_reason
 from .settings import MLContainer
+from .policy import write_json_safely
 from .readiness import KernelNotReady, wait_for_kernel_ports
 from .watcher import get_watcher
 
@@ -631,11 +631,7 @@ def _host_ports(attrs: dict[str, Any]) -> dict[str, int]:
 
 
 def _write_private_json(path: str, data: dict[str, Any]) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
+    write_json_safely(path, data, 0o600)  # it holds the kernel's key
 
 
 def _new_connection_dir(kernel_id: str) -> str:

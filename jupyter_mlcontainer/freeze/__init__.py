@@ -15,7 +15,7 @@ from typing import Any
 
 from ..engine import (
     LABEL_IMAGE, LABEL_INJECTED_ENV, LABEL_KERNEL_ID, LABEL_OWNER, LABEL_OWNER_USER, LABEL_WORKSPACE, Engine,
-    EngineError,
+    EngineError, reference_parts,
 )
 from ..gpu import get_monitor
 from ..images import probe_image_sync
@@ -114,12 +114,12 @@ def freeze_container(
         )
 
     image_attrs = engine.inspect_image_sync(image_id)
-    repo = base_ref.split("@", 1)[0].rsplit(":", 1)[0] if ":" in base_ref.split("/")[-1] else base_ref.split("@", 1)[0]
-    digests = image_attrs.get("RepoDigests") or []
-    digest = next((d.split("@", 1)[1] for d in digests if d.split("@", 1)[0] == repo), None)
-    if digest is None and digests:
-        digest = digests[0].split("@", 1)[1]
-        base_ref = digests[0].split("@", 1)[0] + (":" + base_ref.rsplit(":", 1)[1] if ":" in base_ref.split("/")[-1] else "")
+    repo, tag, _ = reference_parts(base_ref)
+    digests = [reference_parts(d) for d in image_attrs.get("RepoDigests") or []]
+    digest = next((d for r, _, d in digests if r == repo), None)
+    if digest is None and digests:  # pushed under another name: pin that one
+        other, _, digest = digests[0]
+        base_ref = other + (f":{tag}" if tag else "")
     if digest is None:
         warnings.append(
             f"The base image {base_ref} was built locally and has no registry digest: the Dockerfile is "

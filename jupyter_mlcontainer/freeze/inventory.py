@@ -17,6 +17,7 @@ from typing import Any
 
 from ..engine import LABEL_ROLE, Engine
 from ..images import probe_image_sync
+from ..policy import write_json_safely
 from ..state import state_dir
 from .diff import CondaChanges
 from .errors import FreezeError
@@ -62,9 +63,7 @@ def image_inventory(engine: Engine, image: str) -> dict[str, Any]:
         raise FreezeError(f"Could not list the packages of {image}: {(err or out).strip()[-500:]}")
     inventory = json.loads(out.strip().splitlines()[-1])
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump({"version": INVENTORY_VERSION, "inventory": inventory}, f)
-    os.replace(path + ".tmp", path)
+    write_json_safely(path, {"version": INVENTORY_VERSION, "inventory": inventory})
     return inventory
 
 

@@ -17,3 +17,15 @@ def test_split_reference():
 def test_only_references_naming_a_registry_are_pulled_by_restore():
     assert has_registry("registry.lab.example/team/env:1") and has_registry("localhost:5000/x") and has_registry("localhost/x")
     assert not has_registry("mlcontainer-frozen/nb:abc") and not has_registry("ubuntu")
+
+
+def test_reference_parts():
+    from jupyter_mlcontainer.engine import reference_parts
+    from jupyter_mlcontainer.images import default_prepared_tag, slug
+
+    assert reference_parts("host:5000/team/repo:2@sha256:ab") == ("host:5000/team/repo", "2", "sha256:ab")
+    assert reference_parts("repo@sha256:ab") == ("repo", None, "sha256:ab")
+    assert reference_parts("host:5000/repo") == ("host:5000/repo", None, None)
+    assert default_prepared_tag("pytorch/pytorch@sha256:ab") == "pytorch/pytorch:latest-ipykernel"
+    assert default_prepared_tag("host:5000/x:1") == "host:5000/x:1-ipykernel"
+    assert slug("Repo/Img:1@sha256:ab") == "repo-img-1"

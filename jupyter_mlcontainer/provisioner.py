@@ -22,20 +22,19 @@ import logging
 import os
 import shutil
 import signal
-import tempfile
 import time
 from typing import Any
 
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
-import zmq
 from traitlets import Bool, CaselessStrEnum, Dict, Float, Unicode, default
 
 from . import cache
 from .container_spec import (
-    CONNECTION_FILE_IN_CONTAINER, CONTAINER_PORTS, KERNEL_NETWORK, ContainerSpec, GpuRequest, gpu_requests,
+    CONNECTION_FILE_IN_CONTAINER, KERNEL_NETWORK, ContainerSpec, GpuRequest, gpu_requests,
     kernel_container, kernel_environment, shm_size_for,
 )
+from .connection import curve_keys, new_connection_dir, published_ports, write_connection_file
 from .deaths import DeathRecord, record_death
 from .engine import Engine, get_engine
 from .errors import ContainerNotFound, ContainerNotRunning, EngineError, GpuRequestUnsatisfiable, PortInUse
@@ -43,7 +42,6 @@ from .gpu import get_monitor, unsatisfiable_reason
 from .identity import HostUser, current_user, owner_id, passwd_files
 from .images import ImageFacts, ImageNotUsable, probe_image_sync, unusable_reason
 from .settings import MLContainer
-from .policy import write_json_safely
 from .readiness import KernelNotReady, wait_for_kernel_ports
 from .watcher import get_watcher
 
@@ -257,7 +255,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             raise EngineError("The kernel manager has no session key")
         # A private folder per launch (0700, removed by cleanup, at restart too): the connection
         # file with the kernel's key, mounted read-write because ipykernel may rewrite it.
-        conn_dir = _new_connection_dir(self.kernel_id)
+        conn_dir = new_connection_dir(self.kernel_id)
         self._conn_dir = conn_dir
         try:
             return self._launch_in(conn_dir, engine, facts, user, cwd, workspace, key, cmd, kwargs)
@@ -273,18 +271,9 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
     ) -> KernelConnectionInfo:
         km = self.parent
         signature_scheme = km.session.signature_scheme if km is not None else "hmac-sha256"
-        curve = self._curve_keys(facts)
-        _write_private_json(
-            os.path.join(conn_dir, "kernel.json"),
-            {
-                **CONTAINER_PORTS,
-                "ip": "0.0.0.0",
-                "key": key.decode(),
-                "transport": "tcp",
-                "signature_scheme": signature_scheme,
-                "kernel_name": getattr(km, "kernel_name", ""),
-                **curve,
-            },
+        curve = curve_keys(self.image, facts, self.transport_encryption, km)
+        write_connection_file(
+            conn_dir, key=key, signature_scheme=signature_scheme, kernel_name=getattr(km, "kernel_name", ""), curve=curve,
         )
 
         home = cache.home_in_cache(self.cache_mount_path, user.name)
@@ -369,35 +358,10 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
                 + (f":\n{tail.strip()}" if tail.strip() else "")
             )
         try:
-            return cid, _host_ports(attrs)
+            return cid, published_ports(attrs)
         except EngineError:
             self.engine.remove_container_sync(cid)
             raise
-
-    def _curve_keys(self, facts: ImageFacts) -> dict[str, str]:
-        """The CurveZMQ keypair for this kernel's connection file and connection info, or {}
-        when it runs unencrypted (see ``transport_encryption``). The kernel manager keeps the
-        pair: a restart reuses it, so clients connected before the restart reconnect."""
-        km = self.parent
-        manager_policy = km._transport_encryption_policy() if hasattr(km, "_transport_encryption_policy") else "disabled"
-        required = "required" in (self.transport_encryption, manager_policy)
-        if self.transport_encryption == "disabled" and not required:
-            return {}
-        if not (facts.curve and zmq.has("curve")):
-            if required:
-                raise ImageNotUsable(
-                    f"Transport encryption is required, but the kernel of {self.image} cannot encrypt: it "
-                    f"needs ipykernel 7.4 or newer (the image has {facts.ipykernel}) with a CURVE-enabled "
-                    "pyzmq" + ("" if zmq.has("curve") else ", and so does this server's pyzmq")
-                )
-            return {}
-        if km is None:
-            public, secret = zmq.curve_keypair()
-        else:
-            if km.curve_publickey is None or km.curve_secretkey is None:
-                km.curve_publickey, km.curve_secretkey = zmq.curve_keypair()
-            public, secret = km.curve_publickey, km.curve_secretkey
-        return {"curve_publickey": public.decode("ascii"), "curve_secretkey": secret.decode("ascii")}
 
     def _wait_until_listening(self, container_id: str, host_ports: dict[str, int]) -> None:
         """Block until a ZeroMQ socket answers on each of the kernel's published ports (see
@@ -616,33 +580,6 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         if not os.path.isabs(path) and self._cwd:
             path = os.path.join(self._cwd, path)
         return path if os.path.exists(path) else None
-
-
-def _host_ports(attrs: dict[str, Any]) -> dict[str, int]:
-    published = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
-    ports = {}
-    for field, port in CONTAINER_PORTS.items():
-        bindings = published.get(f"{port}/tcp") or []
-        chosen = [b for b in bindings if b.get("HostIp") in ("127.0.0.1", "")]
-        if not chosen:
-            raise EngineError(f"The engine did not publish container port {port} on 127.0.0.1")
-        ports[field] = int(chosen[0]["HostPort"])
-    return ports
-
-
-def _write_private_json(path: str, data: dict[str, Any]) -> None:
-    write_json_safely(path, data, 0o600)  # it holds the kernel's key
-
-
-def _new_connection_dir(kernel_id: str) -> str:
-    """A new private (0700) folder for one launch of ``kernel_id``, in this user's Jupyter
-    runtime folder: never a folder shared with other users, never derived from the kernel
-    manager's connection file (a temp path for standalone managers)."""
-    from jupyter_core.paths import jupyter_runtime_dir
-
-    runtime = jupyter_runtime_dir()
-    os.makedirs(runtime, mode=0o700, exist_ok=True)
-    return tempfile.mkdtemp(prefix=f"mlcontainer-{kernel_id[:8]}-", dir=runtime)
 
 
 __all__ = ["DockerKernelProvisioner", "PROVISIONER_NAME"]

@@ -15,7 +15,7 @@ from jupyter_core.paths import jupyter_runtime_dir
 from jupyter_mlcontainer.engine import EngineUnavailable, GpuRequestUnsatisfiable, GpuRuntimeMissing, ImageNotFound
 from jupyter_mlcontainer.images import ImageNotUsable
 from jupyter_mlcontainer.deaths import last_death
-from jupyter_mlcontainer.provisioner import CONTAINER_PORTS
+from jupyter_mlcontainer.container_spec import CONTAINER_PORTS
 
 from .conftest import (
     wait_for_status,

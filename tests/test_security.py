@@ -414,7 +414,7 @@ async def test_kernel_output_is_unreadable_from_other_containers(engine, workspa
     does), and no container reaches a kernel of Debian's 6.17, which cannot encrypt."""
     import asyncio
 
-    from jupyter_mlcontainer.provisioner import CONTAINER_PORTS, KERNEL_NETWORK
+    from jupyter_mlcontainer.container_spec import CONTAINER_PORTS, KERNEL_NETWORK
 
     from .conftest import IPYKERNEL7_IMAGE, execute
 

@@ -211,13 +211,15 @@ def registry():
     return "127.0.0.1:5000"
 
 
-async def wait_for_status(kc, state: str, timeout: float = 30) -> None:
-    """Read IOPub until the kernel reports ``state`` (busy, idle), or time out."""
+async def wait_for_status(kc, state: str, timeout: float = 30, parent: str | None = None) -> None:
+    """Read IOPub until the kernel reports ``state`` (busy, idle), for the request ``parent``
+    when given (IOPub also carries the statuses of other clients' requests), or time out."""
     deadline = time.monotonic() + timeout
     while True:
         msg = await kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
         if msg["msg_type"] == "status" and msg["content"]["execution_state"] == state:
-            return
+            if parent is None or msg["parent_header"].get("msg_id") == parent:
+                return
 
 
 class ThrottledProxy:

@@ -25,7 +25,7 @@ from jupyter_mlcontainer.freeze import (
 )
 from jupyter_mlcontainer.jobs import JobRegistry
 
-from .conftest import BASE_IMAGE, TORCH_IMAGE, add_spec, execute, running_kernel
+from .conftest import BASE_IMAGE, TORCH_IMAGE, add_spec, execute, running_kernel, wait_for_status
 
 
 def make_wheel(folder, name="mlcontainer_toy", version="1.2.3") -> str:
@@ -346,3 +346,45 @@ async def test_freeze_writes_only_the_instructions_it_means(engine, workspace, t
         assert seen.stdout.splitlines() == [repr(env["MLC_TRICKY"]), "[]"]
     finally:
         engine.api.remove_image(tag, force=True)
+
+
+async def test_freeze_reads_the_kernels_environment_every_time_under_load(engine, workspace, tmp_path):
+    """Nothing lost silently: a fresh client per freeze (as the REST freeze makes one) reads the
+    kernel's own variables every time, with both cores busy; a kernel that cannot answer fails
+    the freeze with the reason instead of a Dockerfile without them."""
+    import subprocess
+
+    from jupyter_mlcontainer.freeze import KernelEnvironmentUnavailable
+
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        async with running_kernel(engine, BASE_IMAGE, workspace) as (km, kc):
+            await execute(kc, "import os; os.environ['MLC_MODE'] = 'strict'; os.environ['MLC_SEED'] = '1234'")
+            for run in range(8):
+                client = km.client()
+                client.start_channels()
+                try:
+                    env = await kernel_environment(client)
+                finally:
+                    client.stop_channels()
+                assert (env.get("MLC_MODE"), env.get("MLC_SEED")) == ("strict", "1234"), run
+            result = freeze_container(engine, km.provisioner.container_id, runtime_env=env, output_dir=str(tmp_path))
+            assert 'ENV MLC_MODE="strict"' in result.dockerfile and 'ENV MLC_SEED="1234"' in result.dockerfile
+            # A kernel busy with a cell cannot answer: freeze says so, it does not guess.
+            sleeper = km.client()
+            sleeper.start_channels()
+            await sleeper.wait_for_ready(timeout=30)
+            sleeping = sleeper.execute("import time; time.sleep(30)")
+            client = km.client()
+            client.start_channels()
+            try:
+                await wait_for_status(sleeper, "busy", parent=sleeping)
+                with pytest.raises(KernelEnvironmentUnavailable, match="did not answer within 2 s"):
+                    await kernel_environment(client, timeout=2)
+            finally:
+                client.stop_channels()
+                sleeper.stop_channels()
+                await km.interrupt_kernel()
+    finally:
+        for burner in burners:
+            burner.kill()

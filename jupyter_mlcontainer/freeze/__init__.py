@@ -23,12 +23,12 @@ from ..policy import write_text_safely
 from .diff import CondaChanges, conda_channel, diff_apt, diff_conda, diff_packages, user_env
 from .errors import FreezeError, KernelContainerNotFound, OutputExists, RestoreError, RestorePlanChanged
 from .inventory import changed_files, conda_owned_files, container_inventory, image_inventory
-from .kernel_env import kernel_environment, kernel_environment_from_file
+from .kernel_env import KernelEnvironmentUnavailable, kernel_environment, kernel_environment_from_file
 from .render import render_dockerfile
 
 __all__ = [
     "FreezeError", "FreezeResult", "KernelContainerNotFound", "OutputExists", "RestoreError", "RestorePlanChanged",
-    "CondaChanges", "conda_channel", "container_inventory", "container_of_kernel", "diff_apt", "diff_conda",
+    "KernelEnvironmentUnavailable", "CondaChanges", "conda_channel", "container_inventory", "container_of_kernel", "diff_apt", "diff_conda",
     "diff_packages", "freeze_container", "image_inventory", "kernel_environment", "kernel_environment_from_file",
     "render_dockerfile", "user_env",
 ]
@@ -105,6 +105,11 @@ def freeze_container(
     injected = set(filter(None, labels.get(LABEL_INJECTED_ENV, "").split(",")))
     env, env_warnings = user_env(runtime_env if runtime_env is not None else container_env, image_env, injected)
     warnings += env_warnings
+    if runtime_env is None:
+        warnings.append(
+            "The kernel's own environment was not read (no connection to the kernel): variables set "
+            "in the kernel (%env, os.environ) are not in this Dockerfile, only the container's configured ones."
+        )
 
     mounts = [m.get("Destination", "") for m in attrs.get("Mounts") or []]
     owned = conda_owned_files(engine, container_id, facts.python or "python3", conda)

@@ -20,7 +20,28 @@ _NOT_USER_ENV = re.compile(
     r"COLUMNS|LINES|HOSTNAME|HOME|USER|LOGNAME|PWD|OLDPWD|SHLVL|_|PATH|LANG|LC_.*|"
     r"NVIDIA_.*|CUDA_VISIBLE_DEVICES|PYTHONUSERBASE)$"
 )
-_SECRET = re.compile(r"(TOKEN|SECRET|PASSW|PASSWORD|CREDENTIAL|API_?KEY|ACCESS_?KEY|PRIVATE|AUTH|COOKIE|SESSION)", re.I)
+# Names that hold credentials: *_TOKEN, *_SECRET, *_PASS*, *_KEY (KAGGLE_KEY, AWS keys),
+# *_CREDENTIALS, *_DSN (SENTRY_DSN carries a key), connection strings, cookies and sessions.
+_SECRET = re.compile(
+    r"(TOKEN|SECRET|PASS|CREDENTIAL|(^|_)KEY($|_)|APIKEY|ACCESSKEY|PRIVATE|AUTH|COOKIE|SESSION|(^|_)DSN$"
+    r"|CONNECTION_?STRING|(^|_)CONN_?STR|SAS($|_)|SIGNATURE)",
+    re.I,
+)
+# Values that are credentials whatever the variable is called: a URL with a password
+# (postgres://u:pw@h/db), a connection string's key, a bearer token, a private key.
+_SECRET_VALUE = re.compile(
+    r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@"
+    r"|(AccountKey|SharedAccessKey|Password|Pwd|SharedAccessSignature|sig)=[^;&\s]+"
+    r"|\bBearer\s+\S{8,}|-----BEGIN [A-Z ]*PRIVATE KEY-----"
+    r"|\b(ghp|gho|github_pat|glpat|hf|sk|xox[abp]|AKIA)[-_][A-Za-z0-9_-]{10,}|\bAKIA[0-9A-Z]{16}\b",
+    re.I,
+)
+
+
+def looks_secret(name: str, value: str) -> bool:
+    """True when the variable's name or its value looks like a credential (both are checked:
+    DATABASE_URL=postgres://u:pw@h/db is one by its value)."""
+    return bool(_SECRET.search(name) or _SECRET_VALUE.search(value or ""))
 
 def _pin(info: dict[str, Any]) -> tuple[str | None, str | None]:
     """(requirement line or None, warning or None) for one changed distribution. The line is
@@ -169,7 +190,7 @@ def user_env(runtime_env: dict[str, str], image_env: dict[str, str], injected: s
             continue
         if image_env.get(key) == value:
             continue
-        if _SECRET.search(key):
+        if looks_secret(key, value):
             warnings.append(f"Environment variable {key} looks like a secret and was not written; pass it at run time.")
             continue
         kept[key] = value

@@ -6,6 +6,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .errors import FreezeError
+
+
+class KernelEnvironmentUnavailable(FreezeError):
+    """The kernel did not tell its environment (busy, gone, not answering)."""
+
+    http_status = 409
+
 
 ENV_CODE = "import json as _j, os as _o; print('MLCONTAINER-ENV ' + _j.dumps(dict(_o.environ)))"
 
@@ -17,9 +25,14 @@ def _parse_env_output(text: str) -> dict[str, str] | None:
     return None
 
 
-async def kernel_environment(client: Any, timeout: float = 30) -> dict[str, str] | None:
+async def kernel_environment(client: Any, timeout: float = 30) -> dict[str, str]:
     """The kernel process's current ``os.environ`` (variables set with %env or os.environ
-    included), asked through an async kernel client; None if the kernel does not answer."""
+    included), asked through an async kernel client.
+
+    A client fresh from ``start_channels()`` may not receive IOPub yet (ZeroMQ's slow joiner):
+    the answer would be lost and freeze would quietly fall back to the container's configured
+    environment. So the client is made ready first (jupyter_client's own ``wait_for_ready``), and
+    any failure raises :class:`KernelEnvironmentUnavailable` with the reason."""
     chunks: list[str] = []
 
     def collect(msg: dict[str, Any]) -> None:
@@ -27,27 +40,51 @@ async def kernel_environment(client: Any, timeout: float = 30) -> dict[str, str]
             chunks.append(msg["content"].get("text", ""))
 
     try:
-        await client.execute_interactive(ENV_CODE, silent=True, store_history=False, output_hook=collect, timeout=timeout)
-    except Exception:
-        return None
-    return _parse_env_output("".join(chunks))
+        await client.wait_for_ready(timeout=timeout)
+        reply = await client.execute_interactive(
+            ENV_CODE, silent=True, store_history=False, output_hook=collect, timeout=timeout,
+        )
+    except Exception as exc:
+        raise KernelEnvironmentUnavailable(_reason(exc, timeout)) from None
+    return _answer(reply, "".join(chunks))
 
 
-def kernel_environment_from_file(connection_file: str, timeout: float = 30) -> dict[str, str] | None:
+def kernel_environment_from_file(connection_file: str, timeout: float = 30) -> dict[str, str]:
     """Same as :func:`kernel_environment`, from a kernel's connection file (CLI use)."""
     from jupyter_client import BlockingKernelClient
 
     client = BlockingKernelClient(connection_file=connection_file)
     client.load_connection_file()
     client.start_channels()
+    chunks: list[str] = []
     try:
-        chunks: list[str] = []
-        client.execute_interactive(
+        client.wait_for_ready(timeout=timeout)
+        reply = client.execute_interactive(
             ENV_CODE, silent=True, store_history=False, timeout=timeout,
             output_hook=lambda msg: chunks.append(msg["content"].get("text", "")) if msg["msg_type"] == "stream" else None,
         )
-        return _parse_env_output("".join(chunks))
-    except Exception:
-        return None
+    except Exception as exc:
+        raise KernelEnvironmentUnavailable(_reason(exc, timeout)) from None
     finally:
         client.stop_channels()
+    return _answer(reply, "".join(chunks))
+
+
+def _reason(exc: Exception, timeout: float) -> str:
+    text = str(exc).lower()
+    if isinstance(exc, TimeoutError) or "timeout" in type(exc).__name__.lower() or "respond" in text or "timeout" in text:
+        why = f"it did not answer within {timeout:.0f} s (is a cell still running? interrupt it or wait)"
+    else:
+        why = f"{type(exc).__name__}: {exc}"
+    return (f"Could not read the kernel's environment: {why}. Freeze needs it to pin the variables "
+            "set in the kernel (%env, os.environ); nothing was written.")
+
+
+def _answer(reply: dict[str, Any], text: str) -> dict[str, str]:
+    env = _parse_env_output(text)
+    if env is None or reply.get("content", {}).get("status") != "ok":
+        raise KernelEnvironmentUnavailable(
+            "Could not read the kernel's environment: the kernel's answer had no environment "
+            f"(status {reply.get('content', {}).get('status')!r}); nothing was written."
+        )
+    return env

@@ -2,7 +2,8 @@
 
 Runs tests/ui/panel.spec.mjs: open the panel, see a running container kernel, pull an image
 from the local registry with visible progress, add a kernel, open a notebook in it, run a cell,
-and save a screenshot of the panel (into docs/ with MLC_UPDATE_SCREENSHOT=1). GPUs come from the fake NVML layer, with a
+save a screenshot of the panel (into docs/ with MLC_UPDATE_SCREENSHOT=1), find the commands in
+the command palette and change the poll interval in the settings editor. GPUs come from the fake NVML layer, with a
 process that is the running kernel's host PID, so the GPU row names its notebook.
 """
 
@@ -48,7 +49,8 @@ def lab(engine, workspace, tmp_path):
     nvml = tmp_path / "nvml.json"
     nvml.write_text(json.dumps({"gpus": []}))
     port = _free_port()
-    env = dict(os.environ, JUPYTER_MLCONTAINER_FAKE_NVML=str(nvml))
+    # The spec changes the extension's settings: they go to a folder of this test, not the user's.
+    env = dict(os.environ, JUPYTER_MLCONTAINER_FAKE_NVML=str(nvml), JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "lab-settings"))
     log = open(tmp_path / "lab.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",

@@ -1,6 +1,8 @@
 /**
- * What the panel's buttons do: REST calls through the model plus the
- * JupyterLab side (dialogs, kernelspec refresh, opening notebooks, clipboard).
+ * What the extension's commands do (see commands.ts, which the panel's
+ * buttons and the command palette execute): REST calls through the model plus
+ * the JupyterLab side (dialogs, kernelspec refresh, opening notebooks,
+ * clipboard).
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import {
@@ -10,14 +12,17 @@ import {
   showDialog,
   showErrorMessage
 } from '@jupyterlab/apputils';
+import { INotebookTracker } from '@jupyterlab/notebook';
+import { TranslationBundle } from '@jupyterlab/translation';
 
 import { errorMessage, imageName, imageRef, shortId } from './format';
 import { freezeKernel } from './freeze';
 import { KernelDialogBody } from './kernelDialog';
 import { MLContainerModel } from './model';
+import { IMLContainerSettings } from './settings';
 import { IContainerKernel, IImage, IJob, IKernelspecRequest } from './tokens';
 
-export interface IPanelActions {
+export interface IActions {
   /** Ask for options, create a kernelspec for the image, refresh the specs. */
   addKernel(image: IImage): Promise<void>;
   /** Open a new notebook on the image's kernelspec (creating one if none). */
@@ -29,16 +34,20 @@ export interface IPanelActions {
   cancelJob(job: IJob): Promise<void>;
   /** Write a Dockerfile for a kernel, show it, offer to build the image. */
   freeze(kernel: IContainerKernel): Promise<void>;
-  /** Confirm, then stop a container kernel. */
+  /** Confirm (unless the settings say not to), then stop a container kernel. */
   stopKernel(kernel: IContainerKernel): Promise<void>;
-  /** Open a notebook (or any file) by path. */
-  openPath(path: string): void;
 }
 
-export function createActions(
-  app: JupyterFrontEnd,
-  model: MLContainerModel
-): IPanelActions {
+export function createActions(options: {
+  app: JupyterFrontEnd;
+  model: MLContainerModel;
+  trans: TranslationBundle;
+  /** Read when an action runs, so that changed settings apply at once. */
+  settings: Readonly<IMLContainerSettings>;
+  tracker: INotebookTracker | null;
+}): IActions {
+  const { app, model, trans, settings, tracker } = options;
+
   const refreshSpecs = async (): Promise<void> => {
     try {
       await app.serviceManager.kernelspecs.refreshSpecs();
@@ -60,15 +69,16 @@ export function createActions(
   return {
     async addKernel(image) {
       const result = await showDialog({
-        title: `Add ${imageName(image)} as a kernel`,
+        title: trans.__('Add %1 as a kernel', imageName(image)),
         body: new KernelDialogBody({
           image: imageRef(image),
           imageName: imageName(image),
-          gpuCount: model.status.data?.nvml.gpu_count ?? 0
+          gpuCount: model.status.data?.nvml.gpu_count ?? 0,
+          trans
         }),
         buttons: [
-          Dialog.cancelButton(),
-          Dialog.okButton({ label: 'Add kernel' })
+          Dialog.cancelButton({ label: trans.__('Cancel') }),
+          Dialog.okButton({ label: trans.__('Add kernel') })
         ],
         focusNodeSelector: 'input'
       });
@@ -77,17 +87,23 @@ export function createActions(
       }
       try {
         const spec = await create(result.value);
-        Notification.success(`Kernel "${spec.display_name}" added.`, {
-          autoClose: 5000,
-          actions: [
-            {
-              label: 'New notebook',
-              callback: () => void openNotebook(spec.name)
-            }
-          ]
-        });
+        Notification.success(
+          trans.__('Kernel "%1" added.', spec.display_name),
+          {
+            autoClose: 5000,
+            actions: [
+              {
+                label: trans.__('New notebook'),
+                callback: () => void openNotebook(spec.name)
+              }
+            ]
+          }
+        );
       } catch (error) {
-        await showErrorMessage('Could not add the kernel', errorMessage(error));
+        await showErrorMessage(
+          trans.__('Could not add the kernel'),
+          errorMessage(error)
+        );
       }
     },
 
@@ -100,7 +116,7 @@ export function createActions(
         await openNotebook(name);
       } catch (error) {
         await showErrorMessage(
-          'Could not open a notebook',
+          trans.__('Could not open a notebook'),
           errorMessage(error)
         );
       }
@@ -111,8 +127,11 @@ export function createActions(
       Clipboard.copyToSystem(digest);
       Notification.info(
         image.digests.length > 0
-          ? `Copied ${digest}`
-          : `No registry digest (local image); copied its id ${shortId(image.id)}`,
+          ? trans.__('Copied %1', digest)
+          : trans.__(
+              'No registry digest (local image); copied its id %1',
+              shortId(image.id)
+            ),
         { autoClose: 3000 }
       );
     },
@@ -126,40 +145,46 @@ export function createActions(
         await model.cancel(job.id);
       } catch (error) {
         await showErrorMessage(
-          `Could not cancel ${job.target}`,
+          trans.__('Could not cancel %1', job.target),
           errorMessage(error)
         );
       }
     },
 
     freeze(kernel) {
-      return freezeKernel(app, model, kernel);
+      return freezeKernel({ app, model, trans, tracker }, kernel);
     },
 
     async stopKernel(kernel) {
-      const what = kernel.notebook_path ?? `kernel ${kernel.kernel_id}`;
-      const result = await showDialog({
-        title: 'Stop container kernel?',
-        body:
-          `Stop the kernel of ${what} (container ${shortId(kernel.container_id)}, ` +
-          `image ${kernel.image})? Its variables are lost; the notebook file is kept.`,
-        buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Stop' })]
-      });
-      if (!result.button.accept) {
-        return;
+      if (settings.confirmStopKernel) {
+        const what =
+          kernel.notebook_path ?? trans.__('kernel %1', kernel.kernel_id);
+        const body = trans.__(
+          'Stop the kernel of %1 (container %2, image %3)? Its variables are lost; the notebook file is kept.',
+          what,
+          shortId(kernel.container_id),
+          kernel.image
+        );
+        const result = await showDialog({
+          title: trans.__('Stop container kernel?'),
+          body,
+          buttons: [
+            Dialog.cancelButton({ label: trans.__('Cancel') }),
+            Dialog.warnButton({ label: trans.__('Stop') })
+          ]
+        });
+        if (!result.button.accept) {
+          return;
+        }
       }
       try {
         await model.stopKernel(kernel.kernel_id);
       } catch (error) {
         await showErrorMessage(
-          'Could not stop the kernel',
+          trans.__('Could not stop the kernel'),
           errorMessage(error)
         );
       }
-    },
-
-    openPath(path) {
-      void app.commands.execute('docmanager:open', { path });
     }
   };
 }

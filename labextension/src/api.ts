@@ -1,6 +1,8 @@
 /**
- * Typed calls to the jupyter-mlcontainer REST API, one function per route.
+ * Typed calls to the jupyter-mlcontainer REST API, one method per route.
  */
+import { ServerConnection } from '@jupyterlab/services';
+
 import { requestAPI } from './request';
 import {
   IBuildRequest,
@@ -55,104 +57,113 @@ function post(body: unknown): RequestInit {
   return { method: 'POST', body: JSON.stringify(body) };
 }
 
-export function getStatus(): Promise<IStatus> {
-  return requestAPI<IStatus>('status');
-}
-
-export async function getImages(): Promise<IImage[]> {
-  return (await requestAPI<{ images: IImage[] }>('images')).images.map(
-    normalizeImage
-  );
-}
-
-export async function pullImage(image: string): Promise<IJob> {
-  return normalizeJob(
-    (await requestAPI<{ job: IJob }>('images/pull', post({ image }))).job
-  );
-}
-
-export async function getJobs(): Promise<IJob[]> {
-  return (await requestAPI<{ jobs: IJob[] }>('jobs')).jobs.map(normalizeJob);
-}
-
-export async function getJob(id: string): Promise<IJob> {
-  return normalizeJob(await requestAPI<IJob>(`jobs/${encodeURIComponent(id)}`));
-}
-
-export async function cancelJob(id: string): Promise<IJob> {
-  return normalizeJob(
-    await requestAPI<IJob>(`jobs/${encodeURIComponent(id)}`, {
-      method: 'DELETE'
-    })
-  );
-}
-
-export async function addKernelspec(
-  request: IKernelspecRequest
-): Promise<IKernelspec> {
-  return (
-    await requestAPI<{ kernelspec: IKernelspec }>('kernelspecs', post(request))
-  ).kernelspec;
-}
-
-export async function getKernels(): Promise<IContainerKernel[]> {
-  return (await requestAPI<{ kernels: IContainerKernel[] }>('kernels')).kernels;
-}
-
-export async function stopKernel(kernelId: string): Promise<void> {
-  await requestAPI<void>(`kernels/${encodeURIComponent(kernelId)}`, {
-    method: 'DELETE'
-  });
-}
-
-export function getGpus(): Promise<IGpus> {
-  return requestAPI<IGpus>('gpus');
-}
-
-export function getVolumes(): Promise<IVolumes> {
-  return requestAPI<IVolumes>('volumes');
-}
-
-/** Write a Dockerfile (and requirements) reproducing a kernel's container. */
-export function freezeKernel(
-  kernelId: string,
-  force = false
-): Promise<IFreezeResult> {
-  return requestAPI<IFreezeResult>(
-    `kernels/${encodeURIComponent(kernelId)}/freeze`,
-    post({ force })
-  );
-}
-
-export async function buildImage(request: IBuildRequest): Promise<IJob> {
-  return normalizeJob(
-    (
-      await requestAPI<{ job: IJob }>('images/build', post({
-        build_args: {},
-        ...request
-      }))
-    ).job
-  );
-}
-
-/** What restoring a frozen notebook would do (changes nothing on the server). */
-export function restorePlan(path: string): Promise<IRestorePlan> {
-  return requestAPI<IRestorePlan>(
-    `notebooks/restore?path=${encodeURIComponent(path)}`
-  );
-}
-
 /**
- * Do the restore plan the user confirmed: the server refuses (409) when the
- * notebook, its Dockerfile or the images changed since the plan was fetched.
+ * The REST API client. It uses the server connection settings it is given
+ * (the app's service manager's), never settings of its own.
  */
-export async function restoreNotebook(
-  path: string,
-  fingerprint: string
-): Promise<RestoreResult> {
-  const answer = await requestAPI<RestoreResult>(
-    'notebooks/restore',
-    post({ path, fingerprint })
-  );
-  return 'job' in answer ? { job: normalizeJob(answer.job) } : answer;
+export class MLContainerAPI {
+  constructor(readonly serverSettings: ServerConnection.ISettings) {}
+
+  getStatus(): Promise<IStatus> {
+    return this._request<IStatus>('status');
+  }
+
+  async getImages(): Promise<IImage[]> {
+    return (await this._request<{ images: IImage[] }>('images')).images.map(
+      normalizeImage
+    );
+  }
+
+  async pullImage(image: string): Promise<IJob> {
+    return normalizeJob(
+      (await this._request<{ job: IJob }>('images/pull', post({ image }))).job
+    );
+  }
+
+  async getJobs(): Promise<IJob[]> {
+    return (await this._request<{ jobs: IJob[] }>('jobs')).jobs.map(
+      normalizeJob
+    );
+  }
+
+  async cancelJob(id: string): Promise<IJob> {
+    return normalizeJob(
+      await this._request<IJob>(`jobs/${encodeURIComponent(id)}`, {
+        method: 'DELETE'
+      })
+    );
+  }
+
+  async addKernelspec(request: IKernelspecRequest): Promise<IKernelspec> {
+    return (
+      await this._request<{ kernelspec: IKernelspec }>(
+        'kernelspecs',
+        post(request)
+      )
+    ).kernelspec;
+  }
+
+  async getKernels(): Promise<IContainerKernel[]> {
+    return (await this._request<{ kernels: IContainerKernel[] }>('kernels'))
+      .kernels;
+  }
+
+  async stopKernel(kernelId: string): Promise<void> {
+    await this._request<void>(`kernels/${encodeURIComponent(kernelId)}`, {
+      method: 'DELETE'
+    });
+  }
+
+  getGpus(): Promise<IGpus> {
+    return this._request<IGpus>('gpus');
+  }
+
+  getVolumes(): Promise<IVolumes> {
+    return this._request<IVolumes>('volumes');
+  }
+
+  /** Write a Dockerfile (and requirements) reproducing a kernel's container. */
+  freezeKernel(kernelId: string, force = false): Promise<IFreezeResult> {
+    return this._request<IFreezeResult>(
+      `kernels/${encodeURIComponent(kernelId)}/freeze`,
+      post({ force })
+    );
+  }
+
+  async buildImage(request: IBuildRequest): Promise<IJob> {
+    return normalizeJob(
+      (
+        await this._request<{ job: IJob }>(
+          'images/build',
+          post({ build_args: {}, ...request })
+        )
+      ).job
+    );
+  }
+
+  /** What restoring a frozen notebook would do (changes nothing on the server). */
+  restorePlan(path: string): Promise<IRestorePlan> {
+    return this._request<IRestorePlan>(
+      `notebooks/restore?path=${encodeURIComponent(path)}`
+    );
+  }
+
+  /**
+   * Do the restore plan the user confirmed: the server refuses (409) when the
+   * notebook, its Dockerfile or the images changed since the plan was fetched.
+   */
+  async restoreNotebook(
+    path: string,
+    fingerprint: string
+  ): Promise<RestoreResult> {
+    const answer = await this._request<RestoreResult>(
+      'notebooks/restore',
+      post({ path, fingerprint })
+    );
+    return 'job' in answer ? { job: normalizeJob(answer.job) } : answer;
+  }
+
+  private _request<T>(endPoint: string, init: RequestInit = {}): Promise<T> {
+    return requestAPI<T>(this.serverSettings, endPoint, init);
+  }
 }

@@ -2,6 +2,7 @@
  * The banner at the top of the panel: whether the server extension and the
  * Docker engine answer, and what to do when they do not.
  */
+import { TranslationBundle } from '@jupyterlab/translation';
 import { h, VirtualDOM, VirtualElement } from '@lumino/virtualdom';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
@@ -9,11 +10,11 @@ import { Widget } from '@lumino/widgets';
 import { MLContainerModel } from './model';
 import { field, kids, message } from './ui';
 
-export const ENGINE_DOWN =
-  'Docker engine not reachable: is dockerd running and is your user in the docker group?';
-
 export class StatusBanner extends Widget {
-  constructor(private readonly _model: MLContainerModel) {
+  constructor(
+    private readonly _model: MLContainerModel,
+    private readonly _trans: TranslationBundle
+  ) {
     super();
     this.addClass('mlc-banner');
     this.node.dataset.testid = 'mlc-banner';
@@ -30,8 +31,11 @@ export class StatusBanner extends Widget {
 
   private _render(): VirtualElement[] {
     const model = this._model;
+    const trans = this._trans;
     if (model.loading) {
-      return [message('info', 'mlc-loading', 'Connecting to the server…')];
+      return [
+        message('info', 'mlc-loading', trans.__('Connecting to the server…'))
+      ];
     }
     const { data, error } = model.status;
     if (error) {
@@ -39,12 +43,17 @@ export class StatusBanner extends Widget {
         message(
           'error',
           'mlc-server-error',
-          `The jupyter-mlcontainer server extension does not answer (GET mlcontainer/api/status): ${error}`
+          trans.__(
+            'The jupyter-mlcontainer server extension does not answer (GET mlcontainer/api/status): %1',
+            error
+          )
         ),
         message(
           'hint',
           'mlc-server-error-hint',
-          'Check that it is installed and enabled (jupyter server extension list), then restart Jupyter.'
+          trans.__(
+            'Check that it is installed and enabled (jupyter server extension list), then restart Jupyter.'
+          )
         )
       ];
     }
@@ -53,7 +62,12 @@ export class StatusBanner extends Widget {
         message(
           'error',
           'mlc-engine-down',
-          h.strong({}, ENGINE_DOWN),
+          h.strong(
+            {},
+            trans.__(
+              'Docker engine not reachable: is dockerd running and is your user in the docker group?'
+            )
+          ),
           ...kids(
             model.engineReason &&
               h.div({ className: 'mlc-reason' }, model.engineReason)
@@ -71,11 +85,15 @@ export class StatusBanner extends Widget {
           className: 'mlc-row-meta mlc-engine-ok',
           dataset: { testid: 'mlc-engine-ok' }
         },
-        field('Docker', engine.version ?? 'reachable'),
+        field(trans.__('Docker'), engine.version ?? trans.__('reachable')),
         ...kids(
           engine.nvidia_runtime !== undefined &&
-            field('NVIDIA runtime', engine.nvidia_runtime ? 'yes' : 'no'),
-          data.nvml.available && field('GPUs', String(data.nvml.gpu_count))
+            field(
+              trans.__('NVIDIA runtime'),
+              engine.nvidia_runtime ? trans.__('yes') : trans.__('no')
+            ),
+          data.nvml.available &&
+            field(trans.__('GPUs'), String(data.nvml.gpu_count))
         )
       )
     ];

@@ -13,82 +13,46 @@ import {
   showErrorMessage
 } from '@jupyterlab/apputils';
 import { PathExt } from '@jupyterlab/coreutils';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { TranslationBundle } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 
 import { errorMessage, errorStatus } from './format';
 import { MLContainerModel } from './model';
-import { IContainerKernel, IFreezeRecord, IFreezeResult } from './tokens';
+import {
+  CommandIDs,
+  IContainerKernel,
+  IFreezeRecord,
+  IFreezeResult
+} from './tokens';
 
-/** The panel's open command (see index.ts). */
-const OPEN_PANEL = 'mlcontainer:open-panel';
-
-/** A document widget, duck-typed (no @jupyterlab/notebook dependency). */
-interface IDocumentLike {
-  context?: {
-    path?: string;
-    localPath?: string;
-    model?: IModelLike;
-  };
+/** What freezing needs from the application. */
+export interface IFreezeContext {
+  app: JupyterFrontEnd;
+  model: MLContainerModel;
+  trans: TranslationBundle;
+  /** To find the frozen notebook when it is open here. */
+  tracker: INotebookTracker | null;
 }
 
-/** A notebook model, JupyterLab 4 (`setMetadata`) or older (`metadata.set`). */
-export interface IModelLike {
-  setMetadata?: (key: string, value: unknown) => void;
-  getMetadata?: (key: string) => unknown;
-  metadata?: {
-    set?: (key: string, value: unknown) => void;
-    get?: (key: string) => unknown;
-  };
-}
-
-/** The open document of a path (relative to the server root), if any. */
-export function findDocument(
-  app: JupyterFrontEnd,
+/** The open notebook of a path (relative to the server root), if any. */
+function findNotebook(
+  tracker: INotebookTracker | null,
   path: string
-): IDocumentLike | null {
-  for (const widget of app.shell.widgets('main')) {
-    const context = (widget as IDocumentLike).context;
-    if (context && (context.path === path || context.localPath === path)) {
-      return widget as IDocumentLike;
-    }
-  }
-  return null;
-}
-
-/** Read a metadata key of a duck-typed notebook model. */
-export function getMetadata(model: IModelLike | undefined, key: string): any {
-  if (!model) {
-    return undefined;
-  }
-  if (typeof model.getMetadata === 'function') {
-    return model.getMetadata(key);
-  }
-  return model.metadata?.get?.(key);
-}
-
-/** Set a metadata key of a duck-typed notebook model; false if impossible. */
-function setMetadata(
-  model: IModelLike | undefined,
-  key: string,
-  value: unknown
-): boolean {
-  if (model && typeof model.setMetadata === 'function') {
-    model.setMetadata(key, value);
-    return true;
-  }
-  if (model?.metadata && typeof model.metadata.set === 'function') {
-    model.metadata.set(key, value);
-    return true;
-  }
-  return false;
+): NotebookPanel | null {
+  return (
+    tracker?.find(
+      panel => panel.context.path === path || panel.context.localPath === path
+    ) ?? null
+  );
 }
 
 /** Freeze a kernel: ask before overwriting, show the result, offer a build. */
 export async function freezeKernel(
-  app: JupyterFrontEnd,
-  model: MLContainerModel,
+  context: IFreezeContext,
   kernel: IContainerKernel
 ): Promise<void> {
+  const { model, trans, tracker } = context;
   let result: IFreezeResult;
   try {
     try {
@@ -98,11 +62,11 @@ export async function freezeKernel(
         throw error;
       }
       const answer = await showDialog({
-        title: 'Overwrite the Dockerfile?',
+        title: trans.__('Overwrite the Dockerfile?'),
         body: errorMessage(error),
         buttons: [
-          Dialog.cancelButton(),
-          Dialog.warnButton({ label: 'Overwrite' })
+          Dialog.cancelButton({ label: trans.__('Cancel') }),
+          Dialog.warnButton({ label: trans.__('Overwrite') })
         ]
       });
       if (!answer.button.accept) {
@@ -111,26 +75,31 @@ export async function freezeKernel(
       result = await model.freeze(kernel.kernel_id, true);
     }
   } catch (error) {
-    await showErrorMessage('Could not freeze the kernel', errorMessage(error));
+    await showErrorMessage(
+      trans.__('Could not freeze the kernel'),
+      errorMessage(error)
+    );
     return;
   }
 
   const record = result.notebook_metadata?.mlcontainer;
   let recorded: 'yes' | 'not-open' | 'none' = 'none';
   if (record && result.notebook_path) {
-    const doc = findDocument(app, result.notebook_path);
-    recorded =
-      doc && setMetadata(doc.context?.model, 'mlcontainer', record)
-        ? 'yes'
-        : 'not-open';
+    const notebook = findNotebook(tracker, result.notebook_path)?.model;
+    if (notebook) {
+      notebook.setMetadata('mlcontainer', record);
+      recorded = 'yes';
+    } else {
+      recorded = 'not-open';
+    }
   }
 
   const dialog = new Dialog({
-    title: 'Kernel frozen',
-    body: new FreezeResultBody(result, recorded),
+    title: trans.__('Kernel frozen'),
+    body: new FreezeResultBody(result, recorded, trans),
     buttons: [
-      Dialog.cancelButton({ label: 'Close' }),
-      Dialog.okButton({ label: 'Build image' })
+      Dialog.cancelButton({ label: trans.__('Close') }),
+      Dialog.okButton({ label: trans.__('Build image') })
     ],
     defaultButton: 0
   });
@@ -139,22 +108,23 @@ export async function freezeKernel(
     ?.setAttribute('data-testid', 'mlc-build-button');
   const answer = await dialog.launch();
   if (answer.button.accept) {
-    await buildFrozen(app, model, result, record);
+    await buildFrozen(context, result, record);
   }
 }
 
 /** Start building the image of a frozen kernel; the panel shows the job. */
 async function buildFrozen(
-  app: JupyterFrontEnd,
-  model: MLContainerModel,
+  { app, model, trans }: IFreezeContext,
   result: IFreezeResult,
   record: IFreezeRecord | undefined
 ): Promise<void> {
   let tag = record?.image ?? '';
   if (!tag) {
     const answer = await InputDialog.getText({
-      title: 'Tag of the image to build',
-      placeholder: 'name:tag'
+      title: trans.__('Tag of the image to build'),
+      placeholder: trans.__('name:tag'),
+      okLabel: trans.__('Build'),
+      cancelLabel: trans.__('Cancel')
     });
     if (!answer.button.accept || !answer.value?.trim()) {
       return;
@@ -170,24 +140,31 @@ async function buildFrozen(
   try {
     await model.build({ dockerfile, tag });
   } catch (error) {
-    await showErrorMessage(`Could not build ${tag}`, errorMessage(error));
+    await showErrorMessage(
+      trans.__('Could not build %1', tag),
+      errorMessage(error)
+    );
     return;
   }
-  Notification.info(`Building ${tag}…`, {
+  Notification.info(trans.__('Building %1…', tag), {
     autoClose: 5000,
     actions: [
       {
-        label: 'Show progress',
-        callback: () => void app.commands.execute(OPEN_PANEL)
+        label: trans.__('Show progress'),
+        callback: () => void app.commands.execute(CommandIDs.openPanel)
       }
     ]
   });
-  void app.commands.execute(OPEN_PANEL);
+  void app.commands.execute(CommandIDs.openPanel);
 }
 
 /** What a freeze wrote: Dockerfile, base, counts, warnings, metadata. */
 class FreezeResultBody extends Widget {
-  constructor(result: IFreezeResult, recorded: 'yes' | 'not-open' | 'none') {
+  constructor(
+    result: IFreezeResult,
+    recorded: 'yes' | 'not-open' | 'none',
+    trans: TranslationBundle
+  ) {
     super();
     this.addClass('mlc-freeze-result');
     this.node.dataset.testid = 'mlc-freeze-result';
@@ -215,44 +192,71 @@ class FreezeResultBody extends Widget {
       return p;
     };
 
-    line('Dockerfile', result.dockerfile_path, 'mlc-freeze-dockerfile');
-    line('Requirements', result.requirements_path);
+    line(
+      trans.__('Dockerfile'),
+      result.dockerfile_path,
+      'mlc-freeze-dockerfile'
+    );
+    line(trans.__('Requirements'), result.requirements_path);
     if (result.base_digest) {
       line(
-        'Base',
+        trans.__('Base'),
         `${result.base_image}@${result.base_digest}`,
         'mlc-freeze-base'
       );
     } else {
-      line('Base', result.base_image, 'mlc-freeze-base');
+      line(trans.__('Base'), result.base_image, 'mlc-freeze-base');
       text(
-        `${result.base_image} has no registry digest: the Dockerfile is not ` +
-          'portable until that image is pushed to a registry.',
+        trans.__(
+          '%1 has no registry digest: the Dockerfile is not portable until that image is pushed to a registry.',
+          result.base_image
+        ),
         'mlc-message mlc-message-warning',
         'mlc-freeze-not-portable'
       );
     }
     const count = (o: object | undefined) => Object.keys(o ?? {}).length;
+    const counts = [
+      trans._n(
+        '%1 Python package',
+        '%1 Python packages',
+        count(result.packages)
+      ),
+      trans._n('%1 apt package', '%1 apt packages', count(result.apt_packages)),
+      ...(count(result.conda_packages)
+        ? [
+            trans._n(
+              '%1 conda package',
+              '%1 conda packages',
+              count(result.conda_packages)
+            )
+          ]
+        : []),
+      trans._n(
+        '%1 environment variable',
+        '%1 environment variables',
+        count(result.env)
+      )
+    ];
     text(
-      `${count(result.packages)} Python packages, ` +
-        `${count(result.apt_packages)} apt packages, ` +
-        (count(result.conda_packages)
-          ? `${count(result.conda_packages)} conda packages, `
-          : '') +
-        `${count(result.env)} environment variables ` +
-        `(${result.seconds.toFixed(1)} s).`,
+      trans.__('%1 (%2 s).', counts.join(', '), result.seconds.toFixed(1)),
       '',
       'mlc-freeze-counts'
     );
     if (result.notebook_path && recorded === 'yes') {
       text(
-        `Recorded in the metadata of ${result.notebook_path}: save the ` +
-          'notebook to keep it.',
+        trans.__(
+          'Recorded in the metadata of %1: save the notebook to keep it.',
+          result.notebook_path
+        ),
         'mlc-message mlc-message-info'
       );
     } else if (result.notebook_path && recorded === 'not-open') {
       text(
-        `${result.notebook_path} is not open here: its metadata was not updated.`,
+        trans.__(
+          '%1 is not open here: its metadata was not updated.',
+          result.notebook_path
+        ),
         'mlc-message mlc-message-hint'
       );
     }
@@ -266,7 +270,7 @@ class FreezeResultBody extends Widget {
         li.textContent = warning;
         ul.appendChild(li);
       }
-      text('Warnings:', 'mlc-freeze-warnings-title');
+      text(trans.__('Warnings:'), 'mlc-freeze-warnings-title');
       this.node.appendChild(ul);
     }
   }

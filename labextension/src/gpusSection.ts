@@ -11,7 +11,7 @@ import { bar, chip, field, kids, message } from './ui';
 
 export class GpusSection extends Section {
   constructor(options: Omit<Section.IOptions, 'key' | 'title'>) {
-    super({ ...options, key: 'gpus', title: 'GPUs' });
+    super({ ...options, key: 'gpus', title: options.trans.__('GPUs') });
   }
 
   protected count(): number | null {
@@ -20,27 +20,39 @@ export class GpusSection extends Section {
   }
 
   protected render(): VirtualElement[] {
+    const trans = this.trans;
     const { data, error } = this.model.gpus;
     const out: VirtualElement[] = [];
     if (error) {
       out.push(
-        message('error', 'mlc-gpus-error', `Could not read the GPUs: ${error}`)
+        message(
+          'error',
+          'mlc-gpus-error',
+          trans.__('Could not read the GPUs: %1', error)
+        )
       );
     }
     if (data === null) {
       if (!error) {
-        out.push(message('info', 'mlc-gpus-loading', 'Loading GPUs…'));
+        out.push(
+          message('info', 'mlc-gpus-loading', trans.__('Loading GPUs…'))
+        );
       }
       return out;
     }
     if (!data.available || data.gpus.length === 0) {
       out.push(
-        message('hint', 'mlc-gpu-unavailable', data.reason || 'No GPU found.'),
+        message(
+          'hint',
+          'mlc-gpu-unavailable',
+          data.reason || trans.__('No GPU found.')
+        ),
         message(
           'hint',
           'mlc-gpu-unavailable-hint',
-          'Kernels still run on the CPU. For GPUs: install the NVIDIA driver and the ' +
-            'NVIDIA Container Toolkit on the host.'
+          trans.__(
+            'Kernels still run on the CPU. For GPUs: install the NVIDIA driver and the NVIDIA Container Toolkit on the host.'
+          )
         )
       );
       return out;
@@ -53,9 +65,10 @@ export class GpusSection extends Section {
           dataset: { testid: 'mlc-gpu-driver' }
         },
         ...kids(
-          data.driver_version && field('Driver', data.driver_version),
+          data.driver_version &&
+            field(trans.__('Driver'), data.driver_version),
           data.cuda_driver_version &&
-            field('CUDA driver', data.cuda_driver_version)
+            field(trans.__('CUDA driver'), data.cuda_driver_version)
         )
       )
     );
@@ -64,8 +77,9 @@ export class GpusSection extends Section {
         message(
           'warning',
           'mlc-gpu-no-runtime',
-          'Docker has no NVIDIA runtime: containers cannot use these GPUs. ' +
-            'Install the NVIDIA Container Toolkit and restart dockerd.'
+          trans.__(
+            'Docker has no NVIDIA runtime: containers cannot use these GPUs. Install the NVIDIA Container Toolkit and restart dockerd.'
+          )
         )
       );
     }
@@ -79,6 +93,7 @@ export class GpusSection extends Section {
   }
 
   private _row(gpu: IGpu): VirtualElement {
+    const trans = this.trans;
     const util =
       gpu.utilization_gpu === null ? null : gpu.utilization_gpu / 100;
     const memory = ratio(gpu.memory_used, gpu.memory_total);
@@ -96,7 +111,9 @@ export class GpusSection extends Section {
     for (const proc of gpu.processes) {
       const label =
         proc.notebook_path ??
-        (proc.kernel_id ? `kernel ${proc.kernel_id.slice(0, 8)}` : null);
+        (proc.kernel_id
+          ? trans.__('kernel %1', proc.kernel_id.slice(0, 8))
+          : null);
       if (label) {
         notebooks.set(label, proc.notebook_path ?? '');
       }
@@ -115,13 +132,13 @@ export class GpusSection extends Section {
         { className: 'mlc-row-head' },
         chip(String(gpu.index), 'mlc-chip-index', gpu.uuid),
         h.span({ className: 'mlc-gpu-name', title: gpu.uuid }, gpu.name),
-        ...kids(gpu.mig_mode === true && chip('MIG', 'mlc-chip-mig'))
+        ...kids(gpu.mig_mode === true && chip(trans.__('MIG'), 'mlc-chip-mig'))
       ),
       h.div(
         { className: 'mlc-row-meta mlc-usage' },
         h.span(
           { className: 'mlc-field mlc-field-bar' },
-          h.span({ className: 'mlc-field-label' }, 'Util'),
+          h.span({ className: 'mlc-field-label' }, trans.__('Util')),
           bar(
             util,
             util === null ? '—' : `${gpu.utilization_gpu}%`,
@@ -130,22 +147,22 @@ export class GpusSection extends Section {
         ),
         h.span(
           { className: 'mlc-field mlc-field-bar' },
-          h.span({ className: 'mlc-field-label' }, 'Memory'),
+          h.span({ className: 'mlc-field-label' }, trans.__('Memory')),
           bar(memory, memoryText, 'mlc-gpu-memory')
         )
       ),
       h.div(
         { className: 'mlc-row-meta' },
         field(
-          'Temp',
+          trans.__('Temp'),
           gpu.temperature === null ? '—' : `${gpu.temperature} °C`,
           'mlc-gpu-temperature'
         ),
-        field('Power', power, 'mlc-gpu-power')
+        field(trans.__('Power'), power, 'mlc-gpu-power')
       ),
       h.div(
         { className: 'mlc-row-meta', dataset: { testid: 'mlc-gpu-notebooks' } },
-        h.span({ className: 'mlc-field-label' }, 'Used by'),
+        h.span({ className: 'mlc-field-label' }, trans.__('Used by')),
         ...(notebooks.size > 0
           ? [...notebooks.entries()].map(([label, path]) =>
               path
@@ -153,10 +170,10 @@ export class GpusSection extends Section {
                     {
                       className: 'mlc-chip mlc-chip-notebook',
                       href: '#',
-                      title: `Open ${path}`,
+                      title: trans.__('Open %1', path),
                       onclick: (event: MouseEvent) => {
                         event.preventDefault();
-                        this.actions.openPath(path);
+                        void this.commands.execute('docmanager:open', { path });
                       }
                     },
                     label
@@ -166,14 +183,14 @@ export class GpusSection extends Section {
           : [
               h.span(
                 { className: 'mlc-muted' },
-                others > 0 ? '' : 'no notebook'
+                others > 0 ? '' : trans.__('no notebook')
               )
             ]),
         ...kids(
           others > 0 &&
             h.span(
               { className: 'mlc-muted' },
-              `${others} other process${others > 1 ? 'es' : ''}`
+              trans._n('%1 other process', '%1 other processes', others)
             )
         )
       )

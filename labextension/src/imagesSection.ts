@@ -15,12 +15,12 @@ import {
 } from './format';
 import { renderJob } from './pull';
 import { Section } from './section';
-import { IImage } from './tokens';
+import { CommandIDs, IImage } from './tokens';
 import { button, chip, field, iconButton, kids, message } from './ui';
 
 export class ImagesSection extends Section {
   constructor(options: Omit<Section.IOptions, 'key' | 'title'>) {
-    super({ ...options, key: 'images', title: 'Images' });
+    super({ ...options, key: 'images', title: options.trans.__('Images') });
     this._buildPullForm();
   }
 
@@ -29,9 +29,10 @@ export class ImagesSection extends Section {
   }
 
   protected render(): VirtualElement[] {
+    const trans = this.trans;
     const { data, error, httpStatus } = this.model.images;
     const jobs = this.model.jobs.map(job =>
-      renderJob(job, this.model, this.actions)
+      renderJob(job, this.model, this.commands, trans)
     );
     const out: VirtualElement[] = [];
     if (jobs.length > 0) {
@@ -48,18 +49,20 @@ export class ImagesSection extends Section {
           ? message(
               'error',
               'mlc-images-error',
-              'Images need the Docker engine (see above).'
+              trans.__('Images need the Docker engine (see above).')
             )
           : message(
               'error',
               'mlc-images-error',
-              `Could not list images: ${error}`
+              trans.__('Could not list images: %1', error)
             )
       );
     }
     if (data === null) {
       if (!error) {
-        out.push(message('info', 'mlc-images-loading', 'Loading images…'));
+        out.push(
+          message('info', 'mlc-images-loading', trans.__('Loading images…'))
+        );
       }
       return out;
     }
@@ -68,8 +71,9 @@ export class ImagesSection extends Section {
         message(
           'hint',
           'mlc-images-empty',
-          'No Docker images yet. Pull one above (e.g. pytorch/pytorch:latest), ' +
-            'or docker pull / docker build on the host.'
+          trans.__(
+            'No Docker images yet. Pull one above (e.g. pytorch/pytorch:latest), or docker pull / docker build on the host.'
+          )
         )
       );
       return out;
@@ -84,7 +88,10 @@ export class ImagesSection extends Section {
   }
 
   private _row(image: IImage): VirtualElement {
+    const trans = this.trans;
     const ref = imageRef(image);
+    const run = (command: string, args: { [key: string]: string } = {}) =>
+      void this.commands.execute(command, { image: ref, ...args });
     const adding = this.model.isBusy(`add:${ref}`);
     const created = formatDate(image.created);
     return h.div(
@@ -101,24 +108,26 @@ export class ImagesSection extends Section {
         { className: 'mlc-row-head' },
         ...(image.tags.length > 0
           ? image.tags.map(tag => chip(tag, 'mlc-chip-tag', tag))
-          : [chip('<untagged>', 'mlc-chip-tag mlc-untagged')]),
+          : [chip(trans.__('<untagged>'), 'mlc-chip-tag mlc-untagged')]),
         h.code({ className: 'mlc-id', title: image.id }, shortId(image.id)),
         iconButton(
           copyIcon,
-          'Copy digest',
-          () => this.actions.copyDigest(image),
+          trans.__('Copy digest'),
+          () => run(CommandIDs.copyDigest),
           {
             testid: 'mlc-image-copy-digest',
             title: image.digests[0]
-              ? `Copy digest ${image.digests[0]}`
-              : 'Copy digest (local image without a registry digest: copies its id)'
+              ? trans.__('Copy digest %1', image.digests[0])
+              : trans.__(
+                  'Copy digest (local image without a registry digest: copies its id)'
+                )
           }
         )
       ),
       h.div(
         { className: 'mlc-row-meta' },
-        field('Size', formatBytes(image.size), 'mlc-image-size'),
-        ...kids(created && field('Created', created))
+        field(trans.__('Size'), formatBytes(image.size), 'mlc-image-size'),
+        ...kids(created && field(trans.__('Created'), created))
       ),
       this._facts(image),
       h.div(
@@ -126,35 +135,46 @@ export class ImagesSection extends Section {
           className: 'mlc-row-meta',
           dataset: { testid: 'mlc-image-kernelspecs' }
         },
-        h.span({ className: 'mlc-field-label' }, 'Kernels'),
+        h.span({ className: 'mlc-field-label' }, trans.__('Kernels')),
         ...(image.kernelspecs.length > 0
           ? image.kernelspecs.map(name =>
               h.button(
                 {
                   className: 'mlc-chip mlc-chip-kernelspec',
                   type: 'button',
-                  title: `New notebook with kernel ${name}`,
+                  title: trans.__('New notebook with kernel %1', name),
                   dataset: { testid: 'mlc-image-kernelspec' },
-                  onclick: () => void this.actions.newNotebook(image, name)
+                  onclick: () =>
+                    run(CommandIDs.newNotebook, { kernelName: name })
                 },
                 name
               )
             )
-          : [h.span({ className: 'mlc-muted' }, 'none yet: Add as kernel')])
+          : [
+              h.span(
+                { className: 'mlc-muted' },
+                trans.__('none yet: Add as kernel')
+              )
+            ])
       ),
       h.div(
         { className: 'mlc-actions' },
-        button('Add as kernel', () => void this.actions.addKernel(image), {
+        button(trans.__('Add as kernel'), () => run(CommandIDs.addKernel), {
           testid: 'mlc-image-add-kernel',
-          title: `Create a Jupyter kernel that runs in ${imageName(image)}`,
+          title: trans.__(
+            'Create a Jupyter kernel that runs in %1',
+            imageName(image)
+          ),
           disabled: adding
         }),
-        button('New notebook', () => void this.actions.newNotebook(image), {
+        button(trans.__('New notebook'), () => run(CommandIDs.newNotebook), {
           testid: 'mlc-image-new-notebook',
           title:
             image.kernelspecs.length > 0
-              ? `New notebook with kernel ${image.kernelspecs[0]}`
-              : 'Add a kernel for this image, then open a new notebook with it',
+              ? trans.__('New notebook with kernel %1', image.kernelspecs[0])
+              : trans.__(
+                  'Add a kernel for this image, then open a new notebook with it'
+                ),
           disabled: adding
         })
       )
@@ -162,6 +182,7 @@ export class ImagesSection extends Section {
   }
 
   private _facts(image: IImage): VirtualElement {
+    const trans = this.trans;
     const facts = image.facts;
     const attrs = {
       className: `mlc-row-meta mlc-facts mlc-probe-${facts.probe}`,
@@ -172,14 +193,17 @@ export class ImagesSection extends Section {
         attrs,
         h.span(
           { className: 'mlc-muted' },
-          'Inspecting Python, PyTorch and CUDA…'
+          trans.__('Inspecting Python, PyTorch and CUDA…')
         )
       );
     }
     if (facts.probe === 'error') {
       return h.div(
         attrs,
-        h.span({ className: 'mlc-muted' }, 'Could not inspect this image')
+        h.span(
+          { className: 'mlc-muted' },
+          trans.__('Could not inspect this image')
+        )
       );
     }
     return h.div(
@@ -193,9 +217,9 @@ export class ImagesSection extends Section {
           : h.span(
               {
                 className: 'mlc-warning-text',
-                title: 'The image has no ipykernel installed'
+                title: trans.__('The image has no ipykernel installed')
               },
-              'no ipykernel'
+              trans.__('no ipykernel')
             )
       )
     );
@@ -203,20 +227,21 @@ export class ImagesSection extends Section {
 
   /** The pull form is plain DOM so a poll tick never disturbs typing. */
   private _buildPullForm(): void {
+    const trans = this.trans;
     const form = document.createElement('form');
     form.className = 'mlc-pull-form';
     form.dataset.testid = 'mlc-pull-form';
     const input = document.createElement('input');
     input.className = 'jp-mod-styled mlc-pull-input';
-    input.placeholder = 'Image to pull, e.g. pytorch/pytorch:latest';
-    input.setAttribute('aria-label', 'Image to pull');
+    input.placeholder = trans.__('Image to pull, e.g. pytorch/pytorch:latest');
+    input.setAttribute('aria-label', trans.__('Image to pull'));
     input.dataset.testid = 'mlc-pull-input';
     input.spellcheck = false;
     const submit = document.createElement('button');
     submit.type = 'submit';
     submit.className =
       'jp-Button jp-mod-styled jp-mod-accept jp-mod-small mlc-button';
-    submit.textContent = 'Pull image';
+    submit.textContent = trans.__('Pull image');
     submit.dataset.testid = 'mlc-pull-button';
     const error = document.createElement('div');
     error.className = 'mlc-message mlc-message-error';
@@ -233,13 +258,17 @@ export class ImagesSection extends Section {
       }
       submit.disabled = true;
       error.hidden = true;
-      this.actions
-        .pull(name)
+      this.commands
+        .execute(CommandIDs.pullImage, { image: name })
         .then(() => {
           input.value = '';
         })
         .catch(reason => {
-          error.textContent = `Could not pull ${name}: ${errorMessage(reason)}`;
+          error.textContent = trans.__(
+            'Could not pull %1: %2',
+            name,
+            errorMessage(reason)
+          );
           error.hidden = false;
         })
         .finally(() => {

@@ -3,6 +3,7 @@
  * (empty lets the server choose its defaults).
  */
 import { Dialog } from '@jupyterlab/apputils';
+import { TranslationBundle } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 
 import { IKernelspecRequest } from './tokens';
@@ -13,25 +14,29 @@ export class KernelDialogBody
 {
   constructor(options: KernelDialogBody.IOptions) {
     super();
+    const trans = options.trans;
     this._image = options.image;
     this.addClass('mlc-kernel-dialog');
     this.node.dataset.testid = 'mlc-kernel-dialog';
 
     this._display = this._input(
-      'Display name',
-      `${options.imageName} (container)`,
+      trans.__('Display name'),
+      trans.__('%1 (container)', options.imageName),
       'mlc-kernel-dialog-display-name'
     );
     this._gpus = this._input(
-      'GPUs',
+      trans.__('GPUs'),
       options.gpuCount > 0
-        ? 'server default; all, none, 1, or 0,1'
-        : 'no GPU on this host: none',
+        ? trans.__('server default; all, none, 1, or 0,1')
+        : trans.__('no GPU on this host: none'),
       'mlc-kernel-dialog-gpus'
     );
     const hint = document.createElement('p');
     hint.className = 'mlc-kernel-dialog-hint';
-    hint.textContent = `Image: ${options.image}. Leave fields empty for the defaults.`;
+    hint.textContent = trans.__(
+      'Image: %1. Leave fields empty for the defaults.',
+      options.image
+    );
     this.node.appendChild(hint);
   }
 
@@ -83,5 +88,6 @@ export namespace KernelDialogBody {
     imageName: string;
     /** GPUs NVML sees, to word the GPUs hint. */
     gpuCount: number;
+    trans: TranslationBundle;
   }
 }

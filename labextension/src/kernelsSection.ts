@@ -7,12 +7,12 @@ import { h, VirtualElement } from '@lumino/virtualdom';
 
 import { formatBytes, ratio, shortId } from './format';
 import { Section } from './section';
-import { IContainerKernel } from './tokens';
+import { CommandIDs, IContainerKernel } from './tokens';
 import { bar, button, chip, field, kids, message } from './ui';
 
 export class KernelsSection extends Section {
   constructor(options: Omit<Section.IOptions, 'key' | 'title'>) {
-    super({ ...options, key: 'kernels', title: 'Kernels' });
+    super({ ...options, key: 'kernels', title: options.trans.__('Kernels') });
   }
 
   protected count(): number | null {
@@ -20,6 +20,7 @@ export class KernelsSection extends Section {
   }
 
   protected render(): VirtualElement[] {
+    const trans = this.trans;
     const { data, error, httpStatus } = this.model.kernels;
     const out: VirtualElement[] = [];
     if (error) {
@@ -28,18 +29,20 @@ export class KernelsSection extends Section {
           ? message(
               'error',
               'mlc-kernels-error',
-              'Kernels need the Docker engine (see above).'
+              trans.__('Kernels need the Docker engine (see above).')
             )
           : message(
               'error',
               'mlc-kernels-error',
-              `Could not list kernels: ${error}`
+              trans.__('Could not list kernels: %1', error)
             )
       );
     }
     if (data === null) {
       if (!error) {
-        out.push(message('info', 'mlc-kernels-loading', 'Loading kernels…'));
+        out.push(
+          message('info', 'mlc-kernels-loading', trans.__('Loading kernels…'))
+        );
       }
       return out;
     }
@@ -48,8 +51,9 @@ export class KernelsSection extends Section {
         message(
           'hint',
           'mlc-kernels-empty',
-          'No container kernel running. Open a notebook on an ML container kernel ' +
-            '(Images → New notebook, or pick one in the Launcher) to start one.'
+          trans.__(
+            'No container kernel running. Open a notebook on an ML container kernel (Images → New notebook, or pick one in the Launcher) to start one.'
+          )
         )
       );
       return out;
@@ -64,6 +68,8 @@ export class KernelsSection extends Section {
   }
 
   private _row(kernel: IContainerKernel): VirtualElement {
+    const trans = this.trans;
+    const kernelId = kernel.kernel_id;
     const path = kernel.notebook_path;
     const memory = ratio(kernel.memory_usage, kernel.memory_limit);
     const memoryText =
@@ -90,11 +96,11 @@ export class KernelsSection extends Section {
               {
                 className: 'mlc-path',
                 href: '#',
-                title: `Open ${path}`,
+                title: trans.__('Open %1', path),
                 dataset: { testid: 'mlc-kernel-notebook' },
                 onclick: (event: MouseEvent) => {
                   event.preventDefault();
-                  this.actions.openPath(path);
+                  void this.commands.execute('docmanager:open', { path });
                 }
               },
               path
@@ -104,24 +110,28 @@ export class KernelsSection extends Section {
                 className: 'mlc-path mlc-muted',
                 dataset: { testid: 'mlc-kernel-notebook' }
               },
-              `no notebook (kernel ${kernel.kernel_id.slice(0, 8)})`
+              trans.__('no notebook (kernel %1)', kernel.kernel_id.slice(0, 8))
             ),
         chip(kernel.state, `mlc-state mlc-state-${kernel.state}`)
       ),
       h.div(
         { className: 'mlc-row-meta' },
-        field('Image', kernel.image, 'mlc-kernel-image'),
+        field(trans.__('Image'), kernel.image, 'mlc-kernel-image'),
         field(
-          'Container',
+          trans.__('Container'),
           h.code({ title: kernel.container_id }, shortId(kernel.container_id))
         ),
-        field('Spec', kernel.kernelspec),
-        field('GPUs', kernel.gpus || 'none', 'mlc-kernel-gpus')
+        field(trans.__('Spec'), kernel.kernelspec),
+        field(
+          trans.__('GPUs'),
+          kernel.gpus || trans.__('none'),
+          'mlc-kernel-gpus'
+        )
       ),
       h.div(
         { className: 'mlc-row-meta mlc-usage' },
         field(
-          'CPU',
+          trans.__('CPU'),
           kernel.cpu_percent === null
             ? '—'
             : `${kernel.cpu_percent.toFixed(1)}%`,
@@ -129,7 +139,7 @@ export class KernelsSection extends Section {
         ),
         h.span(
           { className: 'mlc-field mlc-field-bar' },
-          h.span({ className: 'mlc-field-label' }, 'Memory'),
+          h.span({ className: 'mlc-field-label' }, trans.__('Memory')),
           bar(memory, memoryText, 'mlc-kernel-memory')
         )
       ),
@@ -138,28 +148,48 @@ export class KernelsSection extends Section {
           message(
             'error',
             'mlc-kernel-death',
-            kernel.death.oom_killed ? 'Out of memory: ' : 'Died: ',
-            kernel.death.message,
-            ` (exit code ${kernel.death.exit_code})`
+            kernel.death.oom_killed
+              ? trans.__(
+                  'Out of memory: %1 (exit code %2)',
+                  kernel.death.message,
+                  kernel.death.exit_code
+                )
+              : trans.__(
+                  'Died: %1 (exit code %2)',
+                  kernel.death.message,
+                  kernel.death.exit_code
+                )
           )
       ),
       h.div(
         { className: 'mlc-actions' },
         ...kids(
           !kernel.death &&
-            button('Freeze', () => void this.actions.freeze(kernel), {
-              testid: 'mlc-freeze',
-              title:
-                'Write a Dockerfile and requirements reproducing this kernel',
-              disabled: this.model.isBusy(`freeze:${kernel.kernel_id}`)
-            })
+            button(
+              trans.__('Freeze'),
+              () =>
+                void this.commands.execute(CommandIDs.freezeKernel, {
+                  kernelId
+                }),
+              {
+                testid: 'mlc-freeze',
+                title: trans.__(
+                  'Write a Dockerfile and requirements reproducing this kernel'
+                ),
+                disabled: this.model.isBusy(`freeze:${kernelId}`)
+              }
+            )
         ),
-        button('Stop', () => void this.actions.stopKernel(kernel), {
-          testid: 'mlc-kernel-stop',
-          title: 'Stop this kernel and its container',
-          className: 'mlc-button-danger',
-          disabled: stopping
-        })
+        button(
+          trans.__('Stop'),
+          () => void this.commands.execute(CommandIDs.stopKernel, { kernelId }),
+          {
+            testid: 'mlc-kernel-stop',
+            title: trans.__('Stop this kernel and its container'),
+            className: 'mlc-button-danger',
+            disabled: stopping
+          }
+        )
       )
     );
   }

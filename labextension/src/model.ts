@@ -1,17 +1,22 @@
 /**
- * The panel's data: everything the REST API reports, refreshed by one Poll.
+ * The extension's data: everything the REST API reports, refreshed by one
+ * Poll shared by the panel, the status bar and the job notifications.
  *
- * The poll runs every ~2 s while the panel is visible (and the browser tab is
- * not hidden), backs off while the server or the Docker engine fails, and
- * stands by while the panel is hidden.
+ * While the panel shows, each tick fetches everything (images and volumes
+ * every SLOW_EVERY ticks). While it is hidden, the poll stands by unless
+ * something else needs fresh data: the status bar (kernels, see
+ * `watchKernels`) or a pull/build started here that still runs (jobs, so that
+ * its progress and end still arrive); then a tick fetches only that. The poll
+ * backs off while the server or the Docker engine fails.
  */
-import { IDisposable } from '@lumino/disposable';
+import { ServerConnection } from '@jupyterlab/services';
+import { nullTranslator, TranslationBundle } from '@jupyterlab/translation';
+import { DisposableDelegate, IDisposable } from '@lumino/disposable';
 import { IPoll, Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import * as api from './api';
+import { MLContainerAPI } from './api';
 import { errorMessage, errorStatus } from './format';
-import { JobFollower, isFinished } from './jobs';
 import {
   IBuildRequest,
   IContainerKernel,
@@ -39,22 +44,39 @@ function empty<T>(): IResource<T> {
   return { data: null, error: null };
 }
 
+/** Whether a job can still change. */
+export function isFinished(job: IJob): boolean {
+  return job.state !== 'running';
+}
+
 /** Routes that are cheap enough for every tick; the others every SLOW_EVERY. */
 const SLOW_EVERY = 5;
 
+/** The poll interval when none is set (ms). */
+export const DEFAULT_INTERVAL = 2000;
+
+/** The longest back-off interval (ms). */
+const MAX_INTERVAL = 30 * 1000;
+
 export class MLContainerModel implements IDisposable {
-  constructor(options: MLContainerModel.IOptions = {}) {
+  constructor(options: MLContainerModel.IOptions) {
+    this.api = new MLContainerAPI(options.serverSettings);
+    this._trans = options.trans ?? nullTranslator.load('jupyter_mlcontainer');
+    const interval = options.interval ?? DEFAULT_INTERVAL;
     this._poll = new Poll<void, unknown, 'standby'>({
       name: 'jupyter-mlcontainer:model',
       factory: state => this._fetch(state),
       frequency: {
-        interval: options.interval ?? 2000,
+        interval,
         backoff: true,
-        max: options.maxInterval ?? 30 * 1000
+        max: Math.max(MAX_INTERVAL, interval)
       },
-      standby: () => !this._active || 'when-hidden'
+      standby: () => (this._wanted() ? 'when-hidden' : true)
     });
   }
+
+  /** The REST API client, with the app's server connection settings. */
+  readonly api: MLContainerAPI;
 
   /** Emitted after every poll tick and every local change. */
   get changed(): ISignal<this, void> {
@@ -90,6 +112,24 @@ export class MLContainerModel implements IDisposable {
   /** True before the first answer arrived. */
   get loading(): boolean {
     return this._lastUpdate === null;
+  }
+
+  /** The poll interval in ms (the `pollInterval` setting). */
+  get interval(): number {
+    return this._poll.frequency.interval;
+  }
+  set interval(value: number) {
+    if (!(value > 0) || value === this.interval) {
+      return;
+    }
+    this._poll.frequency = {
+      ...this._poll.frequency,
+      interval: value,
+      max: Math.max(MAX_INTERVAL, value)
+    };
+    // Tick now, so that the next ticks follow the new pace at once.
+    void this._poll.refresh();
+    this._changed.emit();
   }
 
   /**
@@ -134,7 +174,8 @@ export class MLContainerModel implements IDisposable {
   }
 
   /**
-   * Whether the view is showing; the poll stands by while it is not.
+   * Whether the panel is showing: then every tick fetches everything; while it
+   * is not, the poll fetches only what something else asked for.
    */
   get active(): boolean {
     return this._active;
@@ -159,31 +200,40 @@ export class MLContainerModel implements IDisposable {
     }
     this._isDisposed = true;
     this._poll.dispose();
-    this._followers.forEach(f => f.dispose());
-    this._followers.clear();
     Signal.clearData(this);
   }
 
-  /** Fetch everything now. */
+  /**
+   * Keep the kernels fresh while the panel is hidden (the status bar needs
+   * them while the current notebook's kernel may run in a container), and
+   * fetch them now. Dispose the result when they are no longer needed.
+   */
+  watchKernels(): IDisposable {
+    this._kernelWatchers++;
+    void this._poll.refresh();
+    return new DisposableDelegate(() => {
+      this._kernelWatchers--;
+    });
+  }
+
+  /** Fetch everything now, even while the panel is hidden. */
   async refresh(): Promise<void> {
+    this._everythingNext = true;
     await this._poll.refresh();
     await this._poll.tick;
   }
 
-  /** Start pulling an image; the job is followed until it ends. */
+  /** Start pulling an image; the poll follows the job until it ends. */
   async pull(image: string): Promise<IJob> {
-    const job = await api.pullImage(image);
-    this._startedHere.add(job.id);
-    this._dismissed.delete(job.id);
-    this._updateJob(job);
-    this._changed.emit();
+    const job = await this.api.pullImage(image);
+    this.track(job);
     return job;
   }
 
   /** Start building an image; the job is shown and followed like a pull. */
   async build(request: IBuildRequest): Promise<IJob> {
     const job = await this._busyWhile(`build:${request.tag}`, () =>
-      api.buildImage(request)
+      this.api.buildImage(request)
     );
     this.track(job);
     return job;
@@ -225,7 +275,7 @@ export class MLContainerModel implements IDisposable {
   /** Cancel a job (any client's). */
   async cancel(jobId: string): Promise<void> {
     await this._busyWhile(`cancel:${jobId}`, async () => {
-      this._updateJob(await api.cancelJob(jobId));
+      this._updateJob(await this.api.cancelJob(jobId));
     });
   }
 
@@ -238,7 +288,7 @@ export class MLContainerModel implements IDisposable {
   /** Create a kernelspec for an image, then refresh the image list. */
   async addKernelspec(request: IKernelspecRequest): Promise<IKernelspec> {
     const spec = await this._busyWhile(`add:${request.image}`, () =>
-      api.addKernelspec(request)
+      this.api.addKernelspec(request)
     );
     void this._poll.refresh();
     return spec;
@@ -247,13 +297,15 @@ export class MLContainerModel implements IDisposable {
   /** Write a Dockerfile reproducing a kernel (`force`: overwrite). */
   async freeze(kernelId: string, force: boolean): Promise<IFreezeResult> {
     return this._busyWhile(`freeze:${kernelId}`, () =>
-      api.freezeKernel(kernelId, force)
+      this.api.freezeKernel(kernelId, force)
     );
   }
 
   /** Stop a container kernel. */
   async stopKernel(kernelId: string): Promise<void> {
-    await this._busyWhile(`stop:${kernelId}`, () => api.stopKernel(kernelId));
+    await this._busyWhile(`stop:${kernelId}`, () =>
+      this.api.stopKernel(kernelId)
+    );
     void this._poll.refresh();
   }
 
@@ -268,62 +320,118 @@ export class MLContainerModel implements IDisposable {
     }
   }
 
+  /** Whether the poll has anything to fetch (else it stands by). */
+  private _wanted(): boolean {
+    return (
+      this._active ||
+      this._everythingNext ||
+      this._kernelWatchers > 0 ||
+      this._runningHere()
+    );
+  }
+
+  /** Whether a job started here still runs (its end is to be announced). */
+  private _runningHere(): boolean {
+    for (const id of this._startedHere) {
+      const job = this._jobs.get(id);
+      if (job && !isFinished(job)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
   private async _fetch(state: IPoll.State<void, unknown, 'standby'>) {
-    const full =
-      state.phase === 'started' ||
-      state.phase === 'refreshed' ||
-      this._images.data === null ||
-      this._imagesStale ||
-      this._ticks % SLOW_EVERY === 0;
-    this._ticks++;
-    if (full) {
+    const everything = this._active || this._everythingNext;
+    this._everythingNext = false;
+    const slow =
+      everything &&
+      (state.phase === 'started' ||
+        state.phase === 'refreshed' ||
+        this._images.data === null ||
+        this._imagesStale ||
+        this._ticks % SLOW_EVERY === 0);
+    if (everything) {
+      this._ticks++;
+    }
+    if (slow) {
       this._imagesStale = false;
     }
+    const wantKernels = everything || this._kernelWatchers > 0;
+    const wantJobs = everything || this._runningHere();
+    // Running jobs known before asking: the server forgot those it omits.
+    const running = wantJobs
+      ? [...this._jobs.values()].filter(job => !isFinished(job))
+      : [];
 
+    const api = this.api;
     const skip = Promise.resolve(null);
     const [status, kernels, gpus, jobs, images, volumes] =
       await Promise.allSettled([
-        api.getStatus(),
-        api.getKernels(),
-        api.getGpus(),
-        api.getJobs(),
-        full ? api.getImages() : skip,
-        full ? api.getVolumes() : skip
+        everything ? api.getStatus() : skip,
+        wantKernels ? api.getKernels() : skip,
+        everything ? api.getGpus() : skip,
+        wantJobs ? api.getJobs() : skip,
+        slow ? api.getImages() : skip,
+        slow ? api.getVolumes() : skip
       ]);
     if (this._isDisposed) {
       return;
     }
-    this._status = settle(status, this._status);
-    this._kernels = settle(kernels, this._kernels);
-    this._gpus = settle(gpus, this._gpus);
-    if (full) {
+    if (everything) {
+      this._status = settle(status, this._status);
+      this._gpus = settle(gpus, this._gpus);
+    }
+    if (wantKernels) {
+      this._kernels = settle(kernels, this._kernels);
+    }
+    if (slow) {
       this._images = settle(images, this._images);
       this._volumes = settle(volumes, this._volumes);
     }
-    if (jobs.status === 'fulfilled') {
+    if (jobs.status === 'fulfilled' && jobs.value) {
+      const listed = new Set(jobs.value.map(job => job.id));
       jobs.value.forEach(job => this._updateJob(job));
+      running
+        .filter(job => !listed.has(job.id))
+        .forEach(job =>
+          this._updateJob({
+            ...job,
+            state: 'error',
+            error: this._trans.__(
+              'The server no longer knows this job (was it restarted?).'
+            )
+          })
+        );
     }
     this._lastUpdate = new Date();
     this._changed.emit();
 
     // Rejecting makes the poll back off while the server or the engine fails.
+    if (!everything) {
+      for (const result of [kernels, jobs]) {
+        if (result.status === 'rejected') {
+          throw result.reason;
+        }
+      }
+      return;
+    }
     if (status.status === 'rejected') {
       throw status.reason;
     }
-    if (!status.value.engine.reachable) {
+    if (status.value && !status.value.engine.reachable) {
       throw new Error(
         status.value.engine.reason || 'Docker engine not reachable'
       );
     }
   }
 
-  /** Record a fresh copy of a job; follow it while it runs. */
+  /** Record a fresh copy of a job; announce the end of one watched running. */
   private _updateJob(job: IJob): void {
     const previous = this._jobs.get(job.id);
     this._jobs.set(job.id, job);
     if (!isFinished(job)) {
       this._watched.add(job.id);
-      this._follow(job.id);
     } else if (
       this._watched.has(job.id) &&
       (previous === undefined || !isFinished(previous)) &&
@@ -339,32 +447,13 @@ export class MLContainerModel implements IDisposable {
     }
   }
 
-  private _follow(jobId: string): void {
-    if (this._followers.has(jobId) || this._isDisposed) {
-      return;
-    }
-    // Jobs started here are followed even while the panel is hidden, so that
-    // their end can be announced; other clients' jobs only while it shows.
-    const standby = () =>
-      this._startedHere.has(jobId)
-        ? 'when-hidden'
-        : !this._active || 'when-hidden';
-    const follower = new JobFollower({
-      id: jobId,
-      onUpdate: job => {
-        this._updateJob(job);
-        this._changed.emit();
-      },
-      onDone: () => this._followers.delete(jobId),
-      standby
-    });
-    this._followers.set(jobId, follower);
-  }
-
+  private _trans: TranslationBundle;
   private _active = false;
   private _isDisposed = false;
   private _poll: Poll<void, unknown, 'standby'>;
   private _ticks = 0;
+  private _everythingNext = false;
+  private _kernelWatchers = 0;
   private _imagesStale = false;
   private _lastUpdate: Date | null = null;
   private _status: IResource<IStatus> = empty();
@@ -377,7 +466,6 @@ export class MLContainerModel implements IDisposable {
   private _startedHere = new Set<string>();
   private _dismissed = new Set<string>();
   private _announced = new Set<string>();
-  private _followers = new Map<string, JobFollower>();
   private _busy = new Set<string>();
   private _changed = new Signal<this, void>(this);
   private _jobFinished = new Signal<this, { job: IJob; startedHere: boolean }>(
@@ -405,9 +493,11 @@ function settle<T>(
 
 export namespace MLContainerModel {
   export interface IOptions {
-    /** Poll interval in ms (default 2000). */
+    /** The server connection settings (the app's service manager's). */
+    serverSettings: ServerConnection.ISettings;
+    /** Poll interval in ms (default 2000; see the `interval` property). */
     interval?: number;
-    /** Longest back-off interval in ms (default 30 s). */
-    maxInterval?: number;
+    /** For the few messages the model writes itself. */
+    trans?: TranslationBundle;
   }
 }

@@ -3,13 +3,14 @@
  * layer count (pulls) or step count and last log lines (builds), and Cancel
  * (running) or Dismiss (ended).
  */
+import { TranslationBundle } from '@jupyterlab/translation';
+import { CommandRegistry } from '@lumino/commands';
 import { h, VirtualElement } from '@lumino/virtualdom';
 
-import { IPanelActions } from './actions';
 import { percent } from './format';
 import { MLContainerModel } from './model';
 import { button, chip, kids } from './ui';
-import { IJob } from './tokens';
+import { CommandIDs, IJob } from './tokens';
 
 /** How many of a build's last log lines a row shows. */
 const BUILD_LOG_LINES = 4;
@@ -17,7 +18,8 @@ const BUILD_LOG_LINES = 4;
 export function renderJob(
   job: IJob,
   model: MLContainerModel,
-  actions: IPanelActions
+  commands: CommandRegistry,
+  trans: TranslationBundle
 ): VirtualElement {
   const build = job.kind === 'build';
   const steps = build ? job.layers['steps'] : undefined;
@@ -46,9 +48,12 @@ export function renderJob(
     },
     h.div(
       { className: 'mlc-row-head' },
-      chip(job.kind, 'mlc-chip-kind'),
+      chip(
+        build ? trans.__('build') : trans.__('pull'),
+        'mlc-chip-kind'
+      ),
       h.span({ className: 'mlc-job-target', title: job.target }, job.target),
-      chip(job.state, `mlc-state mlc-state-${job.state}`)
+      chip(stateLabel(job, trans), `mlc-state mlc-state-${job.state}`)
     ),
     ...kids(
       running &&
@@ -59,7 +64,9 @@ export function renderJob(
             max: '1',
             ...progressAttrs,
             dataset: { testid: 'mlc-pull-progress' },
-            'aria-label': `${build ? 'Building' : 'Pulling'} ${job.target}`
+            'aria-label': build
+              ? trans.__('Building %1', job.target)
+              : trans.__('Pulling %1', job.target)
           }),
           h.span(
             {
@@ -77,7 +84,7 @@ export function renderJob(
             className: 'mlc-job-detail',
             dataset: { testid: 'mlc-build-steps' }
           },
-          `step ${steps.current}/${steps.total}`
+          trans.__('step %1/%2', steps.current, steps.total)
         ),
       build &&
         job.log.length > 0 &&
@@ -91,7 +98,7 @@ export function renderJob(
       layers.length > 0 &&
         h.div(
           { className: 'mlc-job-detail' },
-          `${complete}/${layers.length} layers`,
+          trans.__('%1/%2 layers', complete, layers.length),
           ...kids(lastLog && ` · ${lastLog}`)
         ),
       job.error &&
@@ -105,15 +112,38 @@ export function renderJob(
       h.div(
         { className: 'mlc-actions' },
         running
-          ? button('Cancel', () => void actions.cancelJob(job), {
-              testid: 'mlc-pull-cancel',
-              title: `Cancel ${build ? 'building' : 'pulling'} ${job.target}`,
-              disabled: model.isBusy(`cancel:${job.id}`)
-            })
-          : button('Dismiss', () => model.dismiss(job.id), {
+          ? button(
+              trans.__('Cancel'),
+              () =>
+                void commands.execute(CommandIDs.cancelJob, { jobId: job.id }),
+              {
+                testid: 'mlc-pull-cancel',
+                title: build
+                  ? trans.__('Cancel building %1', job.target)
+                  : trans.__('Cancel pulling %1', job.target),
+                disabled: model.isBusy(`cancel:${job.id}`)
+              }
+            )
+          : button(trans.__('Dismiss'), () => model.dismiss(job.id), {
               testid: 'mlc-job-dismiss'
             })
       )
     )
   );
+}
+
+/** A job's state, in words. */
+function stateLabel(job: IJob, trans: TranslationBundle): string {
+  switch (job.state) {
+    case 'running':
+      return trans.__('running');
+    case 'done':
+      return trans.__('done');
+    case 'error':
+      return trans.__('error');
+    case 'cancelled':
+      return trans.__('cancelled');
+    default:
+      return job.state;
+  }
 }

@@ -5,15 +5,16 @@ import { ServerConnection } from '@jupyterlab/services';
 /**
  * Call the jupyter-mlcontainer REST API.
  *
+ * @param settings The server connection settings (the app's service manager's)
  * @param endPoint API REST end point, relative to `{baseUrl}mlcontainer/api`
  * @param init Initial values for the request
  * @returns The response body interpreted as JSON (or text when not JSON)
  */
 export async function requestAPI<T>(
+  settings: ServerConnection.ISettings,
   endPoint = '',
   init: RequestInit = {}
 ): Promise<T> {
-  const settings = ServerConnection.makeSettings();
   const requestUrl = URLExt.join(
     settings.baseUrl,
     'mlcontainer/api',

@@ -7,69 +7,55 @@
  * build sends, the kernelspec it writes. Only a confirmed plan is done (the
  * server refuses one that changed since); then the notebook switches kernel.
  */
-import { ILabShell, JupyterFrontEnd } from '@jupyterlab/application';
+import { JupyterFrontEnd } from '@jupyterlab/application';
 import {
   Dialog,
   Notification,
   showDialog,
   showErrorMessage
 } from '@jupyterlab/apputils';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { TranslationBundle } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 
-import { restoreNotebook, restorePlan } from './api';
 import { errorMessage, formatBytes, percent } from './format';
-import { getMetadata, IModelLike } from './freeze';
 import { MLContainerModel } from './model';
 import { IFreezeRecord, IJob, IRestorePlan } from './tokens';
 
-/** A notebook panel, duck-typed. */
-interface INotebookLike {
-  context?: {
-    path?: string;
-    localPath?: string;
-    ready?: Promise<void>;
-    model?: IModelLike;
-  };
-  sessionContext?: {
-    changeKernel(options: { name: string }): Promise<unknown>;
-  };
-  isDisposed?: boolean;
-}
-
 export function setupRestore(
   app: JupyterFrontEnd,
-  labShell: ILabShell | null,
-  model: MLContainerModel
+  tracker: INotebookTracker,
+  model: MLContainerModel,
+  trans: TranslationBundle
 ): void {
   const asked = new Set<string>();
-  const check = (widget: Widget | null) => {
-    void offerRestore(app, model, widget as INotebookLike | null, asked).catch(
-      error => console.warn('jupyter-mlcontainer: restore check failed', error)
+  const check = (panel: NotebookPanel | null) => {
+    if (!panel) {
+      return;
+    }
+    void offerRestore(app, model, trans, panel, asked).catch(error =>
+      console.warn('jupyter-mlcontainer: restore check failed', error)
     );
   };
-  if (labShell) {
-    labShell.currentChanged.connect((_, args) => check(args.newValue));
-  }
-  void app.restored.then(() => check(app.shell.currentWidget));
+  tracker.currentChanged.connect((_, panel) => check(panel));
+  void app.restored.then(() => check(tracker.currentWidget));
 }
 
 async function offerRestore(
   app: JupyterFrontEnd,
   model: MLContainerModel,
-  widget: INotebookLike | null,
+  trans: TranslationBundle,
+  panel: NotebookPanel,
   asked: Set<string>
 ): Promise<void> {
-  const context = widget?.context;
-  if (!widget || !context?.path || !widget.sessionContext) {
-    return;
-  }
+  const context = panel.context;
   const path = context.path;
   if (asked.has(path)) {
     return;
   }
   asked.add(path);
   await context.ready;
-  const record = getMetadata(context.model, 'mlcontainer') as
+  const record = context.model.getMetadata('mlcontainer') as
     | Partial<IFreezeRecord>
     | undefined;
   if (!record || typeof record.kernelspec !== 'string') {
@@ -87,20 +73,20 @@ async function offerRestore(
   const serverPath = context.localPath ?? path;
   let plan: IRestorePlan;
   try {
-    plan = await restorePlan(serverPath);
+    plan = await model.api.restorePlan(serverPath);
   } catch (error) {
     await showErrorMessage(
-      'This notebook\'s kernel cannot be restored',
+      trans.__("This notebook's kernel cannot be restored"),
       errorMessage(error)
     );
     return;
   }
   const answer = await showDialog({
-    title: 'Restore the container kernel?',
-    body: new Widget({ node: planView(plan) }),
+    title: trans.__('Restore the container kernel?'),
+    body: new Widget({ node: planView(plan, trans) }),
     buttons: [
-      Dialog.cancelButton({ label: 'Not now' }),
-      Dialog.okButton({ label: 'Restore kernel' })
+      Dialog.cancelButton({ label: trans.__('Not now') }),
+      Dialog.okButton({ label: trans.__('Restore kernel') })
     ],
     // Enter must not confirm what came with someone else's notebook.
     defaultButton: 0
@@ -112,30 +98,37 @@ async function offerRestore(
 
   let kernelspec: string;
   try {
-    const result = await restoreNotebook(serverPath, plan.fingerprint);
+    const result = await model.api.restoreNotebook(
+      serverPath,
+      plan.fingerprint
+    );
     if ('kernelspec' in result) {
       kernelspec = result.kernelspec;
     } else {
-      const job = await followBuild(model, result.job, image);
+      const job = await followBuild(model, trans, result.job, image);
       if (job.state !== 'done') {
         await showErrorMessage(
-          `Could not restore ${image}`,
-          job.error ?? `The ${job.kind} ended: ${job.state}.`
+          trans.__('Could not restore %1', image),
+          job.error ??
+            (job.kind === 'pull'
+              ? trans.__('The pull ended: %1.', job.state)
+              : trans.__('The build ended: %1.', job.state))
         );
         return;
       }
       kernelspec = job.result?.kernelspec ?? plan.kernelspec;
     }
     await specs.refreshSpecs();
-    if (!widget.isDisposed) {
-      await widget.sessionContext.changeKernel({ name: kernelspec });
+    if (!panel.isDisposed) {
+      await panel.sessionContext.changeKernel({ name: kernelspec });
     }
-    Notification.success(`Kernel "${kernelspec}" restored for ${path}.`, {
-      autoClose: 5000
-    });
+    Notification.success(
+      trans.__('Kernel "%1" restored for %2.', kernelspec, path),
+      { autoClose: 5000 }
+    );
   } catch (error) {
     await showErrorMessage(
-      'Could not restore the kernel',
+      trans.__('Could not restore the kernel'),
       errorMessage(error)
     );
   }
@@ -145,7 +138,7 @@ async function offerRestore(
  * The plan as the dialog's body. Everything in it comes from an untrusted
  * notebook and its folder: it is set as text, never as markup.
  */
-function planView(plan: IRestorePlan): HTMLElement {
+function planView(plan: IRestorePlan, trans: TranslationBundle): HTMLElement {
   const node = document.createElement('div');
   node.className = 'mlc-restore-dialog';
   node.dataset.testid = 'mlc-restore-dialog';
@@ -158,27 +151,39 @@ function planView(plan: IRestorePlan): HTMLElement {
     node.appendChild(element);
     return element;
   };
+  const dockerfile = plan.dockerfile ?? 'Dockerfile';
   const how = {
-    present: `Use the image ${plan.image}, which is here.`,
-    pull:
-      `Pull ${plan.recorded_image} from its registry` +
-      (plan.build_if_pull_fails
-        ? `; if that fails, build ${plan.build_tag} from ${plan.dockerfile}.`
-        : '.'),
-    build: `Build the image ${plan.build_tag} from ${plan.dockerfile}.`
-  }[plan.source];
+    present: () => trans.__('Use the image %1, which is here.', plan.image),
+    pull: () =>
+      plan.build_if_pull_fails
+        ? trans.__(
+            'Pull %1 from its registry; if that fails, build %2 from %3.',
+            plan.recorded_image,
+            plan.build_tag,
+            dockerfile
+          )
+        : trans.__('Pull %1 from its registry.', plan.recorded_image),
+    build: () =>
+      trans.__('Build the image %1 from %2.', plan.build_tag, dockerfile)
+  }[plan.source]();
   add('p', how, 'mlc-restore-source');
-  add('p', `Add the kernel "${plan.kernelspec}".`, 'mlc-restore-kernelspec');
+  add(
+    'p',
+    trans.__('Add the kernel "%1".', plan.kernelspec),
+    'mlc-restore-kernelspec'
+  );
   for (const note of [...plan.notes, plan.kernelspec_note].filter(n => n)) {
     add('p', note, 'mlc-restore-note').className = 'mlc-restore-note';
   }
   if (plan.source !== 'present' && plan.dockerfile_text !== null) {
-    const files = [plan.dockerfile ?? 'Dockerfile', ...plan.context_files];
+    const files = [dockerfile, ...plan.context_files];
     add(
       'p',
-      `The build runs this Dockerfile's RUN lines on this machine and sends ` +
-        `${files.join(', ')} (${formatBytes(plan.context_bytes)}). ` +
-        'Read it before you restore: it comes with the notebook.',
+      trans.__(
+        "The build runs this Dockerfile's RUN lines on this machine and sends %1 (%2). Read it before you restore: it comes with the notebook.",
+        files.join(', '),
+        formatBytes(plan.context_bytes)
+      ),
       'mlc-restore-context'
     );
     add('pre', plan.dockerfile_text, 'mlc-restore-dockerfile').className =
@@ -190,14 +195,18 @@ function planView(plan: IRestorePlan): HTMLElement {
 /** Show a build job (panel row and a notification) until it ends. */
 async function followBuild(
   model: MLContainerModel,
+  trans: TranslationBundle,
   job: IJob,
   image: string
 ): Promise<IJob> {
   model.track(job);
-  const verb = job.kind === 'pull' ? 'Pulling' : 'Building';
-  const id = Notification.emit(`${verb} ${image}…`, 'in-progress', {
-    autoClose: false
-  });
+  const id = Notification.emit(
+    job.kind === 'pull'
+      ? trans.__('Pulling %1…', image)
+      : trans.__('Building %1…', image),
+    'in-progress',
+    { autoClose: false }
+  );
   const onChanged = () => {
     const current = model.job(job.id);
     const steps = current?.layers['steps'];
@@ -208,9 +217,13 @@ async function followBuild(
     Notification.update({
       id,
       message:
-        `Building ${image}: step ${steps.current}/${steps.total} ` +
-        `(${percent((steps.current - 1) / steps.total)})` +
-        (last ? `\n${last.slice(0, 120)}` : ''),
+        trans.__(
+          'Building %1: step %2/%3 (%4)',
+          image,
+          steps.current,
+          steps.total,
+          percent((steps.current - 1) / steps.total)
+        ) + (last ? `\n${last.slice(0, 120)}` : ''),
       type: 'in-progress',
       autoClose: false
     });

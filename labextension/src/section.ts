@@ -1,12 +1,14 @@
 /**
  * Base of the panel's four sections: a heading, optional static controls and
  * a body re-rendered (virtual DOM, keyed rows) whenever the model changes.
+ * Buttons execute the extension's commands.
  */
+import { TranslationBundle } from '@jupyterlab/translation';
+import { CommandRegistry } from '@lumino/commands';
 import { Message } from '@lumino/messaging';
 import { VirtualDOM, VirtualElement } from '@lumino/virtualdom';
 import { Widget } from '@lumino/widgets';
 
-import { IPanelActions } from './actions';
 import { MLContainerModel } from './model';
 import { message } from './ui';
 
@@ -14,7 +16,8 @@ export abstract class Section extends Widget {
   constructor(options: Section.IOptions) {
     super();
     this.model = options.model;
-    this.actions = options.actions;
+    this.commands = options.commands;
+    this.trans = options.trans;
     this._key = options.key;
     this.addClass('mlc-section');
     this.addClass(`mlc-section-${options.key}`);
@@ -43,7 +46,9 @@ export abstract class Section extends Widget {
   }
 
   readonly model: MLContainerModel;
-  readonly actions: IPanelActions;
+  /** What the buttons execute (see commands.ts). */
+  readonly commands: CommandRegistry;
+  readonly trans: TranslationBundle;
   /** Static (never re-rendered) controls above the body, e.g. a form. */
   protected readonly controls: HTMLElement;
 
@@ -71,7 +76,7 @@ export abstract class Section extends Widget {
         message(
           'error',
           `mlc-${this._key}-render-error`,
-          `Cannot show this section: ${error}`
+          this.trans.__('Cannot show this section: %1', String(error))
         )
       ];
     }
@@ -90,10 +95,11 @@ export abstract class Section extends Widget {
 export namespace Section {
   export interface IOptions {
     model: MLContainerModel;
-    actions: IPanelActions;
+    commands: CommandRegistry;
+    trans: TranslationBundle;
     /** Used in CSS classes and test ids: images, kernels, gpus, volumes. */
     key: string;
-    /** The heading. */
+    /** The heading (translated). */
     title: string;
   }
 }

@@ -1,16 +1,18 @@
 /**
- * Status-bar item: the image and GPUs of the current notebook's kernel when it
- * runs in a container (matched by kernel id against `GET kernels`).
+ * Status-bar item: the image and GPUs of the current notebook's (or
+ * console's) kernel when it runs in a container, matched by kernel id against
+ * the model's kernels. It has no poll of its own: while the current kernel may
+ * run in a container, it asks the model to keep the kernels fresh.
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { ISessionContext } from '@jupyterlab/apputils';
 import { KernelSpec } from '@jupyterlab/services';
+import { TranslationBundle } from '@jupyterlab/translation';
+import { IDisposable } from '@lumino/disposable';
 import { Message } from '@lumino/messaging';
-import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
-import { getKernels } from './api';
 import { shortId } from './format';
 import { containerIcon } from './icons';
 import { MLContainerModel } from './model';
@@ -36,7 +38,11 @@ export function mayBeContainerSpec(
   return provisioner?.provisioner_name === PROVISIONER_NAME;
 }
 
-/** The session context of a notebook (or console) widget, if it has one. */
+/**
+ * The session context of a notebook (or console) widget, if it has one. Any
+ * widget with a session context counts (consoles too), so this is not limited
+ * to the notebook tracker's widgets.
+ */
 function sessionContextOf(widget: Widget | null): ISessionContext | null {
   const candidate = (widget as { sessionContext?: ISessionContext } | null)
     ?.sessionContext;
@@ -52,6 +58,7 @@ export class ContainerKernelStatus extends Widget {
     super();
     this._shell = options.shell;
     this._model = options.model;
+    this._trans = options.trans;
     this._specs = options.kernelspecs ?? null;
     this.addClass('mlc-statusbar');
     this.addClass('jp-StatusBar-TextItem');
@@ -68,16 +75,8 @@ export class ContainerKernelStatus extends Widget {
       this.node.addEventListener('click', () => onClick());
     }
 
-    this._poll = new Poll<void, unknown, 'standby'>({
-      name: 'jupyter-mlcontainer:statusbar',
-      factory: () => this._fetch(),
-      frequency: { interval: 5000, backoff: true, max: 60 * 1000 },
-      // Nothing to ask while the current widget has no container kernel.
-      standby: () => this._kernelId() === null || 'when-hidden'
-    });
-
     this._shell.currentChanged?.connect(this._onCurrentChanged, this);
-    this._model.changed.connect(this._onModelChanged, this);
+    this._model.changed.connect(this._match, this);
     this._onCurrentChanged();
   }
 
@@ -95,7 +94,8 @@ export class ContainerKernelStatus extends Widget {
     if (this.isDisposed) {
       return;
     }
-    this._poll.dispose();
+    this._watch?.dispose();
+    this._watch = null;
     this._watchSession(null);
     Signal.clearData(this);
     super.dispose();
@@ -108,13 +108,19 @@ export class ContainerKernelStatus extends Widget {
       this.node.title = '';
       return;
     }
+    const trans = this._trans;
     const gpus =
-      !kernel.gpus || kernel.gpus === 'none' ? 'no GPU' : `GPU ${kernel.gpus}`;
+      !kernel.gpus || kernel.gpus === 'none'
+        ? trans.__('no GPU')
+        : trans.__('GPU %1', kernel.gpus);
     this._text.textContent = `${kernel.image} · ${gpus}`;
-    this.node.title =
-      `Kernel runs in container ${shortId(kernel.container_id)}\n` +
-      `Image: ${kernel.image}\nGPUs: ${kernel.gpus || 'none'}\nState: ${kernel.state}` +
-      (kernel.death ? `\nDied: ${kernel.death.message}` : '');
+    this.node.title = [
+      trans.__('Kernel runs in container %1', shortId(kernel.container_id)),
+      trans.__('Image: %1', kernel.image),
+      trans.__('GPUs: %1', kernel.gpus || trans.__('none')),
+      trans.__('State: %1', kernel.state),
+      ...(kernel.death ? [trans.__('Died: %1', kernel.death.message)] : [])
+    ].join('\n');
     this.node.dataset.state = kernel.state;
   }
 
@@ -133,10 +139,7 @@ export class ContainerKernelStatus extends Widget {
 
   private _onCurrentChanged(): void {
     this._watchSession(sessionContextOf(this._shell.currentWidget));
-    this._match();
-    if (this._kernelId() !== null) {
-      void this._poll.refresh();
-    }
+    this._onKernelChanged();
   }
 
   private _watchSession(session: ISessionContext | null): void {
@@ -150,38 +153,23 @@ export class ContainerKernelStatus extends Widget {
 
   private _onKernelChanged(): void {
     this._match();
-    if (this._kernelId() !== null) {
-      void this._poll.refresh();
-    }
   }
 
-  /** The panel's poll is fresher when it runs: reuse its kernels. */
-  private _onModelChanged(): void {
-    const kernels = this._model.kernels.data;
-    if (kernels && this._model.active) {
-      this._kernels = kernels;
-      this._match();
-    }
-  }
-
-  private async _fetch(): Promise<void> {
-    if (this._kernelId() === null) {
-      return;
-    }
-    if (this._model.active && this._model.kernels.data) {
-      return; // the panel's poll keeps us up to date
-    }
-    this._kernels = await getKernels();
-    this._match();
-  }
-
-  /** Find the current kernel among the container kernels; show or hide. */
+  /**
+   * Find the current kernel among the model's container kernels; show or
+   * hide. While the current kernel may run in a container, have the model
+   * keep the kernels fresh (it fetches them at once for a new kernel).
+   */
   private _match(): void {
     const id = this._kernelId();
+    if (id !== this._watchedId) {
+      this._watch?.dispose();
+      this._watch = id === null ? null : this._model.watchKernels();
+      this._watchedId = id;
+    }
+    const kernels: IContainerKernel[] = this._model.kernels.data ?? [];
     const kernel =
-      id === null
-        ? null
-        : (this._kernels.find(k => k.kernel_id === id) ?? null);
+      id === null ? null : (kernels.find(k => k.kernel_id === id) ?? null);
     const wasActive = this.isActive;
     this._kernel = kernel;
     if (wasActive !== this.isActive) {
@@ -193,10 +181,12 @@ export class ContainerKernelStatus extends Widget {
   private _shell: JupyterFrontEnd.IShell;
   private _specs: KernelSpec.IManager | null;
   private _model: MLContainerModel;
-  private _poll: Poll<void, unknown, 'standby'>;
+  private _trans: TranslationBundle;
   private _text: HTMLElement;
   private _session: ISessionContext | null = null;
-  private _kernels: IContainerKernel[] = [];
+  /** The model keeping kernels fresh for `_watchedId`, while it may be one. */
+  private _watch: IDisposable | null = null;
+  private _watchedId: string | null = null;
   private _kernel: IContainerKernel | null = null;
   private _activeStateChanged = new Signal<this, void>(this);
 }
@@ -205,6 +195,7 @@ export namespace ContainerKernelStatus {
   export interface IOptions {
     shell: JupyterFrontEnd.IShell;
     model: MLContainerModel;
+    trans: TranslationBundle;
     /** To tell container kernelspecs from others without asking the server. */
     kernelspecs?: KernelSpec.IManager;
     /** What a click does (e.g. open the panel). */

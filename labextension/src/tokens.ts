@@ -212,3 +212,23 @@ export interface IVolumes {
   };
   workspaces: { kernel_id: string; source: string; target: string }[];
 }
+
+/** The extension's commands (see commands.ts). */
+export namespace CommandIDs {
+  export const openPanel = 'mlcontainer:open-panel';
+  export const refresh = 'mlcontainer:refresh';
+  /** args: `image` (else a dialog asks for it, and shows errors itself). */
+  export const pullImage = 'mlcontainer:pull-image';
+  /** args: `jobId`. */
+  export const cancelJob = 'mlcontainer:cancel-job';
+  /** args: `kernelId` (else a dialog lists the container kernels). */
+  export const stopKernel = 'mlcontainer:stop-kernel';
+  /** args: `kernelId` (else a dialog lists the container kernels). */
+  export const freezeKernel = 'mlcontainer:freeze-kernel';
+  /** args: `image`, a tag or an id (else a dialog lists the images). */
+  export const addKernel = 'mlcontainer:add-kernel';
+  /** args: `image` (else a dialog lists the images), optional `kernelName`. */
+  export const newNotebook = 'mlcontainer:new-notebook';
+  /** args: `image`, a tag or an id. */
+  export const copyDigest = 'mlcontainer:copy-digest';
+}

@@ -10,10 +10,11 @@ import { field, kids, message } from './ui';
 
 export class VolumesSection extends Section {
   constructor(options: Omit<Section.IOptions, 'key' | 'title'>) {
-    super({ ...options, key: 'volumes', title: 'Volumes' });
+    super({ ...options, key: 'volumes', title: options.trans.__('Volumes') });
   }
 
   protected render(): VirtualElement[] {
+    const trans = this.trans;
     const { data, error, httpStatus } = this.model.volumes;
     const out: VirtualElement[] = [];
     if (error) {
@@ -22,18 +23,20 @@ export class VolumesSection extends Section {
           ? message(
               'error',
               'mlc-volumes-error',
-              'Volumes need the Docker engine (see above).'
+              trans.__('Volumes need the Docker engine (see above).')
             )
           : message(
               'error',
               'mlc-volumes-error',
-              `Could not list volumes: ${error}`
+              trans.__('Could not list volumes: %1', error)
             )
       );
     }
     if (data === null) {
       if (!error) {
-        out.push(message('info', 'mlc-volumes-loading', 'Loading volumes…'));
+        out.push(
+          message('info', 'mlc-volumes-loading', trans.__('Loading volumes…'))
+        );
       }
       return out;
     }
@@ -48,11 +51,12 @@ export class VolumesSection extends Section {
   }
 
   private _cache(data: IVolumes): VirtualElement {
+    const trans = this.trans;
     const cache = data.cache;
     const kernels = this.model.kernels.data ?? [];
     const pathOf = (id: string) =>
       kernels.find(k => k.kernel_id === id)?.notebook_path ??
-      `kernel ${id.slice(0, 8)}`;
+      trans.__('kernel %1', id.slice(0, 8));
     const exists = this.model.status.data?.cache_volume.exists;
     return h.div(
       {
@@ -62,46 +66,53 @@ export class VolumesSection extends Section {
       },
       h.div(
         { className: 'mlc-row-head' },
-        h.span({ className: 'mlc-row-title' }, 'Model cache'),
+        h.span({ className: 'mlc-row-title' }, trans.__('Model cache')),
         h.code({ className: 'mlc-volume-name' }, cache.name)
       ),
       h.div(
         { className: 'mlc-row-meta' },
         field(
-          'Size',
+          trans.__('Size'),
           cache.size === null
             ? exists === false
-              ? 'not created yet'
+              ? trans.__('not created yet')
               : '—'
             : formatBytes(cache.size),
           'mlc-cache-size'
         ),
         ...kids(
-          cache.mountpoint && field('Host path', h.code({}, cache.mountpoint))
+          cache.mountpoint &&
+            field(trans.__('Host path'), h.code({}, cache.mountpoint))
         )
       ),
       h.div(
         { className: 'mlc-row-meta', dataset: { testid: 'mlc-cache-kernels' } },
-        h.span({ className: 'mlc-field-label' }, 'Mounted by'),
+        h.span({ className: 'mlc-field-label' }, trans.__('Mounted by')),
         cache.kernels.length > 0
           ? cache.kernels.map(pathOf).join(', ')
-          : h.span({ className: 'mlc-muted' }, 'no running kernel')
+          : h.span({ className: 'mlc-muted' }, trans.__('no running kernel'))
       )
     );
   }
 
   private _workspaces(data: IVolumes): VirtualElement[] {
+    const trans = this.trans;
     if (data.workspaces.length === 0) {
       return [
         message(
           'hint',
           'mlc-workspaces-empty',
-          'No workspace mounts: each running container kernel mounts its notebook directory here.'
+          trans.__(
+            'No workspace mounts: each running container kernel mounts its notebook directory here.'
+          )
         )
       ];
     }
     const kernels = this.model.kernels.data ?? [];
-    const heading = h.div({ className: 'mlc-subheading' }, 'Workspace mounts');
+    const heading = h.div(
+      { className: 'mlc-subheading' },
+      trans.__('Workspace mounts')
+    );
     return [
       heading,
       ...data.workspaces.map(ws => {
@@ -116,18 +127,19 @@ export class VolumesSection extends Section {
             { className: 'mlc-row-head' },
             h.span(
               { className: 'mlc-row-title' },
-              kernel?.notebook_path ?? `kernel ${ws.kernel_id.slice(0, 8)}`
+              kernel?.notebook_path ??
+                trans.__('kernel %1', ws.kernel_id.slice(0, 8))
             )
           ),
           h.div(
             { className: 'mlc-row-meta mlc-mount' },
             field(
-              'Host',
+              trans.__('Host'),
               h.code({ title: ws.source }, ws.source),
               'mlc-workspace-source'
             ),
             field(
-              'Container',
+              trans.__('Container'),
               h.code({ title: ws.target }, ws.target),
               'mlc-workspace-target'
             )

@@ -23,6 +23,22 @@ const SCREENSHOT =
   process.env.MLC_SCREENSHOT ??
   fileURLToPath(new URL('../../docs/panel.png', import.meta.url));
 
+/** The REST route of the extension's settings (schema/plugin.json). */
+const SETTINGS_API = 'lab/api/settings/jupyter-mlcontainer:plugin';
+
+/** Open the command palette and filter it with `query`; returns its input. */
+async function openPalette(page, query) {
+  const input = page.locator('.lm-CommandPalette-input');
+  await expect(async () => {
+    if (!(await input.isVisible())) {
+      await page.keyboard.press('Control+Shift+C');
+    }
+    await expect(input).toBeVisible({ timeout: 2_000 });
+  }).toPass({ timeout: 30_000 });
+  await input.fill(query);
+  return input;
+}
+
 /** Call the Jupyter server's REST API with the token. */
 async function api(path, init = {}) {
   const response = await fetch(new URL(path, LAB_URL), {
@@ -66,6 +82,8 @@ test.describe('ML Containers panel', () => {
   /** Sessions this spec started (shut down at the end); others are left alone. */
   const sessions = [];
   let preexisting = new Set();
+  /** The plugin's user settings before the spec changed them (restored at the end). */
+  let savedSettings = null;
 
   test.beforeAll(async ({ browser }) => {
     test.skip(
@@ -73,6 +91,7 @@ test.describe('ML Containers panel', () => {
       'set MLC_PULL_IMAGE to an image the engine can pull'
     );
     preexisting = new Set((await api('api/sessions')).map(s => s.id));
+    savedSettings = (await api(SETTINGS_API)).raw ?? '{}';
     // A notebook with a running container kernel, so the Kernels section has a row.
     const kernelName = await kernelspecFor(KERNEL_IMAGE);
     const path = `mlc-ui-test-${Date.now()}.ipynb`;
@@ -100,6 +119,12 @@ test.describe('ML Containers panel', () => {
   });
 
   test.afterAll(async () => {
+    if (savedSettings !== null) {
+      await api(SETTINGS_API, {
+        method: 'PUT',
+        body: JSON.stringify({ raw: savedSettings })
+      }).catch(() => undefined);
+    }
     for (const session of sessions) {
       await api(`api/sessions/${session.id}`, { method: 'DELETE' }).catch(
         () => undefined
@@ -229,6 +254,35 @@ test.describe('ML Containers panel', () => {
     }
   });
 
+  test('keeps the status bar fresh from the shared poll while the panel is hidden', async () => {
+    const tab = page.locator(
+      '.jp-SideBar .lm-TabBar-tab[data-id="mlcontainer-panel"]'
+    );
+    await tab.click();
+    await expect(panel).toBeHidden();
+    // Hidden, the panel's poll asks only for what the status bar shows (the
+    // kernels): two ticks in a row with nothing else between them.
+    const isApi = route => request =>
+      new URL(request.url()).pathname.endsWith(`/mlcontainer/api/${route}`);
+    await page.waitForRequest(isApi('kernels'), { timeout: 30_000 });
+    const others = [];
+    const record = request => {
+      const path = new URL(request.url()).pathname;
+      if (/\/mlcontainer\/api\/(status|gpus|images|volumes)$/.test(path)) {
+        others.push(path);
+      }
+    };
+    page.on('request', record);
+    await page.waitForRequest(isApi('kernels'), { timeout: 30_000 });
+    page.off('request', record);
+    expect(others).toEqual([]);
+    await expect(page.getByTestId('mlc-statusbar')).toContainText(
+      KERNEL_IMAGE
+    );
+    await tab.click();
+    await expect(panel).toBeVisible();
+  });
+
   test('shows the GPUs, or why there are none', async () => {
     const gpus = await api('mlcontainer/api/gpus');
     const section = panel.getByTestId('mlc-section-gpus');
@@ -274,6 +328,74 @@ test.describe('ML Containers panel', () => {
       panel.getByRole('heading', { name: 'Images', exact: true })
     ).toBeInViewport();
     await panel.screenshot({ path: SCREENSHOT });
+  });
+
+  test('lists its commands in the command palette', async () => {
+    await panel.getByRole('heading', { name: 'Images', exact: true }).click();
+    await openPalette(page, 'ML Containers');
+    // The modal palette hides its category headers: "Refresh" matches the
+    // query through its category, "ML Containers".
+    const palette = page.locator('.lm-CommandPalette');
+    const item = label =>
+      palette.locator('.lm-CommandPalette-item', {
+        has: page.locator('.lm-CommandPalette-itemLabel', {
+          hasText: new RegExp(`^${label}$`)
+        })
+      });
+    for (const label of [
+      'Pull Image…',
+      'Refresh',
+      'Stop Container Kernel…',
+      'Freeze Container Kernel…',
+      'Add Kernel for Image…',
+      'New Notebook in Image…',
+      'Open ML Containers Panel'
+    ]) {
+      await expect(item(label)).toBeVisible();
+    }
+    // Without an argument, "Pull Image…" asks for the image in a dialog.
+    await item('Pull Image…').click();
+    const dialog = page.locator('.jp-Dialog');
+    await expect(dialog).toContainText('Pull an image');
+    await expect(dialog.locator('input')).toBeVisible();
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    await expect(dialog).toHaveCount(0);
+  });
+
+  test('follows the poll interval set in the settings editor', async () => {
+    const updated = panel.getByTestId('mlc-updated');
+    await expect(updated).toHaveAttribute('data-interval', '2');
+    await openPalette(page, 'Settings Editor');
+    await page
+      .locator('.lm-CommandPalette-item', {
+        has: page.locator('.lm-CommandPalette-itemLabel', {
+          hasText: /^Settings Editor$/
+        })
+      })
+      .click();
+    await page
+      .locator('.jp-PluginList')
+      .getByText('ML Containers', { exact: true })
+      .click();
+    const interval = page.locator(
+      'input[id$="jupyter-mlcontainer:plugin_pollInterval"]'
+    );
+    await expect(interval).toHaveValue('2');
+    await expect(
+      page.locator('input[id$="jupyter-mlcontainer:plugin_confirmStopKernel"]')
+    ).toBeChecked();
+    await interval.fill('5');
+    // Saved by the editor, then applied to the panel's poll.
+    await expect(updated).toHaveAttribute('data-interval', '5', {
+      timeout: 30_000
+    });
+    await expect
+      .poll(async () => JSON.parse((await api(SETTINGS_API)).raw || '{}'))
+      .toMatchObject({ pollInterval: 5 });
+    await interval.fill('2');
+    await expect(updated).toHaveAttribute('data-interval', '2', {
+      timeout: 30_000
+    });
   });
 
   test('offers to restore a frozen notebook whose image is missing', async () => {

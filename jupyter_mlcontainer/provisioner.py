@@ -34,9 +34,10 @@ from .container_spec import (
     CONNECTION_FILE_IN_CONTAINER, KERNEL_NETWORK, ContainerSpec, GpuRequest, gpu_requests,
     kernel_container, kernel_environment, shm_size_for,
 )
+from .backend import ContainerBackend
 from .connection import curve_keys, new_connection_dir, published_ports, write_connection_file
 from .deaths import DeathRecord, record_death
-from .engine import Engine, get_engine
+from .engine import get_engine
 from .errors import ContainerNotFound, ContainerNotRunning, EngineError, GpuRequestUnsatisfiable, PortInUse
 from .gpu import get_monitor, unsatisfiable_reason
 from .identity import HostUser, current_user, owner_id, passwd_files
@@ -53,7 +54,7 @@ log = logging.getLogger(__name__)
 # Containers this process started and has not removed yet, with their connection folders:
 # removed at interpreter exit, so a front end that exits without shutting its kernel down
 # (jupyter console does) leaves neither a container nor a key file behind.
-_LIVE: dict[str, tuple[Engine, str]] = {}
+_LIVE: dict[str, tuple[ContainerBackend, str]] = {}
 
 
 @atexit.register
@@ -198,7 +199,8 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
     _memory_limit_text: str = ""
 
     @property
-    def engine(self) -> Engine:
+    def engine(self) -> ContainerBackend:
+        """Where this kernel's container runs (the local engine; the seam for pools and clusters)."""
         return get_engine(self.docker_host or None)
 
     @property
@@ -266,7 +268,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             raise
 
     def _launch_in(
-        self, conn_dir: str, engine: Engine, facts: ImageFacts, user: HostUser, cwd: str,
+        self, conn_dir: str, engine: ContainerBackend, facts: ImageFacts, user: HostUser, cwd: str,
         workspace: str, key: bytes, cmd: list[str], kwargs: dict[str, Any],
     ) -> KernelConnectionInfo:
         km = self.parent

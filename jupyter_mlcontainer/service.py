@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .engine import Engine, get_engine
+from .backend import ContainerBackend
+from .engine import get_engine
 from .errors import EngineError
 from .freeze import FreezeResult, container_of_kernel, freeze_container
 from .gpu import GpuMonitor, attribute_processes, get_monitor
@@ -35,7 +36,7 @@ class MLContainerService:
 
     def __init__(self, settings: MLContainer | None = None, kernel_spec_manager: Any = None) -> None:
         self.settings = settings or MLContainer()
-        self.engine: Engine = get_engine(self.settings.docker_host or None)
+        self.engine: ContainerBackend = get_engine(self.settings.docker_host or None)
         self.kernel_spec_manager = kernel_spec_manager  # the server's, when there is one
         self.jobs = JobRegistry(self.engine, context_limit_mb=self.settings.build_context_limit_mb)
         self.stats = StatsCollector(self.engine)

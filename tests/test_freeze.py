@@ -110,7 +110,8 @@ async def test_freeze_rebuild_rerun_round_trip(engine, workspace):
     job = JobRegistry(engine).build(result.dockerfile_path, tag, wheelhouse=str(wheelhouse), build_args={"PIP_NO_INDEX": "1"})
     assert job.wait(600) and job.state == "done", (job.error, job.log[-20:])
     try:
-        assert job.layers["steps"]["current"] == job.layers["steps"]["total"] or job.progress == 1.0
+        steps = job.layers["steps"]
+        assert steps["total"] >= 3 and steps["current"] == steps["total"] - 1  # the last step ran
         async with running_kernel(engine, tag, workspace) as (km2, kc2):
             rebuilt_inventory = container_inventory(engine, km2.provisioner.container_id, "/usr/bin/python3")
         versions = lambda inv: {k: v["version"] for k, v in inv["packages"].items()}  # noqa: E731

@@ -155,13 +155,17 @@ def _unique_image(engine, registry, megabytes: int = 24) -> str:
 
 
 async def test_pull_with_progress_from_local_registry(engine, jp_fetch, registry):
-    tag = _unique_image(engine, registry)
+    from .conftest import ThrottledProxy
+
+    pushed = _unique_image(engine, registry)
+    proxy = ThrottledProxy(("127.0.0.1", 5000), rate=12 << 20)  # a 24 MB layer takes 2 s: still running below
+    tag = pushed.replace("127.0.0.1:5000", f"127.0.0.1:{proxy.port}")
     try:
         started = json.loads((await jp_fetch("mlcontainer", "api", "images", "pull", method="POST", body=json.dumps({"image": tag}))).body)
         job = started["job"]
         # A second client asking for the same pull joins the running job.
         again = json.loads((await jp_fetch("mlcontainer", "api", "images", "pull", method="POST", body=json.dumps({"image": tag}))).body)
-        assert again["job"]["id"] == job["id"] or again["job"]["state"] == "done"
+        assert again["job"]["id"] == job["id"]
         seen_progress = set()
         deadline = time.time() + 120
         while job["state"] == "running" and time.time() < deadline:
@@ -172,11 +176,12 @@ async def test_pull_with_progress_from_local_registry(engine, jp_fetch, registry
         assert job["state"] == "done", job
         assert job["progress"] == 1.0
         assert any(layer["total"] >= 24 << 20 for layer in job["layers"].values()), job["layers"]
-        assert job["result"]["digests"] and job["result"]["digests"][0].startswith(f"{registry}/mlctest/pull@sha256:")
+        assert job["result"]["digests"] and job["result"]["digests"][0].startswith(f"127.0.0.1:{proxy.port}/mlctest/pull@sha256:")
         assert engine.api.inspect_image(tag)["RepoDigests"]
         listed = [j["id"] for j in (await get(jp_fetch, "jobs"))["jobs"]]
         assert job["id"] in listed
     finally:
+        proxy.close()
         try:
             engine.api.remove_image(tag, force=True)
         except Exception:

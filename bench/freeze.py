@@ -17,7 +17,6 @@ import statistics
 import sys
 import tarfile
 import tempfile
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 

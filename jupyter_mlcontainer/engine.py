@@ -475,6 +475,20 @@ class Engine:
         return self.call_sync(lambda: self.api.create_volume(name=name, labels=labels))
 
 
+_REFERENCE = __import__("re").compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
+
+
+def check_reference(image: str) -> None:
+    """Refuse what cannot be an image reference (ValueError: the client's mistake, a 400 that
+    names the rule) before the engine sees it."""
+    if not isinstance(image, str) or not image or len(image) > 512 or not _REFERENCE.match(image):
+        shown = image if isinstance(image, str) and len(image) <= 80 else f"{str(image)[:80]}…"
+        raise ValueError(
+            f"Not an image reference: {shown!r} (letters, digits and . _ - / : @ +, at most 512 characters, "
+            "like pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime)"
+        )
+
+
 def reference_parts(image: str) -> tuple[str, str | None, str | None]:
     """``host:5000/team/repo:tag@sha256:…`` -> (repository, tag or None, digest or None).
     A registry port is not a tag. The one parser of image references."""

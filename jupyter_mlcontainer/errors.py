@@ -69,6 +69,12 @@ class GpuRequestUnsatisfiable(EngineError):
     http_status = 400
 
 
+class RequestTooLarge(MLContainerError):
+    """A request body over the API's limit."""
+
+    http_status = 413
+
+
 def status_for(exc: BaseException) -> int:
     """The HTTP status for ``exc``: its own ``http_status``, 400 for other bad input
     (ValueError: validation, refused paths), else 500."""

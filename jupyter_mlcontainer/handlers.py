@@ -17,7 +17,8 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
 from .container_spec import LABEL_KERNEL_ID
-from .errors import MLContainerError, status_for
+from .engine import check_reference
+from .errors import MLContainerError, RequestTooLarge, status_for
 from .freeze import kernel_environment
 from .jobs import JobNotFound
 from .kernels import list_kernel_containers
@@ -27,6 +28,7 @@ from .service import MLContainerService
 from .sharing import METADATA_KEY
 
 _DOMAIN_ERRORS = (MLContainerError, ValueError, JobNotFound)
+MAX_BODY = 1 << 20
 
 
 # The resource a deployment's Authorizer sees for every route here (JupyterHub scopes, read-only
@@ -45,6 +47,13 @@ class BaseHandler(APIHandler):
     async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run blocking service code in the engine's thread pool, off the event loop."""
         return await self.service.engine.run_blocking(fn, *args)
+
+    def prepare(self):  # type: ignore[override]
+        """Refuse bodies over :data:`MAX_BODY` before reading them (every route takes small JSON)."""
+        length = self.request.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > MAX_BODY:
+            raise RequestTooLarge(f"The request body is {int(length)} bytes; this API takes at most 1 MB")
+        return super().prepare()
 
     def json_body(self) -> dict[str, Any]:
         try:
@@ -225,7 +234,11 @@ class BuildHandler(BaseHandler):
         dockerfile, tag = body.get("dockerfile"), body.get("tag")
         if not isinstance(dockerfile, str) or not isinstance(tag, str) or not tag.strip():
             raise ValueError('Give {"dockerfile": "folder/Dockerfile", "tag": "name:tag"}')
-        build_args = {str(k): str(v) for k, v in (body.get("build_args") or {}).items()}
+        raw_args = body.get("build_args") or {}
+        if not isinstance(raw_args, dict) or not all(isinstance(v, (str, int, float)) for v in raw_args.values()):
+            raise ValueError('build_args: give names and values, {"PIP_NO_INDEX": "1"}')
+        build_args = {str(k): str(v) for k, v in raw_args.items()}
+        check_reference(tag.strip())
         path = _local_path(self, dockerfile)
         # The context is checked from the thread pool: a large one never stalls the loop.
         job = await self.run_blocking(lambda: self.service.build(path, tag.strip(), build_args=build_args))

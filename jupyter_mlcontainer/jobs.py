@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Iterable
 
-from .engine import Engine
+from .engine import Engine, check_reference  # noqa: F401  (restore imports it from here too)
 from .errors import EngineError
 from .policy import resolve_under
 from .settings import DEFAULT_CONTEXT_LIMIT_MB
@@ -247,12 +247,6 @@ class JobRegistry:
         """Put what the engine now has as ``image`` into the job's result (a job's last step)."""
         attrs = self.engine.inspect_image_sync(image)
         job.result.update(image=image, id=attrs.get("Id"), digests=attrs.get("RepoDigests") or [])
-
-
-def check_reference(image: str) -> None:
-    """Refuse what cannot be an image reference (ValueError: a 400 with the text)."""
-    if not isinstance(image, str) or not image or len(image) > 512 or any(ch.isspace() or not ch.isprintable() for ch in image):
-        raise ValueError(f"Not an image reference: {image!r}")
 
 
 class ContextTooLarge(ValueError):

@@ -16,7 +16,7 @@ from typing import Any
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 from .container_spec import parse_size
-from .engine import Engine, gpu_device_requests
+from .engine import Engine, check_reference, gpu_device_requests
 from .images import ImageFacts, ImageNotUsable, display_name, probe_image_sync, slug, unusable_reason
 from .container_spec import CONNECTION_FILE_IN_CONTAINER
 from .provisioner import PROVISIONER_NAME
@@ -60,6 +60,13 @@ def _validate_options(options: dict[str, Any]) -> dict[str, Any]:
             raise KernelSpecError(f"Unknown kernel option {key!r}; known: {', '.join(OPTION_KEYS)}")
         if value is None or value == "" or value == {}:
             continue
+        if key == "env":
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, (str, int, float, bool)) for k, v in value.items()
+            ):
+                raise KernelSpecError(f"env {value!r}: give names and values, {{\"NAME\": \"value\"}} or KEY=VALUE pairs")
+        elif not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise KernelSpecError(f"{key} {value!r}: give a string or a number")
         if key == "gpus":
             try:
                 gpu_device_requests(value) if str(value).lower() != "auto" else None
@@ -86,6 +93,8 @@ def parse_env_pairs(pairs: list[str] | None) -> dict[str, str]:
     """``["KEY=VALUE", ...]`` -> dict, with a clear error for a pair without '='."""
     env = {}
     for pair in pairs or []:
+        if not isinstance(pair, str):
+            raise KernelSpecError(f"env {pair!r}: expected KEY=VALUE")
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise KernelSpecError(f"--env {pair!r}: expected KEY=VALUE")
@@ -139,6 +148,11 @@ def add_kernelspec(
     ``user`` installs for the current user; ``prefix`` installs under that prefix (sys.prefix
     for a venv/conda env); neither is system-wide.
     """
+    check_reference(image)
+    if name is not None and not isinstance(name, str):
+        raise KernelSpecError(f"Kernel name {name!r}: give a string of letters, digits, '.', '_' and '-'")
+    if display is not None and not isinstance(display, str):
+        raise KernelSpecError(f"Display name {display!r}: give a string")
     config = _validate_options(options or {})
     facts = facts or probe_image_sync(engine, image)
     reason = unusable_reason(image, facts)

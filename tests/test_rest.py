@@ -323,3 +323,38 @@ async def test_build_and_restore_endpoints(engine, jp_fetch, workspace):
     finally:
         for image in engine.api.images(name="mlcontainer-restored/restore-me"):
             engine.api.remove_image(image["Id"], force=True)
+
+
+@pytest.mark.parametrize("method, path, body, status, text", [
+    ("POST", "kernelspecs", {"image": "a;rm -rf /"}, 400, "Not an image reference"),
+    ("POST", "kernelspecs", {"image": BASE_IMAGE, "name": 5}, 400, "name"),
+    ("POST", "kernelspecs", {"image": BASE_IMAGE, "env": [5]}, 400, "KEY=VALUE"),
+    ("POST", "kernelspecs", {"image": BASE_IMAGE, "env": {"A": {"b": 1}}}, 400, "env"),
+    ("POST", "kernelspecs", {"image": BASE_IMAGE, "gpus": ["all"]}, 400, "gpus"),
+    ("POST", "images/pull", {"image": "a;rm -rf /"}, 400, "Not an image reference"),
+    ("POST", "images/build", {"dockerfile": "Dockerfile", "tag": "t:1", "build_args": [1]}, 400, "build_args"),
+    ("POST", "images/build", {"dockerfile": "Dockerfile", "tag": "bad tag;x"}, 400, "Not an image reference"),
+    ("GET", "notebooks/restore?path=missing.ipynb", None, 400, "cannot be read"),
+    ("POST", "notebooks/restore", {"path": 5, "fingerprint": "x"}, 400, "Give the notebook"),
+    ("POST", "kernels/0000/freeze", [1, 2], 400, "JSON object"),
+])
+async def test_bad_input_gets_a_clear_4xx(engine, jp_fetch, workspace, method, path, body, status, text):
+    """Bad input is the client's mistake: a 4xx JSON message naming the rule, never a 500, a
+    traceback or a container."""
+    (workspace / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\n")
+    before = {c["Id"] for c in engine.api.containers(all=True)}
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("mlcontainer", "api", *path.split("?")[0].split("/"),
+                       params=dict([path.split("?")[1].split("=")]) if "?" in path else None,
+                       method=method, body=None if body is None else json.dumps(body))
+    answer = json.loads(info.value.response.body)
+    assert info.value.code == status and text in answer["message"], answer
+    assert "Traceback" not in answer["message"]
+    assert {c["Id"] for c in engine.api.containers(all=True)} <= before | set()
+
+
+async def test_request_bodies_are_bounded(jp_fetch):
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("mlcontainer", "api", "images", "pull", method="POST",
+                       body=json.dumps({"image": "x" * (2 << 20)}))
+    assert info.value.code == 413 and "1 MB" in json.loads(info.value.response.body)["message"]

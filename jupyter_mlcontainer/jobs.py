@@ -24,6 +24,7 @@ from .policy import resolve_under
 from .settings import DEFAULT_CONTEXT_LIMIT_MB
 
 LOG_LINES = 200
+KEEP_FINISHED = 100  # finished jobs kept for the panel and followers; older ones are dropped
 
 
 class JobNotFound(KeyError):
@@ -222,6 +223,7 @@ class JobRegistry:
         ``on_done()``; any error becomes the job's error in the engine's words."""
         with self._lock:
             self._jobs[job.id] = job
+            self._prune()
 
         def run() -> None:
             try:
@@ -242,6 +244,13 @@ class JobRegistry:
 
         threading.Thread(target=run, name=f"mlcontainer-{job.kind}-{job.id}", daemon=True).start()
         return job
+
+    def _prune(self) -> None:
+        """Keep every running job and the newest :data:`KEEP_FINISHED` finished ones (a server
+        that pulls all day does not grow). Called with the lock held."""
+        finished = sorted((j for j in self._jobs.values() if j.state != "running"), key=lambda j: j.started)
+        for job in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+            del self._jobs[job.id]
 
     def record_image(self, job: Job, image: str) -> None:
         """Put what the engine now has as ``image`` into the job's result (a job's last step)."""

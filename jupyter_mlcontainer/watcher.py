@@ -19,6 +19,11 @@ from .engine import LABEL_ROLE, Engine
 log = logging.getLogger(__name__)
 
 
+# Exits remembered for poll(): a kernel reads its own within seconds; older ones only matter
+# until the provisioner forgets its container, so a bound keeps a long-lived server small.
+KEEP_EXITS = 1024
+
+
 @dataclass
 class ExitEvent:
     exit_code: int
@@ -112,6 +117,9 @@ class ContainerWatcher:
                 except ValueError:
                     code = -1
                 self._exits[cid] = ExitEvent(code, cid in self._oom, stamp)
+                self._oom.discard(cid)
+                while len(self._exits) > KEEP_EXITS:  # bounded: the oldest exits go first
+                    self._exits.pop(next(iter(self._exits)))
 
 
 _watchers: dict[int, ContainerWatcher] = {}

@@ -235,7 +235,8 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             self.log.error("Kernel %s could not start: %s", self.kernel_id, exc)
             from .http_errors import as_http_error  # tornado only where a server is the caller
 
-            raise as_http_error(exc) from exc
+            # No chained SDK traceback: jupyter_client logs this error with its traceback.
+            raise as_http_error(exc) from None
 
     def _launch_sync(self, cmd: list[str], kwargs: dict[str, Any]) -> KernelConnectionInfo:
         engine = self.engine

@@ -179,9 +179,14 @@ async def test_restart_new_container_same_connection(engine, workspace):
     assert our_kernel_containers(engine, kernel_id) == []
 
 
-async def test_death_is_detected_with_exit_code(engine, workspace):
+@pytest.mark.parametrize("code, exit_code, said", [
+    ("import os; os._exit(3)", 3, "exited with code 3"),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", 137, "SIGKILL"),
+])
+async def test_death_is_detected_with_exit_code_and_restart_works(engine, workspace, code, exit_code, said):
     async with running_kernel(engine, BASE_IMAGE, workspace) as (km, kc):
-        kc.execute("import os; os._exit(3)")
+        ports = km.get_connection_info()
+        kc.execute(code)
         started = time.monotonic()
 
         async def dead():
@@ -190,9 +195,16 @@ async def test_death_is_detected_with_exit_code(engine, workspace):
         await wait_until(dead, timeout=10)
         assert time.monotonic() - started < 5
         record = last_death(km.kernel_id)
-        assert record is not None and record.exit_code == 3
+        assert record is not None and record.exit_code == exit_code
         assert not record.oom_killed
-        assert "exited with code 3" in record.message()
+        assert said in record.message()
+        # A dead kernel restarts into a working one, on the same ports, its client reconnected.
+        await km.restart_kernel(now=True)
+        await kc.wait_for_ready(timeout=60)
+        out, reply = await execute(kc, "print('back')")
+        assert out.strip() == "back", (out, reply)
+        assert all(km.get_connection_info()[k] == ports[k] for k in CONTAINER_PORTS)
+        assert len(our_kernel_containers(engine, km.kernel_id)) == 1
 
 
 async def test_oom_kill_is_reported_with_the_limit(engine, workspace):

@@ -246,3 +246,48 @@ def test_one_setting_for_the_panel_the_kernels_and_the_cli(engine, workspace, tm
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
+
+
+def test_a_failed_start_leaves_nothing_behind(engine, workspace, tmp_path):
+    """Engine down, image missing, a GPU request the host cannot meet: each start fails with a
+    clear 4xx/5xx, and leaves no container, no connection folder, and no kernel id that breaks
+    the server's shutdown later (which logs no error)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    runtime = tmp_path / "runtime"
+    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(runtime))
+
+    def variant(name: str, **config) -> str:
+        spec_name = add_spec(engine, BASE_IMAGE, name=name)
+        path = os.path.join(KernelSpecManager().get_kernel_spec(spec_name).resource_dir, "kernel.json")
+        with open(path) as f:
+            spec = json.load(f)
+        spec["metadata"]["kernel_provisioner"]["config"].update(config)
+        with open(path, "w") as f:
+            json.dump(spec, f)
+        return spec_name
+
+    gpus = "64" if engine.has_nvidia_runtime_sync() else "all"
+    cases = [
+        (variant("fail-engine", docker_host=f"unix://{tmp_path}/no-engine.sock"), 503, "not reachable"),
+        (variant("fail-image", image="mlctest-missing/never:1"), 404, "not present"),
+        (variant("fail-gpus", gpus=gpus), 400, "GPU"),
+    ]
+    port = _free_port()
+    server = _start_server(workspace, port, tmp_path / "server.log", env)
+    try:
+        _wait_http(port)
+        for name, status, text in cases:
+            with pytest.raises(urllib.error.HTTPError) as info:
+                _request(port, "api/kernels", "POST", json.dumps({"name": name}).encode())
+            message = json.loads(info.value.read())["message"]
+            assert info.value.code == status and text in message, (name, info.value.code, message)
+        assert _request(port, "api/kernels") == []  # no kernel id left to shut down later
+        assert [c for c in engine.containers_sync([f"{LABEL_KERNEL_ID}"]) if c.get("Labels", {}).get(
+            "org.jupyter.mlcontainer.kernel-name", "").startswith("fail-")] == []
+        assert not list(runtime.glob("mlcontainer-*-*")), "a connection folder was left"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    shutdown = (tmp_path / "server.log").read_text().split("received signal 15", 1)[1]
+    assert "Traceback" not in shutdown and "[E " not in shutdown, shutdown[-3000:]

@@ -175,6 +175,7 @@ class KernelEnvironment:
 def kernel_environment(
     *, image: str, kernel_id: str, user: HostUser, home: str, cache_mount_path: str, launch_env: dict[str, str],
     kernelspec_env: dict[str, str], configured_env: dict[str, str], gpus: list[GpuRequest], image_env: dict[str, str],
+    externally_managed: bool = False,
 ) -> KernelEnvironment:
     """The container's environment. The host's environment is not copied in: only the
     kernelspec's env (which ``launch_env`` carries), the configured env, Jupyter's JPY_*
@@ -197,6 +198,11 @@ def kernel_environment(
         JUPYTER_MLCONTAINER_IMAGE=image,
         JUPYTER_MLCONTAINER_KERNEL_ID=kernel_id,
     )
+    if externally_managed:
+        # PEP 668 images (Debian, Ubuntu 24.04, nvidia/cuda + apt Python) refuse `%pip install`;
+        # in a throw-away container whose user site lives in the cache volume that refusal
+        # protects nothing, so pip is told so (freeze leaves this variable out).
+        ours["PIP_BREAK_SYSTEM_PACKAGES"] = "1"
     env.update(ours)
     injected += list(ours)
     for key in kernelspec_env:  # the user's variables win over ours

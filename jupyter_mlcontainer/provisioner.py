@@ -288,6 +288,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             image=self.image, kernel_id=self.kernel_id, user=user, home=home, cache_mount_path=self.cache_mount_path,
             launch_env=kwargs.get("env") or {}, kernelspec_env=dict(self.kernel_spec.env or {}),
             configured_env=dict(self.env), gpus=requests, image_env=facts.env,
+            externally_managed=facts.externally_managed,
         )
         if environment.overridden_gpu_env:
             self.log.warning(

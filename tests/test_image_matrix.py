@@ -142,7 +142,8 @@ async def test_freeze(engine, workspace, image):
         out, reply = await execute(
             kc,
             "import os, subprocess, sys\n"
-            f"r = subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-index', '--break-system-packages', {wheel!r}],"
+            # What `%pip install` runs: no --break-system-packages, also on PEP 668 images (trixie).
+            f"r = subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-index', {wheel!r}],"
             " capture_output=True, text=True)\n"
             "print(r.returncode, r.stderr[-300:])\n"
             "os.environ['MLC_FEATURE'] = 'enabled'",

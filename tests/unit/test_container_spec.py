@@ -97,3 +97,12 @@ def test_gpu_grammar_and_sizes():
     assert shm_size_for("auto", "8g", 0) == str(4 << 30)  # half the memory limit
     assert shm_size_for("", None, 16 << 30) == str(8 << 30)  # half the engine's memory
     assert shm_size_for("2g", "8g", 0) == "2g"
+
+
+def test_pip_is_allowed_to_install_on_externally_managed_images():
+    assert environment(externally_managed=True).env["PIP_BREAK_SYSTEM_PACKAGES"] == "1"
+    assert "PIP_BREAK_SYSTEM_PACKAGES" in environment(externally_managed=True).injected  # freeze leaves it out
+    assert "PIP_BREAK_SYSTEM_PACKAGES" not in environment().env
+    mine = environment(externally_managed=True, kernelspec_env={"PIP_BREAK_SYSTEM_PACKAGES": "0"},
+                       launch_env={"PIP_BREAK_SYSTEM_PACKAGES": "0"})
+    assert mine.env["PIP_BREAK_SYSTEM_PACKAGES"] == "0"  # the user's own setting wins

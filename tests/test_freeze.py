@@ -35,6 +35,8 @@ def make_wheel(folder, name="mlcontainer_toy", version="1.2.3") -> str:
         f"{name}/__init__.py": f"VERSION = {version!r}\ndef answer():\n    return 42\n",
         f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: {version}\n",
         f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        # pip writes a console script for it into the environment's bin folder (and its RECORD)
+        f"{dist}/entry_points.txt": f"[console_scripts]\n{name.replace('_', '-')} = {name}:answer\n",
     }
     record = []
     path = os.path.join(folder, f"{name}-{version}-py3-none-any.whl")

@@ -22,7 +22,7 @@ from ..images import probe_image_sync
 from ..policy import write_text_safely
 from .diff import CondaChanges, conda_channel, diff_apt, diff_conda, diff_packages, user_env
 from .errors import FreezeError, KernelContainerNotFound, OutputExists, RestoreError, RestorePlanChanged
-from .inventory import changed_files, conda_owned_files, container_inventory, image_inventory
+from .inventory import changed_files, conda_owned_files, container_inventory, image_inventory, package_owned_files
 from .kernel_env import KernelEnvironmentUnavailable, kernel_environment, kernel_environment_from_file
 from .render import render_dockerfile
 
@@ -113,6 +113,7 @@ def freeze_container(
 
     mounts = [m.get("Destination", "") for m in attrs.get("Mounts") or []]
     owned = conda_owned_files(engine, container_id, facts.python or "python3", conda)
+    owned |= package_owned_files(engine, container_id, facts.python or "python3", list(installed), list(apt))
     for path in changed_files(engine, container_id, mounts, owned):
         warnings.append(
             f"{path} was changed outside a package manager: COPY it into the image or script its creation."

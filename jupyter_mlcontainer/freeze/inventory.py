@@ -92,6 +92,22 @@ def conda_owned_files(engine: Engine, container_id: str, python: str, changes: "
     return owned
 
 
+def package_owned_files(
+    engine: Engine, container_id: str, python: str, distributions: list[str], debian: list[str],
+) -> set[str]:
+    """Paths that pip (its RECORD) and dpkg (its file lists) installed for the changed packages:
+    a console script pip wrote into /usr/local/bin is pip's, and the rebuilt image has it."""
+    if not distributions and not debian:
+        return set()
+    _, out, _ = engine.exec_sync(
+        container_id, [python, "-c", script("package_files"), *sorted(distributions), "--", *sorted(debian)]
+    )
+    try:
+        return set(json.loads(out.strip().splitlines()[-1]))
+    except (ValueError, IndexError):
+        return set()  # then they are reported as changed files, which is safe
+
+
 def _ancestors(paths) -> set[str]:
     """Every folder above each of ``paths`` (absolute, "/"-separated)."""
     found: set[str] = set()

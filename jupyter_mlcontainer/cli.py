@@ -219,6 +219,36 @@ def cmd_export_binder(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pull(args: argparse.Namespace) -> int:
+    """Pull with the job machinery the panel uses: a progress bar on a terminal, a line per
+    10 % otherwise (logs stay readable)."""
+    import time
+
+    job = service().pull(args.image)
+    tty = sys.stderr.isatty()
+    shown = -1
+    while not job.wait(0.2):
+        progress = job.progress
+        if progress is None:
+            continue
+        done = sum(1 for layer in job.layers.values() if layer.get("status") in ("Pull complete", "Already exists"))
+        if tty:
+            bar = "#" * int(progress * 30)
+            print(f"\r{args.image}  [{bar:<30}] {progress:4.0%}  {done}/{len(job.layers)} layers", end="", file=sys.stderr)
+        elif int(progress * 10) > shown:
+            shown = int(progress * 10)
+            print(f"{args.image}: {progress:.0%} ({done}/{len(job.layers)} layers)", file=sys.stderr)
+    if tty:
+        print(file=sys.stderr)
+    elif job.state == "done" and shown < 10:
+        print(f"{args.image}: 100% ({len(job.layers)}/{len(job.layers)} layers)", file=sys.stderr)
+    if job.state != "done":
+        raise CLIError(f"pull of {args.image} failed: {job.error or job.state}")
+    digest = (job.result.get("digests") or [""])[0]
+    print(f"Pulled {args.image} in {time.time() - job.started:.1f} s" + (f" ({digest})" if digest else ""))
+    return 0
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from .jobs import follow
 
@@ -290,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--notebook", help="record the environment in this notebook's metadata")
     fr.add_argument("--json", action="store_true")
     fr.set_defaults(func=cmd_freeze)
+
+    pl = sub.add_parser("pull", help="pull an image, with progress (the panel's pull, from the command line)")
+    pl.add_argument("image", metavar="IMAGE")
+    pl.set_defaults(func=cmd_pull)
 
     bd = sub.add_parser("build", help="build an image from a (frozen) Dockerfile, with progress")
     bd.add_argument("dockerfile", metavar="PATH/Dockerfile")

@@ -358,3 +358,29 @@ async def test_request_bodies_are_bounded(jp_fetch):
         await jp_fetch("mlcontainer", "api", "images", "pull", method="POST",
                        body=json.dumps({"image": "x" * (2 << 20)}))
     assert info.value.code == 413 and "1 MB" in json.loads(info.value.response.body)["message"]
+
+
+def test_cli_pull_with_progress(engine, registry):
+    import subprocess
+    import sys
+
+    from .conftest import ThrottledProxy
+
+    pushed = _unique_image(engine, registry, megabytes=8)
+    proxy = ThrottledProxy(("127.0.0.1", 5000), rate=4 << 20)  # 2 s: progress to see
+    tag = pushed.replace("127.0.0.1:5000", f"127.0.0.1:{proxy.port}")
+    try:
+        done = subprocess.run([sys.executable, "-m", "jupyter_mlcontainer.cli", "pull", tag],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert f"Pulled {tag}" in done.stdout and "@sha256:" in done.stdout
+        # Without a terminal, a line per 10 %: several of them, ending at 100 %.
+        shown = [line for line in done.stderr.splitlines() if line.startswith(f"{tag}: ")]
+        assert len(shown) >= 3 and shown[-1].startswith(f"{tag}: 100%"), done.stderr
+        assert engine.inspect_image_sync(tag)["RepoDigests"]
+        bad = subprocess.run([sys.executable, "-m", "jupyter_mlcontainer.cli", "pull", "a;rm -rf /"],
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 1 and "Not an image reference" in bad.stderr and "Traceback" not in bad.stderr
+    finally:
+        proxy.close()
+        engine.api.remove_image(tag, force=True)

@@ -219,6 +219,14 @@ def cmd_export_binder(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import report, run_checks
+
+    text, code = report(run_checks(service()), args.json)
+    print(text)
+    return code
+
+
 def cmd_pull(args: argparse.Namespace) -> int:
     """Pull with the job machinery the panel uses: a progress bar on a terminal, a line per
     10 % otherwise (logs stay readable)."""
@@ -320,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--notebook", help="record the environment in this notebook's metadata")
     fr.add_argument("--json", action="store_true")
     fr.set_defaults(func=cmd_freeze)
+
+    dr = sub.add_parser("doctor", help="check that this machine is ready for container kernels; each failure says how to fix it")
+    dr.add_argument("--json", action="store_true")
+    dr.set_defaults(func=cmd_doctor)
 
     pl = sub.add_parser("pull", help="pull an image, with progress (the panel's pull, from the command line)")
     pl.add_argument("image", metavar="IMAGE")

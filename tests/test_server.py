@@ -291,3 +291,25 @@ def test_a_failed_start_leaves_nothing_behind(engine, workspace, tmp_path):
         server.wait(timeout=60)
     shutdown = (tmp_path / "server.log").read_text().split("received signal 15", 1)[1]
     assert "Traceback" not in shutdown and "[E " not in shutdown, shutdown[-3000:]
+
+
+def test_doctor_says_what_is_ready_and_how_to_fix_what_is_not(engine, tmp_path):
+    name = add_spec(engine, BASE_IMAGE, name="doctor-base")
+
+    def doctor(**env) -> tuple[int, dict]:
+        done = subprocess.run([sys.executable, "-m", "jupyter_mlcontainer.cli", "doctor", "--json"],
+                              capture_output=True, text=True, env={**os.environ, **env}, cwd=REPO_ROOT, timeout=300)
+        return done.returncode, json.loads(done.stdout)
+
+    code, report = doctor()
+    checks = {c["name"]: c for c in report["checks"]}
+    assert code == 0 and report["ok"], report
+    assert checks["engine"]["ok"] and "Docker 20.10" in checks["engine"]["detail"]
+    assert not checks["engine isolation"]["ok"] and "one rootless engine per user" in checks["engine isolation"]["fix"]
+    assert checks[f"kernel {name}"]["ok"] and "ipykernel" in checks[f"kernel {name}"]["detail"]
+    assert checks[f"cache volume {os.environ['MLCONTAINER_CACHE_VOLUME']}"]["ok"]
+    assert checks["server extension"]["ok"]
+    # No engine at the configured address: a blocking failure, with the fix, exit 1.
+    code, report = doctor(DOCKER_HOST=f"unix://{tmp_path}/no-engine.sock")
+    (engine_check,) = [c for c in report["checks"] if c["name"] == "engine"]
+    assert code == 1 and not engine_check["ok"] and engine_check["blocking"] and "docker_host" in engine_check["fix"]

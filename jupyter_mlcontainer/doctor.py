@@ -1,0 +1,145 @@
+"""``jupyter mlcontainer doctor``: is this machine ready for container kernels, and if not, what
+to do. One :class:`Check` per question, each with the fix when it fails; ``blocking`` ones
+make the command exit non-zero. Blocking calls only: the CLI runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+from .errors import EngineError
+from .identity import current_user
+from .service import MLContainerService
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    blocking: bool = False  # a failure that stops container kernels from working
+
+    def line(self) -> str:
+        mark = "ok  " if self.ok else ("FAIL" if self.blocking else "warn")
+        return f"[{mark}] {self.name}: {self.detail}" + ("" if self.ok or not self.fix else f"\n       fix: {self.fix}")
+
+
+def engine_checks(service: MLContainerService) -> list[Check]:
+    engine = service.engine
+    try:
+        info, version = engine.info_sync(), engine.version_sync()
+    except EngineError as exc:
+        return [Check("engine", False, str(exc), blocking=True,
+                      fix="start the engine (sudo systemctl start docker), or set c.MLContainer.docker_host / "
+                          "DOCKER_HOST to your engine (rootless Docker: unix:///run/user/$UID/docker.sock)")]
+    security = " ".join(info.get("SecurityOptions") or [])
+    components = " ".join(c.get("Name", "") for c in version.get("Components") or [])
+    kind = "Podman" if "Podman" in components else "rootless Docker" if "rootless" in security else "Docker"
+    checks = [Check("engine", True, f"{kind} {version.get('Version')} at {engine.base_url or os.environ.get('DOCKER_HOST') or 'the local socket'}"
+                    f" (storage {info.get('Driver')}, cgroup v{info.get('CgroupVersion')})")]
+    if kind == "Docker":
+        checks.append(Check(
+            "engine isolation", False,
+            "a rootful engine: every member of the docker group is root on this host, so users of a shared box are not "
+            "protected from each other", fix="one rootless engine per user (docs/security.md)"))
+    runtime = engine.has_nvidia_runtime_sync()
+    gpus = service.gpu_monitor.snapshot(with_processes=False)
+    if gpus.available and gpus.gpus:
+        checks.append(Check("GPUs (NVML)", True, f"{len(gpus.gpus)} GPU(s), driver {gpus.driver_version}"))
+        checks.append(Check("NVIDIA runtime", runtime, "registered" if runtime else "not registered with the engine",
+                            fix="install the NVIDIA Container Toolkit, run `nvidia-ctk runtime configure "
+                                "--runtime=docker` and restart the engine"))
+    else:
+        checks.append(Check("GPUs (NVML)", True, f"none: {gpus.reason} (kernels run on the CPU)"))
+    return checks
+
+
+def cache_check(service: MLContainerService, image: str | None) -> Check:
+    """Can this user's kernels write their HOME in the cache volume? (a helper container as
+    this uid:gid, no network, no capabilities)."""
+    from .cache import DEFAULT_MOUNT_PATH, ensure_cache_volume, home_in_cache
+
+    name = f"cache volume {service.cache_volume}"
+    if image is None:
+        return Check(name, True, "not checked: no container kernelspec yet (add one: jupyter mlcontainer kernel add IMAGE)")
+    user = current_user()
+    try:
+        facts_python = "python3"
+        ensure_cache_volume(service.engine, service.cache_volume, service.engine.inspect_image_sync(image)["Id"], facts_python)
+        home = home_in_cache(DEFAULT_MOUNT_PATH, user.name)
+        code, out, err = service.engine.run_to_completion_sync(
+            image, ["python3", "-c", f"import os, tempfile; os.makedirs({home!r}, 0o700, exist_ok=True); "
+                    f"tempfile.NamedTemporaryFile(dir={home!r}).close(); print('writable')"],
+            user=user.docker_user, cap_drop=["ALL"],
+            mounts=[{"Target": DEFAULT_MOUNT_PATH, "Source": service.cache_volume, "Type": "volume"}],
+        )
+    except EngineError as exc:
+        return Check(name, False, str(exc), blocking=True)
+    if code == 0 and "writable" in out:
+        return Check(name, True, f"writable for {user.name} (uid {user.uid})")
+    return Check(name, False, f"not writable for {user.name} (uid {user.uid}): {(err or out).strip()[-300:]}", blocking=True,
+                 fix="see docs/security.md (a HOME created by another user is refused on purpose)")
+
+
+def kernelspec_checks(service: MLContainerService) -> tuple[list[Check], str | None]:
+    from .images import probe_image_sync, unusable_reason
+
+    checks, usable = [], None
+    specs = service.kernelspecs()
+    if not specs:
+        return [Check("container kernels", True, "none yet (add one: jupyter mlcontainer kernel add IMAGE)")], None
+    for spec in specs:
+        try:
+            facts = probe_image_sync(service.engine, spec.image)
+            reason = unusable_reason(spec.image, facts)
+        except EngineError as exc:
+            reason = str(exc)
+        if reason:
+            checks.append(Check(f"kernel {spec.name}", False, reason,
+                                fix=f"jupyter mlcontainer image prepare {spec.image}, or pull it"))
+        else:
+            usable = usable or spec.image
+            checks.append(Check(f"kernel {spec.name}", True, f"{spec.image}: {facts.summary() or 'Python'}, ipykernel {facts.ipykernel}"))
+    return checks, usable
+
+
+def extension_checks() -> list[Check]:
+    from jupyter_core.paths import jupyter_config_path, jupyter_path
+
+    enabled = False
+    for folder in jupyter_config_path():
+        path = os.path.join(folder, "jupyter_server_config.d", "jupyter_mlcontainer.json")
+        try:
+            with open(path) as f:
+                enabled = enabled or bool(json.load(f)["ServerApp"]["jpserver_extensions"].get("jupyter_mlcontainer"))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    lab = any(os.path.isfile(os.path.join(p, "jupyter-mlcontainer", "package.json")) for p in jupyter_path("labextensions"))
+    return [
+        Check("server extension", enabled, "enabled" if enabled else "not enabled", blocking=not enabled,
+              fix="jupyter server extension enable jupyter_mlcontainer"),
+        Check("JupyterLab extension", lab, "installed" if lab else "not found (the panel will be missing)",
+              fix="pip install --force-reinstall jupyter-mlcontainer"),
+    ]
+
+
+def run_checks(service: MLContainerService) -> list[Check]:
+    checks = engine_checks(service)
+    engine_ok = checks[0].ok
+    image = None
+    if engine_ok:
+        specs, image = kernelspec_checks(service)
+        checks += specs
+        checks.append(cache_check(service, image))
+    return checks + extension_checks()
+
+
+def report(checks: list[Check], as_json: bool) -> tuple[str, int]:
+    code = 1 if any(c.blocking and not c.ok for c in checks) else 0
+    if as_json:
+        return json.dumps({"ok": code == 0, "checks": [asdict(c) for c in checks]}, indent=2), code
+    return "\n".join(c.line() for c in checks), code
+

@@ -104,6 +104,14 @@ def cmd_image_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_image_remove(args: argparse.Namespace) -> int:
+    svc = service()
+    for image in args.images:
+        done = svc.remove_image(image)
+        print(f"Removed {done['removed']} ({done['id'][:19]})")
+    return 0
+
+
 def cmd_image_prepare(args: argparse.Namespace) -> int:
     tag, facts = prepare_image(
         service().engine, args.image, tag=args.tag, wheelhouse=args.wheelhouse, index_url=args.index_url,
@@ -318,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--wheelhouse", help="host folder of wheels to install from, offline")
     prep.add_argument("--index-url", help="package index to install from")
     prep.set_defaults(func=cmd_image_prepare)
+    rm = isub.add_parser("remove", help="remove images no container kernel or kernelspec uses")
+    rm.add_argument("images", nargs="+", metavar="IMAGE")
+    rm.set_defaults(func=cmd_image_remove)
 
     fr = sub.add_parser("freeze", help="write a pinned Dockerfile from a running container kernel")
     which = fr.add_mutually_exclusive_group(required=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, Callable, Iterator, TypeVar
@@ -31,7 +32,7 @@ from .container_spec import (  # noqa: F401  (labels re-exported: one spelling f
     NO_NEW_PRIVILEGES, ContainerSpec, GpuRequest, gpu_requests,
 )
 from .errors import (  # noqa: F401  (re-exported for callers that catch them)
-    Conflict, ContainerNotFound, ContainerNotRunning, EngineError, EngineUnavailable, GpuRequestUnsatisfiable,
+    BadEngineRequest, Conflict, ContainerNotFound, ContainerNotRunning, EngineError, EngineUnavailable, GpuRequestUnsatisfiable,
     GpuRuntimeMissing, ImageNotFound, NotFound, PortInUse,
 )
 from .identity import owner_id
@@ -78,6 +79,8 @@ def translate(exc: BaseException, *, image: str | None = None, where: str | None
             return ContainerNotRunning(text)
         if exc.status_code == 409:
             return Conflict(f"Docker engine refused: {text}")
+        if exc.status_code == 400:
+            return BadEngineRequest(f"Docker engine refused the request: {text}")
         if "could not select device driver" in text and "gpu" in text:
             return GpuRuntimeMissing(f"{NVIDIA_TOOLKIT_HINT} (engine said: {text})")
         if "nvidia-container-cli" in text and ("device error" in text or "unknown device" in text):
@@ -251,6 +254,10 @@ class Engine:
 
     def images_sync(self) -> list[dict[str, Any]]:
         return self.call_sync(lambda: self.api.images())
+
+    def remove_image_sync(self, image: str) -> None:
+        """Remove a tag (or an image by id); the engine refuses (Conflict) while a container uses it."""
+        self.call_sync(lambda: self.api.remove_image(image), image=image)
 
     def pull_stream(self, image: str) -> EngineStream:
         """The engine's progress events of pulling ``image`` (a closable stream; an ``error``
@@ -475,17 +482,30 @@ class Engine:
         return self.call_sync(lambda: self.api.create_volume(name=name, labels=labels))
 
 
-_REFERENCE = __import__("re").compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
+_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
+_PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")  # Docker's: lowercase
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def _reference_ok(image: str) -> bool:
+    if not _REFERENCE.match(image):
+        return False
+    repo, tag, digest = reference_parts(image)
+    parts = repo.split("/")
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        parts = parts[1:]  # the registry host, e.g. registry.lab:5000
+    return (all(_PATH_COMPONENT.match(p) for p in parts) and (tag is None or bool(_TAG.match(tag)))
+            and (digest is None or bool(re.match(r"^[a-z0-9]+:[0-9a-f]{32,}$", digest))))
 
 
 def check_reference(image: str) -> None:
     """Refuse what cannot be an image reference (ValueError: the client's mistake, a 400 that
     names the rule) before the engine sees it."""
-    if not isinstance(image, str) or not image or len(image) > 512 or not _REFERENCE.match(image):
+    if not isinstance(image, str) or not image or len(image) > 512 or not _reference_ok(image):
         shown = image if isinstance(image, str) and len(image) <= 80 else f"{str(image)[:80]}…"
         raise ValueError(
-            f"Not an image reference: {shown!r} (letters, digits and . _ - / : @ +, at most 512 characters, "
-            "like pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime)"
+            f"Not an image reference: {shown!r} (a lowercase repository path, optionally a registry host, a "
+            ":tag and an @digest, at most 512 characters, like pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime)"
         )
 
 

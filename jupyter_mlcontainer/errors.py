@@ -42,6 +42,13 @@ class ContainerNotFound(NotFound):
     """The container is gone."""
 
 
+class BadEngineRequest(EngineError):
+    """The engine refused the request as malformed (a bad reference, an invalid option): the
+    client's input, not the engine's state."""
+
+    http_status = 400
+
+
 class Conflict(EngineError):
     """The engine refused because of the state of something (a name or port taken, a
     container that is not running)."""

@@ -109,6 +109,15 @@ class ImagesHandler(BaseHandler):
     async def get(self) -> None:
         self.write_json({"images": await self.run_blocking(self.service.images)})
 
+    @tornado.web.authenticated
+    @authorized
+    async def delete(self) -> None:
+        """Remove ``?image=`` (a tag or an id); 409 naming the kernelspecs or kernels using it."""
+        image = self.get_query_argument("image", "")
+        if not image:
+            raise ValueError("Give the image to remove: ?image=repo:tag (or its id)")
+        self.write_json(await self.run_blocking(self.service.remove_image, image))
+
 
 class PullHandler(BaseHandler):
     @tornado.web.authenticated
@@ -165,6 +174,15 @@ class KernelspecsHandler(BaseHandler):
             )
         )
         self.write_json({"kernelspec": spec.to_dict()}, status=201)
+
+
+class KernelspecHandler(BaseHandler):
+    @tornado.web.authenticated
+    @authorized
+    async def delete(self, name: str) -> None:
+        """Remove a container kernelspec (other kernels are refused: not ours to remove)."""
+        path = await self.run_blocking(self.service.remove_kernelspec, name)
+        self.write_json({"removed": name, "resource_dir": path})
 
 
 class KernelsHandler(BaseHandler):
@@ -305,6 +323,7 @@ def route_table() -> list[tuple[str, type]]:
         ("jobs", JobsHandler),
         (r"jobs/(?P<job_id>[0-9a-f]+)", JobHandler),
         ("kernelspecs", KernelspecsHandler),
+        (r"kernelspecs/(?P<name>[A-Za-z0-9._-]+)", KernelspecHandler),
         ("kernels", KernelsHandler),
         (r"kernels/(?P<kernel_id>[0-9a-fA-F-]+)", KernelHandler),
         (r"kernels/(?P<kernel_id>[0-9a-fA-F-]+)/freeze", FreezeHandler),

@@ -14,7 +14,9 @@ from typing import Any, Callable
 
 from .backend import ContainerBackend
 from .engine import get_engine
-from .errors import EngineError
+from .container_spec import LABEL_KERNEL_ID, LABEL_ROLE
+from .engine import check_reference
+from .errors import Conflict, EngineError
 from .freeze import FreezeResult, container_of_kernel, freeze_container
 from .gpu import GpuMonitor, attribute_processes, get_monitor
 from .identity import owner_id
@@ -95,6 +97,24 @@ class MLContainerService:
     ) -> Job:
         """Start building ``dockerfile`` (its context checked and packed here) as ``tag``."""
         return self.jobs.build(dockerfile, tag, build_args=build_args, wheelhouse=wheelhouse)
+
+    def remove_image(self, image: str) -> dict[str, Any]:
+        """Remove an image (a tag, or an id) unless a container kernelspec or a kernel uses it:
+        the refusal (409) names them. Returns what was removed."""
+        check_reference(image)
+        attrs = self.engine.inspect_image_sync(image)
+        image_id = attrs["Id"]
+        names = set(attrs.get("RepoTags") or []) | {image, image_id}
+        specs = [s.name for s in self.kernelspecs() if s.image in names or (s.facts or {}).get("image_id") == image_id]
+        if specs:
+            raise Conflict(f"{image} is the image of kernelspec(s) {', '.join(sorted(specs))}: remove them first "
+                           "(jupyter mlcontainer kernel remove NAME)")
+        users = [c for c in self.engine.containers_sync([f"{LABEL_ROLE}=kernel"]) if c.get("ImageID") == image_id]
+        if users:
+            kernels = ", ".join(sorted((c.get("Labels") or {}).get(LABEL_KERNEL_ID, c["Id"][:12]) for c in users))
+            raise Conflict(f"{image} is used by kernel container(s) of kernel(s) {kernels}: stop them first")
+        self.engine.remove_image_sync(image)
+        return {"removed": image, "id": image_id}
 
     # -- kernelspecs -------------------------------------------------------------------------
 

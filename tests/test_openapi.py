@@ -78,4 +78,4 @@ def test_fuzz_every_route(engine, workspace, tmp_path):
     left = {c["Id"] for c in engine.containers_sync([LABEL_ROLE])} - before
     assert not left, "containers left by fuzzed requests"
     print("fuzzed:", {k: sorted(v) for k, v in sorted(outcomes.items())})
-    assert len(outcomes) == 16
+    assert len(outcomes) == 18

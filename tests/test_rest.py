@@ -384,3 +384,32 @@ def test_cli_pull_with_progress(engine, registry):
     finally:
         proxy.close()
         engine.api.remove_image(tag, force=True)
+
+
+async def test_remove_images_and_kernelspecs(engine, jp_fetch):
+    """An image is removed only when no kernelspec and no kernel uses it; the refusal names them."""
+    tag = f"mlctest-remove:{uuid.uuid4().hex[:8]}"
+    engine.api.tag(BASE_IMAGE, *tag.split(":"))
+    name = add_spec(engine, tag, name=f"rm-{uuid.uuid4().hex[:6]}")
+    try:
+        with pytest.raises(HTTPClientError) as info:
+            await jp_fetch("mlcontainer", "api", "images", method="DELETE", params={"image": tag})
+        assert info.value.code == 409 and name in json.loads(info.value.response.body)["message"]
+        removed = json.loads((await jp_fetch("mlcontainer", "api", "kernelspecs", name, method="DELETE")).body)
+        assert removed["removed"] == name
+        specs = json.loads((await jp_fetch("api", "kernelspecs")).body)["kernelspecs"]
+        assert name not in specs
+        done = json.loads((await jp_fetch("mlcontainer", "api", "images", method="DELETE", params={"image": tag})).body)
+        assert done["removed"] == tag
+        with pytest.raises(Exception):
+            engine.inspect_image_sync(tag)
+        for path, code, text in ((("kernelspecs", "python3"), 400, "not a container kernel"),
+                                 (("kernelspecs", "no-such-spec"), 400, "No kernelspec")):
+            with pytest.raises(HTTPClientError) as info:
+                await jp_fetch("mlcontainer", "api", *path, method="DELETE")
+            assert info.value.code == code and text in json.loads(info.value.response.body)["message"], path
+    finally:
+        try:
+            engine.api.remove_image(tag, force=True)
+        except Exception:
+            pass

@@ -36,6 +36,8 @@ export interface IActions {
   freeze(kernel: IContainerKernel): Promise<void>;
   /** Confirm (unless the settings say not to), then stop a container kernel. */
   stopKernel(kernel: IContainerKernel): Promise<void>;
+  /** Confirm, then remove an image (the server refuses while something uses it). */
+  removeImage(image: IImage): Promise<void>;
 }
 
 export function createActions(options: {
@@ -182,6 +184,33 @@ export function createActions(options: {
       } catch (error) {
         await showErrorMessage(
           trans.__('Could not stop the kernel'),
+          errorMessage(error)
+        );
+      }
+    },
+
+    async removeImage(image) {
+      const ref = imageRef(image);
+      const result = await showDialog({
+        title: trans.__('Remove image?'),
+        body: trans.__(
+          'Remove %1 (%2) from the Docker engine? Pull or build it again to use it.',
+          ref,
+          shortId(image.id)
+        ),
+        buttons: [
+          Dialog.cancelButton({ label: trans.__('Cancel') }),
+          Dialog.warnButton({ label: trans.__('Remove') })
+        ]
+      });
+      if (!result.button.accept) {
+        return;
+      }
+      try {
+        await model.removeImage(ref);
+      } catch (error) {
+        await showErrorMessage(
+          trans.__('Could not remove %1', ref),
           errorMessage(error)
         );
       }

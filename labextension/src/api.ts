@@ -103,6 +103,20 @@ export class MLContainerAPI {
     ).kernelspec;
   }
 
+  /** Remove an image no kernelspec or kernel uses (409 names them otherwise). */
+  async removeImage(image: string): Promise<void> {
+    await this._request<unknown>(`images?image=${encodeURIComponent(image)}`, {
+      method: 'DELETE'
+    });
+  }
+
+  /** Remove a container kernelspec. */
+  async removeKernelspec(name: string): Promise<void> {
+    await this._request<unknown>(`kernelspecs/${encodeURIComponent(name)}`, {
+      method: 'DELETE'
+    });
+  }
+
   async getKernels(): Promise<IContainerKernel[]> {
     return (await this._request<{ kernels: IContainerKernel[] }>('kernels'))
       .kernels;

@@ -218,6 +218,22 @@ export function addCommands(options: {
     }
   });
 
+  commands.addCommand(CommandIDs.removeImage, {
+    label: args =>
+      arg(args, 'image')
+        ? trans.__('Remove %1…', arg(args, 'image'))
+        : trans.__('Remove Image…'),
+    caption: trans.__(
+      'Remove an image from the Docker engine (refused while a kernel or kernelspec uses it)'
+    ),
+    execute: async args => {
+      const image = await imageFor(args);
+      if (image) {
+        await actions.removeImage(image);
+      }
+    }
+  });
+
   if (palette) {
     for (const command of [
       CommandIDs.openPanel,
@@ -226,7 +242,8 @@ export function addCommands(options: {
       CommandIDs.addKernel,
       CommandIDs.newNotebook,
       CommandIDs.freezeKernel,
-      CommandIDs.stopKernel
+      CommandIDs.stopKernel,
+      CommandIDs.removeImage
     ]) {
       palette.addItem({ command, category: trans.__('ML Containers') });
     }

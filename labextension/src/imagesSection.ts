@@ -176,6 +176,12 @@ export class ImagesSection extends Section {
                   'Add a kernel for this image, then open a new notebook with it'
                 ),
           disabled: adding
+        }),
+        button(trans.__('Remove'), () => run(CommandIDs.removeImage), {
+          testid: 'mlc-image-remove',
+          title: trans.__('Remove %1 from the Docker engine', imageName(image)),
+          className: 'mlc-button-danger',
+          disabled: this.model.isBusy(`remove:${imageRef(image)}`)
         })
       )
     );

@@ -294,6 +294,22 @@ export class MLContainerModel implements IDisposable {
     return spec;
   }
 
+  /** Remove an image, then refresh the image list. */
+  async removeImage(image: string): Promise<void> {
+    await this._busyWhile(`remove:${image}`, () => this.api.removeImage(image));
+    this._imagesStale = true;
+    void this._poll.refresh();
+  }
+
+  /** Remove a container kernelspec, then refresh the image list (it shows kernelspecs). */
+  async removeKernelspec(name: string): Promise<void> {
+    await this._busyWhile(`remove-spec:${name}`, () =>
+      this.api.removeKernelspec(name)
+    );
+    this._imagesStale = true;
+    void this._poll.refresh();
+  }
+
   /** Write a Dockerfile reproducing a kernel (`force`: overwrite). */
   async freeze(kernelId: string, force: boolean): Promise<IFreezeResult> {
     return this._busyWhile(`freeze:${kernelId}`, () =>

@@ -231,4 +231,6 @@ export namespace CommandIDs {
   export const newNotebook = 'mlcontainer:new-notebook';
   /** args: `image`, a tag or an id. */
   export const copyDigest = 'mlcontainer:copy-digest';
+  /** args: `image`, a tag or an id (else a dialog lists the images). */
+  export const removeImage = 'mlcontainer:remove-image';
 }

@@ -349,6 +349,7 @@ test.describe('ML Containers panel', () => {
       'Freeze Container Kernel…',
       'Add Kernel for Image…',
       'New Notebook in Image…',
+      'Remove Image…',
       'Open ML Containers Panel'
     ]) {
       await expect(item(label)).toBeVisible();
@@ -360,6 +361,23 @@ test.describe('ML Containers panel', () => {
     await expect(dialog.locator('input')).toBeVisible();
     await dialog.getByRole('button', { name: 'Cancel' }).click();
     await expect(dialog).toHaveCount(0);
+  });
+
+  test('refuses to remove an image that a kernelspec uses, and says which', async () => {
+    await panel.getByRole('heading', { name: 'Images', exact: true }).click();
+    const row = panel
+      .getByTestId('mlc-image-row')
+      .filter({ has: page.locator(`.mlc-chip-tag[title="${KERNEL_IMAGE}"]`) })
+      .first();
+    await row.getByTestId('mlc-image-remove').click();
+    const confirm = page.locator('.jp-Dialog');
+    await expect(confirm).toContainText('Remove image?');
+    await confirm.getByRole('button', { name: 'Remove' }).click();
+    const refusal = page.locator('.jp-Dialog');
+    await expect(refusal).toContainText('Could not remove');
+    await expect(refusal).toContainText('kernelspec');
+    await refusal.getByRole('button', { name: /Dismiss|Ok|Close/ }).click();
+    await expect(row).toBeVisible(); // still there
   });
 
   test('follows the poll interval set in the settings editor', async () => {

@@ -29,3 +29,16 @@ def test_reference_parts():
     assert default_prepared_tag("pytorch/pytorch@sha256:ab") == "pytorch/pytorch:latest-ipykernel"
     assert default_prepared_tag("host:5000/x:1") == "host:5000/x:1-ipykernel"
     assert slug("Repo/Img:1@sha256:ab") == "repo-img-1"
+
+
+def test_check_reference():
+    import pytest
+
+    from jupyter_mlcontainer.engine import check_reference
+
+    for good in ("ubuntu", "pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime", "127.0.0.1:5000/mlctest/pull:Ab_1",
+                 "Registry.Lab:5000/team/env@sha256:" + "a" * 64, "sha256:" + "b" * 64, "nvcr.io/nvidia/pytorch:24.01-py3"):
+        check_reference(good)
+    for bad in ("A", "a;rm -rf /", "Team/env", "repo:", "repo:-x", "repo@md5:zz", "", "x" * 600, "repo/"):
+        with pytest.raises(ValueError, match="Not an image reference"):
+            check_reference(bad)

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Iterable
 
-from .engine import Engine, check_reference  # noqa: F401  (restore imports it from here too)
+from .engine import Engine, check_reference
 from .errors import EngineError
 from .policy import resolve_under
 from .settings import DEFAULT_CONTEXT_LIMIT_MB

@@ -21,10 +21,10 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
-from .engine import Engine, EngineError, EngineUnavailable
+from .engine import Engine, EngineError, EngineUnavailable, check_reference
 from .freeze import RestoreError, RestorePlanChanged
 from .images import slug
-from .jobs import BuildContext, Job, JobRegistry, check_reference, collect_context, follow, raise_for_error
+from .jobs import BuildContext, Job, JobRegistry, collect_context, follow, raise_for_error
 from .kernelspecs import add_kernelspec, default_kernel_name, installed_kernelspecs
 from .policy import resolve_under
 from .sharing import read_record

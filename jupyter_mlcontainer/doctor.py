@@ -65,13 +65,16 @@ def cache_check(service: MLContainerService, image: str | None) -> Check:
     name = f"cache volume {service.cache_volume}"
     if image is None:
         return Check(name, True, "not checked: no container kernelspec yet (add one: jupyter mlcontainer kernel add IMAGE)")
+    from .images import probe_image_sync
+
     user = current_user()
     try:
-        facts_python = "python3"
-        ensure_cache_volume(service.engine, service.cache_volume, service.engine.inspect_image_sync(image)["Id"], facts_python)
+        facts = probe_image_sync(service.engine, image)
+        python = facts.python or "python3"
+        ensure_cache_volume(service.engine, service.cache_volume, facts.image_id, python)
         home = home_in_cache(DEFAULT_MOUNT_PATH, user.name)
         code, out, err = service.engine.run_to_completion_sync(
-            image, ["python3", "-c", f"import os, tempfile; os.makedirs({home!r}, 0o700, exist_ok=True); "
+            image, [python, "-c", f"import os, tempfile; os.makedirs({home!r}, 0o700, exist_ok=True); "
                     f"tempfile.NamedTemporaryFile(dir={home!r}).close(); print('writable')"],
             user=user.docker_user, cap_drop=["ALL"],
             mounts=[{"Target": DEFAULT_MOUNT_PATH, "Source": service.cache_volume, "Type": "volume"}],

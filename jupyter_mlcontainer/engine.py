@@ -29,7 +29,7 @@ from docker.types import DeviceRequest, Mount
 from .container_spec import (  # noqa: F401  (labels re-exported: one spelling for every module)
     LABEL_CACHE_VOLUME, LABEL_GPUS, LABEL_IMAGE, LABEL_INJECTED_ENV, LABEL_KERNEL_ID, LABEL_KERNEL_NAME,
     LABEL_OWNER, LABEL_OWNER_USER, LABEL_PREFIX, LABEL_ROLE, LABEL_VOLUME_CACHE, LABEL_WORKSPACE,
-    NO_NEW_PRIVILEGES, ContainerSpec, GpuRequest, gpu_requests,
+    NO_NEW_PRIVILEGES, ContainerSpec, GpuRequest,
 )
 from .errors import (  # noqa: F401  (re-exported for callers that catch them)
     BadEngineRequest, Conflict, ContainerNotFound, ContainerNotRunning, EngineError, EngineUnavailable, GpuRequestUnsatisfiable,
@@ -97,11 +97,6 @@ def _explanation(exc: BaseException) -> str:
     if isinstance(explanation, bytes):
         explanation = explanation.decode(errors="replace")
     return str(explanation or exc)
-
-
-def gpu_device_requests(spec: str) -> list[GpuRequest]:
-    """``--gpus`` value -> GPU requests (container_spec.gpu_requests; kept under this name)."""
-    return gpu_requests(spec)
 
 
 def _device_requests(gpus: list[GpuRequest]) -> list[DeviceRequest] | None:

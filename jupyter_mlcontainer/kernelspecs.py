@@ -15,8 +15,8 @@ from typing import Any
 
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
-from .container_spec import parse_size
-from .engine import Engine, check_reference, gpu_device_requests
+from .container_spec import gpu_requests, parse_size
+from .engine import Engine, check_reference
 from .images import ImageFacts, ImageNotUsable, display_name, probe_image_sync, slug, unusable_reason
 from .container_spec import CONNECTION_FILE_IN_CONTAINER
 from .provisioner import PROVISIONER_NAME
@@ -69,7 +69,7 @@ def _validate_options(options: dict[str, Any]) -> dict[str, Any]:
             raise KernelSpecError(f"{key} {value!r}: give a string or a number")
         if key == "gpus":
             try:
-                gpu_device_requests(value) if str(value).lower() != "auto" else None
+                gpu_requests(value) if str(value).lower() != "auto" else None
             except ValueError as exc:
                 raise KernelSpecError(str(exc)) from None
         if key in ("memory", "shm_size") and str(value).lower() != "auto":

@@ -297,7 +297,7 @@ class BuildContext:
         """The context as a tar in a temporary file (never in memory). Blocking."""
         context = tempfile.TemporaryFile()
         try:
-            with tarfile.open(fileobj=context, mode="w") as tar:
+            with tarfile.open(fileobj=_SyncedWrites(context), mode="w") as tar:
                 tar.copybufsize = 1 << 20  # big copies: few GIL hand-offs, the event loop stays quick
                 tar.add(self.dockerfile, arcname="Dockerfile")
                 for name in self.sources:
@@ -310,6 +310,29 @@ class BuildContext:
             raise
         context.seek(0)
         return context
+
+
+class _SyncedWrites:
+    """Writes to ``fileobj``, flushed to disk every 64 MiB: a large context never piles up
+    gigabytes of dirty pages whose write-back would stall every other writer of this process
+    (the server's log lines, written from its event loop, among them)."""
+
+    EVERY = 64 << 20
+
+    def __init__(self, fileobj: IO[bytes]) -> None:
+        self._f, self._pending = fileobj, 0
+
+    def write(self, data: bytes) -> int:
+        written = self._f.write(data)
+        self._pending += len(data)
+        if self._pending >= self.EVERY:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._pending = 0
+        return written
+
+    def tell(self) -> int:
+        return self._f.tell()
 
 
 def _context_members(folder: str, sources: list[str]) -> Iterable[tuple[str, str]]:

@@ -49,6 +49,8 @@ class RestorePlan:
     dockerfile_text: str | None = None
     context_files: list[str] = field(default_factory=list)
     context_bytes: int = 0
+    context_sha256: str = ""  # labels the built image; names it
+    wanted_kernelspec: str | None = None  # the record's kernelspec name (untrusted)
     kernelspec: str = ""
     kernelspec_note: str = ""  # set when the recorded name is taken and another is used
     notes: list[str] = field(default_factory=list)
@@ -154,20 +156,19 @@ def plan_restore(
     check_reference(recorded)
     plan = RestorePlan(notebook=notebook_path, recorded_image=recorded, source="present", image=recorded)
     present = _image_exists(engine, recorded)
-    context_digest = ""
     if not present:
         dockerfile = dockerfile_of(notebook_path, record)
         if os.path.isfile(dockerfile):
             limit = {} if context_limit_mb is None else {"limit_mb": context_limit_mb}
             context = collect_context(dockerfile, wheelhouse, **limit)
-            context_digest = context.digest()
+            plan.context_sha256 = context.digest()
             folder = os.path.dirname(os.path.realpath(notebook_path))
             plan._context = context
             plan.dockerfile = os.path.relpath(dockerfile, folder)
             with open(dockerfile, errors="replace") as f:
                 plan.dockerfile_text = f.read()
             plan.context_files, plan.context_bytes = list(context.sources), context.size
-            plan.build_tag, built = restored_tag(engine, notebook_path, context_digest)
+            plan.build_tag, built = restored_tag(engine, notebook_path, plan.context_sha256)
             if built:
                 plan.source, plan.image = "present", plan.build_tag
                 plan.notes.append(f"{plan.build_tag} was built here earlier from the same Dockerfile and files")
@@ -183,9 +184,10 @@ def plan_restore(
         else:
             raise RestoreError(f"Image {recorded} is not here and the notebook's Dockerfile "
                                f"{record.get('dockerfile') or 'Dockerfile'} is not in its folder either")
-    plan.kernelspec, _, plan.kernelspec_note = kernelspec_name_for(plan.image, record.get("kernelspec"))
+    plan.wanted_kernelspec = record.get("kernelspec")
+    plan.kernelspec, _, plan.kernelspec_note = kernelspec_name_for(plan.image, plan.wanted_kernelspec)
     plan.fingerprint = hashlib.sha256(json.dumps(
-        [record, plan.source, plan.image, plan.build_tag, plan.dockerfile_text, context_digest, plan.kernelspec],
+        [record, plan.source, plan.image, plan.build_tag, plan.dockerfile_text, plan.context_sha256, plan.kernelspec],
         sort_keys=True, default=str,
     ).encode()).hexdigest()
     return plan
@@ -205,7 +207,7 @@ def start_restore(
             "restore was shown (or no plan was confirmed): look at the restore again before confirming"
         )
     if plan.source == "present":
-        kernelspec, note = write_kernelspec(engine, plan.image, _wanted(notebook_path))
+        kernelspec, note = write_kernelspec(engine, plan.image, plan.wanted_kernelspec)
         return {"kernelspec": kernelspec, "image": plan.image, "how": "present", "notes": _notes(plan, note)}
     job = Job(kind=plan.source, target=plan.image)
 
@@ -223,12 +225,12 @@ def start_restore(
                 job.kind, job.target, job.layers = "build", plan.build_tag, {}
         assert plan._context is not None and plan.build_tag
         yield from jobs.build_events(job, plan._context, plan.build_tag, build_args=build_args,
-                                     labels={CONTEXT_LABEL: plan._context.digest()})
+                                     labels={CONTEXT_LABEL: plan.context_sha256})
 
     def done() -> None:
         image = job.target
         jobs.record_image(job, image)
-        kernelspec, note = write_kernelspec(engine, image, _wanted(notebook_path))
+        kernelspec, note = write_kernelspec(engine, image, plan.wanted_kernelspec)
         job.result.update(kernelspec=kernelspec, how="pulled" if job.kind == "pull" else "built", notes=_notes(plan, note))
 
     return {"job": jobs.run(job, events, on_done=done)}
@@ -264,10 +266,6 @@ def _image_exists(engine: Engine, image: str) -> bool:
     except EngineError:
         return False
     return True
-
-
-def _wanted(notebook_path: str) -> str | None:
-    return read_record(notebook_path).get("kernelspec")
 
 
 def _notes(plan: RestorePlan, kernelspec_note: str) -> list[str]:

@@ -45,7 +45,7 @@ _INIT_SCRIPT = (
 )
 
 _lock = threading.Lock()
-_ready: set[str] = set()
+_ready: set[tuple[str, str]] = set()  # (engine address, volume): one server may use two engines
 
 
 def cache_env(mount_path: str) -> dict[str, str]:
@@ -84,10 +84,11 @@ def ensure_cache_volume(engine: Engine, name: str, helper_image: str, python: st
     ``helper_image``/``python``: an image known to have Python (the kernel's own), used once
     per volume to chmod its top level. Later calls cost one volume inspect, or nothing.
     """
-    if name in _ready:
+    ready_key = (engine.base_url or "", name)
+    if ready_key in _ready:
         return
     with _lock:
-        if name in _ready:
+        if ready_key in _ready:
             return
         volume = engine.call_sync(engine.inspect_volume_sync, name)
         if volume is None:
@@ -112,4 +113,4 @@ def ensure_cache_volume(engine: Engine, name: str, helper_image: str, python: st
                     f"(exit code {code}): {(err or out).strip()[-500:]}"
                 )
             _write_mark(key)
-        _ready.add(name)
+        _ready.add(ready_key)

@@ -28,8 +28,12 @@ class DeathRecord:
     engine_error: str
     log_tail: str
     time: float
+    engine_lost: str = ""  # the engine's address, when the container went away with its engine
 
     def message(self) -> str:
+        if self.engine_lost:
+            return (f"Kernel stopped with its Docker engine ({self.engine_lost}): the engine stopped or "
+                    "became unreachable; the kernel restarts when the engine answers again")
         if self.oom_killed:
             limit = f" (memory limit {self.memory_limit})" if self.memory_limit else ""
             return f"Kernel was killed: out of memory{limit}, exit code {self.exit_code}"
@@ -37,6 +41,8 @@ class DeathRecord:
             return f"Kernel container failed: {self.engine_error}"
         if self.exit_code in (137, -9):
             return "Kernel was killed (SIGKILL, exit code 137)"
+        if self.exit_code in (143, -15):
+            return "Kernel was stopped (SIGTERM, exit code 143): its container was stopped from outside"
         return f"Kernel process exited with code {self.exit_code}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -56,6 +62,15 @@ def record_death(record: DeathRecord) -> None:
         _records[record.kernel_id] = record
         while len(_records) > KEEP:
             _records.popitem(last=False)
+
+
+def note_engine_lost(kernel_id: str, engine: str) -> None:
+    """The engine of ``kernel_id``'s dead container stopped answering right after the death
+    (dockerd stopping sends SIGTERM to its containers first): that is the reason to show."""
+    with _lock:
+        record = _records.get(kernel_id)
+        if record is not None:
+            record.engine_lost = engine
 
 
 def last_death(kernel_id: str) -> DeathRecord | None:

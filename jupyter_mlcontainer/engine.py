@@ -419,15 +419,19 @@ class Engine:
         ))
 
     def remove_container_sync(self, container_id: str) -> None:
-        """Force-remove a container; a container that is already gone is not an error."""
-        try:
-            self.api.remove_container(container_id, force=True, v=False)
-        except docker.errors.NotFound:
-            return
-        except docker.errors.APIError as exc:
-            if "already in progress" in _explanation(exc):
+        """Force-remove a container; a container that is already gone is not an error.
+        EngineUnavailable when the engine does not answer (the container may still exist)."""
+        def remove() -> None:
+            try:
+                self.api.remove_container(container_id, force=True, v=False)
+            except docker.errors.NotFound:
                 return
-            raise
+            except docker.errors.APIError as exc:
+                if "already in progress" in _explanation(exc):
+                    return
+                raise
+
+        self.call_sync(remove)
 
     def our_containers_sync(self, role: str | None = None) -> list[dict[str, Any]]:
         """Containers (running or not) that jupyter-mlcontainer made, optionally of one role."""

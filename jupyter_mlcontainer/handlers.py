@@ -7,6 +7,8 @@ The project's errors become JSON ``{"message": ...}`` with the status each error
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import os
 from typing import Any, Callable
@@ -18,12 +20,13 @@ from jupyter_server.utils import url_path_join
 
 from .container_spec import LABEL_KERNEL_ID
 from .engine import check_reference
-from .errors import MLContainerError, RequestTooLarge, status_for
-from .freeze import kernel_environment
+from .errors import MLContainerError, NotFound, RequestTooLarge, status_for
+from .freeze import KernelContainerNotFound, KernelEnvironmentUnavailable, kernel_environment
 from .jobs import JobNotFound
 from .kernels import list_kernel_containers
 from .kernelspecs import parse_env_pairs
 from .policy import resolve_under
+from .provisioner import DockerKernelProvisioner
 from .service import MLContainerService
 from .sharing import METADATA_KEY
 
@@ -190,7 +193,21 @@ class KernelsHandler(BaseHandler):
     @authorized
     async def get(self) -> None:
         paths = await self.notebook_paths()
-        self.write_json({"kernels": await self.run_blocking(self.service.kernels, paths)})
+        kernels = await self.run_blocking(functools.partial(self.service.kernels, paths, known=self.container_kernels()))
+        self.write_json({"kernels": kernels})
+
+    def container_kernels(self) -> dict[str, dict[str, Any]]:
+        """kernel id -> kernelspec, image, container id of the kernel manager's container kernels."""
+        known = {}
+        for kernel_id in self.kernel_manager.list_kernel_ids():
+            provisioner = getattr(self.kernel_manager.get_kernel(kernel_id), "provisioner", None)
+            if isinstance(provisioner, DockerKernelProvisioner):
+                known[kernel_id] = {
+                    "kernelspec": self.kernel_manager.get_kernel(kernel_id).kernel_name,
+                    "image": provisioner.image,
+                    "container_id": provisioner.container_id,
+                }
+        return known
 
 
 class KernelHandler(BaseHandler):
@@ -207,6 +224,28 @@ class KernelHandler(BaseHandler):
 
 
 class FreezeHandler(BaseHandler):
+    async def runtime_environment(self, km: Any) -> dict[str, str]:
+        client = km.client()
+        client.start_channels()
+        try:
+            return await kernel_environment(client)
+        finally:
+            client.stop_channels()
+
+    async def replaced(self, kernel_id: str, container_id: str | None, timeout: float = 30) -> bool:
+        """Did a restart replace ``container_id``? Waits (bounded) for the new container."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            try:
+                current = await self.run_blocking(self.service.container_of_kernel, kernel_id)
+            except GONE:
+                current = None  # between the old container and the new one
+            if current is not None:
+                return current != container_id
+            await asyncio.sleep(0.1)
+        return False
+
     @tornado.web.authenticated
     @authorized("execute")
     async def post(self, kernel_id: str) -> None:
@@ -216,18 +255,24 @@ class FreezeHandler(BaseHandler):
         # servers (other users) on the same engine.
         if kernel_id not in self.kernel_manager:
             raise tornado.web.HTTPError(404, f"No container kernel {kernel_id} on this server")
-        container_id = await self.run_blocking(self.service.container_of_kernel, kernel_id)
-        client = self.kernel_manager.get_kernel(kernel_id).client()
-        client.start_channels()
-        try:
-            runtime_env = await kernel_environment(client)
-        finally:
-            client.stop_channels()
         notebook = (await self.notebook_paths()).get(kernel_id)
         path = os.path.join(self.settings.get("server_root_dir", ""), notebook) if notebook else None
-        result, record = await self.run_blocking(
-            lambda: self.service.freeze(container_id, runtime_env, force=bool(body.get("force")), notebook=path)
-        )
+        km = self.kernel_manager.get_kernel(kernel_id)
+        for attempt in range(1, RESTARTS_DURING_FREEZE + 2):
+            await asyncio.wait_for(asyncio.shield(km.ready), timeout=180)  # a restart in progress
+            container_id = None
+            try:
+                container_id = await self.run_blocking(self.service.container_of_kernel, kernel_id)
+                runtime_env = await self.runtime_environment(km)
+                result, record = await self.run_blocking(
+                    lambda: self.service.freeze(container_id, runtime_env, force=bool(body.get("force")), notebook=path)
+                )
+                break
+            except (KernelEnvironmentUnavailable, *GONE):
+                # A restart replaced the container under the freeze: freeze the new one.
+                if attempt > RESTARTS_DURING_FREEZE or not await self.replaced(kernel_id, container_id):
+                    raise
+                self.log.info("Kernel %s restarted while it was frozen; freezing its new container", kernel_id)
         data = result.to_dict()
         if record is not None:
             # The front end puts this into the open notebook's metadata (writing the file here
@@ -235,6 +280,11 @@ class FreezeHandler(BaseHandler):
             data["notebook_path"] = notebook
             data["notebook_metadata"] = {METADATA_KEY: record}
         self.write_json(data, status=201)
+
+
+# A freeze that overlaps a kernel restart starts over on the new container this many times.
+RESTARTS_DURING_FREEZE = 2
+GONE = (NotFound, KernelContainerNotFound)  # a container that a restart removed
 
 
 def _local_path(handler: APIHandler, relative: str) -> str:

@@ -138,3 +138,32 @@ def container_kernels(
             }
         )
     return rows
+
+
+def rows_without_engine(known: dict[str, dict[str, Any]], notebook_paths: dict[str, str], reason: str) -> list[dict[str, Any]]:
+    """Rows for the ``kernels`` endpoint while the engine does not answer: what the server's
+    kernel manager knows of its container kernels (``known``: kernel id -> kernelspec, image,
+    container id), each with its recorded death, and ``reason`` as its status. The panel
+    keeps showing the kernels, and why they stopped, through an engine outage."""
+    rows = []
+    for kernel_id, facts in known.items():
+        death = last_death(kernel_id)
+        rows.append(
+            {
+                "kernel_id": kernel_id,
+                "kernelspec": facts.get("kernelspec"),
+                "notebook_path": notebook_paths.get(kernel_id),
+                "image": facts.get("image"),
+                "container_id": facts.get("container_id"),
+                "state": "unknown",
+                "status": reason,
+                "gpus": None,
+                "cpu_percent": None,
+                "memory_usage": None,
+                "memory_limit": None,
+                "workspace": None,
+                "cache_volume": None,
+                "death": death.to_dict() if death else None,
+            }
+        )
+    return rows

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import logging
 import os
 import shutil
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from jupyter_client.connect import KernelConnectionInfo
@@ -36,14 +38,16 @@ from .container_spec import (
 )
 from .backend import ContainerBackend
 from .connection import curve_keys, new_connection_dir, published_ports, write_connection_file
-from .deaths import DeathRecord, record_death
+from .deaths import DeathRecord, note_engine_lost, record_death
 from .engine import get_engine
-from .errors import ContainerNotFound, ContainerNotRunning, EngineError, GpuRequestUnsatisfiable, PortInUse
+from .errors import (
+    ContainerNotFound, ContainerNotRunning, EngineError, EngineUnavailable, GpuRequestUnsatisfiable, PortInUse,
+)
 from .gpu import get_monitor, unsatisfiable_reason
 from .identity import HostUser, current_user, owner_id, passwd_files
 from .images import ImageFacts, ImageNotUsable, probe_image_sync, unusable_reason
 from .settings import MLContainer
-from .readiness import KernelNotReady, wait_for_kernel_ports
+from .readiness import KernelNotReady, wait_for_kernel_ports, zmq_socket_answers
 from .watcher import get_watcher
 
 PROVISIONER_NAME = "mlcontainer-docker"
@@ -65,6 +69,11 @@ def _remove_live_containers() -> None:
             engine.remove_container_sync(container_id)
         except Exception:
             pass  # the engine is gone: the next server start reaps these as orphans
+
+
+# Launches wait for their kernel's ports (up to startup_timeout) in threads of their own: in
+# the engine's pool, 16 slow starts held every thread and the panel's requests queued behind them.
+_LAUNCHES = ThreadPoolExecutor(max_workers=64, thread_name_prefix="mlcontainer-launch")
 
 
 def _env_default(name: str, fallback: str) -> str:
@@ -163,6 +172,14 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         "output and the container is removed; raise it for images that import slowly from slow disks.",
     )
 
+    engine_return_timeout = Float(
+        120.0,
+        config=True,
+        help="Seconds the automatic restart of a kernel whose container went away with its engine "
+        "(dockerd stopped or restarted) waits for the engine to answer again; the notebook shows "
+        "the kernel restarting meanwhile. 0: do not wait (the restart fails at once and is retried).",
+    )
+
     @default("docker_host")
     def _docker_host_default(self) -> str:
         return MLContainer(parent=self).docker_host
@@ -195,6 +212,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
     _conn_dir: str | None = None
     _stopping: bool = False
     _death_recorded: bool = False
+    _died: bool = False  # the container stopped unasked: the restart that follows may wait for the engine
     _cwd: str | None = None
     _memory_limit_text: str = ""
 
@@ -230,13 +248,42 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         self._stopping = False
         self._death_recorded = False
         try:
-            return await self.engine.run_blocking(self._launch_sync, cmd, kwargs)
+            if self._died:  # the restarter's restart: an engine restarting takes a few seconds
+                await self._wait_for_engine()
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(_LAUNCHES, functools.partial(self._launch_sync, cmd, kwargs))
         except EngineError as exc:
             self.log.error("Kernel %s could not start: %s", self.kernel_id, exc)
             from .http_errors import as_http_error  # tornado only where a server is the caller
 
             # No chained SDK traceback: jupyter_client logs this error with its traceback.
             raise as_http_error(exc) from None
+
+    async def _wait_for_engine(self) -> None:
+        """Before restarting a kernel whose container stopped unasked (perhaps with its engine):
+        wait until the engine answers, at most ``engine_return_timeout`` s; EngineUnavailable
+        after that. Answers at once when the engine is up. A coroutine, so that a server that
+        exits meanwhile is not held up by it."""
+        deadline = time.monotonic() + self.engine_return_timeout
+        logged = False
+        while True:
+            try:
+                await self.engine.run_blocking(self.engine.version_sync)
+                break
+            except EngineUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
+                if not logged:
+                    note_engine_lost(self.kernel_id, self._engine_address())
+                    self.log.warning(
+                        "Kernel %s: waiting up to %.0f s for the Docker engine at %s to answer again before restarting it",
+                        self.kernel_id, self.engine_return_timeout, self._engine_address(),
+                    )
+                    logged = True
+                await asyncio.sleep(0.25)
+        self._died = False
+        if logged:
+            self.log.info("Kernel %s: the Docker engine answers again; restarting the kernel", self.kernel_id)
 
     def _launch_sync(self, cmd: list[str], kwargs: dict[str, Any]) -> KernelConnectionInfo:
         engine = self.engine
@@ -403,9 +450,15 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         self.log.debug("Kernel %s: ports answered after %.3f s", self.kernel_id, waited)
 
     def _discard_container(self, container_id: str) -> None:
-        """Remove the kernel's container and forget it (a failed launch, and cleanup). Blocking."""
-        self.engine.remove_container_sync(container_id)
-        get_watcher(self.engine).forget(container_id)
+        """Remove the kernel's container and forget it (a failed launch, and cleanup). Blocking.
+        An unreachable engine does not fail the clean-up: the watcher removes the container
+        when the engine answers again."""
+        watcher = get_watcher(self.engine)
+        try:
+            self.engine.remove_container_sync(container_id)
+            watcher.forget(container_id)
+        except EngineUnavailable:
+            watcher.remove_when_back(container_id)
         _LIVE.pop(container_id, None)
         self.container_id = None
 
@@ -463,10 +516,18 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             return 0
         watcher = get_watcher(self.engine)
         event = watcher.exit_of(cid)
+        unreachable = ""
         if event is None:
             if watcher.healthy:
                 return None
-            state = await self._inspect_state(cid)
+            try:
+                state = await self._inspect_state(cid)
+            except EngineUnavailable as exc:
+                # Without its engine the kernel may still run (live-restore): its heartbeat
+                # port tells. Closed means the engine took the container down with it.
+                if await asyncio.to_thread(self._heartbeat_answers):
+                    return None
+                state, unreachable = {"ExitCode": -1}, str(exc)
             if state is None:
                 code = -1
             elif state.get("Running") or state.get("Restarting"):
@@ -477,19 +538,35 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             code = event.exit_code
         if not self._stopping and not self._death_recorded:
             self._death_recorded = True
-            await self._record_death(cid, code)
+            await self._record_death(cid, code, unreachable)
         return code
+
+    def _engine_address(self) -> str:
+        return self.engine.base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+    def _heartbeat_answers(self) -> bool:
+        port = (self.host_ports or {}).get("hb_port")
+        return bool(port) and zmq_socket_answers("127.0.0.1", int(port), timeout=0.5)
 
     async def _inspect_state(self, cid: str) -> dict[str, Any] | None:
         return await self.engine.run_blocking(self.engine.container_state_sync, cid)
 
-    async def _record_death(self, cid: str, code: int) -> None:
+    async def _record_death(self, cid: str, code: int, unreachable: str = "") -> None:
+        """Keep why the kernel's container stopped (exit code, OOM, the engine going away) for
+        the kernel list and the log. Called once per unexpected exit, by :meth:`poll`."""
         state: dict[str, Any] = {}
-        try:
-            state = await self._inspect_state(cid) or {}
-        except EngineError:
-            pass
-        tail = await self.engine.call(self._log_tail, cid)
+        tail = ""
+        if not unreachable:
+            try:
+                state = await self._inspect_state(cid) or {}
+                tail = await self.engine.call(self._log_tail, cid)
+            except EngineUnavailable as exc:  # the engine went down with the container
+                unreachable = str(exc)
+            except EngineError:
+                pass
+        self._died = True
+        if unreachable:
+            self.log.debug("Kernel %s: engine unreachable: %s", self.kernel_id, unreachable)
         record = DeathRecord(
             kernel_id=self.kernel_id,
             container_id=cid,
@@ -498,6 +575,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             oom_killed=bool(state.get("OOMKilled")),
             memory_limit=self._memory_limit_text,
             engine_error=state.get("Error") or "",
+            engine_lost=self._engine_address() if unreachable else "",
             log_tail=tail[-4000:],
             time=time.time(),
         )
@@ -533,6 +611,10 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             await self.engine.run_blocking(self.engine.signal_container_sync, cid, signum)
         except (ContainerNotRunning, ContainerNotFound):
             return  # it has stopped: nothing to signal
+        except EngineUnavailable:
+            if await asyncio.to_thread(self._heartbeat_answers):
+                raise
+            # Its engine took it down: nothing to signal (the restart waits for the engine).
 
     async def kill(self, restart: bool = False) -> None:
         """Called by the kernel manager when a kernel does not stop by itself."""

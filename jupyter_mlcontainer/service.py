@@ -16,13 +16,13 @@ from .backend import ContainerBackend
 from .engine import get_engine
 from .container_spec import LABEL_KERNEL_ID, LABEL_ROLE
 from .engine import check_reference
-from .errors import Conflict, EngineError
+from .errors import Conflict, EngineError, EngineUnavailable
 from .freeze import FreezeResult, container_of_kernel, freeze_container
 from .gpu import GpuMonitor, attribute_processes, get_monitor
 from .identity import owner_id
 from .images import ImageInventory
 from .jobs import Job, JobRegistry
-from .kernels import StatsCollector, container_kernels, kernel_ids_by_container, list_kernel_containers
+from .kernels import StatsCollector, container_kernels, kernel_ids_by_container, list_kernel_containers, rows_without_engine
 from .kernelspecs import ContainerKernelSpec, add_kernelspec, list_kernelspecs, remove_kernelspec
 from .orphans import Orphan, find_orphans, reap_orphans
 from .restore import RestorePlan, plan_restore, restore, start_restore
@@ -66,10 +66,20 @@ class MLContainerService:
             by_image.setdefault(spec.image, []).append(spec.name)
         return self.inventory.list(by_image)
 
-    def kernels(self, notebook_paths: dict[str, str], *, user: str | None = None, live: bool = True) -> list[dict[str, Any]]:
+    def kernels(
+        self, notebook_paths: dict[str, str], *, user: str | None = None, live: bool = True,
+        known: dict[str, dict[str, Any]] | None = None,
+    ) -> list[dict[str, Any]]:
         """This server's container kernels (``user``: every kernel of that user), with
-        notebook paths, live CPU and memory (``live``) and reasons of death."""
-        return container_kernels(self.engine, self.stats if live else None, notebook_paths, user=user)
+        notebook paths, live CPU and memory (``live``) and reasons of death. While the engine
+        does not answer: the ``known`` kernels (the server's kernel manager's), with the
+        engine's state as their status; EngineUnavailable when there are none."""
+        try:
+            return container_kernels(self.engine, self.stats if live else None, notebook_paths, user=user)
+        except EngineUnavailable as exc:
+            if not known:
+                raise
+            return rows_without_engine(known, notebook_paths, str(exc))
 
     def gpus(self, notebook_paths: dict[str, str], *, user: str | None = None) -> dict[str, Any]:
         """NVML's GPUs with their processes mapped to container kernels and notebooks."""

@@ -4,6 +4,10 @@ jupyter_client's restarter calls ``poll()`` every 3 s for every kernel; asking t
 time costs one round trip per kernel per poll. Instead a single thread follows the engine's
 ``die``/``oom`` events for kernel containers and ``poll()`` reads a dict. While the stream is
 down (engine restarting) :meth:`ContainerWatcher.healthy` is False and callers inspect instead.
+
+The watcher is also the first to know when an engine that went away answers again: containers
+that could not be removed while it was unreachable (:meth:`ContainerWatcher.remove_when_back`)
+are removed then, so an engine restart leaves no stopped kernel container behind.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class ContainerWatcher:
         self._stop = threading.Event()
         self._since = time.time() - 1
         self._stream: Any = None
+        self._to_remove: set[str] = set()
 
     def start(self) -> None:
         """Start following events (idempotent). Call before starting a container."""
@@ -79,6 +84,27 @@ class ContainerWatcher:
             self._exits.pop(container_id, None)
             self._oom.discard(container_id)
 
+    def remove_when_back(self, container_id: str) -> None:
+        """Remove ``container_id`` as soon as the engine answers again (its removal failed
+        because the engine was unreachable). Called by the provisioner's clean-up."""
+        with self._lock:
+            self._to_remove.add(container_id)
+
+    def pending_removals(self) -> set[str]:
+        with self._lock:
+            return set(self._to_remove)
+
+    def _remove_pending(self) -> None:
+        for cid in self.pending_removals():
+            try:
+                self.engine.remove_container_sync(cid)
+            except Exception as exc:  # engine gone again: the next connection retries
+                log.warning("Could not remove kernel container %s left by an engine outage: %s", cid[:12], exc)
+                return
+            with self._lock:
+                self._to_remove.discard(cid)
+                self._exits.pop(cid, None)
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
@@ -87,6 +113,8 @@ class ContainerWatcher:
                 )
                 self._stream = stream
                 self._healthy.set()
+                if self._to_remove:
+                    self._remove_pending()
                 for event in stream:
                     self._handle(event)
                     if self._stop.is_set():

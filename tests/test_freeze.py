@@ -25,7 +25,7 @@ from jupyter_mlcontainer.freeze import (
 )
 from jupyter_mlcontainer.jobs import JobRegistry
 
-from .conftest import BASE_IMAGE, TORCH_IMAGE, add_spec, execute, running_kernel, wait_for_status
+from .conftest import BASE_IMAGE, TORCH_IMAGE, add_spec, execute, running_kernel, wait_until
 
 
 def make_wheel(folder, name="mlcontainer_toy", version="1.2.3") -> str:
@@ -377,11 +377,16 @@ async def test_freeze_reads_the_kernels_environment_every_time_under_load(engine
             sleeper = km.client()
             sleeper.start_channels()
             await sleeper.wait_for_ready(timeout=30)
-            sleeping = sleeper.execute("import time; time.sleep(30)")
+            # The flag file says the cell runs (its IOPub "busy" may reach a client whose
+            # subscription is still joining too late, under this load).
+            sleeper.execute("open('busy.flag', 'w').close(); import time; time.sleep(30)")
             client = km.client()
             client.start_channels()
             try:
-                await wait_for_status(sleeper, "busy", parent=sleeping)
+                async def busy():
+                    return (workspace / "busy.flag").exists()
+
+                await wait_until(busy, timeout=30)
                 with pytest.raises(KernelEnvironmentUnavailable, match="did not answer within 2 s"):
                     await kernel_environment(client, timeout=2)
             finally:

@@ -258,6 +258,26 @@ async def test_freeze_endpoint_writes_into_the_notebook_folder(engine, jp_fetch,
         await jp_fetch("api", "sessions", session["id"], method="DELETE")
 
 
+async def test_a_freeze_during_a_restart_freezes_the_new_container(engine, jp_fetch, workspace):
+    """Restart and freeze clicked together: the freeze follows the kernel into its new
+    container (it used to answer 404 for the old one, or 409 'kernel died')."""
+    name = add_spec(engine, BASE_IMAGE)
+    body = json.dumps({"path": "notebooks/race.ipynb", "type": "notebook", "name": "race.ipynb", "kernel": {"name": name}})
+    session = json.loads((await jp_fetch("api", "sessions", method="POST", body=body)).body)
+    kernel_id = session["kernel"]["id"]
+    try:
+        for _ in range(3):
+            restart, freeze = await asyncio.gather(
+                jp_fetch("api", "kernels", kernel_id, "restart", method="POST", body="{}"),
+                jp_fetch("mlcontainer", "api", "kernels", kernel_id, "freeze", method="POST", body='{"force": true}'),
+            )
+            assert restart.code == 200 and freeze.code == 201
+            assert os.path.isfile(json.loads(freeze.body)["dockerfile_path"])
+            assert len(our_kernel_containers(engine, kernel_id)) == 1
+    finally:
+        await jp_fetch("api", "sessions", session["id"], method="DELETE")
+
+
 async def test_build_and_restore_endpoints(engine, jp_fetch, workspace):
     import nbformat
 

@@ -148,20 +148,42 @@ def _wait_http(port, timeout=60):
     raise AssertionError("server did not come up")
 
 
+def _build_step_containers(engine, marker: str) -> list[dict]:
+    """The containers of a build's RUN step whose command carries ``marker``."""
+    return [c for c in engine.api.containers(all=True) if marker in (c.get("Command") or "")]
+
+
 def test_sigkilled_server_orphans_are_removed_by_the_next_server(engine, workspace, tmp_path):
     name = add_spec(engine, BASE_IMAGE, name="orphan-test")
     env = os.environ.copy()
     first_port, second_port = _free_port(), _free_port()
+    marker = f"mlc-killed-build-{uuid.uuid4().hex[:8]}"
+    (workspace / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nRUN sleep 300 && echo {marker}\n")
+    tag = f"mlcontainer-test/killed-build:{marker}"
     first = _start_server(workspace, first_port, tmp_path / "first.log", env)
     try:
         _wait_http(first_port)
         kernel = _request(first_port, "api/kernels", "POST", json.dumps({"name": name}).encode())
         assert len(our_kernel_containers(engine, kernel["id"])) == 1
+        # A build job in the middle of a RUN step when the server dies.
+        _request(first_port, "mlcontainer/api/images/build", "POST", json.dumps({"dockerfile": "Dockerfile", "tag": tag}).encode())
+        deadline = time.time() + 60
+        while not _build_step_containers(engine, marker) and time.time() < deadline:
+            time.sleep(0.2)
+        assert _build_step_containers(engine, marker), "the build never reached its RUN step"
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
     # The killed server could not clean up: its container still runs.
     assert len(our_kernel_containers(engine, kernel["id"])) == 1
+    # Its build went with it: the engine cancels a build whose client is gone and removes the
+    # step's container; no image carries the tag; no half-written file is in the workspace.
+    deadline = time.time() + 60
+    while _build_step_containers(engine, marker) and time.time() < deadline:
+        time.sleep(0.2)
+    assert _build_step_containers(engine, marker) == []
+    assert not engine.api.images(name=tag)
+    assert sorted(p.name for p in workspace.iterdir()) == ["Dockerfile", "notebooks"]
 
     # A live server's kernel must survive the next server's clean-up.
     live_port = _free_port()

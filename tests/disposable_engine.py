@@ -1,0 +1,143 @@
+"""A second, private Docker engine that a test may stop and start without disturbing anything else.
+
+The fault tests need an engine that goes away while kernels run. Stopping the machine's own
+dockerd would kill every other test's containers (and CI runs them in one session), so these
+tests run their own dockerd: the same Debian binary with its own data root, exec root, socket and
+pid file, no iptables rules (the main engine owns those), a private address pool, and a default
+bridge of its own. (Not ``--bridge none``: a dockerd started so deletes the host's docker0, the
+main engine's default bridge.) Images come from the main engine (``docker save | docker load``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import docker
+
+
+class DisposableEngine:
+    """``start()``/``stop()`` a private dockerd rooted in ``folder``; ``url`` is its DOCKER_HOST."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.socket = os.path.join(folder, "docker.sock")
+        self.url = f"unix://{self.socket}"
+        self.pidfile = os.path.join(folder, "docker.pid")
+        self.log_path = os.path.join(folder, "dockerd.log")
+        self.process: subprocess.Popen | None = None
+        self.bridge = "mlcfault0"
+        self._interfaces_before = _bridge_interfaces()
+
+    def _ensure_bridge(self) -> None:
+        if subprocess.run(["ip", "link", "show", self.bridge], capture_output=True).returncode == 0:
+            return
+        for argv in (
+            ["ip", "link", "add", self.bridge, "type", "bridge"],
+            ["ip", "addr", "add", "10.213.255.1/24", "dev", self.bridge],
+            ["ip", "link", "set", self.bridge, "up"],
+        ):
+            subprocess.run(argv, check=True, capture_output=True)
+
+    def start(self, timeout: float = 60) -> None:
+        """Start dockerd and wait until it answers. It keeps its containers, images and volumes
+        between starts, not its networks: a dockerd 20.10 that finds a default bridge network
+        of its own from an earlier start deletes the host's docker0 (the main engine's)."""
+        self._ensure_bridge()
+        shutil.rmtree(os.path.join(self.folder, "data", "network"), ignore_errors=True)
+        argv = [
+            "dockerd",
+            "--data-root", os.path.join(self.folder, "data"),
+            "--exec-root", os.path.join(self.folder, "exec"),
+            "--host", self.url,
+            "--pidfile", self.pidfile,
+            "--bridge", self.bridge,
+            "--iptables=false",
+            "--ip-masq=false",
+            "--default-address-pool", "base=10.214.0.0/16,size=24",
+        ]
+        with open(self.log_path, "ab") as log:
+            # Its own session: a signal meant for pytest never reaches it, and it outlives nothing.
+            self.process = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not self.answers():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the disposable dockerd exited ({self.process.returncode}):\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the disposable dockerd did not answer within {timeout} s:\n{self.log_tail()}")
+            time.sleep(0.1)
+
+    def stop(self, timeout: float = 60) -> float:
+        """Stop dockerd as an operator does (SIGTERM: it stops its containers first); returns
+        the seconds it took to exit."""
+        began = time.monotonic()
+        if self.process is None or self.process.poll() is not None:
+            return 0.0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        return time.monotonic() - began
+
+    def answers(self) -> bool:
+        try:
+            client = docker.DockerClient(base_url=self.url, timeout=5)
+            try:
+                return bool(client.ping())
+            finally:
+                client.close()
+        except Exception:
+            return False
+
+    def load_image(self, image: str, source_url: str | None = None) -> None:
+        """Copy ``image`` from the main engine (``source_url``: its address) unless present."""
+        if subprocess.run(["docker", "-H", self.url, "image", "inspect", image], capture_output=True).returncode == 0:
+            return
+        source = ["docker"] + (["-H", source_url] if source_url else [])
+        save = subprocess.Popen([*source, "save", image], stdout=subprocess.PIPE)
+        try:
+            subprocess.run(["docker", "-H", self.url, "load", "--quiet"], stdin=save.stdout, check=True, capture_output=True)
+        finally:
+            save.stdout.close()
+            save.wait()
+        if save.returncode:
+            raise RuntimeError(f"docker save {image} failed ({save.returncode})")
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as log:
+                return "".join(log.readlines()[-lines:])
+        except OSError:
+            return ""
+
+    def destroy(self) -> None:
+        """Stop it and remove everything it stored (containers, images, volumes)."""
+        if self.answers():
+            client = docker.DockerClient(base_url=self.url, timeout=30)
+            try:
+                for container in client.containers.list(all=True):
+                    container.remove(force=True)
+                for network in client.networks.list():
+                    if network.name not in ("bridge", "host", "none"):
+                        network.remove()  # its bridge interface would outlive the engine
+            finally:
+                client.close()
+        self.stop()
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        # Networks it forgot at a restart (see start) leave their bridges behind: remove the
+        # ones that appeared since it was made, unless the main engine has such a network.
+        main = subprocess.run(["docker", "network", "ls", "-q"], capture_output=True, text=True).stdout.split()
+        for name in _bridge_interfaces() - self._interfaces_before:
+            if not any(name[3:].startswith(network_id) for network_id in main):
+                subprocess.run(["ip", "link", "del", name], capture_output=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _bridge_interfaces() -> set[str]:
+    """Names of the host's bridge interfaces that dockerd made for user networks (br-<id>)."""
+    return {name for name in os.listdir("/sys/class/net") if name.startswith("br-")}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import IO, Any, Callable, Iterable, Protocol, TypeVar, runtime_checkable
 
-from .container_spec import ContainerSpec
+from .container_spec import ContainerSpec, EngineKind
 
 T = TypeVar("T")
 
@@ -29,6 +29,7 @@ class ContainerBackend(Protocol):
 
     # -- the engine itself
     def info_sync(self) -> dict[str, Any]: ...
+    def kind_sync(self) -> EngineKind: ...
     def version_sync(self) -> dict[str, Any]: ...
     def has_nvidia_runtime_sync(self) -> bool: ...
     def disk_usage_sync(self) -> dict[str, Any]: ...

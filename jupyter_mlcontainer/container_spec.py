@@ -24,6 +24,7 @@ LABEL_WORKSPACE = f"{LABEL_PREFIX}.workspace"
 LABEL_CACHE_VOLUME = f"{LABEL_PREFIX}.cache-volume"
 LABEL_VOLUME_CACHE = f"{LABEL_PREFIX}.cache"  # on the cache volume itself
 LABEL_IMAGE = f"{LABEL_PREFIX}.image"  # the image reference the kernelspec names
+LABEL_LIMITS_IGNORED = f"{LABEL_PREFIX}.limits-ignored"  # limits asked for that the engine cannot enforce
 LABEL_INJECTED_ENV = f"{LABEL_PREFIX}.injected-env"  # names of variables we set (not the user's)
 LABEL_GPUS = f"{LABEL_PREFIX}.gpus"
 
@@ -67,6 +68,41 @@ BOOTSTRAP = (
 
 
 @dataclass(frozen=True)
+class EngineKind:
+    """Which engine answers, as far as a container's uids go. Under a rootless engine (one per
+    user, run by that user) container uid 0 *is* the user on the host and any other container uid
+    is one of the user's subordinate uids, which can read neither the workspace nor the
+    connection folder; a rootful engine runs container uids as the same host uids."""
+
+    product: str = "docker"  # "docker" or "podman"
+    rootless: bool = False
+    cgroup_version: str = "2"
+    cgroup_driver: str = ""
+
+    @property
+    def title(self) -> str:
+        name = "Podman" if self.product == "podman" else "Docker"
+        return f"rootless {name}" if self.rootless else name
+
+    @property
+    def uid_model(self) -> str:
+        """How the kernel gets the user's files: ``same-uid`` (rootful: the host uid:gid
+        inside), ``root-is-user`` (rootless Docker: container uid 0), ``keep-id`` (rootless
+        Podman: its user namespace maps the user's own uid inside)."""
+        if not self.rootless:
+            return "same-uid"
+        return "keep-id" if self.product == "podman" else "root-is-user"
+
+    @property
+    def limits_ignored_reason(self) -> str:
+        """Why memory and CPU limits would be silently dropped by this engine ("" if enforced)."""
+        if self.rootless and (self.cgroup_version == "1" or self.cgroup_driver == "none"):
+            return (f"{self.title} on cgroup v{self.cgroup_version} cannot enforce memory or CPU limits "
+                    "(it needs cgroup v2 with systemd delegation)")
+        return ""
+
+
+@dataclass(frozen=True)
 class MountSpec:
     target: str
     source: str
@@ -105,6 +141,7 @@ class ContainerSpec:
     init: bool = False
     network: str | None = None
     security_opt: list[str] = field(default_factory=lambda: [NO_NEW_PRIVILEGES])
+    userns: str | None = None  # Podman's "keep-id"
 
 
 def gpu_requests(spec: str) -> list[GpuRequest]:
@@ -234,12 +271,13 @@ def kernel_container(
     environment: KernelEnvironment, user: HostUser, cwd: str, workspace: str, cache_volume: str,
     cache_mount_path: str, connection_dir: str, passwd_group: tuple[str, str] | None, gpus_setting: str,
     gpus: list[GpuRequest], memory: str | None, cpus: str, shm_size: str | None, use_init: bool, network: str,
-    host_ports: dict[str, int] | None = None,
+    host_ports: dict[str, int] | None = None, engine_kind: EngineKind = EngineKind(), limits_ignored: str = "",
 ) -> ContainerSpec:
     """The container of one kernel launch: the workspace at its own path, the cache volume,
     the private connection folder, passwd/group entries for a non-root user, limits, GPUs,
     the labels every other part of the project reads, and the five kernel ports published on
-    127.0.0.1 (``host_ports``: the previous launch's, so clients reconnect after a restart)."""
+    127.0.0.1 (``host_ports``: the previous launch's, so clients reconnect after a restart).
+    The container user is the one that is ``user`` on the host under ``engine_kind``."""
     from .images import slug
 
     mounts = [
@@ -264,6 +302,9 @@ def kernel_container(
         LABEL_INJECTED_ENV: ",".join(sorted(environment.injected)),
         LABEL_GPUS: gpus_setting,
     }
+    if limits_ignored:
+        labels[LABEL_LIMITS_IGNORED] = limits_ignored
+    container_user = container_user_for(user, engine_kind)
     return ContainerSpec(
         image=image,
         name=f"mlc-{slug(image)[:40]}-{kernel_id[:8]}-{restarts}",
@@ -271,7 +312,7 @@ def kernel_container(
         command=list(command),
         env=environment.env,
         working_dir=cwd,
-        user=user.docker_user,
+        user=container_user,
         labels=labels,
         ports={port: (host_ports or {}).get(name) for name, port in CONTAINER_PORTS.items()},
         mounts=mounts,
@@ -279,8 +320,15 @@ def kernel_container(
         memory=memory,
         nano_cpus=int(float(cpus) * 1e9) if cpus.strip() else None,
         shm_size=shm_size,
-        # A non-root kernel needs no capability; root keeps the engine's reduced default set.
-        cap_drop=["ALL"] if user.uid != 0 else None,
+        # A non-root kernel needs no capability; root keeps the engine's reduced default set
+        # (under a rootless engine those act inside the user's own namespace only).
+        cap_drop=["ALL"] if container_user != "0:0" else None,
         init=use_init,
         network=network,
+        userns="keep-id" if engine_kind.uid_model == "keep-id" else None,
     )
+
+
+def container_user_for(user: HostUser, engine_kind: EngineKind) -> str:
+    """The ``uid:gid`` a kernel container runs as so that its files are ``user``'s on the host."""
+    return "0:0" if engine_kind.uid_model == "root-is-user" else user.docker_user

@@ -35,12 +35,15 @@ def engine_checks(service: MLContainerService) -> list[Check]:
         return [Check("engine", False, str(exc), blocking=True,
                       fix="start the engine (sudo systemctl start docker), or set c.MLContainer.docker_host / "
                           "DOCKER_HOST to your engine (rootless Docker: unix:///run/user/$UID/docker.sock)")]
-    security = " ".join(info.get("SecurityOptions") or [])
-    components = " ".join(c.get("Name", "") for c in version.get("Components") or [])
-    kind = "Podman" if "Podman" in components else "rootless Docker" if "rootless" in security else "Docker"
-    checks = [Check("engine", True, f"{kind} {version.get('Version')} at {engine.base_url or os.environ.get('DOCKER_HOST') or 'the local socket'}"
+    kind = engine.kind_sync()
+    checks = [Check("engine", True, f"{kind.title} {version.get('Version')} at {engine.base_url or os.environ.get('DOCKER_HOST') or 'the local socket'}"
                     f" (storage {info.get('Driver')}, cgroup v{info.get('CgroupVersion')})")]
-    if kind == "Docker":
+    if kind.limits_ignored_reason:
+        checks.append(Check("memory and CPU limits", False, kind.limits_ignored_reason + ": kernelspecs' --memory/--cpus "
+                            "are not enforced (each kernel that asks says so)",
+                            fix="boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1) and delegate the cpu, memory "
+                                "controllers to users (systemd: Delegate=yes in user@.service)"))
+    if not kind.rootless:
         checks.append(Check(
             "engine isolation", False,
             "a rootful engine: every member of the docker group is root on this host, so users of a shared box are not "

@@ -27,9 +27,9 @@ import docker.errors
 from docker.types import DeviceRequest, Mount
 
 from .container_spec import (  # noqa: F401  (labels re-exported: one spelling for every module)
-    LABEL_CACHE_VOLUME, LABEL_GPUS, LABEL_IMAGE, LABEL_INJECTED_ENV, LABEL_KERNEL_ID, LABEL_KERNEL_NAME,
+    LABEL_CACHE_VOLUME, LABEL_GPUS, LABEL_IMAGE, LABEL_INJECTED_ENV, LABEL_KERNEL_ID, LABEL_KERNEL_NAME, LABEL_LIMITS_IGNORED,
     LABEL_OWNER, LABEL_OWNER_USER, LABEL_PREFIX, LABEL_ROLE, LABEL_VOLUME_CACHE, LABEL_WORKSPACE,
-    NO_NEW_PRIVILEGES, ContainerSpec, GpuRequest,
+    NO_NEW_PRIVILEGES, ContainerSpec, EngineKind, GpuRequest,
 )
 from .errors import (  # noqa: F401  (re-exported for callers that catch them)
     BadEngineRequest, Conflict, ContainerNotFound, ContainerNotRunning, EngineError, EngineUnavailable, GpuRequestUnsatisfiable,
@@ -75,7 +75,7 @@ def translate(exc: BaseException, *, image: str | None = None, where: str | None
         text = _explanation(exc)
         if "port is already allocated" in text or "address already in use" in text:
             return PortInUse(f"A port the container asks for is taken (engine said: {text})")
-        if "is not running" in text:
+        if "is not running" in text or "container state improper" in text:  # the latter: Podman's
             return ContainerNotRunning(text)
         if exc.status_code == 409:
             return Conflict(f"Docker engine refused: {text}")
@@ -165,6 +165,7 @@ class Engine:
         self._client_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="mlcontainer-engine")
         self._info: dict[str, Any] | None = None
+        self._kind: EngineKind | None = None
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -191,6 +192,7 @@ class Engine:
         with self._client_lock:
             self._client = None
             self._info = None
+            self._kind = None
 
     def call_sync(self, fn: Callable[..., T], *args: Any, image: str | None = None, **kwargs: Any) -> T:
         """Run ``fn`` (a blocking SDK call) here, translating errors."""
@@ -233,6 +235,24 @@ class Engine:
         if self._info is None:
             self._info = self.call_sync(lambda: self.api.info())
         return self._info
+
+    def kind_sync(self) -> EngineKind:
+        """Docker or Podman, rootful or rootless (cached with the client). Docker lists
+        ``name=rootless`` in its security options; Podman names itself in its version's
+        components and says whether it is rootless in its own (libpod) info."""
+        if self._kind is None:
+            info, version = self.info_sync(), self.version_sync()
+            podman = any("podman" in (c.get("Name") or "").lower() for c in version.get("Components") or [])
+            if podman:
+                libpod = self.call_sync(lambda: self.api._result(self.api._get(self.api._url("/libpod/info")), json=True))
+                rootless = bool(((libpod.get("host") or {}).get("security") or {}).get("rootless"))
+            else:
+                rootless = any("rootless" in option for option in info.get("SecurityOptions") or [])
+            self._kind = EngineKind(
+                product="podman" if podman else "docker", rootless=rootless,
+                cgroup_version=str(info.get("CgroupVersion") or "1"), cgroup_driver=str(info.get("CgroupDriver") or ""),
+            )
+        return self._kind
 
     def has_nvidia_runtime_sync(self) -> bool:
         info = self.info_sync()
@@ -352,6 +372,8 @@ class Engine:
                 init=spec.init,
                 network_mode=spec.network,
             )
+            if spec.userns:  # the SDK refuses values other than "host"; Podman takes keep-id
+                host_config["UsernsMode"] = spec.userns
             return self.api.create_container(
                 spec.image, name=spec.name, entrypoint=spec.entrypoint, command=spec.command,
                 environment=spec.env, working_dir=spec.working_dir, user=spec.user, labels=spec.labels,
@@ -410,7 +432,10 @@ class Engine:
         return EngineStream(self, self.call_sync(lambda: self.api.stats(container_id, stream=True, decode=True)))
 
     def events_stream(self, *, since: float, events: list[str], labels: list[str]) -> EngineStream:
-        """Container events (``die``, ``oom``...) of containers with ``labels``, from ``since``."""
+        """Container events (``die``, ``oom``...) of containers with ``labels``, from ``since``.
+        Podman reports a container's exit as ``die`` but filters on ``died``."""
+        if self.kind_sync().product == "podman":
+            events = ["died" if event == "die" else event for event in events]
         return EngineStream(self, self.call_sync(
             lambda: self.api.events(
                 since=int(since), decode=True,
@@ -459,6 +484,11 @@ class Engine:
                         raise
                 attrs = self.api.inspect_network(name)
             icc = (attrs.get("Options") or {}).get("com.docker.network.bridge.enable_icc", "true")
+            kind = self.kind_sync()
+            if icc != "false" and kind.product == "podman" and kind.rootless:
+                # Podman cannot turn inter-container traffic off; a rootless Podman's networks
+                # hold only its own user's containers, so other users' still cannot reach kernels.
+                return name
             if icc != "false":
                 raise EngineError(
                     f"Docker network {name!r} exists and lets containers reach each other "

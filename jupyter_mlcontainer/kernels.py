@@ -17,6 +17,7 @@ from .engine import (
     LABEL_IMAGE,
     LABEL_KERNEL_ID,
     LABEL_KERNEL_NAME,
+    LABEL_LIMITS_IGNORED,
     LABEL_OWNER,
     LABEL_OWNER_USER,
     LABEL_PREFIX,
@@ -135,6 +136,7 @@ def container_kernels(
                 "workspace": labels.get(LABEL_WORKSPACE),
                 "cache_volume": labels.get(LABEL_CACHE_VOLUME),
                 "death": death.to_dict() if death else None,
+                "limits_ignored": labels.get(LABEL_LIMITS_IGNORED) or None,
             }
         )
     return rows
@@ -164,6 +166,7 @@ def rows_without_engine(known: dict[str, dict[str, Any]], notebook_paths: dict[s
                 "workspace": None,
                 "cache_volume": None,
                 "death": death.to_dict() if death else None,
+                "limits_ignored": None,
             }
         )
     return rows

@@ -33,7 +33,7 @@ from traitlets import Bool, CaselessStrEnum, Dict, Float, Unicode, default
 
 from . import cache
 from .container_spec import (
-    CONNECTION_FILE_IN_CONTAINER, KERNEL_NETWORK, ContainerSpec, GpuRequest, gpu_requests,
+    CONNECTION_FILE_IN_CONTAINER, KERNEL_NETWORK, ContainerSpec, GpuRequest, container_user_for, gpu_requests,
     kernel_container, kernel_environment, shm_size_for,
 )
 from .backend import ContainerBackend
@@ -345,16 +345,23 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             )
         memory = self.memory.strip() or None
         self._memory_limit_text = memory or ""
+        kind = engine.kind_sync()
+        limits_ignored = ""
+        if (memory or self.cpus.strip()) and kind.limits_ignored_reason:
+            asked = ", ".join(f"{name} {value}" for name, value in (("memory", memory), ("cpus", self.cpus.strip())) if value)
+            limits_ignored = f"{asked} not enforced: {kind.limits_ignored_reason}"
+            self.log.warning("Kernel %s: %s", self.kernel_id, limits_ignored)
+        in_container = container_user_for(user, kind)
         spec = kernel_container(
             image=self.image, python=facts.python or "python3", kernel_id=self.kernel_id,
             kernel_name=getattr(km, "kernel_name", "") or "", restarts=self.restarts, owner=owner_id(), command=cmd,
             environment=environment, user=user, cwd=cwd, workspace=workspace, cache_volume=self.cache_volume,
             cache_mount_path=self.cache_mount_path, connection_dir=conn_dir,
-            passwd_group=passwd_files(conn_dir, user, home, facts.passwd, facts.group) if user.uid != 0 else None,
+            passwd_group=passwd_files(conn_dir, user, home, facts.passwd, facts.group) if in_container != "0:0" else None,
             gpus_setting=gpus, gpus=requests, memory=memory, cpus=self.cpus,
             shm_size=shm_size_for(self.shm_size, memory, int(engine.info_sync().get("MemTotal") or 0)),
             use_init=self.use_init, network=self.network or engine.ensure_kernel_network_sync(KERNEL_NETWORK),
-            host_ports=self.host_ports,
+            host_ports=self.host_ports, engine_kind=kind, limits_ignored=limits_ignored,
         )
         container_id, host_ports = self._create_and_start(spec)
         self.container_id = container_id

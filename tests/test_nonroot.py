@@ -16,11 +16,9 @@ import tempfile
 
 import pytest
 
+from .box_users import OTHER_USER, REPO, TEST_USER, USER_VENV, BoxUser, package_site, result
 from .conftest import BASE_IMAGE, TORCH_IMAGE
 
-TEST_USER = "mlctest"
-USER_VENV = "/opt/mlcontainer-test-venv"
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SCRIPT = r"""
 import asyncio, json, os, sys
@@ -60,38 +58,9 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
 
 
-def _user_exists() -> bool:
-    try:
-        pwd.getpwnam(TEST_USER)
-        return True
-    except KeyError:
-        return False
-
-
 @pytest.fixture(scope="module")
-def user_env(tmp_path_factory):
-    if os.getuid() != 0:
-        pytest.fail("the non-root test sets up its user as root (CI runs as root)", pytrace=False)
-    if not (_user_exists() and os.path.exists(f"{USER_VENV}/bin/python")):
-        subprocess.run(["bash", os.path.join(REPO, "scripts", "setup-test-user.sh")], check=True)
-    # A copy of this package plus its entry-point metadata, readable by the test user, so the
-    # user runs today's source (the checkout may sit where the user cannot enter).
-    site = tempfile.mkdtemp(prefix="mlctest-site-")
-    os.chmod(site, 0o755)
-    shutil.copytree(os.path.join(REPO, "jupyter_mlcontainer"), os.path.join(site, "jupyter_mlcontainer"),
-                    ignore=shutil.ignore_patterns("labextension", "__pycache__"))
-    dist = os.path.join(site, "jupyter_mlcontainer-0.0.0.dist-info")
-    os.makedirs(dist)
-    with open(os.path.join(dist, "METADATA"), "w") as f:
-        f.write("Metadata-Version: 2.1\nName: jupyter-mlcontainer\nVersion: 0.0.0\n")
-    with open(os.path.join(dist, "entry_points.txt"), "w") as f:
-        f.write("[jupyter_client.kernel_provisioners]\n"
-                "mlcontainer-docker = jupyter_mlcontainer.provisioner:DockerKernelProvisioner\n")
-    for root, dirs, files in os.walk(site):
-        for name in dirs:
-            os.chmod(os.path.join(root, name), 0o755)
-        for name in files:
-            os.chmod(os.path.join(root, name), 0o644)
+def user_env():
+    site = package_site()
     yield site
     shutil.rmtree(site, ignore_errors=True)
 
@@ -114,12 +83,12 @@ def test_nonroot_user_owns_files_and_writes_the_cache(engine, user_env):
             "JUPYTER_CONFIG_DIR": os.path.join(home, "config"),
             "MLCONTAINER_CACHE_VOLUME": os.environ["MLCONTAINER_CACHE_VOLUME"],
         }
-        result = subprocess.run(
+        ran = subprocess.run(
             [shutil.which("runuser") or "/usr/sbin/runuser", "-u", TEST_USER, "--", f"{USER_VENV}/bin/python", "-c", SCRIPT, work, marker, BASE_IMAGE, TORCH_IMAGE],
             capture_output=True, text=True, env=env, cwd=work, timeout=300,
         )
-        assert result.returncode == 0, result.stderr[-3000:]
-        line = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")][-1]
+        assert ran.returncode == 0, ran.stderr[-3000:]
+        line = [l for l in ran.stdout.splitlines() if l.startswith("RESULT ")][-1]
         results = json.loads(line[len("RESULT "):])
         base, torch = results[BASE_IMAGE], results[TORCH_IMAGE]
         assert base["status"] == torch["status"] == "ok", results
@@ -140,44 +109,6 @@ def test_nonroot_user_owns_files_and_writes_the_cache(engine, user_env):
 
 
 # -- two real users of one box, one rootful engine, one cache volume (issue 14, finding 3) ------
-
-OTHER_USER = "mlctest2"
-
-USER_KERNEL = r"""
-import asyncio, json, sys
-from jupyter_client.manager import AsyncKernelManager
-from jupyter_mlcontainer.engine import get_engine
-from jupyter_mlcontainer.kernelspecs import add_kernelspec
-
-async def run(kc, code):
-    out = []
-    hook = lambda m: out.append(m["content"].get("text", "")) if m["msg_type"] == "stream" else None
-    reply = await kc.execute_interactive(code, output_hook=hook, timeout=60)
-    return [reply["content"]["status"], "".join(out)]
-
-async def main(plan):
-    km = AsyncKernelManager(kernel_name=add_kernelspec(get_engine(), plan["image"], name="users").name)
-    try:
-        await km.start_kernel(cwd=plan["workspace"])
-    except Exception as exc:
-        print("RESULT " + json.dumps({"started": False, "error": str(exc)}), flush=True)
-        return
-    kc = km.client()
-    kc.start_channels()
-    await kc.wait_for_ready(timeout=90)
-    result = {"started": True, "kernel_id": km.kernel_id, "container": km.provisioner.container_id, "cells": []}
-    for code in plan["cells"]:
-        if code == "WAIT":  # hand over to the test, keep the kernel running
-            print("RESULT " + json.dumps(result), flush=True)
-            sys.stdin.readline()
-        else:
-            result["cells"].append(await run(kc, code))
-    print("RESULT " + json.dumps(result), flush=True)
-    kc.stop_channels()
-    await km.shutdown_kernel(now=True)
-
-asyncio.run(main(json.loads(sys.argv[1])))
-"""
 
 # B's kernel writes code that would run at the start of a kernel whose HOME is A's.
 PLANT = r"""
@@ -222,52 +153,6 @@ print("RESULT " + json.dumps({
 """
 
 
-class BoxUser:
-    """A real OS user of the box with their own Jupyter folders and workspace, running this
-    package's code as themselves (``runuser``), on the shared engine and cache volume."""
-
-    def __init__(self, name: str, site: str, volume: str):
-        self.pw = pwd.getpwnam(name)
-        self.name, self.site, self.volume = name, site, volume
-        self.home = tempfile.mkdtemp(prefix=f"{name}-home-")
-        self.work = tempfile.mkdtemp(prefix=f"{name}-work-")
-        for path in (self.home, self.work):
-            os.chown(path, self.pw.pw_uid, self.pw.pw_gid)
-            os.chmod(path, 0o700)
-
-    def command(self, code: str, *args: str) -> subprocess.Popen:
-        env = {
-            "PATH": "/usr/bin:/bin", "HOME": self.home, "PYTHONPATH": self.site,
-            "JUPYTER_DATA_DIR": os.path.join(self.home, "data"),
-            "JUPYTER_RUNTIME_DIR": os.path.join(self.home, "runtime"),
-            "JUPYTER_CONFIG_DIR": os.path.join(self.home, "config"),
-            "MLCONTAINER_CACHE_VOLUME": self.volume,
-        }
-        return subprocess.Popen(
-            [shutil.which("runuser") or "/usr/sbin/runuser", "-u", self.name, "--", f"{USER_VENV}/bin/python", "-c", code, *args],
-            env=env, cwd=self.work, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )
-
-    def kernel(self, *cells: str) -> subprocess.Popen:
-        plan = {"image": BASE_IMAGE, "workspace": self.work, "cells": list(cells)}
-        return self.command(USER_KERNEL, json.dumps(plan))
-
-    def cleanup(self) -> None:
-        shutil.rmtree(self.home, ignore_errors=True)
-        shutil.rmtree(self.work, ignore_errors=True)
-
-
-def _result(proc: subprocess.Popen, timeout: float = 300) -> dict:
-    """The next RESULT line of ``proc`` (it may go on running)."""
-    while True:
-        line = proc.stdout.readline()
-        if not line:
-            proc.wait(timeout)
-            raise AssertionError(f"no result (exit {proc.returncode}): {proc.stderr.read()[-3000:]}")
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-
-
 @pytest.fixture
 def two_users(engine, user_env):
     from jupyter_mlcontainer.cache import ensure_cache_volume
@@ -300,10 +185,10 @@ def test_another_os_user_cannot_plant_code_in_your_home(engine, two_users):
     startup file, a .pth, usercustomize or .bashrc."""
     # B first: the cache has no HOME for A yet, and B's kernel makes one full of code.
     a, b = two_users()
-    planted = _result(b.kernel(PLANT))
+    planted = result(b.kernel(PLANT))
     assert planted["started"] and planted["cells"][0][0] == "ok", planted
     assert planted["cells"][0][1].count("PLANTED") == 4, planted
-    refused = _result(a.kernel("print('started')"))
+    refused = result(a.kernel("print('started')"))
     assert not refused["started"]
     assert "HOME" in refused["error"] and f"owner uid {b.pw.pw_uid}" in refused["error"], refused["error"]
     assert not os.path.exists(os.path.join(a.work, "pwned-by-mlctest2"))
@@ -311,20 +196,20 @@ def test_another_os_user_cannot_plant_code_in_your_home(engine, two_users):
     # A first: A's HOME is A's private folder, and B's kernel cannot write into it.
     a, b = two_users()
     first = a.kernel("import os; print(oct(os.stat(os.environ['HOME']).st_mode & 0o777))", "WAIT")
-    running = _result(first)
+    running = result(first)
     try:
         assert running["started"] and running["cells"][0][1].strip() == "0o700", running
-        denied = _result(b.kernel(PLANT))
+        denied = result(b.kernel(PLANT))
         assert denied["cells"][0][1].count("DENIED") == 4 and "PLANTED" not in denied["cells"][0][1], denied
         # B's process cannot list, freeze or reap A's running kernel.
-        acted = _result(b.command(ACT_ON_OTHERS, running["kernel_id"]))
+        acted = result(b.command(ACT_ON_OTHERS, running["kernel_id"]))
         assert running["container"] not in acted["listed"] + acted["orphans"] + acted["reaped"]
         assert acted["freeze"] == "KernelContainerNotFound"
         assert engine.api.inspect_container(running["container"])["State"]["Running"]
     finally:
         first.stdin.write("\n")
         first.stdin.flush()
-    done = _result(first)
+    done = result(first)
     assert done["cells"][0][0] == "ok"
-    again = _result(a.kernel("import os; print(sorted(os.listdir('.')))"))
+    again = result(a.kernel("import os; print(sorted(os.listdir('.')))"))
     assert again["started"] and "pwned-by-mlctest2" not in again["cells"][0][1], again

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jupyter_mlcontainer.container_spec import (
+    EngineKind,
     CONNECTION_DIR_IN_CONTAINER, CONTAINER_PORTS, LABEL_GPUS, LABEL_INJECTED_ENV, LABEL_KERNEL_ID, LABEL_OWNER,
     NO_NEW_PRIVILEGES, GpuRequest, MountSpec, gpu_requests, kernel_container, kernel_environment, parse_size,
     shm_size_for,
@@ -106,3 +107,25 @@ def test_pip_is_allowed_to_install_on_externally_managed_images():
     mine = environment(externally_managed=True, kernelspec_env={"PIP_BREAK_SYSTEM_PACKAGES": "0"},
                        launch_env={"PIP_BREAK_SYSTEM_PACKAGES": "0"})
     assert mine.env["PIP_BREAK_SYSTEM_PACKAGES"] == "0"  # the user's own setting wins
+
+
+def test_the_container_user_is_the_host_user_under_every_engine_kind():
+    rootful, rootless_docker = EngineKind("docker", False), EngineKind("docker", True)
+    rootless_podman = EngineKind("podman", True)
+    assert spec(engine_kind=rootful).user == "1234:1234"
+    # Rootless Docker: container root is the user; no passwd entry needed; the default caps act
+    # in the user's own namespace only.
+    as_root = spec(engine_kind=rootless_docker, passwd_group=None)
+    assert as_root.user == "0:0" and as_root.cap_drop is None and as_root.userns is None
+    # Rootless Podman keeps the user's own uid inside.
+    kept = spec(engine_kind=rootless_podman)
+    assert kept.user == "1234:1234" and kept.userns == "keep-id" and kept.cap_drop == ["ALL"]
+    assert [k.title for k in (rootful, rootless_docker, rootless_podman)] == ["Docker", "rootless Docker", "rootless Podman"]
+
+
+def test_limits_a_rootless_engine_on_cgroup_v1_would_drop_are_named():
+    assert EngineKind("docker", True, "1", "none").limits_ignored_reason.startswith("rootless Docker on cgroup v1")
+    assert EngineKind("podman", True, "2", "systemd").limits_ignored_reason == ""
+    assert EngineKind("docker", False, "1", "cgroupfs").limits_ignored_reason == ""
+    labelled = spec(limits_ignored="memory 8g not enforced: ...")
+    assert labelled.labels["org.jupyter.mlcontainer.limits-ignored"] == "memory 8g not enforced: ..."

@@ -146,12 +146,19 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
+    from .container_spec import LABEL_IMAGE, LABEL_KERNEL_NAME
+    from .identity import current_user
+
     orphans = service().orphans(remove=not args.dry_run)
     verb = "Would remove" if args.dry_run else "Removed"
     for orphan in orphans:
         print(f"{verb} {orphan.container_id[:12]} ({orphan.role}, kernel {orphan.kernel_id or '-'}, owner {orphan.owner})")
     if not orphans:
         print("No orphaned containers")
+    for spare in service().live_spares(user=current_user().name):
+        labels = spare.get("Labels") or {}
+        print(f"Kept {spare['Id'][:12]} (spare of kernelspec {labels.get(LABEL_KERNEL_NAME) or '-'}, image "
+              f"{labels.get(LABEL_IMAGE) or spare.get('Image')}): a running server keeps it warm for its next start")
     return 0
 
 

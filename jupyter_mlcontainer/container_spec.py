@@ -9,6 +9,7 @@ cluster or a pool of pre-started containers later) receives the same description
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ LABEL_WORKSPACE = f"{LABEL_PREFIX}.workspace"
 LABEL_CACHE_VOLUME = f"{LABEL_PREFIX}.cache-volume"
 LABEL_VOLUME_CACHE = f"{LABEL_PREFIX}.cache"  # on the cache volume itself
 LABEL_IMAGE = f"{LABEL_PREFIX}.image"  # the image reference the kernelspec names
+LABEL_SPARE = f"{LABEL_PREFIX}.spare"  # a warm pool's spare: its template's key (claims.py maps it to a kernel)
 LABEL_LIMITS_IGNORED = f"{LABEL_PREFIX}.limits-ignored"  # limits asked for that the engine cannot enforce
 LABEL_INJECTED_ENV = f"{LABEL_PREFIX}.injected-env"  # names of variables we set (not the user's)
 LABEL_GPUS = f"{LABEL_PREFIX}.gpus"
@@ -45,7 +47,7 @@ KERNEL_NETWORK = "mlcontainer-kernels"
 # someone else created, or that others can write, could hold their code, so the kernel refuses
 # to start and says why. Fixed text, no user input; the kernel argv follows as arguments.
 HOME_REFUSED_EXIT = 78
-BOOTSTRAP = (
+_HOME_CHECK = (
     "import os, stat, sys\n"
     "home = os.environ.get('HOME')\n"
     "if home:\n"
@@ -63,7 +65,63 @@ BOOTSTRAP = (
     "                'then remove it or make it yours with mode 0700.\\n'\n"
     "                % (home, st.st_uid, os.getuid(), stat.S_IMODE(st.st_mode)))\n"
     f"            sys.exit({HOME_REFUSED_EXIT})\n"
-    "os.execvp(sys.argv[1], sys.argv[1:])\n"
+)
+# Then the user site, where `%pip install` goes (kernel_environment): Python puts it on sys.path
+# at start only if it exists, so without it a kernel could not import the first package
+# installed there until a restart.
+_USER_SITE = (
+    "import site\n"
+    "if site.ENABLE_USER_SITE:\n"
+    "    try:\n"
+    "        os.makedirs(site.getusersitepackages(), exist_ok=True)\n"
+    "    except OSError:\n"
+    "        pass\n"
+)
+BOOTSTRAP = _HOME_CHECK + _USER_SITE + "os.execvp(sys.argv[1], sys.argv[1:])\n"
+
+# A spare of the warm pool (pool.py): the same HOME check, then the imports a kernel start
+# spends most of its time on (ipykernel and IPython: ~0.3 s), then it waits on a FIFO in its
+# private folder for the per-kernel part (environment, working directory, argv), which the
+# claiming provisioner writes after the connection file. ``python -m module`` argvs run
+# in this process, already warm; any other argv is exec'ed. Fixed text, no user input.
+CLAIM_FIFO_IN_CONTAINER = f"{CONNECTION_DIR_IN_CONTAINER}/claim"
+#
+# The user site (where `%pip install` goes) must be on sys.path as at a cold start: when this
+# Python started before the folder existed, it re-executes itself once. A package installed
+# there after the spare imported ipykernel could shadow what it imported: then (the folder
+# changed since) the claimed spare execs the kernel afresh in place, still without a new container.
+SPARE_BOOTSTRAP = _HOME_CHECK + _USER_SITE + (
+    "usersite = site.getusersitepackages() if site.ENABLE_USER_SITE else None\n"
+    "if (usersite and os.path.isdir(usersite) and usersite not in sys.path and getattr(sys, 'orig_argv', None)\n"
+    "        and not os.environ.get('MLCONTAINER_SPARE_REEXEC')):\n"
+    "    os.environ['MLCONTAINER_SPARE_REEXEC'] = '1'  # once\n"
+    "    os.execv(sys.executable, sys.orig_argv)\n"
+    "os.environ.pop('MLCONTAINER_SPARE_REEXEC', None)\n"
+    "def site_mark():\n"
+    "    try:\n"
+    "        return os.stat(usersite).st_mtime_ns if usersite else None\n"
+    "    except OSError:\n"
+    "        return None\n"
+    "mark = site_mark()\n"
+    "import json\n"
+    "try:\n"
+    "    import ipykernel.kernelapp, ipykernel.ipkernel  # noqa: F401  (a warm start's whole point)\n"
+    "except Exception:\n"
+    "    pass  # not an ipykernel image: its kernel imports after the claim\n"
+    f"fifo = {CLAIM_FIFO_IN_CONTAINER!r}\n"
+    "if not os.path.exists(fifo):\n"
+    "    os.mkfifo(fifo, 0o600)\n"
+    "with open(fifo) as f:\n"
+    "    claim = json.load(f)\n"
+    "os.environ.update(claim['env'])  # the image's and the spare's own are the cold start's too\n"
+    "os.chdir(claim['cwd'])\n"
+    "argv = claim['argv']\n"
+    "if len(argv) >= 3 and argv[1] == '-m' and site_mark() == mark:\n"
+    "    import runpy\n"
+    "    sys.argv = [argv[2]] + argv[3:]\n"
+    "    runpy.run_module(argv[2], run_name='__main__', alter_sys=True)\n"
+    "else:\n"
+    "    os.execvp(argv[0], argv)\n"
 )
 
 
@@ -200,6 +258,26 @@ def shm_size_for(setting: str, memory: str | None, engine_memory: int) -> str | 
     return str(max(64 * 1024 * 1024, total // 2))
 
 
+# Where `%pip install` goes: the Python's user site under PYTHONUSERBASE (per image, in the
+# cache volume, so it survives a restart) with PIP_USER=1, for the Pythons that have a user site:
+# a system Python (Debian's, Ubuntu's, the python images', NGC's: in one of these folders) or a
+# conda prefix. Without it pip writes the image's site-packages whenever it may (a root kernel,
+# a user who owns the conda prefix), which the next container does not have. A venv has no user
+# site (pip refuses --user there), so pip's own choice stands: the venv, until the restart.
+SYSTEM_PYTHON_DIRS = ("/usr/bin", "/usr/local/bin", "/bin")
+# Set by the image or the user, these say where pip installs (or that there is no user site):
+# PIP_USER would contradict them, so it is left out.
+PIP_LOCATION_ENV = ("PIP_USER", "PIP_PREFIX", "PIP_TARGET", "PYTHONNOUSERSITE", "VIRTUAL_ENV")
+ENGINE_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # an image without PATH
+
+
+def has_user_site(python: str, conda: bool) -> bool:
+    """Whether pip may install into the user site of the image's Python ``python`` (the probe's
+    sys.executable; ``conda``: it is a conda prefix): not for a venv, nor for a Python we do not
+    know (a venv would refuse every `%pip install` with PIP_USER=1)."""
+    return conda or bool(python) and posixpath.dirname(python) in SYSTEM_PYTHON_DIRS
+
+
 @dataclass
 class KernelEnvironment:
     """The kernel's environment, and which names we injected (freeze leaves those out)."""
@@ -212,11 +290,12 @@ class KernelEnvironment:
 def kernel_environment(
     *, image: str, kernel_id: str, user: HostUser, home: str, cache_mount_path: str, launch_env: dict[str, str],
     kernelspec_env: dict[str, str], configured_env: dict[str, str], gpus: list[GpuRequest], image_env: dict[str, str],
-    externally_managed: bool = False,
+    externally_managed: bool = False, python: str = "", conda: bool = False,
 ) -> KernelEnvironment:
     """The container's environment. The host's environment is not copied in: only the
     kernelspec's env (which ``launch_env`` carries), the configured env, Jupyter's JPY_*
-    variables, and ours (cache locations, HOME, USER, GPU visibility)."""
+    variables, and ours (cache locations, HOME, USER, where pip installs, GPU visibility).
+    ``python``/``conda``: the image's Python as the probe found it (see :func:`has_user_site`)."""
     from .cache import cache_env
     from .images import slug
 
@@ -247,6 +326,14 @@ def kernel_environment(
             env[key] = launch_env[key]
     env.update({str(k): str(v) for k, v in configured_env.items()})
     injected = [name for name in injected if name not in kernelspec_env and name not in configured_env]
+    theirs = (image_env, kernelspec_env, configured_env)
+    if has_user_site(python, conda) and not any(name in env_ for env_ in theirs for name in PIP_LOCATION_ENV):
+        env["PIP_USER"] = "1"
+        injected.append("PIP_USER")
+        if "PATH" not in kernelspec_env and "PATH" not in configured_env:
+            # The user site's console scripts, first as its packages are on sys.path.
+            env["PATH"] = f"{env['PYTHONUSERBASE']}/bin:{image_env.get('PATH') or ENGINE_DEFAULT_PATH}"
+            injected.append("PATH")
     overridden = None
     if gpus:
         if "NVIDIA_DRIVER_CAPABILITIES" not in image_env:

@@ -431,6 +431,17 @@ class Engine:
         """The container's resource samples, one a second, until it stops. Blocking."""
         return EngineStream(self, self.call_sync(lambda: self.api.stats(container_id, stream=True, decode=True)))
 
+    def memory_usage_sync(self, container_id: str) -> int | None:
+        """The container's memory use now, in bytes, as ``docker stats`` counts it (page cache
+        left out); None when the engine cannot tell. One quick sample, not a stream."""
+        sample = self.call_sync(lambda: self.api.stats(container_id, stream=False, one_shot=True))
+        memory = sample.get("memory_stats") or {}
+        usage = memory.get("usage")
+        if usage is None:
+            return None
+        stats = memory.get("stats") or {}
+        return int(usage - (stats.get("total_inactive_file", stats.get("inactive_file", 0)) or 0))
+
     def events_stream(self, *, since: float, events: list[str], labels: list[str]) -> EngineStream:
         """Container events (``die``, ``oom``...) of containers with ``labels``, from ``since``.
         Podman reports a container's exit as ``die`` but filters on ``died``."""

@@ -18,10 +18,11 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from .container_spec import LABEL_KERNEL_ID
+from .claims import kernel_containers
 from .engine import check_reference
 from .errors import MLContainerError, NotFound, RequestTooLarge, status_for
 from .freeze import KernelContainerNotFound, KernelEnvironmentUnavailable, kernel_environment
+from .freeze.kernel_env import private_client
 from .jobs import JobNotFound
 from .kernels import list_kernel_containers
 from .kernelspecs import parse_env_pairs
@@ -216,7 +217,7 @@ class KernelHandler(BaseHandler):
     async def delete(self, kernel_id: str) -> None:
         """Stop one of this server's container kernels, through the server's kernel manager."""
         ours = await self.run_blocking(list_kernel_containers, self.service.engine)
-        if not any((c.get("Labels") or {}).get(LABEL_KERNEL_ID) == kernel_id for c in ours):
+        if not kernel_containers(ours, kernel_id):
             raise tornado.web.HTTPError(404, f"No container kernel {kernel_id} on this server")
         await self.kernel_manager.shutdown_kernel(kernel_id)
         self.set_status(204)
@@ -225,7 +226,7 @@ class KernelHandler(BaseHandler):
 
 class FreezeHandler(BaseHandler):
     async def runtime_environment(self, km: Any) -> dict[str, str]:
-        client = km.client()
+        client = private_client(km)
         client.start_channels()
         try:
             return await kernel_environment(client)

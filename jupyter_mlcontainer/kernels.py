@@ -15,8 +15,6 @@ from .engine import (
     LABEL_CACHE_VOLUME,
     LABEL_GPUS,
     LABEL_IMAGE,
-    LABEL_KERNEL_ID,
-    LABEL_KERNEL_NAME,
     LABEL_LIMITS_IGNORED,
     LABEL_OWNER,
     LABEL_OWNER_USER,
@@ -25,6 +23,7 @@ from .engine import (
     Engine,
 )
 from .identity import owner_id
+from .claims import kernel_id_of, kernel_name_of
 from .deaths import last_death
 
 
@@ -98,7 +97,7 @@ def list_kernel_containers(engine: Engine, owner: str | None = None, *, user: st
 def kernel_ids_by_container(containers: list[dict[str, Any]]) -> dict[str, str | None]:
     """Container id -> kernel id, from the labels of :func:`list_kernel_containers`' answer
     (what :func:`gpu.attribute_processes` maps GPU processes with)."""
-    return {c["Id"]: (c.get("Labels") or {}).get(LABEL_KERNEL_ID) for c in containers}
+    return {c["Id"]: kernel_id_of(c) for c in containers}
 
 
 def container_kernels(
@@ -111,19 +110,20 @@ def container_kernels(
 ) -> list[dict[str, Any]]:
     """Rows for the ``kernels`` endpoint. ``notebook_paths``: kernel id -> path, from the sessions.
     Without ``stats`` the CPU and memory fields are None; ``user`` as in :func:`list_kernel_containers`."""
-    containers = list_kernel_containers(engine, user=user)
+    # Spares nobody has claimed are not kernels (the status lists them); claimed ones are.
+    containers = [c for c in list_kernel_containers(engine, user=user) if kernel_id_of(c)]
     if stats is not None:
         stats.follow([c["Id"] for c in containers if c.get("State") == "running"])
     rows = []
     for container in containers:
         labels = container.get("Labels") or {}
-        kernel_id = labels.get(LABEL_KERNEL_ID, "")
+        kernel_id = kernel_id_of(container) or ""
         live = (stats.latest(container["Id"]) if stats is not None else None) or {}
         death = last_death(kernel_id)
         rows.append(
             {
                 "kernel_id": kernel_id,
-                "kernelspec": labels.get(LABEL_KERNEL_NAME) or (kernelspec_of or {}).get(kernel_id),
+                "kernelspec": kernel_name_of(container) or (kernelspec_of or {}).get(kernel_id),
                 "notebook_path": notebook_paths.get(kernel_id),
                 "image": labels.get(LABEL_IMAGE) or container.get("Image"),
                 "container_id": container["Id"],

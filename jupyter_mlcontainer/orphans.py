@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .engine import LABEL_KERNEL_ID, LABEL_OWNER, LABEL_ROLE, Engine
+from .claims import is_spare, kernel_id_of
+from .engine import LABEL_OWNER, LABEL_ROLE, Engine
 from .identity import dead_owners, forget_dead_owner, owner_is_dead
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,8 @@ def find_orphans(engine: Engine) -> list[Orphan]:
         owner = labels.get(LABEL_OWNER, "")
         if owner and owner_is_dead(owner) is True:
             orphans.append(
-                Orphan(container["Id"], labels.get(LABEL_KERNEL_ID, ""), owner, labels.get(LABEL_ROLE, ""))
+                Orphan(container["Id"], kernel_id_of(container) or "", owner,
+                       "spare" if is_spare(container) and not kernel_id_of(container) else labels.get(LABEL_ROLE, ""))
             )
     return orphans
 

@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 from .backend import ContainerBackend
 from .engine import get_engine
-from .container_spec import LABEL_KERNEL_ID, LABEL_ROLE
+from .claims import kernel_id_of
+from .container_spec import LABEL_OWNER_USER, LABEL_ROLE, LABEL_SPARE
 from .engine import check_reference
 from .errors import Conflict, EngineError, EngineUnavailable
 from .freeze import FreezeResult, container_of_kernel, freeze_container
@@ -25,6 +26,7 @@ from .jobs import Job, JobRegistry
 from .kernels import StatsCollector, container_kernels, kernel_ids_by_container, list_kernel_containers, rows_without_engine
 from .kernelspecs import ContainerKernelSpec, add_kernelspec, list_kernelspecs, remove_kernelspec
 from .orphans import Orphan, find_orphans, reap_orphans
+from .pool import get_pool
 from .restore import RestorePlan, plan_restore, restore, start_restore
 from .settings import MLContainer
 from .sharing import environment_record, frozen_names, record_in_notebook
@@ -56,8 +58,29 @@ class MLContainerService:
     # -- looking ---------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """Engine, NVIDIA runtime, GPUs (NVML) and the cache volume; never raises for a state."""
-        return machine_status(self.engine, self.gpu_monitor, self.cache_volume)
+        """Engine, NVIDIA runtime, GPUs (NVML), the cache volume and the warm pool's spares
+        (with the memory each holds); never raises for a state."""
+        status = machine_status(self.engine, self.gpu_monitor, self.cache_volume)
+        status["warm_pool"] = {"spares": self.spares(with_memory=status["engine"].get("reachable", False))}
+        return status
+
+    def live_spares(self, *, user: str) -> list[dict[str, Any]]:
+        """Unclaimed spares of ``user``'s running servers (orphaned ones are :meth:`orphans`)."""
+        found = self.engine.containers_sync([LABEL_SPARE, f"{LABEL_OWNER_USER}={user}"])
+        dead = {o.container_id for o in find_orphans(self.engine)}
+        return [c for c in found if not kernel_id_of(c) and c["Id"] not in dead]
+
+    def spares(self, *, with_memory: bool = True) -> list[dict[str, Any]]:
+        """This process's idle spares (pool.py), so nobody is surprised by idle containers."""
+        rows = get_pool(self.engine).describe()
+        for row in rows:
+            row["memory_usage"] = None
+            if with_memory:
+                try:
+                    row["memory_usage"] = self.engine.memory_usage_sync(row["container_id"])
+                except EngineError:
+                    pass  # removed meanwhile (claimed, expired)
+        return rows
 
     def images(self) -> list[dict[str, Any]]:
         """Local images with their probed facts and the kernelspecs that use each."""
@@ -121,7 +144,7 @@ class MLContainerService:
                            "(jupyter mlcontainer kernel remove NAME)")
         users = [c for c in self.engine.containers_sync([f"{LABEL_ROLE}=kernel"]) if c.get("ImageID") == image_id]
         if users:
-            kernels = ", ".join(sorted((c.get("Labels") or {}).get(LABEL_KERNEL_ID, c["Id"][:12]) for c in users))
+            kernels = ", ".join(sorted(kernel_id_of(c) or c["Id"][:12] for c in users))
             raise Conflict(f"{image} is used by kernel container(s) of kernel(s) {kernels}: stop them first")
         self.engine.remove_image_sync(image)
         return {"removed": image, "id": image_id}

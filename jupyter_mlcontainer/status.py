@@ -20,6 +20,7 @@ def machine_status(engine: Engine, monitor: GpuMonitor, cache_volume: str = DEFA
         version = engine.version_sync()
         result["engine"] = {
             "reachable": True,
+            "kind": engine.kind_sync().title,
             "version": version.get("Version"),
             "api_version": version.get("ApiVersion"),
             "os": info.get("OperatingSystem"),

@@ -6,7 +6,8 @@ import threading
 import time
 from typing import Any
 
-from .engine import LABEL_KERNEL_ID, LABEL_WORKSPACE, Engine
+from .claims import kernel_id_of
+from .engine import LABEL_WORKSPACE, Engine
 
 _SIZE_TTL = 60.0  # `docker system df -v` walks every volume: ask at most once a minute
 
@@ -48,7 +49,7 @@ def volume_report(engine: Engine, sizes: VolumeSizes, cache_volume: str, kernel_
     cache_users, workspaces = [], []
     for container in kernel_containers:
         labels = container.get("Labels") or {}
-        kernel_id = labels.get(LABEL_KERNEL_ID, "")
+        kernel_id = kernel_id_of(container) or ""
         for mount in container.get("Mounts") or []:
             if mount.get("Type") == "volume" and mount.get("Name") == cache_volume:
                 cache_users.append(kernel_id)

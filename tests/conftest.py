@@ -45,6 +45,9 @@ def _session_environment(tmp_path_factory):
     state = tmp_path_factory.mktemp("mlcontainer-state")
     os.environ["JUPYTER_MLCONTAINER_STATE_DIR"] = str(state)
     os.environ["MLCONTAINER_CACHE_VOLUME"] = CACHE_VOLUME
+    # The warm pool is tested on its own (test_pool.py); elsewhere a spare per kernelspec would
+    # double every test's containers (MLCONTAINER_WARM_POOL is the pool size; 0 is off).
+    os.environ["MLCONTAINER_WARM_POOL"] = "0"
     yield
     from jupyter_mlcontainer.engine import get_engine
 

@@ -25,7 +25,7 @@ from jupyter_mlcontainer.freeze import (
 )
 from jupyter_mlcontainer.jobs import JobRegistry
 
-from .conftest import BASE_IMAGE, TORCH_IMAGE, add_spec, execute, running_kernel, wait_until
+from .conftest import BASE_IMAGE, SESSION_TAG, TORCH_IMAGE, add_spec, execute, running_kernel, wait_until
 
 
 def make_wheel(folder, name="mlcontainer_toy", version="1.2.3") -> str:
@@ -76,7 +76,8 @@ async def test_freeze_rebuild_rerun_round_trip(engine, workspace):
     wheelhouse.mkdir()
     wheel = make_wheel(str(wheelhouse))
     tag = f"mlcontainer-test/frozen:{os.getpid()}"
-    async with running_kernel(engine, BASE_IMAGE, workspace) as (km, kc):
+    # Its own cache volume: the package stays in the image's user site for its next kernels.
+    async with running_kernel(engine, BASE_IMAGE, workspace, cache_volume=f"mlctest-installs-{SESSION_TAG}") as (km, kc):
         out, reply = await execute(
             kc,
             "import subprocess, sys, os\n"

@@ -29,6 +29,7 @@ from .conftest import (
     IPYKERNEL7_IMAGE,
     JOVYAN_IMAGE,
     MATRIX_IMAGES,
+    SESSION_TAG,
     TRIXIE_IMAGE,
     VENV_IMAGE,
     add_spec,
@@ -138,7 +139,9 @@ async def test_freeze(engine, workspace, image):
     wheelhouse = workspace / "wheelhouse"
     wheelhouse.mkdir()
     wheel = make_wheel(str(wheelhouse))
-    async with running_kernel(engine, image, workspace) as (km, kc):
+    # Its own cache volume: what `pip install` puts in the user site stays there for the next
+    # kernels of the image (test_pip_persistence.py), and would be in other tests' freezes.
+    async with running_kernel(engine, image, workspace, cache_volume=f"mlctest-installs-{SESSION_TAG}") as (km, kc):
         out, reply = await execute(
             kc,
             "import os, subprocess, sys\n"

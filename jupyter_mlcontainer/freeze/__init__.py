@@ -13,8 +13,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..claims import kernel_containers
 from ..engine import (
-    LABEL_IMAGE, LABEL_INJECTED_ENV, LABEL_KERNEL_ID, LABEL_OWNER, LABEL_OWNER_USER, LABEL_WORKSPACE, Engine,
+    LABEL_IMAGE, LABEL_INJECTED_ENV, LABEL_OWNER, LABEL_OWNER_USER, LABEL_ROLE, LABEL_WORKSPACE, Engine,
     EngineError, reference_parts,
 )
 from ..gpu import get_monitor
@@ -163,10 +164,11 @@ def freeze_container(
 def container_of_kernel(engine: Engine, kernel_id: str, owner: str | None = None, user: str | None = None) -> str:
     """The running container of container kernel ``kernel_id``; with ``owner``, only one that
     process started (the server passes its own identity); with ``user``, only one of that user."""
-    labels = [f"{LABEL_KERNEL_ID}={kernel_id}"]
+    labels = [f"{LABEL_ROLE}=kernel"]
     labels += [f"{LABEL_OWNER}={owner}"] if owner else []
     labels += [f"{LABEL_OWNER_USER}={user}"] if user else []
-    found = engine.containers_sync(labels, all=False)
+    # A claimed spare carries no kernel-id label: claims.py knows which kernel it runs.
+    found = kernel_containers(engine.containers_sync(labels, all=False), kernel_id)
     if not found:
         raise KernelContainerNotFound(f"No running container kernel with id {kernel_id}")
     return found[0]["Id"]

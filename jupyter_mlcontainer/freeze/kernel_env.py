@@ -25,6 +25,17 @@ def _parse_env_output(text: str) -> dict[str, str] | None:
     return None
 
 
+def private_client(km: Any) -> Any:
+    """A client of kernel manager ``km`` whose messages nobody else's replies can be mistaken
+    for: ``km.client()`` gives every client the manager's session id with a message counter
+    starting at 0, so two of them send the same message ids and one takes the other's reply
+    (a freeze beside a test's client, two freezes at once)."""
+    from jupyter_client.session import Session
+
+    session = Session(key=km.session.key, signature_scheme=km.session.signature_scheme, username=km.session.username)
+    return km.client(session=session)
+
+
 async def kernel_environment(client: Any, timeout: float = 30) -> dict[str, str]:
     """The kernel process's current ``os.environ`` (variables set with %env or os.environ
     included), asked through an async kernel client.

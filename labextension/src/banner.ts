@@ -9,6 +9,7 @@ import { Widget } from '@lumino/widgets';
 
 import { MLContainerModel } from './model';
 import { field, kids, message } from './ui';
+import { formatBytes } from './format';
 
 export class StatusBanner extends Widget {
   constructor(
@@ -79,14 +80,44 @@ export class StatusBanner extends Widget {
       return [];
     }
     const engine = data.engine;
+    const spares = data.warm_pool?.spares ?? [];
     return [
       h.div(
         {
           className: 'mlc-row-meta mlc-engine-ok',
           dataset: { testid: 'mlc-engine-ok' }
         },
-        field(trans.__('Docker'), engine.version ?? trans.__('reachable')),
+        field(
+          engine.kind ?? trans.__('Docker'),
+          engine.version ?? trans.__('reachable')
+        ),
         ...kids(
+          spares.length > 0 &&
+            h.span(
+              {
+                title: spares
+                  .map(s =>
+                    trans.__(
+                      '%1 (%2): %3',
+                      s.kernelspec ?? '',
+                      s.image ?? '',
+                      formatBytes(s.memory_usage)
+                    )
+                  )
+                  .join('\n'),
+                dataset: { testid: 'mlc-spares' }
+              },
+              field(
+                trans.__('Warm spares'),
+                trans.__(
+                  '%1 (%2)',
+                  String(spares.length),
+                  formatBytes(
+                    spares.reduce((sum, s) => sum + (s.memory_usage ?? 0), 0)
+                  )
+                )
+              )
+            ),
           engine.nvidia_runtime !== undefined &&
             field(
               trans.__('NVIDIA runtime'),

@@ -144,6 +144,8 @@ export class KernelsSection extends Section {
         )
       ),
       ...kids(
+        kernel.limits_ignored &&
+          message('warning', 'mlc-kernel-limits', kernel.limits_ignored),
         kernel.death &&
           message(
             'error',

@@ -6,11 +6,21 @@
  */
 
 /** `GET status` */
+/** An idle spare of the warm pool (started ahead of its kernel). */
+export interface ISpare {
+  container_id: string;
+  kernelspec: string | null;
+  image: string | null;
+  age_s: number;
+  memory_usage: number | null;
+}
+
 export interface IStatus {
   engine: {
     reachable: boolean;
     reason?: string;
     version?: string;
+    kind?: string;
     nvidia_runtime?: boolean;
   };
   nvml: {
@@ -21,6 +31,7 @@ export interface IStatus {
     gpu_count: number;
   };
   cache_volume: { name: string; exists?: boolean };
+  warm_pool?: { spares: ISpare[] };
 }
 
 /** What the server learnt by probing an image. */
@@ -168,6 +179,8 @@ export interface IContainerKernel {
   memory_usage: number | null;
   memory_limit: number | null;
   death: IKernelDeath | null;
+  /** Limits the kernelspec asks for that this engine cannot enforce, and why. */
+  limits_ignored?: string | null;
 }
 
 /** A process using a GPU. */

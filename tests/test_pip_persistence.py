@@ -1,0 +1,213 @@
+"""`%pip install` in a container kernel survives a kernel restart (issue 11): on system Pythons
+(Debian's, PEP 668's trixie, /usr/local ipykernel, nvidia/cuda-like) and conda prefixes it goes
+into the user site under PYTHONUSERBASE, one folder per image in the cache volume, also for a
+root kernel (CI, rootless engines), which pip alone would let write the image's site-packages
+that the restart's new container does not have. Upgrades and uninstalls act on that copy; freeze
+pins it. A venv has no user site (pip refuses --user there): pip installs into the venv as before.
+
+These tests use their own cache volume, so what they install stays out of other tests' freezes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import json
+import os
+import pwd
+import shutil
+
+import pytest
+from jupyter_client.manager import AsyncKernelManager
+
+from jupyter_mlcontainer.freeze import freeze_container, kernel_environment
+from jupyter_mlcontainer.images import probe_image_sync, slug
+
+from .box_users import TEST_USER, USER_KERNEL, BoxUser, package_site, result
+from .conftest import BASE_IMAGE, CONDA_IMAGE, MATRIX_IMAGES, SESSION_TAG, VENV_IMAGE, add_spec, execute, running_kernel
+from .test_freeze import make_wheel
+
+VOLUME = f"mlctest-pip-{SESSION_TAG}"  # removed with the session's other volumes
+USER_SITE_IMAGES = tuple(image for image in MATRIX_IMAGES if image != VENV_IMAGE)
+PKG = "mlc-persist"
+
+# Prints one JSON line: where the package is, as the kernel (and a fresh pip) sees it.
+WHERE = (
+    "import importlib, importlib.metadata as md, json, os, shutil, site, subprocess, sys\n"
+    "try:\n"
+    "    mod = importlib.import_module('mlc_persist'); version, path = mod.VERSION, mod.__file__\n"
+    "except ImportError:\n"
+    "    version = path = None\n"
+    "frozen = subprocess.run([sys.executable, '-m', 'pip', 'freeze'], capture_output=True, text=True).stdout\n"
+    "print('WHERE ' + json.dumps(dict(version=version, path=path, user_site=site.getusersitepackages(),\n"
+    "    script=shutil.which('mlc-persist'), pins=[l for l in frozen.splitlines() if l.lower().startswith('mlc')],\n"
+    "    env={k: os.environ.get(k) for k in ('PIP_USER', 'PYTHONUSERBASE')})))\n"
+)
+
+
+def where(out: str) -> dict:
+    lines = [line for line in out.splitlines() if line.startswith("WHERE ")]
+    assert lines, out
+    return json.loads(lines[-1][len("WHERE "):])
+
+
+def wheelhouse(folder) -> str:
+    folder.mkdir(exist_ok=True)
+    for version in ("1.0", "2.0"):
+        make_wheel(str(folder), name="mlc_persist", version=version)
+    return str(folder)
+
+
+async def pip(kc, line: str) -> str:
+    """``%pip LINE`` in the kernel; fails the test on a non-zero exit."""
+    out, reply = await execute(kc, f"%pip {line}\nprint('EXIT', _exit_code)", timeout=120)
+    assert reply["status"] == "ok" and "EXIT 0" in out, out
+    return out
+
+
+@pytest.mark.parametrize("image", USER_SITE_IMAGES, ids=lambda image: image.split("/")[-1])
+async def test_pip_install_survives_restart_and_is_frozen(engine, workspace, image):
+    wheels = wheelhouse(workspace / "wheelhouse")
+    find = f"--no-index --find-links {wheels}"
+    km = AsyncKernelManager(kernel_name=add_spec(engine, image, gpus="none", workspace=str(workspace), cache_volume=VOLUME))
+    await km.start_kernel(cwd=str(workspace))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=90)
+        user = pwd.getpwuid(os.getuid()).pw_name
+        base = f"/opt/mlcontainer/cache/home/{user}/.local/mlcontainer/{slug(image)}"
+
+        # -- %pip install: into this image's user site in the cache volume, also as root
+        await pip(kc, f"install -q {find} {PKG}==1.0")
+        out, _ = await execute(kc, WHERE)
+        first = where(out)
+        assert first["env"] == {"PIP_USER": "1", "PYTHONUSERBASE": base}, first
+        assert first["user_site"].startswith(base + "/lib/python3.")
+        assert first["path"].startswith(first["user_site"] + "/"), first
+        assert first["script"] == f"{base}/bin/mlc-persist", first  # its console script is on PATH
+
+        # -- restart: a new container, the package is there (import, pip freeze)
+        container = km.provisioner.container_id
+        await km.restart_kernel(now=True)
+        await kc.wait_for_ready(timeout=90)
+        assert km.provisioner.container_id != container
+        out, _ = await execute(kc, WHERE)
+        assert (where(out)["version"], where(out)["pins"]) == ("1.0", [f"{PKG}==1.0"]), out
+
+        # -- upgrade from a terminal of the kernel (docker exec: the container's environment)
+        facts = probe_image_sync(engine, image)
+        code, stdout, stderr = engine.exec_sync(
+            km.provisioner.container_id, [facts.python, "-m", "pip", "install", "-q", "-U", *find.split(), PKG],
+        )
+        assert code == 0, stderr
+        await km.restart_kernel(now=True)
+        await kc.wait_for_ready(timeout=90)
+        out, _ = await execute(kc, WHERE)
+        upgraded = where(out)
+        # One copy, the new one: pip replaced it in the user site (no stale metadata left).
+        assert (upgraded["version"], upgraded["pins"]) == ("2.0", [f"{PKG}==2.0"]), upgraded
+
+        # -- freeze pins it, so the rebuilt image has it
+        runtime_env = await kernel_environment(kc)
+        frozen = await asyncio.get_running_loop().run_in_executor(None, lambda: freeze_container(
+            engine, km.provisioner.container_id, output_dir=str(workspace / "frozen"), runtime_env=runtime_env,
+        ))
+        assert frozen.packages.get(PKG) == "2.0", frozen.packages
+        assert f"{PKG}==2.0" in frozen.requirements.splitlines()
+        assert any(PKG in w and "user site" in w for w in frozen.warnings), frozen.warnings
+        assert "PIP_USER" not in frozen.dockerfile and "PYTHONUSERBASE" not in frozen.dockerfile  # ours
+
+        # -- !pip uninstall (pip on PATH): gone, also after a restart
+        out, reply = await execute(kc, f"!pip uninstall -y -q {PKG}\nprint('EXIT', _exit_code)", timeout=120)
+        assert "EXIT 0" in out, out
+        await km.restart_kernel(now=True)
+        await kc.wait_for_ready(timeout=90)
+        out, _ = await execute(kc, WHERE)
+        assert (where(out)["version"], where(out)["pins"], where(out)["script"]) == (None, [], None), out
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
+
+
+async def test_upgrading_an_image_package_shadows_it_and_uninstall_brings_it_back(engine, workspace, ipykernel_wheelhouse):
+    """A package the image has (Debian's packaging 23.0), upgraded: the new one goes into the user
+    site, first on sys.path; the image's stays as it was (a non-root user could not change it, a
+    root one would lose the change at the restart), and uninstalling the copy gives it back."""
+    wheel = shutil.copy(glob.glob(f"{ipykernel_wheelhouse}/packaging-26.*.whl")[0], workspace)
+    versions = (
+        "import json, subprocess, sys\n"
+        "code = 'import json, packaging, importlib.metadata as md; print(json.dumps([packaging.__version__, "
+        "packaging.__file__, [d.version for d in md.distributions(name=\"packaging\", path=[\"/usr/lib/python3/dist-packages\"])]]))'\n"
+        "print('VERSIONS', subprocess.run([sys.executable, '-c', code], capture_output=True, text=True).stdout)\n"
+    )
+
+    def seen(out: str) -> list:
+        return json.loads(out.split("VERSIONS ", 1)[1])
+
+    async with running_kernel(engine, BASE_IMAGE, workspace, gpus="none", cache_volume=VOLUME) as (km, kc):
+        out, _ = await execute(kc, versions)
+        assert seen(out)[0] == "23.0" and seen(out)[2] == ["23.0"], out
+        await pip(kc, f"install -q --no-index {wheel}")
+        await km.restart_kernel(now=True)
+        await kc.wait_for_ready(timeout=90)
+        out, _ = await execute(kc, versions)
+        version, path, image_copy = seen(out)
+        assert version.startswith("26.") and "/.local/mlcontainer/" in path and image_copy == ["23.0"], out
+        await pip(kc, "uninstall -y -q packaging")
+        out, _ = await execute(kc, versions)
+        assert seen(out)[0] == "23.0" and seen(out)[1].startswith("/usr/lib/python3/dist-packages/"), out
+
+
+async def test_venv_image_installs_into_the_venv_as_before(engine, workspace):
+    wheels = wheelhouse(workspace / "wheelhouse")
+    km = AsyncKernelManager(kernel_name=add_spec(engine, VENV_IMAGE, gpus="none", workspace=str(workspace), cache_volume=VOLUME))
+    await km.start_kernel(cwd=str(workspace))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=90)
+        await pip(kc, f"install -q --no-index --find-links {wheels} {PKG}==1.0")
+        out, _ = await execute(kc, WHERE)
+        found = where(out)
+        assert found["env"]["PIP_USER"] is None  # pip refuses --user in a venv: not asked
+        assert found["version"] == "1.0" and found["path"].startswith("/opt/venv/lib/python3.11/site-packages/")
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module")
+def user_site_copy():
+    site = package_site()
+    yield site
+    shutil.rmtree(site, ignore_errors=True)
+
+
+@pytest.mark.parametrize("image", [BASE_IMAGE, CONDA_IMAGE], ids=lambda image: image.split("/")[-1])
+def test_nonroot_pip_install_survives_a_new_container(engine, user_site_copy, image):
+    """A real non-root user (mlctest): installs in one kernel, a second kernel of the same image
+    (a new container, as at a restart) imports it from the same per-image user site."""
+    user = BoxUser(TEST_USER, user_site_copy, VOLUME)
+    try:
+        make_wheel(user.work, name="mlc_persist", version="1.0")
+        account = pwd.getpwnam(TEST_USER)
+        for entry in os.listdir(user.work):
+            os.chown(os.path.join(user.work, entry), account.pw_uid, account.pw_gid)
+        install = f"%pip install -q --no-index --find-links {user.work} {PKG}==1.0\nprint('EXIT', _exit_code)"
+
+        def run(*cells):
+            plan = {"image": image, "workspace": user.work, "cells": list(cells)}
+            return result(user.command(USER_KERNEL, json.dumps(plan)))
+
+        first = run(install, WHERE)
+        assert first["started"], first
+        assert "EXIT 0" in first["cells"][0][1], first
+        second = run(WHERE)
+        found = where(second["cells"][0][1])
+        base = f"/opt/mlcontainer/cache/home/{TEST_USER}/.local/mlcontainer/{slug(image)}"
+        assert found["env"] == {"PIP_USER": "1", "PYTHONUSERBASE": base}, found
+        assert found["version"] == "1.0" and found["path"].startswith(base + "/lib/python3."), found
+        assert found["pins"] == [f"{PKG}==1.0"] and found["script"] == f"{base}/bin/mlc-persist", found
+    finally:
+        user.cleanup()

@@ -189,6 +189,23 @@ class WarmPool:
             self._discard(spare)
         self._top_up_later(template.key)
 
+    def forget(self, kernelspec: str | None = None, container_id: str | None = None) -> None:
+        """Drop the spares of ``kernelspec`` (removed), or one spare (its image is going)."""
+        dropped: list[Spare] = []
+        with self._lock:
+            if kernelspec is not None:
+                key = self._by_name.pop(kernelspec, None)
+                if key:
+                    dropped += self._spares.pop(key, [])
+                    self._templates.pop(key, None)
+                    self._wanted.pop(key, None)
+            if container_id is not None:
+                for spares in self._spares.values():
+                    dropped += [s for s in spares if s.container_id == container_id]
+                    spares[:] = [s for s in spares if s.container_id != container_id]
+        for spare in dropped:
+            self._discard(spare)
+
     # -- status ---------------------------------------------------------------------------
 
     def spares(self) -> list[Spare]:
@@ -265,12 +282,11 @@ class WarmPool:
                 env=env, labels=labels, mounts=mounts, working_dir=template.workspace,
                 ports=dict.fromkeys(spec.ports),
             )
-            attrs = self.engine.create_and_start_sync(spare_spec)
+            attrs = _create_unless_exiting(self.engine, spare_spec)
         except BaseException:
             shutil.rmtree(conn_dir, ignore_errors=True)
             raise
         cid = attrs["Id"]
-        _LIVE_SPARES[cid] = (self.engine, conn_dir)
         try:
             ports = published_ports(attrs)
         except EngineError:
@@ -338,6 +354,11 @@ class WarmPool:
 
 # Spares this process made and has not removed: removed at exit, like the provisioner's kernels.
 _LIVE_SPARES: dict[str, tuple[ContainerBackend, str]] = {}
+# Spares being created: exit waits for them (a container the engine creates after this process
+# is gone would wait for the orphan reaper); no new one starts once exit began.
+_making = threading.Condition()
+_in_flight = 0
+_exiting = False
 
 
 def discard_spare(engine: ContainerBackend, container_id: str, conn_dir: str) -> None:
@@ -355,8 +376,28 @@ def claimed(container_id: str) -> None:
     _LIVE_SPARES.pop(container_id, None)
 
 
+def _create_unless_exiting(engine: ContainerBackend, spec: ContainerSpec) -> dict[str, Any]:
+    global _in_flight
+    with _making:
+        if _exiting:
+            raise RuntimeError("the process is exiting")
+        _in_flight += 1
+    try:
+        attrs = engine.create_and_start_sync(spec)
+        _LIVE_SPARES[attrs["Id"]] = (engine, next(m.source for m in spec.mounts if m.target == CONNECTION_DIR_IN_CONTAINER))
+        return attrs
+    finally:
+        with _making:
+            _in_flight -= 1
+            _making.notify_all()
+
+
 @atexit.register
 def _remove_live_spares() -> None:
+    global _exiting
+    with _making:
+        _exiting = True
+        _making.wait_for(lambda: _in_flight == 0, timeout=30)
     for container_id, (engine, conn_dir) in list(_LIVE_SPARES.items()):
         shutil.rmtree(conn_dir, ignore_errors=True)
         try:

@@ -180,7 +180,8 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         help="Spare containers kept started for this kernelspec once it has been used, so that the "
         "next start claims one instead of waiting for a container and the image's imports (a warm "
         "start answers in a fraction of a cold start's time). Each idle spare holds a Python process "
-        "with ipykernel imported (about 60 MB). 0 turns the pool off. Env: MLCONTAINER_WARM_POOL (default 1).",
+        "with ipykernel imported (30-60 MB). 0 turns the pool off. Default: MLCONTAINER_WARM_POOL, else 1 "
+        "in a Jupyter server and 0 for a kernel manager of its own (nbconvert, papermill).",
     )
     warm_pool_idle_timeout = Float(
         3600.0,
@@ -202,7 +203,13 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
 
     @default("warm_pool_size")
     def _warm_pool_default(self) -> int:
-        raw = _env_default("MLCONTAINER_WARM_POOL", "1")
+        # A Jupyter server starts kernels all day: one spare per used kernelspec. A batch run
+        # (nbconvert, papermill: a kernel manager of its own) would make a spare only to throw
+        # it away at exit, so it makes none unless asked.
+        from jupyter_client.multikernelmanager import MultiKernelManager
+
+        served = isinstance(getattr(self.parent, "parent", None), MultiKernelManager)
+        raw = _env_default("MLCONTAINER_WARM_POOL", "1" if served else "0")
         try:
             return max(0, int(raw))
         except ValueError:

@@ -14,8 +14,8 @@ from typing import Any, Callable
 
 from .backend import ContainerBackend
 from .engine import get_engine
-from .claims import kernel_id_of
-from .container_spec import LABEL_OWNER_USER, LABEL_ROLE, LABEL_SPARE
+from .claims import is_spare, kernel_id_of
+from .container_spec import LABEL_OWNER, LABEL_OWNER_USER, LABEL_ROLE, LABEL_SPARE
 from .engine import check_reference
 from .errors import Conflict, EngineError, EngineUnavailable
 from .freeze import FreezeResult, container_of_kernel, freeze_container
@@ -143,6 +143,11 @@ class MLContainerService:
             raise Conflict(f"{image} is the image of kernelspec(s) {', '.join(sorted(specs))}: remove them first "
                            "(jupyter mlcontainer kernel remove NAME)")
         users = [c for c in self.engine.containers_sync([f"{LABEL_ROLE}=kernel"]) if c.get("ImageID") == image_id]
+        pool = get_pool(self.engine)
+        for spare in [c for c in users if is_spare(c) and not kernel_id_of(c)]:
+            if (spare.get("Labels") or {}).get(LABEL_OWNER) == owner_id():
+                pool.forget(container_id=spare["Id"])  # this server's own spare goes with the image
+                users.remove(spare)
         if users:
             kernels = ", ".join(sorted(kernel_id_of(c) or c["Id"][:12] for c in users))
             raise Conflict(f"{image} is used by kernel container(s) of kernel(s) {kernels}: stop them first")
@@ -158,7 +163,10 @@ class MLContainerService:
         return add_kernelspec(self.engine, image, ksm=self.kernel_spec_manager, **kwargs)
 
     def remove_kernelspec(self, name: str) -> str:
-        return remove_kernelspec(name, self.kernel_spec_manager)
+        """Remove a container kernelspec; this server's spares of it go too."""
+        path = remove_kernelspec(name, self.kernel_spec_manager)
+        get_pool(self.engine).forget(kernelspec=name)
+        return path
 
     # -- freeze ------------------------------------------------------------------------------
 

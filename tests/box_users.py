@@ -112,6 +112,7 @@ class BoxUser:
             "JUPYTER_RUNTIME_DIR": os.path.join(self.home, "runtime"),
             "JUPYTER_CONFIG_DIR": os.path.join(self.home, "config"),
             "MLCONTAINER_CACHE_VOLUME": self.volume,
+            "MLCONTAINER_WARM_POOL": "0",
             **({"DOCKER_HOST": self.docker_host} if self.docker_host else {}),
         }
         return subprocess.Popen(

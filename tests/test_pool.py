@@ -143,7 +143,8 @@ async def test_a_stale_spare_is_never_handed_out(engine, tmp_path, pool_on):
 
 
 def test_spares_of_a_killed_server_are_reaped_by_the_next(engine, workspace, tmp_path):
-    from jupyter_mlcontainer.container_spec import LABEL_SPARE
+    from jupyter_mlcontainer.container_spec import LABEL_OWNER, LABEL_SPARE
+    from jupyter_mlcontainer.orphans import reap_orphans
 
     from .test_server import _free_port, _request, _start_server, _wait_http
 
@@ -151,32 +152,40 @@ def test_spares_of_a_killed_server_are_reaped_by_the_next(engine, workspace, tmp
     env = {**os.environ, "MLCONTAINER_WARM_POOL": "1"}
     port = _free_port()
     server = _start_server(workspace, port, tmp_path / "first.log", env)
+
+    def its_spares(owner: str) -> list[str]:
+        return [c["Id"] for c in engine.containers_sync([LABEL_SPARE, f"{LABEL_OWNER}={owner}"])]
+
     try:
         _wait_http(port)
-        _request(port, "api/kernels", "POST", json.dumps({"name": name}).encode())
+        kernel = _request(port, "api/kernels", "POST", json.dumps({"name": name}).encode())
+        owner = our_kernel_containers(engine, kernel["id"])[0]["Labels"][LABEL_OWNER]
         deadline = time.time() + 60
-        while not engine.containers_sync([LABEL_SPARE]) and time.time() < deadline:
+        while not its_spares(owner) and time.time() < deadline:
             time.sleep(0.2)
-        spares = [c["Id"] for c in engine.containers_sync([LABEL_SPARE])]
+        spares = its_spares(owner)
         assert spares, "no spare was made"
     finally:
         server.send_signal(signal.SIGKILL)
         server.wait()
-    # `jupyter mlcontainer cleanup` lists them as orphans; the next server start removes them.
-    listed = subprocess.run([sys.executable, "-m", "jupyter_mlcontainer.cli", "cleanup", "--dry-run"],
-                            capture_output=True, text=True, env=env, timeout=120)
-    assert all(f"Would remove {s[:12]} (spare" in listed.stdout for s in spares), listed.stdout + listed.stderr
-    second_port = _free_port()
-    second = _start_server(workspace, second_port, tmp_path / "second.log", {**env, "MLCONTAINER_WARM_POOL": "0"})
     try:
-        _wait_http(second_port)
-        deadline = time.time() + 30
-        while any(s in [c["Id"] for c in engine.containers_sync([LABEL_SPARE])] for s in spares) and time.time() < deadline:
-            time.sleep(0.2)
-        assert not any(s in [c["Id"] for c in engine.containers_sync([LABEL_SPARE])] for s in spares)
+        # `jupyter mlcontainer cleanup` lists them as orphans; the next server start removes them.
+        listed = subprocess.run([sys.executable, "-m", "jupyter_mlcontainer.cli", "cleanup", "--dry-run"],
+                                capture_output=True, text=True, env=env, timeout=120)
+        assert all(f"Would remove {s[:12]} (spare" in listed.stdout for s in spares), listed.stdout + listed.stderr
+        second_port = _free_port()
+        second = _start_server(workspace, second_port, tmp_path / "second.log", {**env, "MLCONTAINER_WARM_POOL": "0"})
+        try:
+            _wait_http(second_port)
+            deadline = time.time() + 30
+            while its_spares(owner) and time.time() < deadline:
+                time.sleep(0.2)
+            assert its_spares(owner) == []
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.wait(timeout=60)
     finally:
-        second.send_signal(signal.SIGTERM)
-        second.wait(timeout=60)
+        reap_orphans(engine)  # whatever the outcome, no orphan outlives the test
 
 
 async def test_pool_off_makes_no_spare(engine, tmp_path, monkeypatch):
@@ -236,3 +245,25 @@ async def test_a_spare_sees_what_pip_installed_after_it_started(engine, workspac
 
         get_pool(engine).close()
         engine.api.remove_volume(f"mlctest-pool-pip-{SESSION_TAG}", force=True)
+
+
+async def test_the_pool_is_on_in_a_server_and_off_for_batch_runs(engine, jp_fetch, jp_serverapp, workspace, tmp_path, monkeypatch):
+    """A Jupyter server keeps a spare per used kernelspec; a kernel manager of its own
+    (nbconvert, papermill) makes none unless asked, and removing the kernelspec drops its spare."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    monkeypatch.delenv("MLCONTAINER_WARM_POOL")
+    name = add_spec(engine, BASE_IMAGE)
+    batch = AsyncKernelManager(kernel_name=name)
+    await batch.start_kernel(cwd=str(tmp_path))
+    assert batch.provisioner.warm_pool_size == 0
+    await batch.shutdown_kernel(now=True)
+    assert spares_of(engine, name) == []
+
+    session = await start_session(jp_fetch, "notebooks/served.ipynb", name)
+    km = jp_serverapp.kernel_manager.get_kernel(session["kernel"]["id"])
+    assert km.provisioner.warm_pool_size == 1
+    spare = await a_spare(engine, name)
+    await jp_fetch("api", "sessions", session["id"], method="DELETE")
+    await jp_fetch("mlcontainer", "api", "kernelspecs", name, method="DELETE")
+    assert spares_of(engine, name) == [] and spare not in [c["Id"] for c in engine.our_containers_sync()]

@@ -131,7 +131,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     engine = status["engine"]
     if engine["reachable"]:
-        print(f"Docker engine: {engine['version']} ({engine['storage_driver']}, cgroup v{engine['cgroup_version']})")
+        print(f"Engine: {engine['kind']} {engine['version']} at {engine['address']} on host {engine['host']} "
+              f"({engine['storage_driver']}, cgroup v{engine['cgroup_version']})")
         print(f"NVIDIA runtime: {'yes' if engine['nvidia_runtime'] else 'no'}")
     else:
         print(f"Docker engine: not reachable: {engine.get('reason')}")

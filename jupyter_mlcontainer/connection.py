@@ -74,17 +74,17 @@ def curve_keys(image: str, facts: ImageFacts, policy: str, manager: Any) -> dict
     return {"curve_publickey": public.decode("ascii"), "curve_secretkey": secret.decode("ascii")}
 
 
-def published_ports(attrs: dict[str, Any]) -> dict[str, int]:
+def published_ports(attrs: dict[str, Any], address: str = "127.0.0.1") -> dict[str, int]:
     """The host ports the engine published for the kernel's five ports (from the container's
-    inspect data), on 127.0.0.1; an error when one is missing."""
+    inspect data), on ``address``; an error when one is missing."""
     from .errors import EngineError
 
     published = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
     ports = {}
     for field, port in CONTAINER_PORTS.items():
         bindings = published.get(f"{port}/tcp") or []
-        chosen = [b for b in bindings if b.get("HostIp") in ("127.0.0.1", "")]
+        chosen = [b for b in bindings if b.get("HostIp") in (address, "")]
         if not chosen:
-            raise EngineError(f"The engine did not publish container port {port} on 127.0.0.1")
+            raise EngineError(f"The engine did not publish container port {port} on {address}")
         ports[field] = int(chosen[0]["HostPort"])
     return ports

@@ -9,6 +9,7 @@ cluster or a pool of pre-started containers later) receives the same description
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -161,6 +162,43 @@ class EngineKind:
 
 
 @dataclass(frozen=True)
+class EngineLocation:
+    """Where the engine runs, seen from the Jupyter server: on this host (bind mounts of this
+    host's folders work, ports published on 127.0.0.1 are reachable) or on another one (only the
+    workspace is expected there, at the same path; ports are published on ``address``)."""
+
+    local: bool
+    address: str  # where the kernel's published ports are reached
+
+
+def engine_location(docker_host: str | None) -> EngineLocation:
+    """``DOCKER_HOST`` (or ``c.MLContainer.docker_host``) -> :class:`EngineLocation`.
+    unix:// and npipe:// sockets and tcp:// to a loopback address are this host; tcp:// and
+    ssh:// to any other host are remote."""
+    from urllib.parse import urlsplit
+
+    url = (docker_host or "").strip()
+    if not url or url.startswith(("unix://", "npipe://", "/")):
+        return EngineLocation(True, "127.0.0.1")
+    host = urlsplit(url if "://" in url else f"tcp://{url}").hostname or ""
+    if host in ("localhost", "127.0.0.1", "::1"):
+        return EngineLocation(True, "127.0.0.1")
+    return EngineLocation(False, host)
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """A file an engine copies into a container before starting it (for engines on another
+    host, which cannot bind-mount this host's private folder)."""
+
+    path: str
+    content: bytes
+    mode: int
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True)
 class MountSpec:
     target: str
     source: str
@@ -200,6 +238,8 @@ class ContainerSpec:
     network: str | None = None
     security_opt: list[str] = field(default_factory=lambda: [NO_NEW_PRIVILEGES])
     userns: str | None = None  # Podman's "keep-id"
+    files: list[FileSpec] = field(default_factory=list)  # copied in between create and start
+    publish_ip: str = "127.0.0.1"  # the address the kernel's ports are published on
 
 
 def gpu_requests(spec: str) -> list[GpuRequest]:
@@ -359,24 +399,38 @@ def kernel_container(
     cache_mount_path: str, connection_dir: str, passwd_group: tuple[str, str] | None, gpus_setting: str,
     gpus: list[GpuRequest], memory: str | None, cpus: str, shm_size: str | None, use_init: bool, network: str,
     host_ports: dict[str, int] | None = None, engine_kind: EngineKind = EngineKind(), limits_ignored: str = "",
+    location: EngineLocation = EngineLocation(True, "127.0.0.1"),
 ) -> ContainerSpec:
     """The container of one kernel launch: the workspace at its own path, the cache volume,
     the private connection folder, passwd/group entries for a non-root user, limits, GPUs,
     the labels every other part of the project reads, and the five kernel ports published on
     127.0.0.1 (``host_ports``: the previous launch's, so clients reconnect after a restart).
-    The container user is the one that is ``user`` on the host under ``engine_kind``."""
+    The container user is the one that is ``user`` on the host under ``engine_kind``.
+    An engine on another host (``location``) gets the folder's files copied in instead of
+    mounted (nothing of this host but the workspace is assumed there) and publishes the ports
+    on its own address."""
     from .images import slug
 
+    container_user = container_user_for(user, engine_kind)
     mounts = [
         MountSpec(target=workspace, source=workspace),
         MountSpec(target=cache_mount_path, source=cache_volume, kind="volume"),
-        MountSpec(target=CONNECTION_DIR_IN_CONTAINER, source=connection_dir),
     ]
-    if passwd_group is not None:
-        mounts += [
-            MountSpec(target="/etc/passwd", source=passwd_group[0], read_only=True),
-            MountSpec(target="/etc/group", source=passwd_group[1], read_only=True),
-        ]
+    files: list[FileSpec] = []
+    if location.local:
+        mounts.append(MountSpec(target=CONNECTION_DIR_IN_CONTAINER, source=connection_dir))
+        if passwd_group is not None:
+            mounts += [
+                MountSpec(target="/etc/passwd", source=passwd_group[0], read_only=True),
+                MountSpec(target="/etc/group", source=passwd_group[1], read_only=True),
+            ]
+    else:
+        uid, gid = (int(part) for part in container_user.split(":"))
+        with open(os.path.join(connection_dir, "kernel.json"), "rb") as f:
+            files.append(FileSpec(CONNECTION_FILE_IN_CONTAINER, f.read(), 0o600, uid, gid))
+        for target, source in zip(("/etc/passwd", "/etc/group"), passwd_group or ()):
+            with open(source, "rb") as f:
+                files.append(FileSpec(target, f.read(), 0o644, 0, 0))
     labels = {
         LABEL_ROLE: "kernel",
         LABEL_KERNEL_ID: kernel_id,
@@ -391,7 +445,6 @@ def kernel_container(
     }
     if limits_ignored:
         labels[LABEL_LIMITS_IGNORED] = limits_ignored
-    container_user = container_user_for(user, engine_kind)
     return ContainerSpec(
         image=image,
         name=f"mlc-{slug(image)[:40]}-{kernel_id[:8]}-{restarts}",
@@ -413,6 +466,8 @@ def kernel_container(
         init=use_init,
         network=network,
         userns="keep-id" if engine_kind.uid_model == "keep-id" else None,
+        files=files,
+        publish_ip=location.address,
     )
 
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import os
 import re
+import tarfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, Callable, Iterator, TypeVar
@@ -29,11 +31,11 @@ from docker.types import DeviceRequest, Mount
 from .container_spec import (  # noqa: F401  (labels re-exported: one spelling for every module)
     LABEL_CACHE_VOLUME, LABEL_GPUS, LABEL_IMAGE, LABEL_INJECTED_ENV, LABEL_KERNEL_ID, LABEL_KERNEL_NAME, LABEL_LIMITS_IGNORED,
     LABEL_OWNER, LABEL_OWNER_USER, LABEL_PREFIX, LABEL_ROLE, LABEL_VOLUME_CACHE, LABEL_WORKSPACE,
-    NO_NEW_PRIVILEGES, ContainerSpec, EngineKind, GpuRequest,
+    NO_NEW_PRIVILEGES, ContainerSpec, EngineKind, FileSpec, GpuRequest,
 )
 from .errors import (  # noqa: F401  (re-exported for callers that catch them)
     BadEngineRequest, Conflict, ContainerNotFound, ContainerNotRunning, EngineError, EngineUnavailable, GpuRequestUnsatisfiable,
-    GpuRuntimeMissing, ImageNotFound, NotFound, PortInUse,
+    GpuRuntimeMissing, ImageNotFound, NotFound, PortInUse, WorkspaceNotOnEngineHost,
 )
 from .identity import owner_id
 
@@ -73,6 +75,12 @@ def translate(exc: BaseException, *, image: str | None = None, where: str | None
         return ContainerNotFound(text) if "container" in text.lower() else NotFound(text)
     if isinstance(exc, docker.errors.APIError):
         text = _explanation(exc)
+        if "bind source path does not exist" in text:
+            path = text.rsplit(":", 1)[-1].strip()
+            return WorkspaceNotOnEngineHost(
+                f"{path} does not exist on the Docker engine's host ({where or os.environ.get('DOCKER_HOST') or 'the local engine'}): "
+                "an engine on another host needs the notebook folder at the same path there (shared storage such as NFS)"
+            )
         if "port is already allocated" in text or "address already in use" in text:
             return PortInUse(f"A port the container asks for is taken (engine said: {text})")
         if "is not running" in text or "container state improper" in text:  # the latter: Podman's
@@ -361,7 +369,7 @@ class Engine:
         container that fails to start is removed (PortInUse when a wanted host port is taken)."""
         def create() -> str:
             host_config = self.api.create_host_config(
-                port_bindings={port: ("127.0.0.1", host) for port, host in spec.ports.items()},
+                port_bindings={port: (spec.publish_ip, host) for port, host in spec.ports.items()},
                 mounts=[Mount(target=m.target, source=m.source, type=m.kind, read_only=m.read_only) for m in spec.mounts],
                 device_requests=_device_requests(spec.gpus),
                 mem_limit=spec.memory,
@@ -382,6 +390,8 @@ class Engine:
 
         container_id = self.call_sync(create, image=spec.image)
         try:
+            if spec.files:
+                self.call_sync(lambda: self.api.put_archive(container_id, "/", _tar_of(spec.files)))
             self.call_sync(lambda: self.api.start(container_id))
             return self.inspect_container_sync(container_id)
         except BaseException:
@@ -525,6 +535,28 @@ class Engine:
 _REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
 _PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")  # Docker's: lowercase
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def _tar_of(files: list[FileSpec]) -> bytes:
+    """A tar of ``files`` (with their parent folders, owned by the file's owner, mode 0700) to
+    extract at the container's root."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        folders: set[str] = set()
+        for spec in files:
+            parts = spec.path.strip("/").split("/")
+            for depth in range(1, len(parts)):
+                folder = "/".join(parts[:depth])
+                if folder in folders or folder in ("etc", "run", "tmp"):
+                    continue  # the image's own system folders keep their owner and mode
+                folders.add(folder)
+                info = tarfile.TarInfo(folder)
+                info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o700, spec.uid, spec.gid
+                tar.addfile(info)
+            info = tarfile.TarInfo("/".join(parts))
+            info.size, info.mode, info.uid, info.gid = len(spec.content), spec.mode, spec.uid, spec.gid
+            tar.addfile(info, io.BytesIO(spec.content))
+    return buffer.getvalue()
 
 
 def _reference_ok(image: str) -> bool:

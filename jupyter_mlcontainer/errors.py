@@ -49,6 +49,12 @@ class BadEngineRequest(EngineError):
     http_status = 400
 
 
+class WorkspaceNotOnEngineHost(EngineError):
+    """An engine on another host has no folder at the workspace's path (no shared storage)."""
+
+    http_status = 409
+
+
 class Conflict(EngineError):
     """The engine refused because of the state of something (a name or port taken, a
     container that is not running)."""

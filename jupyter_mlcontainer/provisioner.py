@@ -33,7 +33,8 @@ from traitlets import Bool, CaselessStrEnum, Dict, Float, Integer, Unicode, defa
 
 from . import cache
 from .container_spec import (
-    CONNECTION_FILE_IN_CONTAINER, KERNEL_NETWORK, ContainerSpec, GpuRequest, container_user_for, gpu_requests,
+    CONNECTION_FILE_IN_CONTAINER, KERNEL_NETWORK, ContainerSpec, GpuRequest, container_user_for, engine_location,
+    gpu_requests,
     kernel_container, kernel_environment, shm_size_for,
 )
 from .backend import ContainerBackend
@@ -243,7 +244,8 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
     _conn_dir: str | None = None
     _stopping: bool = False
     _death_recorded: bool = False
-    _died: bool = False  # the container stopped unasked: the restart that follows may wait for the engine
+    _died: bool = False
+    _kernel_ip: str = "127.0.0.1"  # where its published ports are reached (the engine's host)  # the container stopped unasked: the restart that follows may wait for the engine
     _cwd: str | None = None
     _memory_limit_text: str = ""
 
@@ -383,6 +385,8 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             limits_ignored = f"{asked} not enforced: {kind.limits_ignored_reason}"
             self.log.warning("Kernel %s: %s", self.kernel_id, limits_ignored)
         in_container = container_user_for(user, kind)
+        location = engine_location(self.docker_host or os.environ.get("DOCKER_HOST"))
+        self._kernel_ip = location.address
         spec = kernel_container(
             image=self.image, python=facts.python or "python3", kernel_id=self.kernel_id,
             kernel_name=getattr(km, "kernel_name", "") or "", restarts=self.restarts, owner=owner_id(), command=cmd,
@@ -392,9 +396,10 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             gpus_setting=gpus, gpus=requests, memory=memory, cpus=self.cpus,
             shm_size=shm_size_for(self.shm_size, memory, int(engine.info_sync().get("MemTotal") or 0)),
             use_init=self.use_init, network=self.network or engine.ensure_kernel_network_sync(KERNEL_NETWORK),
-            host_ports=self.host_ports, engine_kind=kind, limits_ignored=limits_ignored,
+            host_ports=self.host_ports, engine_kind=kind, limits_ignored=limits_ignored, location=location,
         )
-        pool = get_pool(engine) if self.warm_pool_size > 0 else None
+        # Spares take their claim through a FIFO in a folder shared with this host: local engines only.
+        pool = get_pool(engine) if self.warm_pool_size > 0 and location.local else None
         template = template_of(spec, facts.image_id, conn_dir, workspace) if pool is not None else None
         # A restart asks for its previous host ports: only a fresh start can take a spare.
         spare = pool.claim(template.key, facts.image_id) if template is not None and not self.host_ports else None
@@ -412,7 +417,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         self._wait_until_listening(container_id, host_ports)
         self.connection_info = {
             **host_ports,
-            "ip": "127.0.0.1",
+            "ip": self._kernel_ip,
             "key": key,
             "transport": "tcp",
             "signature_scheme": signature_scheme,
@@ -483,7 +488,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
                 + (f":\n{tail.strip()}" if tail.strip() else "")
             )
         try:
-            return cid, published_ports(attrs)
+            return cid, published_ports(attrs, spec.publish_ip)
         except EngineError:
             self.engine.remove_container_sync(cid)
             raise
@@ -503,7 +508,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             )
 
         try:
-            waited = wait_for_kernel_ports("127.0.0.1", host_ports, timeout=self.startup_timeout, gone=exited)
+            waited = wait_for_kernel_ports(self._kernel_ip, host_ports, timeout=self.startup_timeout, gone=exited)
         except KernelNotReady as exc:
             tail = self._log_tail(container_id)
             self._discard_container(container_id)
@@ -621,7 +626,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
 
     def _heartbeat_answers(self) -> bool:
         port = (self.host_ports or {}).get("hb_port")
-        return bool(port) and zmq_socket_answers("127.0.0.1", int(port), timeout=0.5)
+        return bool(port) and zmq_socket_answers(self._kernel_ip, int(port), timeout=0.5)
 
     async def _inspect_state(self, cid: str) -> dict[str, Any] | None:
         return await self.engine.run_blocking(self.engine.container_state_sync, cid)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from typing import Any
 
 from .cache import DEFAULT_VOLUME
@@ -21,6 +23,8 @@ def machine_status(engine: Engine, monitor: GpuMonitor, cache_volume: str = DEFA
         result["engine"] = {
             "reachable": True,
             "kind": engine.kind_sync().title,
+            "address": engine.base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock",
+            "host": info.get("Name"),
             "version": version.get("Version"),
             "api_version": version.get("ApiVersion"),
             "os": info.get("OperatingSystem"),

@@ -19,13 +19,22 @@ import time
 import docker
 
 
+BRIDGE_ADDRESS = "10.213.255.1"
+
+
 class DisposableEngine:
     """``start()``/``stop()`` a private dockerd rooted in ``folder``; ``url`` is its DOCKER_HOST."""
 
-    def __init__(self, folder: str) -> None:
+    def __init__(self, folder: str, tcp_port: int | None = None, hidden: str | None = None) -> None:
         self.folder = folder
         self.socket = os.path.join(folder, "docker.sock")
         self.url = f"unix://{self.socket}"
+        # Also on a TCP address of this host that is not loopback (the bridge's): an engine
+        # "on another host" as far as the provisioner can tell. Test only: no TLS.
+        self.tcp_url = f"tcp://{BRIDGE_ADDRESS}:{tcp_port}" if tcp_port else None
+        # A folder of this host that the engine does not see (an empty tmpfs over it in the
+        # engine's own mount namespace): a path that exists here and not on "its host".
+        self.hidden = hidden
         self.pidfile = os.path.join(folder, "docker.pid")
         self.log_path = os.path.join(folder, "dockerd.log")
         self.process: subprocess.Popen | None = None
@@ -37,7 +46,7 @@ class DisposableEngine:
             return
         for argv in (
             ["ip", "link", "add", self.bridge, "type", "bridge"],
-            ["ip", "addr", "add", "10.213.255.1/24", "dev", self.bridge],
+            ["ip", "addr", "add", f"{BRIDGE_ADDRESS}/24", "dev", self.bridge],
             ["ip", "link", "set", self.bridge, "up"],
         ):
             subprocess.run(argv, check=True, capture_output=True)
@@ -53,12 +62,16 @@ class DisposableEngine:
             "--data-root", os.path.join(self.folder, "data"),
             "--exec-root", os.path.join(self.folder, "exec"),
             "--host", self.url,
+            *(["--host", self.tcp_url] if self.tcp_url else []),
             "--pidfile", self.pidfile,
             "--bridge", self.bridge,
             "--iptables=false",
             "--ip-masq=false",
             "--default-address-pool", "base=10.214.0.0/16,size=24",
         ]
+        if self.hidden:
+            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                    'mount -t tmpfs mlc-hidden "$0" && exec "$@"', self.hidden, *argv]
         with open(self.log_path, "ab") as log:
             # Its own session: a signal meant for pytest never reaches it, and it outlives nothing.
             self.process = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)

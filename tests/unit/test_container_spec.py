@@ -129,3 +129,28 @@ def test_limits_a_rootless_engine_on_cgroup_v1_would_drop_are_named():
     assert EngineKind("docker", False, "1", "cgroupfs").limits_ignored_reason == ""
     labelled = spec(limits_ignored="memory 8g not enforced: ...")
     assert labelled.labels["org.jupyter.mlcontainer.limits-ignored"] == "memory 8g not enforced: ..."
+
+
+def test_where_the_engine_is_decides_what_may_be_mounted():
+    from jupyter_mlcontainer.container_spec import EngineLocation, engine_location
+
+    local = EngineLocation(True, "127.0.0.1")
+    for url in ("", None, "unix:///var/run/docker.sock", "unix:///run/user/1000/docker.sock", "tcp://127.0.0.1:2375",
+                "tcp://localhost:2376"):
+        assert engine_location(url) == local, url
+    assert engine_location("tcp://10.1.2.3:2376") == EngineLocation(False, "10.1.2.3")
+    assert engine_location("ssh://ada@gpu-box") == EngineLocation(False, "gpu-box")
+
+
+def test_an_engine_on_another_host_gets_the_files_not_this_hosts_folders(tmp_path):
+    from jupyter_mlcontainer.container_spec import EngineLocation
+
+    (tmp_path / "kernel.json").write_text('{"key": "k"}')
+    (tmp_path / "passwd").write_text("ada:x:1234:1234::/c/home/ada:/bin/sh\n")
+    (tmp_path / "group").write_text("ada:x:1234:\n")
+    s = spec(connection_dir=str(tmp_path), passwd_group=(str(tmp_path / "passwd"), str(tmp_path / "group")),
+             location=EngineLocation(False, "10.1.2.3"))
+    assert [m.target for m in s.mounts] == ["/work", "/c"]  # the workspace and the cache volume only
+    assert {f.path: (f.mode, f.uid) for f in s.files} == {
+        "/run/mlcontainer/kernel.json": (0o600, 1234), "/etc/passwd": (0o644, 0), "/etc/group": (0o644, 0)}
+    assert s.publish_ip == "10.1.2.3"

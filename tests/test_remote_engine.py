@@ -1,0 +1,102 @@
+"""Kernels on an engine reached over TCP, as on another host (disposable_engine.py).
+
+The private engine listens on the test bridge's address, not loopback, so the provisioner
+treats it as remote: nothing of this host but the workspace may be assumed there. The
+connection file and passwd entries are copied into the container (no bind mount of the
+Jupyter runtime folder), the ports are published on the engine's address and reached there,
+and a workspace that does not exist on the engine's host is refused with a message naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from .conftest import BASE_IMAGE, add_spec, execute
+from .disposable_engine import BRIDGE_ADDRESS, DisposableEngine
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def hidden_folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("only-on-this-host")
+
+
+@pytest.fixture(scope="module")
+def remote_engine(tmp_path_factory, hidden_folder):
+    engine = DisposableEngine(str(tmp_path_factory.mktemp("remote")), tcp_port=_free_port(), hidden=str(hidden_folder))
+    engine.start()
+    try:
+        engine.load_image(BASE_IMAGE)
+        yield engine
+    finally:
+        engine.destroy()
+
+
+@pytest.fixture
+def jp_server_config(workspace, remote_engine):
+    return {
+        "ServerApp": {"jpserver_extensions": {"jupyter_mlcontainer": True}},
+        "MLContainerApp": {"reap_orphans_on_start": False},
+        "MLContainer": {"docker_host": remote_engine.tcp_url},
+    }
+
+
+async def test_a_kernel_on_an_engine_on_another_host(remote_engine, jp_fetch, jp_serverapp, workspace):
+    from jupyter_mlcontainer.engine import get_engine
+
+    engine = get_engine(remote_engine.tcp_url)
+    name = add_spec(engine, BASE_IMAGE)
+    model = json.loads((await jp_fetch("api", "kernels", method="POST", body=json.dumps({"name": name, "path": ""}))).body)
+    km = jp_serverapp.kernel_manager.get_kernel(model["id"])
+    info = km.get_connection_info()
+    assert info["ip"] == BRIDGE_ADDRESS
+    attrs = engine.inspect_container_sync(km.provisioner.container_id)
+    # Nothing of this host is mounted but the workspace (and the engine's own cache volume).
+    assert sorted((m["Type"], m["Destination"]) for m in attrs["Mounts"]) == sorted(
+        [("bind", str(workspace)), ("volume", "/opt/mlcontainer/cache")])
+    assert {b["HostIp"] for bindings in attrs["NetworkSettings"]["Ports"].values() for b in bindings} == {BRIDGE_ADDRESS}
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=60)
+        out, reply = await execute(kc, "import os, stat; st = os.stat('/run/mlcontainer/kernel.json'); "
+                                       "open('remote.txt', 'w').write('hi'); print(oct(stat.S_IMODE(st.st_mode)), st.st_uid == os.getuid())")
+        assert reply["status"] == "ok" and out.split() == ["0o600", "True"], out
+        assert (workspace / "remote.txt").read_text() == "hi"
+        await jp_fetch("api", "kernels", model["id"], "restart", method="POST", body="{}")
+        assert km.get_connection_info()["shell_port"] == info["shell_port"]
+        await kc.wait_for_ready(timeout=60)
+        out, reply = await execute(kc, "print('again')")
+        assert "again" in out
+    finally:
+        kc.stop_channels()
+    status = json.loads((await jp_fetch("mlcontainer", "api", "status")).body)
+    assert status["engine"]["address"] == remote_engine.tcp_url and status["engine"]["host"]
+    await jp_fetch("api", "kernels", model["id"], method="DELETE")
+    assert not engine.containers_sync([f"org.jupyter.mlcontainer.kernel-id={model['id']}"])
+
+
+async def test_a_workspace_missing_on_the_engines_host_is_named(remote_engine, hidden_folder, monkeypatch):
+    from jupyter_client.manager import AsyncKernelManager
+
+    from jupyter_mlcontainer.engine import get_engine
+
+    monkeypatch.setenv("DOCKER_HOST", remote_engine.tcp_url)
+    project = hidden_folder / "project"
+    project.mkdir()
+    engine = get_engine(remote_engine.tcp_url)
+    km = AsyncKernelManager(kernel_name=add_spec(engine, BASE_IMAGE, workspace=str(project)))
+    with pytest.raises(Exception) as refused:
+        await km.start_kernel(cwd=str(project))
+    message = str(refused.value)
+    assert f"{project} does not exist on the Docker engine's host ({remote_engine.tcp_url})" in message, message
+    assert "shared storage" in message
+    assert not [c for c in engine.our_containers_sync(role="kernel") if str(project) in json.dumps(c.get("Labels"))]

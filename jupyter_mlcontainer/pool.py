@@ -174,8 +174,7 @@ class WarmPool:
             previous = self._by_name.get(name)
             if previous and previous != template.key:
                 stale = self._spares.pop(previous, [])
-                self._templates.pop(previous, None)
-                self._wanted.pop(previous, None)
+                self._drop_template(previous)
             self._by_name[name] = template.key
             self._templates[template.key] = template
             self._wanted[template.key] = size
@@ -194,17 +193,23 @@ class WarmPool:
         dropped: list[Spare] = []
         with self._lock:
             if kernelspec is not None:
-                key = self._by_name.pop(kernelspec, None)
+                key = self._by_name.get(kernelspec)
                 if key:
                     dropped += self._spares.pop(key, [])
-                    self._templates.pop(key, None)
-                    self._wanted.pop(key, None)
+                    self._drop_template(key)
             if container_id is not None:
                 for spares in self._spares.values():
                     dropped += [s for s in spares if s.container_id == container_id]
                     spares[:] = [s for s in spares if s.container_id != container_id]
         for spare in dropped:
             self._discard(spare)
+
+    def _drop_template(self, key: str) -> None:
+        """Forget template ``key`` (its spares are taken out by the caller). Under the lock."""
+        for table in (self._templates, self._wanted, self._used, self._idle):
+            table.pop(key, None)
+        for name in [n for n, k in self._by_name.items() if k == key]:
+            del self._by_name[name]
 
     # -- status ---------------------------------------------------------------------------
 
@@ -327,8 +332,7 @@ class WarmPool:
             for key in list(self._templates):
                 if now - self._used.get(key, now) > self._idle.get(key, 3600):
                     expired += self._spares.pop(key, [])
-                    self._templates.pop(key, None)
-                    self._wanted.pop(key, None)
+                    self._drop_template(key)
         for spare in expired:
             self._discard(spare)
 
@@ -398,7 +402,13 @@ def _remove_live_spares() -> None:
     with _making:
         _exiting = True
         _making.wait_for(lambda: _in_flight == 0, timeout=30)
-    for container_id, (engine, conn_dir) in list(_LIVE_SPARES.items()):
+    remove_at_exit(_LIVE_SPARES)
+
+
+def remove_at_exit(live: dict[str, tuple[ContainerBackend, str]]) -> None:
+    """Remove containers and their private folders as the process exits (atexit handlers of
+    this module and the provisioner)."""
+    for container_id, (engine, conn_dir) in list(live.items()):
         shutil.rmtree(conn_dir, ignore_errors=True)
         try:
             engine.remove_container_sync(container_id)

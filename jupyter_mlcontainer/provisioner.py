@@ -50,7 +50,7 @@ from .images import ImageFacts, ImageNotUsable, probe_image_sync, unusable_reaso
 from .settings import MLContainer
 from .readiness import KernelNotReady, wait_for_kernel_ports, zmq_socket_answers
 from .claims import forget_claim, record_claim
-from .pool import Spare, WarmPool, claimed, discard_spare, get_pool, template_of
+from .pool import Spare, WarmPool, claimed, discard_spare, get_pool, remove_at_exit, template_of
 from .watcher import get_watcher
 
 PROVISIONER_NAME = "mlcontainer-docker"
@@ -66,12 +66,7 @@ _LIVE: dict[str, tuple[ContainerBackend, str]] = {}
 
 @atexit.register
 def _remove_live_containers() -> None:
-    for container_id, (engine, conn_dir) in list(_LIVE.items()):
-        shutil.rmtree(conn_dir, ignore_errors=True)
-        try:
-            engine.remove_container_sync(container_id)
-        except Exception:
-            pass  # the engine is gone: the next server start reaps these as orphans
+    remove_at_exit(_LIVE)
 
 
 # Launches wait for their kernel's ports (up to startup_timeout) in threads of their own: in

@@ -97,6 +97,14 @@ class DisposableEngine:
             self.process.wait()
         return time.monotonic() - began
 
+    def server_config(self, url: str | None = None) -> dict:
+        """pytest-jupyter's server config with kernels on this engine (``url``: another of its addresses)."""
+        return {
+            "ServerApp": {"jpserver_extensions": {"jupyter_mlcontainer": True}},
+            "MLContainerApp": {"reap_orphans_on_start": False},
+            "MLContainer": {"docker_host": url or self.url},
+        }
+
     def answers(self) -> bool:
         try:
             client = docker.DockerClient(base_url=self.url, timeout=5)

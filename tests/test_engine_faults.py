@@ -32,11 +32,7 @@ def private_engine(tmp_path_factory):
 
 @pytest.fixture
 def jp_server_config(workspace, private_engine):
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_mlcontainer": True}},
-        "MLContainerApp": {"reap_orphans_on_start": False},
-        "MLContainer": {"docker_host": private_engine.url},
-    }
+    return private_engine.server_config()
 
 
 def containers_of(engine) -> list[dict]:

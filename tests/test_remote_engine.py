@@ -42,11 +42,7 @@ def remote_engine(tmp_path_factory, hidden_folder):
 
 @pytest.fixture
 def jp_server_config(workspace, remote_engine):
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_mlcontainer": True}},
-        "MLContainerApp": {"reap_orphans_on_start": False},
-        "MLContainer": {"docker_host": remote_engine.tcp_url},
-    }
+    return remote_engine.server_config(remote_engine.tcp_url)
 
 
 async def test_a_kernel_on_an_engine_on_another_host(remote_engine, jp_fetch, jp_serverapp, workspace):

@@ -50,7 +50,9 @@ def lab(engine, workspace, tmp_path):
     nvml.write_text(json.dumps({"gpus": []}))
     port = _free_port()
     # The spec changes the extension's settings: they go to a folder of this test, not the user's.
-    env = dict(os.environ, JUPYTER_MLCONTAINER_FAKE_NVML=str(nvml), JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "lab-settings"))
+    # The warm pool as users get it (the rest of the suite turns it off).
+    env = dict(os.environ, JUPYTER_MLCONTAINER_FAKE_NVML=str(nvml), JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "lab-settings"),
+               MLCONTAINER_WARM_POOL="1")
     log = open(tmp_path / "lab.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",

@@ -254,6 +254,12 @@ test.describe('ML Containers panel', () => {
     }
   });
 
+  test('shows the spare kept warm for the next start, with its memory', async () => {
+    const spares = panel.getByTestId('mlc-spares');
+    await expect(spares).toContainText('Warm spares', { timeout: 60_000 });
+    await expect(spares).toContainText(/\d+(\.\d+)? [KMG]?i?B/);
+  });
+
   test('keeps the status bar fresh from the shared poll while the panel is hidden', async () => {
     const tab = page.locator(
       '.jp-SideBar .lm-TabBar-tab[data-id="mlcontainer-panel"]'

@@ -45,7 +45,7 @@ from .container_spec import (
     CONNECTION_DIR_IN_CONTAINER, LABEL_INJECTED_ENV, LABEL_KERNEL_ID, LABEL_KERNEL_NAME, LABEL_SPARE, SPARE_BOOTSTRAP,
     ContainerSpec,
 )
-from .errors import EngineError
+from .errors import EngineError, EngineUnavailable
 from .policy import write_text_safely
 
 log = logging.getLogger(__name__)
@@ -366,11 +366,17 @@ _exiting = False
 
 
 def discard_spare(engine: ContainerBackend, container_id: str, conn_dir: str) -> None:
+    """Remove a spare (not handed out, expired, or at exit); an engine that does not answer
+    removes it when it is back (the watcher)."""
+    from .watcher import get_watcher
+
     _LIVE_SPARES.pop(container_id, None)
     try:
         engine.remove_container_sync(container_id)
+    except EngineUnavailable:
+        get_watcher(engine).remove_when_back(container_id)
     except EngineError as exc:
-        log.debug("Warm pool: removing spare %s: %s", container_id[:12], exc)
+        log.warning("Warm pool: could not remove spare %s: %s", container_id[:12], exc)
     forget_claim(container_id)
     shutil.rmtree(conn_dir, ignore_errors=True)
 

@@ -399,16 +399,16 @@ def kernel_container(
     cache_mount_path: str, connection_dir: str, passwd_group: tuple[str, str] | None, gpus_setting: str,
     gpus: list[GpuRequest], memory: str | None, cpus: str, shm_size: str | None, use_init: bool, network: str,
     host_ports: dict[str, int] | None = None, engine_kind: EngineKind = EngineKind(), limits_ignored: str = "",
-    location: EngineLocation = EngineLocation(True, "127.0.0.1"),
+    location: EngineLocation = EngineLocation(True, "127.0.0.1"), connection_files: dict[str, bytes] | None = None,
 ) -> ContainerSpec:
     """The container of one kernel launch: the workspace at its own path, the cache volume,
     the private connection folder, passwd/group entries for a non-root user, limits, GPUs,
     the labels every other part of the project reads, and the five kernel ports published on
     127.0.0.1 (``host_ports``: the previous launch's, so clients reconnect after a restart).
     The container user is the one that is ``user`` on the host under ``engine_kind``.
-    An engine on another host (``location``) gets the folder's files copied in instead of
-    mounted (nothing of this host but the workspace is assumed there) and publishes the ports
-    on its own address."""
+    An engine on another host (``location``) gets the folder's files (``connection_files``:
+    name in the folder -> content) copied in instead of mounted (nothing of this host but the
+    workspace is assumed there) and publishes the ports on its own address."""
     from .images import slug
 
     container_user = container_user_for(user, engine_kind)
@@ -426,11 +426,10 @@ def kernel_container(
             ]
     else:
         uid, gid = (int(part) for part in container_user.split(":"))
-        with open(os.path.join(connection_dir, "kernel.json"), "rb") as f:
-            files.append(FileSpec(CONNECTION_FILE_IN_CONTAINER, f.read(), 0o600, uid, gid))
+        contents = connection_files or {}
+        files.append(FileSpec(CONNECTION_FILE_IN_CONTAINER, contents["kernel.json"], 0o600, uid, gid))
         for target, source in zip(("/etc/passwd", "/etc/group"), passwd_group or ()):
-            with open(source, "rb") as f:
-                files.append(FileSpec(target, f.read(), 0o644, 0, 0))
+            files.append(FileSpec(target, contents[os.path.basename(source)], 0o644, 0, 0))
     labels = {
         LABEL_ROLE: "kernel",
         LABEL_KERNEL_ID: kernel_id,

@@ -74,6 +74,15 @@ def _remove_live_containers() -> None:
 _LAUNCHES = ThreadPoolExecutor(max_workers=64, thread_name_prefix="mlcontainer-launch")
 
 
+def _folder_files(folder: str) -> dict[str, bytes]:
+    """The files of a launch's private folder (for an engine that cannot mount it)."""
+    contents = {}
+    for name in os.listdir(folder):
+        with open(os.path.join(folder, name), "rb") as f:
+            contents[name] = f.read()
+    return contents
+
+
 def _env_default(name: str, fallback: str) -> str:
     return os.environ.get(name, fallback)
 
@@ -239,8 +248,8 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
     _conn_dir: str | None = None
     _stopping: bool = False
     _death_recorded: bool = False
-    _died: bool = False
-    _kernel_ip: str = "127.0.0.1"  # where its published ports are reached (the engine's host)  # the container stopped unasked: the restart that follows may wait for the engine
+    _died: bool = False  # the container stopped unasked: the restart that follows may wait for the engine
+    _kernel_ip: str = "127.0.0.1"  # where its published ports are reached (the engine's host)
     _cwd: str | None = None
     _memory_limit_text: str = ""
 
@@ -392,6 +401,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             shm_size=shm_size_for(self.shm_size, memory, int(engine.info_sync().get("MemTotal") or 0)),
             use_init=self.use_init, network=self.network or engine.ensure_kernel_network_sync(KERNEL_NETWORK),
             host_ports=self.host_ports, engine_kind=kind, limits_ignored=limits_ignored, location=location,
+            connection_files=None if location.local else _folder_files(conn_dir),
         )
         # Spares take their claim through a FIFO in a folder shared with this host: local engines only.
         pool = get_pool(engine) if self.warm_pool_size > 0 and location.local else None

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from .claims import forget_claim
 from .engine import LABEL_ROLE, Engine
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class ContainerWatcher:
             with self._lock:
                 self._to_remove.discard(cid)
                 self._exits.pop(cid, None)
+            forget_claim(cid)
 
     def _run(self) -> None:
         while not self._stop.is_set():

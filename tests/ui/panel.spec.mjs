@@ -440,7 +440,9 @@ test.describe('ML Containers panel', () => {
       body: JSON.stringify({
         type: 'file',
         format: 'text',
-        content: `FROM ${KERNEL_IMAGE}\nLABEL org.jupyter.mlcontainer.test="restored-ui"\n`
+        // Its own text each run: a restore built from the same files earlier is reused
+        // ("built here earlier"), which is not what this test is about.
+        content: `FROM ${KERNEL_IMAGE}\nLABEL org.jupyter.mlcontainer.test="restored-ui-${stamp}"\n`
       })
     });
     const path = `${folder}/frozen.ipynb`;
@@ -468,7 +470,7 @@ test.describe('ML Containers panel', () => {
     const dialog = page.getByTestId('mlc-restore-dialog');
     await expect(dialog).toContainText(image, { timeout: 60_000 });
     await expect(dialog.getByTestId('mlc-restore-dockerfile')).toContainText(
-      'LABEL org.jupyter.mlcontainer.test="restored-ui"'
+      `LABEL org.jupyter.mlcontainer.test="restored-ui-${stamp}"`
     );
     await expect(dialog.getByTestId('mlc-restore-kernelspec')).toContainText(
       kernelspec

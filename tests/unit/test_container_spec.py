@@ -142,15 +142,14 @@ def test_where_the_engine_is_decides_what_may_be_mounted():
     assert engine_location("ssh://ada@gpu-box") == EngineLocation(False, "gpu-box")
 
 
-def test_an_engine_on_another_host_gets_the_files_not_this_hosts_folders(tmp_path):
+def test_an_engine_on_another_host_gets_the_files_not_this_hosts_folders():
     from jupyter_mlcontainer.container_spec import EngineLocation
 
-    (tmp_path / "kernel.json").write_text('{"key": "k"}')
-    (tmp_path / "passwd").write_text("ada:x:1234:1234::/c/home/ada:/bin/sh\n")
-    (tmp_path / "group").write_text("ada:x:1234:\n")
-    s = spec(connection_dir=str(tmp_path), passwd_group=(str(tmp_path / "passwd"), str(tmp_path / "group")),
-             location=EngineLocation(False, "10.1.2.3"))
+    folder = "/run/user/1234/jupyter/mlcontainer-01234567-x"
+    files = {"kernel.json": b'{"key": "k"}', "passwd-1": b"ada:x:1234:1234::/c/home/ada:/bin/sh\n", "group-1": b"ada:x:1234:\n"}
+    s = spec(connection_dir=folder, passwd_group=(f"{folder}/passwd-1", f"{folder}/group-1"),
+             location=EngineLocation(False, "10.1.2.3"), connection_files=files)
     assert [m.target for m in s.mounts] == ["/work", "/c"]  # the workspace and the cache volume only
     assert {f.path: (f.mode, f.uid) for f in s.files} == {
         "/run/mlcontainer/kernel.json": (0o600, 1234), "/etc/passwd": (0o644, 0), "/etc/group": (0o644, 0)}
-    assert s.publish_ip == "10.1.2.3"
+    assert s.publish_ip == "10.1.2.3" and {f.path: f.content for f in s.files}["/etc/passwd"] == files["passwd-1"]

@@ -97,6 +97,18 @@ class DisposableEngine:
             self.process.wait()
         return time.monotonic() - began
 
+    @classmethod
+    def running(cls, folder: str, image: str, **options):
+        """A started engine holding ``image`` for a module's tests, destroyed after (a generator
+        for a pytest fixture to yield from)."""
+        engine = cls(folder, **options)
+        engine.start()
+        try:
+            engine.load_image(image)
+            yield engine
+        finally:
+            engine.destroy()
+
     def server_config(self, url: str | None = None) -> dict:
         """pytest-jupyter's server config with kernels on this engine (``url``: another of its addresses)."""
         return {

@@ -21,13 +21,7 @@ from .disposable_engine import DisposableEngine
 
 @pytest.fixture(scope="module")
 def private_engine(tmp_path_factory):
-    engine = DisposableEngine(str(tmp_path_factory.mktemp("engine")))
-    engine.start()
-    try:
-        engine.load_image(BASE_IMAGE)
-        yield engine
-    finally:
-        engine.destroy()
+    yield from DisposableEngine.running(str(tmp_path_factory.mktemp("engine")), BASE_IMAGE)
 
 
 @pytest.fixture

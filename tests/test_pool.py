@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from .conftest import BASE_IMAGE, add_spec, execute, our_kernel_containers, wait_until
+from .conftest import BASE_IMAGE, IPYKERNEL7_IMAGE, add_spec, execute, our_kernel_containers, wait_until
 
 
 @pytest.fixture
@@ -38,8 +38,11 @@ async def start_session(jp_fetch, path: str, kernelspec: str) -> dict:
     return json.loads((await jp_fetch("api", "sessions", method="POST", body=body)).body)
 
 
-async def test_a_claimed_spare_is_the_notebooks_kernel(engine, jp_fetch, jp_serverapp, workspace, pool_on):
-    name = add_spec(engine, BASE_IMAGE, env={"MLC_FROM_SPEC": "yes"})
+@pytest.mark.parametrize("image", [BASE_IMAGE, IPYKERNEL7_IMAGE], ids=["debian-6.17", "ipykernel7"])
+async def test_a_claimed_spare_is_the_notebooks_kernel(engine, jp_fetch, jp_serverapp, workspace, pool_on, image):
+    """Debian's ipykernel 6.17 and today's 7.x (whose kernels run encrypted: the claim carries
+    the CurveZMQ keys in the connection file)."""
+    name = add_spec(engine, image, env={"MLC_FROM_SPEC": "yes"})
     (workspace / "notebooks" / "deep").mkdir()
     first = await start_session(jp_fetch, "notebooks/a.ipynb", name)  # cold: the pool learns the kernelspec
     spare = await a_spare(engine, name)

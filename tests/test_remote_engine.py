@@ -31,13 +31,8 @@ def hidden_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def remote_engine(tmp_path_factory, hidden_folder):
-    engine = DisposableEngine(str(tmp_path_factory.mktemp("remote")), tcp_port=_free_port(), hidden=str(hidden_folder))
-    engine.start()
-    try:
-        engine.load_image(BASE_IMAGE)
-        yield engine
-    finally:
-        engine.destroy()
+    yield from DisposableEngine.running(str(tmp_path_factory.mktemp("remote")), BASE_IMAGE,
+                                        tcp_port=_free_port(), hidden=str(hidden_folder))
 
 
 @pytest.fixture

@@ -125,7 +125,19 @@ def cmd_image_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    status = service().status()
+    from .container_spec import LABEL_IMAGE, LABEL_KERNEL_NAME
+    from .identity import current_user
+
+    svc = service()
+    status = svc.status()
+    if status["engine"]["reachable"]:
+        # This process keeps no pool: the spares are those of this user's running servers.
+        status["warm_pool"] = {"spares": [
+            {"container_id": c["Id"], "kernelspec": (c.get("Labels") or {}).get(LABEL_KERNEL_NAME),
+             "image": (c.get("Labels") or {}).get(LABEL_IMAGE) or c.get("Image"),
+             "memory_usage": svc.engine.memory_usage_sync(c["Id"])}
+            for c in svc.live_spares(user=current_user().name)
+        ]}
     if args.json:
         _print_json(status)
         return 0
@@ -143,6 +155,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"GPUs: none ({nvml['reason']})")
     cache = status["cache_volume"]
     print(f"Cache volume: {cache['name']} ({'present' if cache.get('exists') else 'created on first kernel start'})")
+    spares = status.get("warm_pool", {}).get("spares") or []
+    if spares:
+        total = sum(s["memory_usage"] or 0 for s in spares) / 2**20
+        print(f"Warm spares kept by your running servers: {len(spares)} ({total:.0f} MiB)")
+        for spare in spares:
+            print(f"  {spare['container_id'][:12]} kernelspec {spare['kernelspec']} ({spare['image']}), "
+                  f"{(spare['memory_usage'] or 0) / 2**20:.0f} MiB")
     return 0
 
 

@@ -267,6 +267,11 @@ async def test_the_pool_is_on_in_a_server_and_off_for_batch_runs(engine, jp_fetc
     km = jp_serverapp.kernel_manager.get_kernel(session["kernel"]["id"])
     assert km.provisioner.warm_pool_size == 1
     spare = await a_spare(engine, name)
+    # `jupyter mlcontainer status` (another process) shows the user's spares with their memory.
+    shown = subprocess.run([sys.executable, "-m", "jupyter_mlcontainer.cli", "status"],
+                           capture_output=True, text=True, timeout=120)
+    assert "Warm spares kept by your running servers" in shown.stdout, shown.stdout + shown.stderr
+    assert f"{spare[:12]} kernelspec {name} ({BASE_IMAGE})" in shown.stdout, shown.stdout
     await jp_fetch("api", "sessions", session["id"], method="DELETE")
     await jp_fetch("mlcontainer", "api", "kernelspecs", name, method="DELETE")
     assert spares_of(engine, name) == [] and spare not in [c["Id"] for c in engine.our_containers_sync()]

@@ -23,6 +23,7 @@ class ContainerBackend(Protocol):
     Methods ending in ``_sync`` block (call them from a thread: :meth:`run_blocking`)."""
 
     base_url: str | None
+    address: str  # base_url, else DOCKER_HOST, else the local socket
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking code in the backend's thread pool, off the event loop."""

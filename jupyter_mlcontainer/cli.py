@@ -125,19 +125,13 @@ def cmd_image_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .container_spec import LABEL_IMAGE, LABEL_KERNEL_NAME
     from .identity import current_user
 
     svc = service()
     status = svc.status()
     if status["engine"]["reachable"]:
         # This process keeps no pool: the spares are those of this user's running servers.
-        status["warm_pool"] = {"spares": [
-            {"container_id": c["Id"], "kernelspec": (c.get("Labels") or {}).get(LABEL_KERNEL_NAME),
-             "image": (c.get("Labels") or {}).get(LABEL_IMAGE) or c.get("Image"),
-             "memory_usage": svc.engine.memory_usage_sync(c["Id"])}
-            for c in svc.live_spares(user=current_user().name)
-        ]}
+        status["warm_pool"] = {"spares": svc.live_spares(user=current_user().name)}
     if args.json:
         _print_json(status)
         return 0
@@ -166,7 +160,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    from .container_spec import LABEL_IMAGE, LABEL_KERNEL_NAME
     from .identity import current_user
 
     orphans = service().orphans(remove=not args.dry_run)
@@ -176,9 +169,8 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     if not orphans:
         print("No orphaned containers")
     for spare in service().live_spares(user=current_user().name):
-        labels = spare.get("Labels") or {}
-        print(f"Kept {spare['Id'][:12]} (spare of kernelspec {labels.get(LABEL_KERNEL_NAME) or '-'}, image "
-              f"{labels.get(LABEL_IMAGE) or spare.get('Image')}): a running server keeps it warm for its next start")
+        print(f"Kept {spare['container_id'][:12]} (spare of kernelspec {spare['kernelspec'] or '-'}, image "
+              f"{spare['image']}): a running server keeps it warm for its next start")
     return 0
 
 

@@ -36,7 +36,7 @@ def engine_checks(service: MLContainerService) -> list[Check]:
                       fix="start the engine (sudo systemctl start docker), or set c.MLContainer.docker_host / "
                           "DOCKER_HOST to your engine (rootless Docker: unix:///run/user/$UID/docker.sock)")]
     kind = engine.kind_sync()
-    checks = [Check("engine", True, f"{kind.title} {version.get('Version')} at {engine.base_url or os.environ.get('DOCKER_HOST') or 'the local socket'}"
+    checks = [Check("engine", True, f"{kind.title} {version.get('Version')} at {engine.address}"
                     f" (storage {info.get('Driver')}, cgroup v{info.get('CgroupVersion')})")]
     if kind.limits_ignored_reason:
         checks.append(Check("memory and CPU limits", False, kind.limits_ignored_reason + ": kernelspecs' --memory/--cpus "

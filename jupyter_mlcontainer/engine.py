@@ -49,8 +49,13 @@ NVIDIA_TOOLKIT_HINT = (
 )
 
 
+def engine_address(base_url: str | None) -> str:
+    """The address an engine is reached at: ``base_url``, else DOCKER_HOST, else the local socket."""
+    return base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
 def _engine_hint(where: str | None = None) -> str:
-    where = where or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    where = engine_address(where)
     return (
         f"Docker engine not reachable at {where}: is dockerd running, and is your user in "
         "the docker group?"
@@ -78,7 +83,7 @@ def translate(exc: BaseException, *, image: str | None = None, where: str | None
         if "bind source path does not exist" in text:
             path = text.rsplit(":", 1)[-1].strip()
             return WorkspaceNotOnEngineHost(
-                f"{path} does not exist on the Docker engine's host ({where or os.environ.get('DOCKER_HOST') or 'the local engine'}): "
+                f"{path} does not exist on the Docker engine's host ({engine_address(where)}): "
                 "an engine on another host needs the notebook folder at the same path there (shared storage such as NFS)"
             )
         if "port is already allocated" in text or "address already in use" in text:
@@ -176,6 +181,11 @@ class Engine:
         self._kind: EngineKind | None = None
 
     # -- plumbing -----------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """Where this engine is reached (for messages, the status, and whether it is local)."""
+        return engine_address(self.base_url)
 
     @property
     def client(self) -> docker.DockerClient:

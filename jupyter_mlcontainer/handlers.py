@@ -201,10 +201,11 @@ class KernelsHandler(BaseHandler):
         """kernel id -> kernelspec, image, container id of the kernel manager's container kernels."""
         known = {}
         for kernel_id in self.kernel_manager.list_kernel_ids():
-            provisioner = getattr(self.kernel_manager.get_kernel(kernel_id), "provisioner", None)
+            km = self.kernel_manager.get_kernel(kernel_id)
+            provisioner = getattr(km, "provisioner", None)
             if isinstance(provisioner, DockerKernelProvisioner):
                 known[kernel_id] = {
-                    "kernelspec": self.kernel_manager.get_kernel(kernel_id).kernel_name,
+                    "kernelspec": km.kernel_name,
                     "image": provisioner.image,
                     "container_id": provisioner.container_id,
                 }

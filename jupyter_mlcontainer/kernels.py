@@ -119,27 +119,41 @@ def container_kernels(
         labels = container.get("Labels") or {}
         kernel_id = kernel_id_of(container) or ""
         live = (stats.latest(container["Id"]) if stats is not None else None) or {}
-        death = last_death(kernel_id)
-        rows.append(
-            {
-                "kernel_id": kernel_id,
-                "kernelspec": kernel_name_of(container) or (kernelspec_of or {}).get(kernel_id),
-                "notebook_path": notebook_paths.get(kernel_id),
-                "image": labels.get(LABEL_IMAGE) or container.get("Image"),
-                "container_id": container["Id"],
-                "state": container.get("State"),
-                "status": container.get("Status"),
-                "gpus": labels.get(LABEL_GPUS, "none"),
-                "cpu_percent": live.get("cpu_percent"),
-                "memory_usage": live.get("memory_usage"),
-                "memory_limit": live.get("memory_limit"),
-                "workspace": labels.get(LABEL_WORKSPACE),
-                "cache_volume": labels.get(LABEL_CACHE_VOLUME),
-                "death": death.to_dict() if death else None,
-                "limits_ignored": labels.get(LABEL_LIMITS_IGNORED) or None,
-            }
-        )
+        rows.append(_row(
+            kernel_id, notebook_paths,
+            kernelspec=kernel_name_of(container) or (kernelspec_of or {}).get(kernel_id),
+            image=labels.get(LABEL_IMAGE) or container.get("Image"),
+            container_id=container["Id"],
+            state=container.get("State"),
+            status=container.get("Status"),
+            gpus=labels.get(LABEL_GPUS, "none"),
+            cpu_percent=live.get("cpu_percent"),
+            memory_usage=live.get("memory_usage"),
+            memory_limit=live.get("memory_limit"),
+            workspace=labels.get(LABEL_WORKSPACE),
+            cache_volume=labels.get(LABEL_CACHE_VOLUME),
+            limits_ignored=labels.get(LABEL_LIMITS_IGNORED) or None,
+        ))
     return rows
+
+
+ROW_FIELDS = (
+    "kernelspec", "image", "container_id", "state", "status", "gpus", "cpu_percent", "memory_usage",
+    "memory_limit", "workspace", "cache_volume", "limits_ignored",
+)
+
+
+def _row(kernel_id: str, notebook_paths: dict[str, str], **fields: Any) -> dict[str, Any]:
+    """One row of the ``kernels`` endpoint: ``fields`` (the others None), the kernel's notebook
+    and its recorded death."""
+    death = last_death(kernel_id)
+    return {
+        "kernel_id": kernel_id,
+        "notebook_path": notebook_paths.get(kernel_id),
+        **dict.fromkeys(ROW_FIELDS),
+        **fields,
+        "death": death.to_dict() if death else None,
+    }
 
 
 def rows_without_engine(known: dict[str, dict[str, Any]], notebook_paths: dict[str, str], reason: str) -> list[dict[str, Any]]:
@@ -147,26 +161,8 @@ def rows_without_engine(known: dict[str, dict[str, Any]], notebook_paths: dict[s
     kernel manager knows of its container kernels (``known``: kernel id -> kernelspec, image,
     container id), each with its recorded death, and ``reason`` as its status. The panel
     keeps showing the kernels, and why they stopped, through an engine outage."""
-    rows = []
-    for kernel_id, facts in known.items():
-        death = last_death(kernel_id)
-        rows.append(
-            {
-                "kernel_id": kernel_id,
-                "kernelspec": facts.get("kernelspec"),
-                "notebook_path": notebook_paths.get(kernel_id),
-                "image": facts.get("image"),
-                "container_id": facts.get("container_id"),
-                "state": "unknown",
-                "status": reason,
-                "gpus": None,
-                "cpu_percent": None,
-                "memory_usage": None,
-                "memory_limit": None,
-                "workspace": None,
-                "cache_volume": None,
-                "death": death.to_dict() if death else None,
-                "limits_ignored": None,
-            }
-        )
-    return rows
+    return [
+        _row(kernel_id, notebook_paths, kernelspec=facts.get("kernelspec"), image=facts.get("image"),
+             container_id=facts.get("container_id"), state="unknown", status=reason)
+        for kernel_id, facts in known.items()
+    ]

@@ -287,7 +287,7 @@ class WarmPool:
                 env=env, labels=labels, mounts=mounts, working_dir=template.workspace,
                 ports=dict.fromkeys(spec.ports),
             )
-            attrs = _create_unless_exiting(self.engine, spare_spec)
+            attrs = _create_unless_exiting(self.engine, spare_spec, conn_dir)
         except BaseException:
             shutil.rmtree(conn_dir, ignore_errors=True)
             raise
@@ -386,7 +386,7 @@ def claimed(container_id: str) -> None:
     _LIVE_SPARES.pop(container_id, None)
 
 
-def _create_unless_exiting(engine: ContainerBackend, spec: ContainerSpec) -> dict[str, Any]:
+def _create_unless_exiting(engine: ContainerBackend, spec: ContainerSpec, conn_dir: str) -> dict[str, Any]:
     global _in_flight
     with _making:
         if _exiting:
@@ -394,7 +394,7 @@ def _create_unless_exiting(engine: ContainerBackend, spec: ContainerSpec) -> dic
         _in_flight += 1
     try:
         attrs = engine.create_and_start_sync(spec)
-        _LIVE_SPARES[attrs["Id"]] = (engine, next(m.source for m in spec.mounts if m.target == CONNECTION_DIR_IN_CONTAINER))
+        _LIVE_SPARES[attrs["Id"]] = (engine, conn_dir)
         return attrs
     finally:
         with _making:

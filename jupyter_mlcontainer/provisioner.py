@@ -389,7 +389,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             limits_ignored = f"{asked} not enforced: {kind.limits_ignored_reason}"
             self.log.warning("Kernel %s: %s", self.kernel_id, limits_ignored)
         in_container = container_user_for(user, kind)
-        location = engine_location(self.docker_host or os.environ.get("DOCKER_HOST"))
+        location = engine_location(engine.address)
         self._kernel_ip = location.address
         spec = kernel_container(
             image=self.image, python=facts.python or "python3", kernel_id=self.kernel_id,
@@ -627,7 +627,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         return code
 
     def _engine_address(self) -> str:
-        return self.engine.base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        return self.engine.address
 
     def _heartbeat_answers(self) -> bool:
         port = (self.host_ports or {}).get("hb_port")

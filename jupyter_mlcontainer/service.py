@@ -15,7 +15,7 @@ from typing import Any, Callable
 from .backend import ContainerBackend
 from .engine import get_engine
 from .claims import is_spare, kernel_id_of
-from .container_spec import LABEL_OWNER, LABEL_OWNER_USER, LABEL_ROLE, LABEL_SPARE
+from .container_spec import LABEL_IMAGE, LABEL_KERNEL_NAME, LABEL_OWNER, LABEL_OWNER_USER, LABEL_ROLE, LABEL_SPARE
 from .engine import check_reference
 from .errors import Conflict, EngineError, EngineUnavailable
 from .freeze import FreezeResult, container_of_kernel, freeze_container
@@ -65,21 +65,31 @@ class MLContainerService:
         return status
 
     def live_spares(self, *, user: str) -> list[dict[str, Any]]:
-        """Unclaimed spares of ``user``'s running servers (orphaned ones are :meth:`orphans`)."""
+        """Idle spares of ``user``'s running servers, with the memory each holds (the CLI's view;
+        orphaned ones are :meth:`orphans`)."""
         found = self.engine.containers_sync([LABEL_SPARE, f"{LABEL_OWNER_USER}={user}"])
         dead = {o.container_id for o in find_orphans(self.engine)}
-        return [c for c in found if not kernel_id_of(c) and c["Id"] not in dead]
+        rows = [
+            {"container_id": c["Id"], "kernelspec": (c.get("Labels") or {}).get(LABEL_KERNEL_NAME),
+             "image": (c.get("Labels") or {}).get(LABEL_IMAGE) or c.get("Image")}
+            for c in found if not kernel_id_of(c) and c["Id"] not in dead
+        ]
+        return self._with_memory(rows)
 
     def spares(self, *, with_memory: bool = True) -> list[dict[str, Any]]:
         """This process's idle spares (pool.py), so nobody is surprised by idle containers."""
         rows = get_pool(self.engine).describe()
+        if not with_memory:
+            return [dict(row, memory_usage=None) for row in rows]
+        return self._with_memory(rows)
+
+    def _with_memory(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for row in rows:
             row["memory_usage"] = None
-            if with_memory:
-                try:
-                    row["memory_usage"] = self.engine.memory_usage_sync(row["container_id"])
-                except EngineError:
-                    pass  # removed meanwhile (claimed, expired)
+            try:
+                row["memory_usage"] = self.engine.memory_usage_sync(row["container_id"])
+            except EngineError:
+                pass  # removed meanwhile (claimed, expired)
         return rows
 
     def images(self) -> list[dict[str, Any]]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from typing import Any
 
 from .cache import DEFAULT_VOLUME
@@ -23,7 +21,7 @@ def machine_status(engine: Engine, monitor: GpuMonitor, cache_volume: str = DEFA
         result["engine"] = {
             "reachable": True,
             "kind": engine.kind_sync().title,
-            "address": engine.base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock",
+            "address": engine.address,
             "host": info.get("Name"),
             "version": version.get("Version"),
             "api_version": version.get("ApiVersion"),

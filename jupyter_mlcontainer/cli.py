@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Sequence
 
@@ -254,6 +255,19 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_cache_keeper(args: argparse.Namespace) -> int:
+    """Run by an admin, as root, as a service on the host (README: one cache for everyone)."""
+    from . import cache_keeper
+
+    if os.geteuid() != 0:
+        raise CLIError("the cache keeper makes the cache's folders root's: run it as root (a service on the host)")
+    path = os.path.abspath(args.path)
+    if not os.path.isdir(path):
+        raise CLIError(f"{path} is not a folder: make it first (mkdir -p {path} && chmod 1777 {path})")
+    argv = [path] + ([] if args.locks_to_root else ["--locks-keep-creator"]) + (["--once"] if args.once else [])
+    return cache_keeper.main(argv)
+
+
 def cmd_pull(args: argparse.Namespace) -> int:
     """Pull with the job machinery the panel uses: a progress bar on a terminal, a line per
     10 % otherwise (logs stay readable)."""
@@ -392,6 +406,18 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="engine, NVIDIA runtime, GPUs and cache volume")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
+
+    ck = sub.add_parser(
+        "cache-keeper",
+        help="(admin, as root on the host) keep a host-folder cache shared safely by users with an engine each: "
+             "makes each new folder root's with mode 1777 and lock files 0666",
+    )
+    ck.add_argument("path", help="the cache folder (c.MLContainer.cache_volume of every user)")
+    ck.add_argument("--once", action="store_true", help="set the folder up (repair it) and exit")
+    ck.add_argument("--locks-to-root", action="store_true",
+                    help="make lock files root's too (only where users' engines are rootful: a rootless "
+                         "engine shows root's files as nobody's, which filelock 4 refuses)")
+    ck.set_defaults(func=cmd_cache_keeper)
 
     clean = sub.add_parser("cleanup", help="remove containers left by Jupyter processes that died")
     clean.add_argument("--dry-run", action="store_true", help="only list them")

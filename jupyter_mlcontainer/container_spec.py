@@ -137,6 +137,10 @@ class EngineKind:
     rootless: bool = False
     cgroup_version: str = "2"
     cgroup_driver: str = ""
+    # How GPUs are asked for: "runtime" (the NVIDIA runtime's device requests, Docker's --gpus)
+    # or "cdi" (Container Device Interface names, nvidia.com/gpu=0: Podman, and Docker 25+
+    # whose engine lists CDI devices and has no NVIDIA runtime).
+    gpu_devices: str = "runtime"
 
     @property
     def title(self) -> str:
@@ -234,6 +238,10 @@ class ContainerSpec:
     nano_cpus: int | None = None
     shm_size: str | None = None
     cap_drop: list[str] | None = None
+    cap_add: list[str] | None = None
+    read_only: bool = False
+    pids_limit: int | None = None
+    restart_policy: str | None = None  # "unless-stopped" for a service (the cache keeper); kernels: none
     init: bool = False
     network: str | None = None
     security_opt: list[str] = field(default_factory=lambda: [NO_NEW_PRIVILEGES])
@@ -270,6 +278,23 @@ def gpu_requests(spec: str) -> list[GpuRequest]:
         f"--gpus {spec!r} is not understood: use all, none, a count (2), or device indices / "
         "UUIDs separated by commas (0,1 or GPU-xxxx)"
     )
+
+
+CDI_GPU_KIND = "nvidia.com/gpu"  # the kind `nvidia-ctk cdi generate` writes
+
+
+def cdi_devices(gpus: list[GpuRequest]) -> list[str]:
+    """GPU requests as CDI device names: ``all``, the listed indices or UUIDs, or for a count N
+    the first N indices (what the NVIDIA runtime picks for ``--gpus N``)."""
+    names: list[str] = []
+    for request in gpus:
+        if request.device_ids:
+            names += [f"{CDI_GPU_KIND}={device}" for device in request.device_ids]
+        elif request.count == -1:
+            names.append(f"{CDI_GPU_KIND}=all")
+        elif request.count:
+            names += [f"{CDI_GPU_KIND}={index}" for index in range(request.count)]
+    return names
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)b?\s*$", re.I)
@@ -414,7 +439,7 @@ def kernel_container(
     container_user = container_user_for(user, engine_kind)
     mounts = [
         MountSpec(target=workspace, source=workspace),
-        MountSpec(target=cache_mount_path, source=cache_volume, kind="volume"),
+        MountSpec(target=cache_mount_path, source=cache_volume, kind="bind" if cache_volume.startswith("/") else "volume"),
     ]
     files: list[FileSpec] = []
     if location.local:

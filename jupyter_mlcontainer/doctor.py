@@ -52,9 +52,15 @@ def engine_checks(service: MLContainerService) -> list[Check]:
     gpus = service.gpu_monitor.snapshot(with_processes=False)
     if gpus.available and gpus.gpus:
         checks.append(Check("GPUs (NVML)", True, f"{len(gpus.gpus)} GPU(s), driver {gpus.driver_version}"))
-        checks.append(Check("NVIDIA runtime", runtime, "registered" if runtime else "not registered with the engine",
-                            fix="install the NVIDIA Container Toolkit, run `nvidia-ctk runtime configure "
-                                "--runtime=docker` and restart the engine"))
+        if kind.gpu_devices == "cdi":
+            checks.append(Check("NVIDIA CDI devices", runtime, "found (GPUs are asked for as nvidia.com/gpu=...)" if runtime
+                                else "none found: this engine takes GPUs as CDI devices",
+                                fix="install the NVIDIA Container Toolkit and run `sudo nvidia-ctk cdi generate "
+                                    "--output=/etc/cdi/nvidia.yaml`"))
+        else:
+            checks.append(Check("NVIDIA runtime", runtime, "registered" if runtime else "not registered with the engine",
+                                fix="install the NVIDIA Container Toolkit, run `nvidia-ctk runtime configure "
+                                    "--runtime=docker` and restart the engine"))
     else:
         checks.append(Check("GPUs (NVML)", True, f"none: {gpus.reason} (kernels run on the CPU)"))
     return checks
@@ -63,7 +69,7 @@ def engine_checks(service: MLContainerService) -> list[Check]:
 def cache_check(service: MLContainerService, image: str | None) -> Check:
     """Can this user's kernels write their HOME in the cache volume? (a helper container as
     this uid:gid, no network, no capabilities)."""
-    from .cache import DEFAULT_MOUNT_PATH, ensure_cache_volume, home_in_cache
+    from .cache import DEFAULT_MOUNT_PATH, cache_mount, ensure_cache_volume, home_in_cache
 
     name = f"cache volume {service.cache_volume}"
     if image is None:
@@ -80,7 +86,7 @@ def cache_check(service: MLContainerService, image: str | None) -> Check:
             image, [python, "-c", f"import os, tempfile; os.makedirs({home!r}, 0o700, exist_ok=True); "
                     f"tempfile.NamedTemporaryFile(dir={home!r}).close(); print('writable')"],
             user=user.docker_user, cap_drop=["ALL"],
-            mounts=[{"Target": DEFAULT_MOUNT_PATH, "Source": service.cache_volume, "Type": "volume"}],
+            mounts=[cache_mount(service.cache_volume, DEFAULT_MOUNT_PATH)],
         )
     except EngineError as exc:
         return Check(name, False, str(exc), blocking=True)
@@ -88,6 +94,40 @@ def cache_check(service: MLContainerService, image: str | None) -> Check:
         return Check(name, True, f"writable for {user.name} (uid {user.uid})")
     return Check(name, False, f"not writable for {user.name} (uid {user.uid}): {(err or out).strip()[-300:]}", blocking=True,
                  fix="see docs/security.md (a HOME created by another user is refused on purpose)")
+
+
+def keeper_check(service: MLContainerService) -> Check:
+    """Does something make the shared cache's new folders the box's (cache_keeper.py)? On a
+    rootful engine the keeper container (started with the first kernel); for a host folder
+    used through rootless engines, the admin's service on the host (its stamp file's age)."""
+    import time
+
+    from .cache import ROLE_KEEPER, is_host_folder
+    from .cache_keeper import STAMP, STAMP_EVERY
+    from .container_spec import LABEL_CACHE_VOLUME
+
+    cache, engine = service.cache_volume, service.engine
+    name = "cache keeper"
+    fix = f"an admin runs, as root on the host: jupyter mlcontainer cache-keeper {cache}"
+    try:
+        if not engine.kind_sync().rootless:
+            keepers = [c for c in engine.our_containers_sync(ROLE_KEEPER)
+                       if (c.get("Labels") or {}).get(LABEL_CACHE_VOLUME) == cache and c.get("State") == "running"]
+            if keepers:
+                return Check(name, True, f"running (container {keepers[0]['Id'][:12]})")
+            return Check(name, True, "starts with the first container kernel")
+    except EngineError as exc:
+        return Check(name, False, str(exc))
+    if not is_host_folder(cache):
+        return Check(name, True, f"not needed: only your own kernels use {cache} on your rootless engine")
+    try:
+        age = time.time() - os.stat(os.path.join(cache, STAMP)).st_mtime
+    except OSError:
+        return Check(name, False, f"not running for {cache}: folders your kernels create there stay yours "
+                     "(others can read, not add to them)", fix=fix)
+    if age > 3 * STAMP_EVERY:
+        return Check(name, False, f"last seen {int(age)} s ago for {cache}", fix=fix)
+    return Check(name, True, f"running for {cache}")
 
 
 def kernelspec_checks(service: MLContainerService) -> tuple[list[Check], str | None]:
@@ -140,6 +180,7 @@ def run_checks(service: MLContainerService) -> list[Check]:
         specs, image = kernelspec_checks(service)
         checks += specs
         checks.append(cache_check(service, image))
+        checks.append(keeper_check(service))
     return checks + extension_checks()
 
 

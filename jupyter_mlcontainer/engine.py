@@ -31,7 +31,7 @@ from docker.types import DeviceRequest, Mount
 from .container_spec import (  # noqa: F401  (labels re-exported: one spelling for every module)
     LABEL_CACHE_VOLUME, LABEL_GPUS, LABEL_IMAGE, LABEL_INJECTED_ENV, LABEL_KERNEL_ID, LABEL_KERNEL_NAME, LABEL_LIMITS_IGNORED,
     LABEL_OWNER, LABEL_OWNER_USER, LABEL_PREFIX, LABEL_ROLE, LABEL_VOLUME_CACHE, LABEL_WORKSPACE,
-    NO_NEW_PRIVILEGES, ContainerSpec, EngineKind, FileSpec, GpuRequest,
+    CDI_GPU_KIND, NO_NEW_PRIVILEGES, ContainerSpec, EngineKind, FileSpec, GpuRequest, cdi_devices,
 )
 from .errors import (  # noqa: F401  (re-exported for callers that catch them)
     BadEngineRequest, Conflict, ContainerNotFound, ContainerNotRunning, EngineError, EngineUnavailable, GpuRequestUnsatisfiable,
@@ -47,6 +47,36 @@ NVIDIA_TOOLKIT_HINT = (
     "container-toolkit/latest/install-guide.html), run `nvidia-ctk runtime configure "
     "--runtime=docker`, restart dockerd, or start the kernel without GPUs (--gpus none)."
 )
+
+CDI_HINT = (
+    "This engine asks for GPUs through CDI device names (nvidia.com/gpu=...), which come from "
+    "the CDI specs of the NVIDIA Container Toolkit: generate them on the engine's host with "
+    "`sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml` (list them: `nvidia-ctk cdi "
+    "list`), or start the kernel without GPUs (--gpus none)."
+)
+
+
+CDI_SPEC_DIRS = ("/etc/cdi", "/var/run/cdi")  # where Podman (and Docker 25+) read CDI specs
+
+
+def local_cdi_gpu_specs() -> list[str]:
+    """This host's CDI spec files that describe NVIDIA GPUs (for an engine on this host that
+    does not list its CDI devices: Podman)."""
+    found = []
+    for folder in CDI_SPEC_DIRS:
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                with open(path, errors="replace") as f:
+                    if CDI_GPU_KIND in f.read(1 << 20):
+                        found.append(path)
+            except OSError:
+                continue
+    return found
 
 
 def engine_address(base_url: str | None) -> str:
@@ -86,6 +116,8 @@ def translate(exc: BaseException, *, image: str | None = None, where: str | None
                 f"{path} does not exist on the Docker engine's host ({engine_address(where)}): "
                 "an engine on another host needs the notebook folder at the same path there (shared storage such as NFS)"
             )
+        if "unresolvable cdi devices" in text.lower():
+            return GpuRequestUnsatisfiable(f"The engine has no CDI device for the requested GPUs. {CDI_HINT} (engine said: {text})")
         if "port is already allocated" in text or "address already in use" in text:
             return PortInUse(f"A port the container asks for is taken (engine said: {text})")
         if "is not running" in text or "container state improper" in text:  # the latter: Podman's
@@ -112,10 +144,20 @@ def _explanation(exc: BaseException) -> str:
     return str(explanation or exc)
 
 
-def _device_requests(gpus: list[GpuRequest]) -> list[DeviceRequest] | None:
-    return [
-        DeviceRequest(count=g.count, device_ids=list(g.device_ids) or None, capabilities=[["gpu"]]) for g in gpus
-    ] or None
+def _gpu_options(gpus: list[GpuRequest], kind: EngineKind) -> dict[str, Any]:
+    """The host-config options that ask ``kind`` of engine for ``gpus``: the NVIDIA runtime's
+    device requests, or CDI device names (Docker: a device request of the "cdi" driver;
+    Podman: devices, which its Docker-compatible API resolves through its CDI specs)."""
+    if not gpus:
+        return {}
+    if kind.gpu_devices != "cdi":
+        return {"device_requests": [
+            DeviceRequest(count=g.count, device_ids=list(g.device_ids) or None, capabilities=[["gpu"]]) for g in gpus
+        ]}
+    names = cdi_devices(gpus)
+    if kind.product == "podman":
+        return {"devices": names}
+    return {"device_requests": [DeviceRequest(driver="cdi", device_ids=names)]}
 
 
 class _LargeReads:
@@ -266,19 +308,28 @@ class Engine:
                 rootless = bool(((libpod.get("host") or {}).get("security") or {}).get("rootless"))
             else:
                 rootless = any("rootless" in option for option in info.get("SecurityOptions") or [])
+            cdi = any(str(dev.get("ID", "")).startswith(CDI_GPU_KIND) for dev in info.get("DiscoveredDevices") or []
+                      if isinstance(dev, dict))
             self._kind = EngineKind(
                 product="podman" if podman else "docker", rootless=rootless,
                 cgroup_version=str(info.get("CgroupVersion") or "1"), cgroup_driver=str(info.get("CgroupDriver") or ""),
+                gpu_devices="cdi" if podman or (cdi and "nvidia" not in (info.get("Runtimes") or {})) else "runtime",
             )
         return self._kind
 
     def has_nvidia_runtime_sync(self) -> bool:
+        """Whether this engine can give a container NVIDIA GPUs: its NVIDIA runtime, the CDI
+        devices it lists (Docker 25+), or for a Podman on this host the CDI specs it reads."""
         info = self.info_sync()
         runtimes = info.get("Runtimes") or {}
         cdi = info.get("DiscoveredDevices") or []
-        return "nvidia" in runtimes or any(
-            str(dev.get("ID", "")).startswith("nvidia.com/gpu") for dev in cdi if isinstance(dev, dict)
-        )
+        if "nvidia" in runtimes or any(
+            str(dev.get("ID", "")).startswith(CDI_GPU_KIND) for dev in cdi if isinstance(dev, dict)
+        ):
+            return True
+        from .container_spec import engine_location
+
+        return self.kind_sync().product == "podman" and engine_location(self.address).local and local_cdi_gpu_specs() != []
 
     # -- images -------------------------------------------------------------------------
 
@@ -374,19 +425,85 @@ class Engine:
 
         return self.call_sync(run, image=image)
 
+    def _libpod_create(self, spec: ContainerSpec) -> str:
+        """Create ``spec`` through Podman's own API. Its Docker-compatible API drops GPU requests
+        without a word (DeviceRequests are ignored, CDI names in Devices refused; podman#19338,
+        #22645); its own API takes CDI devices (nvidia.com/gpu=0), as `podman run --device` does."""
+        from .container_spec import parse_size
+
+        limits: dict[str, Any] = {}
+        if spec.memory:
+            limits["memory"] = {"limit": parse_size(spec.memory)}
+        if spec.nano_cpus:
+            limits["cpu"] = {"period": 100000, "quota": spec.nano_cpus * 100000 // 1_000_000_000}
+        if spec.pids_limit:
+            limits["pids"] = {"limit": spec.pids_limit}
+        body: dict[str, Any] = {
+            "name": spec.name, "image": spec.image, "entrypoint": spec.entrypoint, "command": spec.command,
+            "env": spec.env, "work_dir": spec.working_dir, "user": spec.user, "labels": spec.labels,
+            "portmappings": [{"host_ip": spec.publish_ip, "container_port": port, "host_port": host or 0, "protocol": "tcp"}
+                             for port, host in spec.ports.items()],
+            "mounts": [{"destination": m.target, "source": m.source, "type": "bind",
+                        "options": ["rbind"] + (["ro"] if m.read_only else [])} for m in spec.mounts if m.kind == "bind"],
+            "volumes": [{"Name": m.source, "Dest": m.target, "Options": ["ro"] if m.read_only else []}
+                        for m in spec.mounts if m.kind == "volume"],
+            "devices": [{"path": name} for name in cdi_devices(spec.gpus)],
+            "resource_limits": limits or None,
+            "shm_size": parse_size(spec.shm_size) if spec.shm_size else None,
+            "cap_drop": spec.cap_drop, "cap_add": spec.cap_add,
+            "no_new_privileges": NO_NEW_PRIVILEGES in spec.security_opt,
+            "init": spec.init,
+            "read_only_filesystem": spec.read_only,
+            "restart_policy": spec.restart_policy,
+            "userns": {"nsmode": spec.userns} if spec.userns else None,
+        }
+        if spec.network and spec.network != "none":
+            body["netns"] = {"nsmode": "bridge"}
+            body["Networks"] = {spec.network: {}}
+        body = {key: value for key, value in body.items() if value not in (None, [], {})}
+        response = self.api._post_json(self.api._url("/libpod/containers/create"), data=body)
+        return self.api._result(response, json=True)["Id"]
+
+    def ensure_service_sync(self, spec: ContainerSpec) -> dict[str, Any]:
+        """A long-running container of ours (``spec.name``): started if stopped, made if absent
+        or if it cannot start (its image gone); returns its inspect data. Races with another
+        server making the same one end with that one."""
+        try:
+            attrs = self.inspect_container_sync(spec.name)
+        except ContainerNotFound:
+            attrs = None
+        if attrs is not None:
+            if attrs["State"].get("Running"):
+                return attrs
+            try:
+                self.call_sync(lambda: self.api.start(attrs["Id"]))
+                return self.inspect_container_sync(attrs["Id"])
+            except EngineError:
+                self.remove_container_sync(attrs["Id"])
+        try:
+            return self.create_and_start_sync(spec)
+        except Conflict:  # another server made it meanwhile
+            return self.inspect_container_sync(spec.name)
+
     def create_and_start_sync(self, spec: ContainerSpec) -> dict[str, Any]:
         """Create and start the container ``spec`` describes; return its inspect data. A
         container that fails to start is removed (PortInUse when a wanted host port is taken)."""
         def create() -> str:
+            if spec.gpus and self.kind_sync().product == "podman":
+                return self._libpod_create(spec)
             host_config = self.api.create_host_config(
                 port_bindings={port: (spec.publish_ip, host) for port, host in spec.ports.items()},
                 mounts=[Mount(target=m.target, source=m.source, type=m.kind, read_only=m.read_only) for m in spec.mounts],
-                device_requests=_device_requests(spec.gpus),
+                **_gpu_options(spec.gpus, self.kind_sync() if spec.gpus else EngineKind()),
                 mem_limit=spec.memory,
                 nano_cpus=spec.nano_cpus,
                 shm_size=spec.shm_size,
                 security_opt=spec.security_opt,
                 cap_drop=spec.cap_drop,
+                cap_add=spec.cap_add,
+                read_only=spec.read_only or None,
+                pids_limit=spec.pids_limit,
+                restart_policy={"Name": spec.restart_policy} if spec.restart_policy else None,
                 init=spec.init,
                 network_mode=spec.network,
             )
@@ -540,6 +657,9 @@ class Engine:
 
     def create_volume_sync(self, name: str, labels: dict[str, str]) -> dict[str, Any]:
         return self.call_sync(lambda: self.api.create_volume(name=name, labels=labels))
+
+    def remove_volume_sync(self, name: str) -> None:
+        self.call_sync(lambda: self.api.remove_volume(name))
 
 
 _REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")

@@ -130,7 +130,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         config=True,
         help="Named volume shared by every container kernel for model and package caches "
         "(HF_HOME, TORCH_HOME, PIP_CACHE_DIR, ...) and the kernel user's HOME. Created on first "
-        "use. Default: c.MLContainer.cache_volume (shared with the panel and the CLI), which "
+        "use; an absolute path names a host folder on the engine's host instead. Default: c.MLContainer.cache_volume (shared with the panel and the CLI), which "
         "defaults to MLCONTAINER_CACHE_VOLUME; a kernelspec may name another.",
     )
     cache_mount_path = Unicode(

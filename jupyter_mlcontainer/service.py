@@ -14,8 +14,9 @@ from typing import Any, Callable
 
 from .backend import ContainerBackend
 from .engine import get_engine
+from .cache import ROLE_KEEPER, remove_cache_keeper
 from .claims import is_spare, kernel_id_of
-from .container_spec import LABEL_IMAGE, LABEL_KERNEL_NAME, LABEL_OWNER, LABEL_OWNER_USER, LABEL_ROLE, LABEL_SPARE
+from .container_spec import LABEL_CACHE_VOLUME, LABEL_IMAGE, LABEL_KERNEL_NAME, LABEL_OWNER, LABEL_OWNER_USER, LABEL_ROLE, LABEL_SPARE
 from .engine import check_reference
 from .errors import Conflict, EngineError, EngineUnavailable
 from .freeze import FreezeResult, container_of_kernel, freeze_container
@@ -161,6 +162,9 @@ class MLContainerService:
         if users:
             kernels = ", ".join(sorted(kernel_id_of(c) or c["Id"][:12] for c in users))
             raise Conflict(f"{image} is used by kernel container(s) of kernel(s) {kernels}: stop them first")
+        for keeper in self.engine.containers_sync([f"{LABEL_ROLE}={ROLE_KEEPER}"]):
+            if keeper.get("ImageID") == image_id:  # the next kernel start runs it from its own image
+                remove_cache_keeper(self.engine, (keeper.get("Labels") or {}).get(LABEL_CACHE_VOLUME, ""))
         self.engine.remove_image_sync(image)
         return {"removed": image, "id": image_id}
 

@@ -30,8 +30,11 @@ class MLContainer(Configurable):
     cache_volume = Unicode(
         config=True,
         help="The named volume every container kernel mounts for model and package caches and "
-        "the kernel user's HOME; shown by the panel and `jupyter mlcontainer status`. A "
-        "kernelspec may name another one. Default: MLCONTAINER_CACHE_VOLUME, else mlcontainer-cache.",
+        "the kernel user's HOME; shown by the panel and `jupyter mlcontainer status`. An "
+        "absolute path names a host folder instead (on the engine's host), which is how users "
+        "with an engine each (rootless Docker, Podman) share one cache: an admin makes it once "
+        "(mkdir -p /srv/mlcontainer-cache && chmod 1777 /srv/mlcontainer-cache). A kernelspec "
+        "may name another one. Default: MLCONTAINER_CACHE_VOLUME, else mlcontainer-cache.",
     )
     build_context_limit_mb = Integer(
         min=1,

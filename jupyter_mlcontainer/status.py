@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cache import DEFAULT_VOLUME
+from .cache import DEFAULT_VOLUME, is_host_folder
 from .engine import Engine, EngineError
 from .gpu import GpuMonitor
 
@@ -32,10 +32,13 @@ def machine_status(engine: Engine, monitor: GpuMonitor, cache_volume: str = DEFA
             "nvidia_runtime": engine.has_nvidia_runtime_sync(),
             "containers_running": info.get("ContainersRunning"),
         }
-        volume = engine.call_sync(engine.inspect_volume_sync, cache_volume)
-        result["cache_volume"].update(
-            {"exists": volume is not None, "mountpoint": (volume or {}).get("Mountpoint")}
-        )
+        if is_host_folder(cache_volume):  # on the engine's host, which may not be this one
+            result["cache_volume"].update({"host_folder": True, "exists": None, "mountpoint": cache_volume})
+        else:
+            volume = engine.call_sync(engine.inspect_volume_sync, cache_volume)
+            result["cache_volume"].update(
+                {"exists": volume is not None, "mountpoint": (volume or {}).get("Mountpoint")}
+            )
     except EngineError as exc:
         result["engine"]["reason"] = str(exc)
     gpus = monitor.snapshot(with_processes=False)

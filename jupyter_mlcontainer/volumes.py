@@ -6,6 +6,7 @@ import threading
 import time
 from typing import Any
 
+from .cache import is_host_folder
 from .claims import kernel_id_of
 from .engine import LABEL_WORKSPACE, Engine
 
@@ -45,13 +46,15 @@ def volume_report(engine: Engine, sizes: VolumeSizes, cache_volume: str, kernel_
 
     ``kernel_containers`` are the rows of one ``containers`` call (their Mounts are included).
     """
-    volume = engine.call_sync(engine.inspect_volume_sync, cache_volume)
+    host_folder = is_host_folder(cache_volume)
+    volume = None if host_folder else engine.call_sync(engine.inspect_volume_sync, cache_volume)
     cache_users, workspaces = [], []
     for container in kernel_containers:
         labels = container.get("Labels") or {}
         kernel_id = kernel_id_of(container) or ""
         for mount in container.get("Mounts") or []:
-            if mount.get("Type") == "volume" and mount.get("Name") == cache_volume:
+            if (mount.get("Name") == cache_volume if mount.get("Type") == "volume"
+                    else host_folder and mount.get("Source") == cache_volume):
                 cache_users.append(kernel_id)
             elif mount.get("Type") == "bind" and mount.get("Destination") == labels.get(LABEL_WORKSPACE):
                 workspaces.append(
@@ -61,8 +64,9 @@ def volume_report(engine: Engine, sizes: VolumeSizes, cache_volume: str, kernel_
     return {
         "cache": {
             "name": cache_volume,
-            "exists": volume is not None,
-            "mountpoint": (volume or {}).get("Mountpoint"),
+            "exists": None if host_folder else volume is not None,  # a host folder is on the engine's host
+            "host_folder": host_folder,
+            "mountpoint": cache_volume if host_folder else (volume or {}).get("Mountpoint"),
             "created": (volume or {}).get("CreatedAt"),
             "size": size if size is not None and size >= 0 else None,
             "kernels": cache_users,

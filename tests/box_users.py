@@ -63,7 +63,11 @@ from jupyter_mlcontainer.kernelspecs import add_kernelspec
 
 async def run(kc, code):
     out = []
-    hook = lambda m: out.append(m["content"].get("text", "")) if m["msg_type"] == "stream" else None
+    def hook(m):
+        if m["msg_type"] == "stream":
+            out.append(m["content"].get("text", ""))
+        elif m["msg_type"] == "error":
+            out.append("%s: %s" % (m["content"]["ename"], m["content"]["evalue"]))
     reply = await kc.execute_interactive(code, output_hook=hook, timeout=60)
     return [reply["content"]["status"], "".join(out)]
 
@@ -99,6 +103,7 @@ class BoxUser:
     def __init__(self, name: str, site: str, volume: str, docker_host: str = ""):
         self.pw = pwd.getpwnam(name)
         self.name, self.site, self.volume, self.docker_host = name, site, volume, docker_host
+        self.env: dict[str, str] = {}  # more variables for the user's process
         self.home = tempfile.mkdtemp(prefix=f"{name}-home-")
         self.work = tempfile.mkdtemp(prefix=f"{name}-work-")
         for path in (self.home, self.work):
@@ -114,14 +119,15 @@ class BoxUser:
             "MLCONTAINER_CACHE_VOLUME": self.volume,
             "MLCONTAINER_WARM_POOL": "0",
             **({"DOCKER_HOST": self.docker_host} if self.docker_host else {}),
+            **self.env,
         }
         return subprocess.Popen(
             [shutil.which("runuser") or "/usr/sbin/runuser", "-u", self.name, "--", f"{USER_VENV}/bin/python", "-c", code, *args],
             env=env, cwd=self.work, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
 
-    def kernel(self, *cells: str) -> subprocess.Popen:
-        plan = {"image": BASE_IMAGE, "workspace": self.work, "cells": list(cells)}
+    def kernel(self, *cells: str, image: str = BASE_IMAGE) -> subprocess.Popen:
+        plan = {"image": image, "workspace": self.work, "cells": list(cells)}
         return self.command(USER_KERNEL, json.dumps(plan))
 
     def cleanup(self) -> None:
@@ -140,3 +146,8 @@ def result(proc: subprocess.Popen, timeout: float = 300) -> dict:
             return json.loads(line[len("RESULT "):])
 
 
+def finished(proc: subprocess.Popen, timeout: float = 300) -> dict:
+    """The last RESULT of ``proc``, once it has exited (its kernel shut down and removed)."""
+    last = result(proc, timeout)
+    proc.wait(timeout)
+    return last

@@ -155,7 +155,7 @@ print("RESULT " + json.dumps({
 
 @pytest.fixture
 def two_users(engine, user_env):
-    from jupyter_mlcontainer.cache import ensure_cache_volume
+    from jupyter_mlcontainer.cache import ensure_cache_volume, remove_cache_volume
 
     subprocess.run(["bash", os.path.join(REPO, "scripts", "setup-test-user.sh")], check=True, capture_output=True)
     volumes = []
@@ -173,7 +173,7 @@ def two_users(engine, user_env):
         user.cleanup()
     for volume in volumes:
         try:
-            engine.api.remove_volume(volume, force=True)
+            remove_cache_volume(engine, volume)
         except Exception:
             pass
 

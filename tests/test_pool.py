@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from jupyter_mlcontainer.cache import remove_cache_volume
+
 from .conftest import BASE_IMAGE, IPYKERNEL7_IMAGE, add_spec, execute, our_kernel_containers, wait_until
 
 
@@ -247,7 +249,7 @@ async def test_a_spare_sees_what_pip_installed_after_it_started(engine, workspac
         from jupyter_mlcontainer.pool import get_pool
 
         get_pool(engine).close()
-        engine.api.remove_volume(f"mlctest-pool-pip-{SESSION_TAG}", force=True)
+        remove_cache_volume(engine, f"mlctest-pool-pip-{SESSION_TAG}")
 
 
 async def test_the_pool_is_on_in_a_server_and_off_for_batch_runs(engine, jp_fetch, jp_serverapp, workspace, tmp_path, monkeypatch):

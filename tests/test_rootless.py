@@ -5,6 +5,8 @@ and ``mlctest2`` a rootless Docker of their own. The user runs this package (jup
 the provisioner) against each engine: start, files owned by the user on the host, interrupt,
 restart on the same ports, an exit reported with its code, shutdown leaving nothing behind.
 Container uid 0 is the user under rootless Docker; Podman keeps the user's own uid (keep-id).
+Also: two users with an engine each sharing a host-folder cache (its keeper run by the admin on
+the host), and GPUs on Podman as CDI devices.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 
 import pytest
 
-from .box_users import OTHER_USER, REPO, TEST_USER, BoxUser, package_site, result
+from .box_users import OTHER_USER, REPO, TEST_USER, BoxUser, finished, package_site, result
+from .cache_steps import A_DOWNLOADS, A_USES_B_FILE, B_LOADS_AND_ADDS, DENIED, LIBRARY, cell_json
 from .conftest import BASE_IMAGE
 
 LIFECYCLE = r"""
@@ -125,5 +130,113 @@ def test_kernel_lifecycle_on_the_users_own_engine(engines, site, user_name, kind
         assert r["same_ports"] and r["after_restart"] == ["ok", "back\n"], r
         assert r["death"] == "Kernel process exited with code 3", r
         assert r["left"] == []
+    finally:
+        user.cleanup()
+
+
+@pytest.fixture
+def shared_folder():
+    """The cache folder an admin makes once for users with an engine each, and its keeper, which
+    the admin runs on the host as root (README: `jupyter mlcontainer cache-keeper PATH`)."""
+    path = tempfile.mkdtemp(prefix="mlctest-shared-cache-", dir="/srv")
+    os.chmod(path, 0o1777)
+    keeper = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_mlcontainer.cache_keeper", path, "--locks-keep-creator"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert keeper.stdout.readline().startswith("cache keeper: watching"), keeper.stderr.read()
+    yield path
+    keeper.kill()
+    assert keeper.wait() == -9, keeper.stderr.read()  # it was still running
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_users_with_an_engine_each_share_a_host_folder_cache(engines, site, shared_folder):
+    """A on their rootless Docker downloads; B on theirs loads it and adds their own; A on
+    their Podman uses B's file. Nobody deletes, alters or replaces another's file or reads
+    another's HOME, whatever each engine's user namespace makes of the other's uid."""
+    a = BoxUser(TEST_USER, site, shared_folder, docker_host=engines[TEST_USER]["docker"])
+    b = BoxUser(OTHER_USER, site, shared_folder, docker_host=engines[OTHER_USER]["docker"])
+    a_podman = BoxUser(TEST_USER, site, shared_folder, docker_host=engines[TEST_USER]["podman"])
+    try:
+        downloaded = cell_json(finished(a.kernel(LIBRARY, A_DOWNLOADS)), 1)
+        assert sorted(mode for mode, _ in downloaded["shared"].values()) == ["0o1777"] * 4 + ["0o666"], downloaded
+        hub = os.path.join(shared_folder, "huggingface", "hub")
+        blob = os.path.join(hub, "models--lab--tiny", "blobs", "weights")
+        assert os.stat(blob).st_uid == a.pw.pw_uid  # the user's own uid on the host, not a subordinate one
+        assert os.stat(os.path.dirname(blob)).st_uid == 0  # the folder is the box's
+        assert os.stat(os.path.join(hub, ".locks", "models--lab--tiny", "weights.lock")).st_uid == a.pw.pw_uid
+
+        used = cell_json(finished(b.kernel(LIBRARY, B_LOADS_AND_ADDS)), 1)
+        assert used["read"] == "weights of A" and used["own"] == "B's own", used
+        assert {k: used[k] for k in DENIED} == DENIED, used
+        assert os.stat(os.path.join(os.path.dirname(blob), "extra")).st_uid == b.pw.pw_uid
+
+        back = cell_json(finished(a_podman.kernel(LIBRARY, A_USES_B_FILE)), 1)
+        assert back["read"] == "B's own" and {k: back[k] for k in DENIED} == DENIED, back
+    finally:
+        for user in (a, b, a_podman):
+            user.cleanup()
+
+
+GPU_KERNELS = r"""
+import asyncio, json, os, sys
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_mlcontainer.engine import get_engine
+from jupyter_mlcontainer.kernelspecs import add_kernelspec
+
+async def main(workspace, image):
+    engine, r = get_engine(), {"gpu_devices": get_engine().kind_sync().gpu_devices}
+    for gpus in ("1", "device=1"):
+        name = add_kernelspec(engine, image, name="cdi-" + gpus.replace("=", "-"), options={"gpus": gpus}).name
+        km = AsyncKernelManager(kernel_name=name)
+        try:
+            await km.start_kernel(cwd=workspace)
+        except Exception as exc:
+            r[gpus] = {"error": str(exc)}
+            continue
+        kc = km.client()
+        kc.start_channels()
+        await kc.wait_for_ready(timeout=90)
+        out = []
+        hook = lambda m: out.append(m["content"].get("text", "")) if m["msg_type"] == "stream" else None
+        await kc.execute_interactive("import os; print(os.environ.get('MLC_FAKE_CDI_GPU'), os.getuid())", output_hook=hook, timeout=60)
+        r[gpus] = {"out": "".join(out).split()}
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
+    print("RESULT " + json.dumps(r), flush=True)
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+@pytest.fixture
+def fake_cdi_gpu():
+    """A CDI spec like `nvidia-ctk cdi generate` writes, for GPU 0 of a GPU-less CI machine: the
+    device's edits put a variable in the container instead of device nodes and driver files.
+    (The real toolkit's spec runs on a lent GPU machine: ../shared/gpu-e2e.)"""
+    os.makedirs("/etc/cdi", exist_ok=True)
+    path = "/etc/cdi/mlctest-fake-gpu.json"
+    with open(path, "w") as f:
+        json.dump({"cdiVersion": "0.3.0", "kind": "nvidia.com/gpu",
+                   "devices": [{"name": "0", "containerEdits": {"env": ["MLC_FAKE_CDI_GPU=0"]}}]}, f)
+    yield
+    os.remove(path)
+
+
+def test_gpus_on_podman_are_cdi_devices(engines, site, fake_cdi_gpu):
+    """Podman's Docker-compatible API drops GPU requests silently: a GPU kernel is created
+    through Podman's own API with CDI device names, gets exactly the device its spec edits in,
+    and a GPU the host's CDI specs lack fails the start with the engine's reason and the fix."""
+    user = BoxUser(TEST_USER, site, "mlcontainer-cache", docker_host=engines[TEST_USER]["podman"])
+    two_gpus = {"driver": "550.54.15", "cuda": 12040, "gpus": [
+        {"name": "NVIDIA H100 80GB HBM3", "uuid": f"GPU-{i}", "memory_total": 80 << 30} for i in range(2)]}
+    user.env["JUPYTER_MLCONTAINER_FAKE_NVML"] = json.dumps(two_gpus)  # the host's GPUs, as NVML would list them
+    try:
+        r = result(user.command(GPU_KERNELS, user.work, BASE_IMAGE))
+        assert r["gpu_devices"] == "cdi"
+        assert r["1"]["out"] == ["0", str(user.pw.pw_uid)], r
+        assert "unresolvable CDI devices nvidia.com/gpu=1" in r["device=1"]["error"], r
+        assert "nvidia-ctk cdi generate" in r["device=1"]["error"]
     finally:
         user.cleanup()

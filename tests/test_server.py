@@ -16,6 +16,7 @@ import uuid
 import pytest
 from tornado.httpclient import HTTPClientError
 
+from jupyter_mlcontainer.cache import remove_cache_volume
 from jupyter_mlcontainer.engine import LABEL_KERNEL_ID, LABEL_OWNER, LABEL_ROLE
 from jupyter_mlcontainer.identity import owner_is_dead
 from jupyter_mlcontainer.orphans import reap_orphans
@@ -249,7 +250,7 @@ def test_one_setting_for_the_panel_the_kernels_and_the_cli(engine, workspace, tm
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
-        engine.api.remove_volume(volume, force=True)
+        remove_cache_volume(engine, volume)
 
     # The engine: an address with nothing behind it is the one every front door reports.
     nowhere = f"unix://{tmp_path}/no-engine.sock"

@@ -153,3 +153,26 @@ def test_an_engine_on_another_host_gets_the_files_not_this_hosts_folders():
     assert {f.path: (f.mode, f.uid) for f in s.files} == {
         "/run/mlcontainer/kernel.json": (0o600, 1234), "/etc/passwd": (0o644, 0), "/etc/group": (0o644, 0)}
     assert s.publish_ip == "10.1.2.3" and {f.path: f.content for f in s.files}["/etc/passwd"] == files["passwd-1"]
+
+
+def test_gpu_requests_as_cdi_device_names():
+    from jupyter_mlcontainer.container_spec import cdi_devices, gpu_requests
+
+    assert cdi_devices(gpu_requests("all")) == ["nvidia.com/gpu=all"]
+    assert cdi_devices(gpu_requests("2")) == ["nvidia.com/gpu=0", "nvidia.com/gpu=1"]
+    assert cdi_devices(gpu_requests("1,GPU-abc")) == ["nvidia.com/gpu=1", "nvidia.com/gpu=GPU-abc"]
+    assert cdi_devices(gpu_requests("none")) == []
+
+
+def test_each_engine_kind_gets_gpus_its_own_way():
+    from jupyter_mlcontainer.container_spec import EngineKind, gpu_requests
+    from jupyter_mlcontainer.engine import _gpu_options
+
+    two = gpu_requests("2")
+    (runtime,) = _gpu_options(two, EngineKind())["device_requests"]
+    assert runtime["Count"] == 2 and runtime["Capabilities"] == [["gpu"]] and not runtime.get("Driver")
+    (cdi,) = _gpu_options(two, EngineKind(gpu_devices="cdi"))["device_requests"]
+    assert cdi["Driver"] == "cdi" and cdi["DeviceIDs"] == ["nvidia.com/gpu=0", "nvidia.com/gpu=1"]
+    assert _gpu_options(two, EngineKind(product="podman", rootless=True, gpu_devices="cdi")) == {
+        "devices": ["nvidia.com/gpu=0", "nvidia.com/gpu=1"]}
+    assert _gpu_options([], EngineKind(gpu_devices="cdi")) == {}

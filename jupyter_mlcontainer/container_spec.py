@@ -70,6 +70,7 @@ _HOME_CHECK = (
 # Then the user site, where `%pip install` goes (kernel_environment): Python puts it on sys.path
 # at start only if it exists, so without it a kernel could not import the first package
 # installed there until a restart.
+# A venv's persistent prefix (PIP_PREFIX, its site folder on PYTHONPATH) likewise.
 _USER_SITE = (
     "import site\n"
     "if site.ENABLE_USER_SITE:\n"
@@ -77,6 +78,15 @@ _USER_SITE = (
     "        os.makedirs(site.getusersitepackages(), exist_ok=True)\n"
     "    except OSError:\n"
     "        pass\n"
+    "made_prefix_site = False\n"
+    "pip_prefix = os.environ.get('PIP_PREFIX')\n"
+    "for entry in os.environ.get('PYTHONPATH', '').split(os.pathsep) if pip_prefix else ():\n"
+    "    if entry.startswith(pip_prefix + '/') and not os.path.isdir(entry):\n"
+    "        try:\n"
+    "            os.makedirs(entry)\n"
+    "            made_prefix_site = True\n"
+    "        except OSError:\n"
+    "            pass\n"
 )
 BOOTSTRAP = _HOME_CHECK + _USER_SITE + "os.execvp(sys.argv[1], sys.argv[1:])\n"
 
@@ -88,13 +98,16 @@ BOOTSTRAP = _HOME_CHECK + _USER_SITE + "os.execvp(sys.argv[1], sys.argv[1:])\n"
 CLAIM_FIFO_IN_CONTAINER = f"{CONNECTION_DIR_IN_CONTAINER}/claim"
 #
 # The user site (where `%pip install` goes) must be on sys.path as at a cold start: when this
-# Python started before the folder existed, it re-executes itself once. A package installed
+# Python started before the folder existed, it re-executes itself once (so too when it made a
+# venv's prefix site: Python takes a PYTHONPATH folder that is missing at start for empty for
+# good). A package installed
 # there after the spare imported ipykernel could shadow what it imported: then (the folder
 # changed since) the claimed spare execs the kernel afresh in place, still without a new container.
 SPARE_BOOTSTRAP = _HOME_CHECK + _USER_SITE + (
-    "usersite = site.getusersitepackages() if site.ENABLE_USER_SITE else None\n"
-    "if (usersite and os.path.isdir(usersite) and usersite not in sys.path and getattr(sys, 'orig_argv', None)\n"
-    "        and not os.environ.get('MLCONTAINER_SPARE_REEXEC')):\n"
+    "usersite = site.getusersitepackages() if site.ENABLE_USER_SITE else next(\n"
+    "    (e for e in os.environ.get('PYTHONPATH', '').split(os.pathsep) if pip_prefix and e.startswith(pip_prefix + '/')), None)\n"
+    "if ((usersite and os.path.isdir(usersite) and usersite not in sys.path or made_prefix_site)\n"
+    "        and getattr(sys, 'orig_argv', None) and not os.environ.get('MLCONTAINER_SPARE_REEXEC')):\n"
     "    os.environ['MLCONTAINER_SPARE_REEXEC'] = '1'  # once\n"
     "    os.execv(sys.executable, sys.orig_argv)\n"
     "os.environ.pop('MLCONTAINER_SPARE_REEXEC', None)\n"
@@ -343,6 +356,27 @@ def has_user_site(python: str, conda: bool) -> bool:
     return conda or bool(python) and posixpath.dirname(python) in SYSTEM_PYTHON_DIRS
 
 
+# A venv has no user site, so `%pip install` goes to a prefix in the cache volume instead
+# (PIP_PREFIX, on PYTHONPATH). pip upgrades and uninstalls only what lies under the venv's
+# sys.prefix ("outside environment" otherwise: a second copy's metadata would pile up), so the
+# cache volume is mounted a second time inside the venv, at this folder, and the prefix is
+# reached through it.
+VENV_CACHE_MOUNT = ".mlcontainer-cache"
+
+
+def venv_cache_mount(venv: str) -> str:
+    return f"{venv.rstrip('/')}/{VENV_CACHE_MOUNT}"
+
+
+def venv_pip_prefix(venv: str, home: str, cache_mount_path: str, image: str) -> str:
+    """Where `%pip install` goes in a kernel of a venv image: per user and image, in the cache
+    volume (the user's HOME there), through the mount inside the venv."""
+    from .images import slug
+
+    inside = posixpath.relpath(home, cache_mount_path)
+    return f"{venv_cache_mount(venv)}/{inside}/.local/mlcontainer/{slug(image)}/venv"
+
+
 @dataclass
 class KernelEnvironment:
     """The kernel's environment, and which names we injected (freeze leaves those out)."""
@@ -355,12 +389,13 @@ class KernelEnvironment:
 def kernel_environment(
     *, image: str, kernel_id: str, user: HostUser, home: str, cache_mount_path: str, launch_env: dict[str, str],
     kernelspec_env: dict[str, str], configured_env: dict[str, str], gpus: list[GpuRequest], image_env: dict[str, str],
-    externally_managed: bool = False, python: str = "", conda: bool = False,
+    externally_managed: bool = False, python: str = "", conda: bool = False, venv: str = "", python_version: str = "",
 ) -> KernelEnvironment:
     """The container's environment. The host's environment is not copied in: only the
     kernelspec's env (which ``launch_env`` carries), the configured env, Jupyter's JPY_*
     variables, and ours (cache locations, HOME, USER, where pip installs, GPU visibility).
-    ``python``/``conda``: the image's Python as the probe found it (see :func:`has_user_site`)."""
+    ``python``/``conda``/``venv``/``python_version``: the image's Python as the probe found it
+    (see :func:`has_user_site` and :func:`venv_pip_prefix`)."""
     from .cache import cache_env
     from .images import slug
 
@@ -399,6 +434,16 @@ def kernel_environment(
             # The user site's console scripts, first as its packages are on sys.path.
             env["PATH"] = f"{env['PYTHONUSERBASE']}/bin:{image_env.get('PATH') or ENGINE_DEFAULT_PATH}"
             injected.append("PATH")
+    elif venv and not conda and python_version and not any(
+        name in env_ for env_ in theirs for name in PIP_LOCATION_ENV + ("PYTHONPATH",) if name != "VIRTUAL_ENV"
+    ):
+        prefix = venv_pip_prefix(venv, home, cache_mount_path, image)
+        env["PIP_PREFIX"] = prefix
+        env["PYTHONPATH"] = f"{prefix}/lib/python{'.'.join(python_version.split('.')[:2])}/site-packages"
+        injected += ["PIP_PREFIX", "PYTHONPATH"]
+        if "PATH" not in kernelspec_env and "PATH" not in configured_env:
+            env["PATH"] = f"{prefix}/bin:{image_env.get('PATH') or ENGINE_DEFAULT_PATH}"
+            injected.append("PATH")
     overridden = None
     if gpus:
         if "NVIDIA_DRIVER_CAPABILITIES" not in image_env:
@@ -425,6 +470,7 @@ def kernel_container(
     gpus: list[GpuRequest], memory: str | None, cpus: str, shm_size: str | None, use_init: bool, network: str,
     host_ports: dict[str, int] | None = None, engine_kind: EngineKind = EngineKind(), limits_ignored: str = "",
     location: EngineLocation = EngineLocation(True, "127.0.0.1"), connection_files: dict[str, bytes] | None = None,
+    venv: str = "",
 ) -> ContainerSpec:
     """The container of one kernel launch: the workspace at its own path, the cache volume,
     the private connection folder, passwd/group entries for a non-root user, limits, GPUs,
@@ -441,6 +487,8 @@ def kernel_container(
         MountSpec(target=workspace, source=workspace),
         MountSpec(target=cache_mount_path, source=cache_volume, kind="bind" if cache_volume.startswith("/") else "volume"),
     ]
+    if "PIP_PREFIX" in environment.injected and venv:  # where `%pip install` goes (venv_pip_prefix)
+        mounts.append(MountSpec(target=venv_cache_mount(venv), source=cache_volume, kind=mounts[-1].kind))
     files: list[FileSpec] = []
     if location.local:
         mounts.append(MountSpec(target=CONNECTION_DIR_IN_CONTAINER, source=connection_dir))

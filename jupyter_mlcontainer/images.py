@@ -19,7 +19,7 @@ from .engine import LABEL_PREFIX, LABEL_ROLE, Engine, EngineError, reference_par
 from .policy import write_json_safely
 from .state import state_dir
 
-PROBE_VERSION = 3
+PROBE_VERSION = 4
 
 # Runs inside the image with whatever Python it has (3.6+); prints one JSON line.
 # Reads versions from package metadata and torch/version.py without importing torch (slow).
@@ -68,6 +68,7 @@ if out["torch"]:
     except Exception:
         pass
 out["conda"] = os.path.isdir(os.path.join(sys.prefix, "conda-meta"))
+out["venv"] = sys.prefix if sys.prefix != getattr(sys, "base_prefix", sys.prefix) else ""
 out["externally_managed"] = bool(__import__("glob").glob(os.path.join(os.path.dirname(os.__file__), "EXTERNALLY-MANAGED")))
 for name in ("passwd", "group"):
     try:
@@ -99,6 +100,7 @@ class ImageFacts:
     torch_cuda: str | None = None
     cuda: str | None = None
     conda: bool = False
+    venv: str = ""  # the venv's prefix when the image's Python runs in one
     externally_managed: bool = False
     curve: bool = False  # its kernel can encrypt its traffic (CurveZMQ)
     user: str = ""
@@ -227,6 +229,7 @@ def probe_image_sync(engine: Engine, image: str, *, refresh: bool = False) -> Im
             facts.torch = data.get("torch")
             facts.torch_cuda = data.get("torch_cuda")
             facts.conda = bool(data.get("conda"))
+            facts.venv = data.get("venv") or ""
             facts.externally_managed = bool(data.get("externally_managed"))
             facts.curve = bool(data.get("curve"))
             facts.passwd = data.get("passwd") or ""

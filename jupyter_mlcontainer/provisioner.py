@@ -373,6 +373,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             launch_env=kwargs.get("env") or {}, kernelspec_env=dict(self.kernel_spec.env or {}),
             configured_env=dict(self.env), gpus=requests, image_env=facts.env,
             externally_managed=facts.externally_managed, python=facts.python or "", conda=facts.conda,
+            venv=facts.venv, python_version=facts.python_version or "",
         )
         if environment.overridden_gpu_env:
             self.log.warning(
@@ -401,7 +402,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             shm_size=shm_size_for(self.shm_size, memory, int(engine.info_sync().get("MemTotal") or 0)),
             use_init=self.use_init, network=self.network or engine.ensure_kernel_network_sync(KERNEL_NETWORK),
             host_ports=self.host_ports, engine_kind=kind, limits_ignored=limits_ignored, location=location,
-            connection_files=None if location.local else _folder_files(conn_dir),
+            connection_files=None if location.local else _folder_files(conn_dir), venv=facts.venv,
         )
         # Spares take their claim through a FIFO in a folder shared with this host: local engines only.
         pool = get_pool(engine) if self.warm_pool_size > 0 and location.local else None

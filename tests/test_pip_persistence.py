@@ -3,7 +3,9 @@
 into the user site under PYTHONUSERBASE, one folder per image in the cache volume, also for a
 root kernel (CI, rootless engines), which pip alone would let write the image's site-packages
 that the restart's new container does not have. Upgrades and uninstalls act on that copy; freeze
-pins it. A venv has no user site (pip refuses --user there): pip installs into the venv as before.
+pins it. A venv has no user site (pip refuses --user there): pip installs into a prefix in the
+cache volume (PIP_PREFIX, on PYTHONPATH), which the kernel reaches through a second mount of the
+volume inside the venv, where pip upgrades and uninstalls it like the venv's own packages.
 
 These tests use their own cache volume, so what they install stays out of other tests' freezes.
 """
@@ -41,7 +43,7 @@ WHERE = (
     "frozen = subprocess.run([sys.executable, '-m', 'pip', 'freeze'], capture_output=True, text=True).stdout\n"
     "print('WHERE ' + json.dumps(dict(version=version, path=path, user_site=site.getusersitepackages(),\n"
     "    script=shutil.which('mlc-persist'), pins=[l for l in frozen.splitlines() if l.lower().startswith('mlc')],\n"
-    "    env={k: os.environ.get(k) for k in ('PIP_USER', 'PYTHONUSERBASE')})))\n"
+    "    env={k: os.environ.get(k) for k in ('PIP_USER', 'PYTHONUSERBASE', 'PIP_PREFIX')})))\n"
 )
 
 
@@ -65,7 +67,7 @@ async def pip(kc, line: str) -> str:
     return out
 
 
-@pytest.mark.parametrize("image", USER_SITE_IMAGES, ids=lambda image: image.split("/")[-1])
+@pytest.mark.parametrize("image", MATRIX_IMAGES, ids=lambda image: image.split("/")[-1])
 async def test_pip_install_survives_restart_and_is_frozen(engine, workspace, image):
     wheels = wheelhouse(workspace / "wheelhouse")
     find = f"--no-index --find-links {wheels}"
@@ -78,14 +80,21 @@ async def test_pip_install_survives_restart_and_is_frozen(engine, workspace, ima
         user = pwd.getpwuid(os.getuid()).pw_name
         base = f"/opt/mlcontainer/cache/home/{user}/.local/mlcontainer/{slug(image)}"
 
-        # -- %pip install: into this image's user site in the cache volume, also as root
+        # -- %pip install: into this image's user site in the cache volume, also as root; for a
+        # venv (no user site) into a prefix in the cache volume, reached through the venv
         await pip(kc, f"install -q {find} {PKG}==1.0")
         out, _ = await execute(kc, WHERE)
         first = where(out)
-        assert first["env"] == {"PIP_USER": "1", "PYTHONUSERBASE": base}, first
-        assert first["user_site"].startswith(base + "/lib/python3.")
-        assert first["path"].startswith(first["user_site"] + "/"), first
-        assert first["script"] == f"{base}/bin/mlc-persist", first  # its console script is on PATH
+        if image == VENV_IMAGE:
+            prefix = f"/opt/venv/.mlcontainer-cache/home/{user}/.local/mlcontainer/{slug(image)}/venv"
+            assert first["env"] == {"PIP_USER": None, "PYTHONUSERBASE": base, "PIP_PREFIX": prefix}, first
+            assert first["path"].startswith(prefix + "/lib/python3.11/site-packages/"), first
+            assert first["script"] == f"{prefix}/bin/mlc-persist", first
+        else:
+            assert first["env"] == {"PIP_USER": "1", "PYTHONUSERBASE": base, "PIP_PREFIX": None}, first
+            assert first["user_site"].startswith(base + "/lib/python3.")
+            assert first["path"].startswith(first["user_site"] + "/"), first
+            assert first["script"] == f"{base}/bin/mlc-persist", first  # its console script is on PATH
 
         # -- restart: a new container, the package is there (import, pip freeze)
         container = km.provisioner.container_id
@@ -115,8 +124,11 @@ async def test_pip_install_survives_restart_and_is_frozen(engine, workspace, ima
         ))
         assert frozen.packages.get(PKG) == "2.0", frozen.packages
         assert f"{PKG}==2.0" in frozen.requirements.splitlines()
-        assert any(PKG in w and "user site" in w for w in frozen.warnings), frozen.warnings
-        assert "PIP_USER" not in frozen.dockerfile and "PYTHONUSERBASE" not in frozen.dockerfile  # ours
+        where_note = "venv's prefix" if image == VENV_IMAGE else "user site"
+        assert any(PKG in w and where_note in w for w in frozen.warnings), frozen.warnings
+        instructions = "\n".join(line for line in frozen.dockerfile.splitlines() if not line.startswith("#"))
+        for ours in ("PIP_USER", "PYTHONUSERBASE", "PIP_PREFIX", "PYTHONPATH", ".mlcontainer-cache"):
+            assert ours not in instructions  # ours, not the user's: the rebuilt image installs normally
 
         # -- !pip uninstall (pip on PATH): gone, also after a restart
         out, reply = await execute(kc, f"!pip uninstall -y -q {PKG}\nprint('EXIT', _exit_code)", timeout=120)
@@ -159,24 +171,6 @@ async def test_upgrading_an_image_package_shadows_it_and_uninstall_brings_it_bac
         assert seen(out)[0] == "23.0" and seen(out)[1].startswith("/usr/lib/python3/dist-packages/"), out
 
 
-async def test_venv_image_installs_into_the_venv_as_before(engine, workspace):
-    wheels = wheelhouse(workspace / "wheelhouse")
-    km = AsyncKernelManager(kernel_name=add_spec(engine, VENV_IMAGE, gpus="none", workspace=str(workspace), cache_volume=VOLUME))
-    await km.start_kernel(cwd=str(workspace))
-    kc = km.client()
-    kc.start_channels()
-    try:
-        await kc.wait_for_ready(timeout=90)
-        await pip(kc, f"install -q --no-index --find-links {wheels} {PKG}==1.0")
-        out, _ = await execute(kc, WHERE)
-        found = where(out)
-        assert found["env"]["PIP_USER"] is None  # pip refuses --user in a venv: not asked
-        assert found["version"] == "1.0" and found["path"].startswith("/opt/venv/lib/python3.11/site-packages/")
-    finally:
-        kc.stop_channels()
-        await km.shutdown_kernel(now=True)
-
-
 @pytest.fixture(scope="module")
 def user_site_copy():
     site = package_site()
@@ -206,7 +200,7 @@ def test_nonroot_pip_install_survives_a_new_container(engine, user_site_copy, im
         second = run(WHERE)
         found = where(second["cells"][0][1])
         base = f"/opt/mlcontainer/cache/home/{TEST_USER}/.local/mlcontainer/{slug(image)}"
-        assert found["env"] == {"PIP_USER": "1", "PYTHONUSERBASE": base}, found
+        assert found["env"] == {"PIP_USER": "1", "PYTHONUSERBASE": base, "PIP_PREFIX": None}, found
         assert found["version"] == "1.0" and found["path"].startswith(base + "/lib/python3."), found
         assert found["pins"] == [f"{PKG}==1.0"] and found["script"] == f"{base}/bin/mlc-persist", found
     finally:

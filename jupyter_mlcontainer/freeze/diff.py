@@ -69,9 +69,10 @@ def _pin(info: dict[str, Any]) -> tuple[str | None, str | None]:
             f"{name} {version} was installed from a local file ({url}): pinned as {line}; the build "
             "needs that wheel in a wheelhouse (jupyter mlcontainer build --wheelhouse DIR) or on an index."
         )
-    if info.get("user_site"):
+    if info.get("user_site") or info.get("pip_prefix"):
+        where = "user site" if info.get("user_site") else "venv's prefix for %pip"
         note = (
-            f"{name} {version} lives in the kernel's user site ({info.get('location')}), in the cache "
+            f"{name} {version} lives in the kernel's {where} ({info.get('location')}), in the cache "
             "volume rather than the image; the Dockerfile installs it into the image."
         )
         warning = f"{warning} {note}" if warning else note
@@ -90,7 +91,7 @@ def diff_packages(base: dict[str, Any], current: dict[str, Any]) -> tuple[list[s
     base_pkgs = base.get("packages") or {}
     for key, info in sorted((current.get("packages") or {}).items()):
         before = base_pkgs.get(key)
-        if before and before["version"] == info["version"] and not info.get("user_site"):
+        if before and before["version"] == info["version"] and not (info.get("user_site") or info.get("pip_prefix")):
             continue
         if info.get("conda"):
             continue  # pinned with the conda packages, by conda's own record

@@ -6,6 +6,8 @@ try:
 except ImportError:
     md = None
 user_site = site.getusersitepackages() if hasattr(site, "getusersitepackages") else ""
+# A venv image's kernel installs into PIP_PREFIX (in the cache volume) instead: as persistent.
+pip_prefix = os.environ.get("PIP_PREFIX") or ""
 packages = {}
 for dist in (md.distributions() if md else []):
     name = dist.metadata["Name"]
@@ -23,6 +25,7 @@ for dist in (md.distributions() if md else []):
         "name": name, "version": dist.version, "location": location, "direct_url": direct_url,
         "installer": (dist.read_text("INSTALLER") or "").strip(),
         "user_site": bool(user_site) and location.startswith(user_site),
+        "pip_prefix": bool(pip_prefix) and location.startswith(pip_prefix + "/"),
     }
 def conda_inventory():
     # conda, mamba and micromamba keep one JSON record per installed package in

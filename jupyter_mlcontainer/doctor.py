@@ -27,11 +27,37 @@ class Check:
         return f"[{mark}] {self.name}: {self.detail}" + ("" if self.ok or not self.fix else f"\n       fix: {self.fix}")
 
 
+def socket_denied(address: str) -> str:
+    """Why this user may not use the engine's local socket ("" when that is not the problem)."""
+    import grp
+
+    if not address.startswith("unix://"):
+        return ""
+    path = address[len("unix://"):]
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    if os.access(path, os.R_OK | os.W_OK):
+        return ""
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return (f"permission denied on {path}: it is for members of the group {group}, and you "
+            f"({current_user().name}) are not one")
+
+
 def engine_checks(service: MLContainerService) -> list[Check]:
     engine = service.engine
     try:
         info, version = engine.info_sync(), engine.version_sync()
     except EngineError as exc:
+        denied = socket_denied(engine.address)
+        if denied:
+            return [Check("engine", False, denied, blocking=True,
+                          fix=f"sudo usermod -aG docker {current_user().name}, then log in again; on a shared box, "
+                              "rather a rootless engine of your own (docs/security.md)")]
         return [Check("engine", False, str(exc), blocking=True,
                       fix="start the engine (sudo systemctl start docker), or set c.MLContainer.docker_host / "
                           "DOCKER_HOST to your engine (rootless Docker: unix:///run/user/$UID/docker.sock)")]
@@ -67,8 +93,8 @@ def engine_checks(service: MLContainerService) -> list[Check]:
 
 
 def cache_check(service: MLContainerService, image: str | None) -> Check:
-    """Can this user's kernels write their HOME in the cache volume? (a helper container as
-    this uid:gid, no network, no capabilities)."""
+    """Can this user's kernels write their HOME in the cache volume? (a helper container as the
+    container user that is this user on the host, no network, no capabilities)."""
     from .cache import DEFAULT_MOUNT_PATH, cache_mount, ensure_cache_volume, home_in_cache
 
     name = f"cache volume {service.cache_volume}"
@@ -85,7 +111,9 @@ def cache_check(service: MLContainerService, image: str | None) -> Check:
         code, out, err = service.engine.run_to_completion_sync(
             image, [python, "-c", f"import os, tempfile; os.makedirs({home!r}, 0o700, exist_ok=True); "
                     f"tempfile.NamedTemporaryFile(dir={home!r}).close(); print('writable')"],
-            user=user.docker_user, cap_drop=["ALL"],
+            # Under a rootless engine container root is this user (Podman's keep-id is the same
+            # host uid); a rootful engine runs the host uid:gid as they are.
+            user="0:0" if service.engine.kind_sync().rootless else user.docker_user, cap_drop=["ALL"],
             mounts=[cache_mount(service.cache_volume, DEFAULT_MOUNT_PATH)],
         )
     except EngineError as exc:
@@ -128,6 +156,22 @@ def keeper_check(service: MLContainerService) -> Check:
     if age > 3 * STAMP_EVERY:
         return Check(name, False, f"last seen {int(age)} s ago for {cache}", fix=fix)
     return Check(name, True, f"running for {cache}")
+
+
+def init_check(service: MLContainerService, image: str) -> Check | None:
+    """Kernels run with an init process (use_init); Podman's is catatonit, a package of its own."""
+    engine = service.engine
+    if engine.kind_sync().product != "podman":
+        return None
+    try:
+        code, out, err = engine.run_to_completion_sync(image, ["true"], init=True, cap_drop=["ALL"])
+    except EngineError as exc:
+        code, err = -1, str(exc)
+    if code == 0:
+        return Check("container init", True, "Podman's init (catatonit) works")
+    return Check("container init", False, f"a container with an init process fails: {(err or out).strip()[-300:]}",
+                 blocking=True, fix="install catatonit on the engine's host (Debian/Ubuntu: apt install catatonit), "
+                                    "or set c.DockerKernelProvisioner.use_init = False")
 
 
 def kernelspec_checks(service: MLContainerService) -> tuple[list[Check], str | None]:
@@ -181,6 +225,9 @@ def run_checks(service: MLContainerService) -> list[Check]:
         checks += specs
         checks.append(cache_check(service, image))
         checks.append(keeper_check(service))
+        init = init_check(service, image) if image else None
+        if init:
+            checks.append(init)
     return checks + extension_checks()
 
 

@@ -378,6 +378,7 @@ class Engine:
         labels: dict[str, str] | None = None,
         cap_drop: list[str] | None = None,
         cap_add: list[str] | None = None,
+        init: bool = False,
         timeout: float = 120,
     ) -> tuple[int, str, str]:
         """Run a short helper container without network; return (exit code, stdout, stderr).
@@ -394,6 +395,7 @@ class Engine:
                 cap_drop=cap_drop,
                 cap_add=cap_add,
                 security_opt=[NO_NEW_PRIVILEGES],
+                init=init or None,
             )
             container = self.api.create_container(
                 image,

@@ -20,8 +20,8 @@ readonly USER_HOME=/home/mlctest
 readonly USER_NAMES=(mlctest mlctest2)
 readonly VENV=/opt/mlcontainer-test-venv
 readonly PY=/usr/bin/python3
-readonly PACKAGES=(jupyter_client docker pyzmq ipykernel traitlets nvidia-ml-py)
-readonly IMPORTS="import jupyter_client, docker, zmq, ipykernel, traitlets, tornado, pynvml"
+readonly PACKAGES=(jupyter_client docker pyzmq ipykernel traitlets nvidia-ml-py nbformat)
+readonly IMPORTS="import jupyter_client, docker, zmq, ipykernel, traitlets, tornado, pynvml, nbformat"
 readonly STAMP="$VENV/.mlcontainer-packages"
 
 say() { printf 'setup-test-user: %s\n' "$*" >&2; }

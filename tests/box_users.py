@@ -151,3 +151,29 @@ def finished(proc: subprocess.Popen, timeout: float = 300) -> dict:
     last = result(proc, timeout)
     proc.wait(timeout)
     return last
+
+
+DOCTOR = r"""
+import json, sys
+from jupyter_mlcontainer.cli import main
+from jupyter_mlcontainer.engine import get_engine
+from jupyter_mlcontainer.images import ImageFacts
+from jupyter_mlcontainer.kernelspecs import add_kernelspec
+
+image, stale_image = sys.argv[1], sys.argv[2]
+if image:
+    add_kernelspec(get_engine(), image, name="doctor-base")
+if stale_image:  # a kernelspec whose image lost ipykernel since it was written (rebuilt under its tag)
+    add_kernelspec(get_engine(), stale_image, name="doctor-stale",
+                   facts=ImageFacts(image_id="sha256:gone", python="python3", ipykernel="6.17"))
+sys.exit(main(["doctor", "--json"]))
+"""
+
+
+def doctor_as(user: BoxUser, image: str = "", stale_image: str = "") -> tuple[int, dict[str, dict]]:
+    """``jupyter mlcontainer doctor --json`` as ``user`` (after adding kernelspecs for ``image`` and
+    for ``stale_image`` as if it had had ipykernel): its exit code and its checks by name."""
+    proc = user.command(DOCTOR, image, stale_image)
+    out, err = proc.communicate(timeout=300)
+    report = json.loads(out[out.index("{"):])
+    return proc.returncode, {check["name"]: check for check in report["checks"]}

@@ -16,7 +16,7 @@ import tempfile
 
 import pytest
 
-from .box_users import OTHER_USER, REPO, TEST_USER, USER_VENV, BoxUser, package_site, result
+from .box_users import OTHER_USER, REPO, TEST_USER, USER_VENV, BoxUser, doctor_as, package_site, result
 from .conftest import BASE_IMAGE, TORCH_IMAGE
 
 
@@ -213,3 +213,41 @@ def test_another_os_user_cannot_plant_code_in_your_home(engine, two_users):
     assert done["cells"][0][0] == "ok"
     again = result(a.kernel("import os; print(sorted(os.listdir('.')))"))
     assert again["started"] and "pwned-by-mlctest2" not in again["cells"][0][1], again
+
+
+# -- doctor, as the users it must help: each failing check, made to fail for real -------------
+
+def test_doctor_fails_each_check_with_its_fix(engine, user_env):
+    from jupyter_mlcontainer.cache import remove_cache_volume
+    from .conftest import NOIPYKERNEL_IMAGE, SESSION_TAG
+
+    volume = f"mlctest-doctor-{SESSION_TAG}"
+    outsider = BoxUser("nobody", user_env, volume)
+    user = BoxUser(TEST_USER, user_env, volume)
+    try:
+        # Not in the docker group: the socket says no, and doctor says why and what to do.
+        code, checks = doctor_as(outsider)
+        assert code == 1 and not checks["engine"]["ok"] and checks["engine"]["blocking"], checks["engine"]
+        assert "permission denied on /var/run/docker.sock" in checks["engine"]["detail"]
+        assert "group docker" in checks["engine"]["detail"] and "usermod -aG docker nobody" in checks["engine"]["fix"]
+
+        # A HOME in the cache that someone else made: not writable, blocking, with the reason.
+        engine.api.create_volume(volume)
+        code_, _, err = engine.run_to_completion_sync(
+            BASE_IMAGE, ["python3", "-c", f"import os; os.makedirs('/c/home/{TEST_USER}', 0o700)"], user="0:0",
+            mounts=[{"Type": "volume", "Source": volume, "Target": "/c"}],
+        )
+        assert code_ == 0, err
+        # An image that lost ipykernel after its kernelspec was written.
+        code, checks = doctor_as(user, BASE_IMAGE, NOIPYKERNEL_IMAGE)
+        cache = checks[f"cache volume {volume}"]
+        assert code == 1 and not cache["ok"] and cache["blocking"] and "not writable for mlctest" in cache["detail"], cache
+        assert "Permission denied" in cache["detail"] and "docs/security.md" in cache["fix"]
+        stale = checks["kernel doctor-stale"]
+        assert not stale["ok"] and "ipykernel" in stale["detail"] and "image prepare" in stale["fix"], stale
+        assert checks["kernel doctor-base"]["ok"] and checks["engine"]["ok"]
+    finally:
+        outsider.cleanup()
+        user.cleanup()
+        if engine.inspect_volume_sync(volume) is not None:
+            remove_cache_volume(engine, volume)

@@ -20,7 +20,7 @@ import tempfile
 
 import pytest
 
-from .box_users import OTHER_USER, REPO, TEST_USER, BoxUser, finished, package_site, result
+from .box_users import OTHER_USER, REPO, TEST_USER, BoxUser, doctor_as, finished, package_site, result
 from .cache_steps import A_DOWNLOADS, A_USES_B_FILE, B_LOADS_AND_ADDS, DENIED, LIBRARY, cell_json
 from .conftest import BASE_IMAGE
 
@@ -238,5 +238,22 @@ def test_gpus_on_podman_are_cdi_devices(engines, site, fake_cdi_gpu):
         assert r["1"]["out"] == ["0", str(user.pw.pw_uid)], r
         assert "unresolvable CDI devices nvidia.com/gpu=1" in r["device=1"]["error"], r
         assert "nvidia-ctk cdi generate" in r["device=1"]["error"]
+    finally:
+        user.cleanup()
+
+
+@pytest.mark.parametrize("kind", ["docker", "podman"])
+def test_doctor_recognises_the_users_engine(engines, site, kind):
+    user = BoxUser(TEST_USER, site, "mlcontainer-cache", docker_host=engines[TEST_USER][kind])
+    try:
+        code, checks = doctor_as(user, BASE_IMAGE)
+        title = "rootless Podman" if kind == "podman" else "rootless Docker"
+        assert checks["engine"]["ok"] and checks["engine"]["detail"].startswith(title), checks["engine"]
+        assert "engine isolation" not in checks  # an engine of one's own is the safe set-up
+        assert checks["cache volume mlcontainer-cache"]["ok"], checks
+        if kind == "podman":
+            assert checks["container init"]["ok"], checks["container init"]
+        else:
+            assert "container init" not in checks
     finally:
         user.cleanup()

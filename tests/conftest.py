@@ -280,3 +280,19 @@ def slow_registry(registry):
     proxy = ThrottledProxy(("127.0.0.1", 5000), rate=2 << 20)
     yield proxy
     proxy.close()
+
+
+@pytest.fixture(scope="session")
+def swarm():
+    """A real three-node Docker Swarm (tests/swarm_cluster.py), shared by the Swarm tests and
+    removed at the end of the session (MLC_SWARM_KEEP=1 keeps it for the next run)."""
+    from .swarm_cluster import SwarmCluster
+
+    cluster = SwarmCluster(images=(BASE_IMAGE,))
+    try:
+        cluster.up()
+        print(f"swarm cluster up in {cluster.setup_seconds:.1f} s")
+        yield cluster
+    finally:
+        if os.environ.get("MLC_SWARM_KEEP") != "1":
+            cluster.down()

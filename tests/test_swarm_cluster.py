@@ -2,8 +2,9 @@
 
 One smoke test of the harness itself, not of the package: every node is Ready, a service pinned to
 a worker with a reservation of one fake GPU runs there, is handed one of that worker's GPU ids, and
-writes into the shared folder where the host sees the file. The cluster is removed after the
-module (MLC_SWARM_KEEP=1 keeps it up for the next run: setting it up again is then a few seconds).
+writes into the shared folder where the host sees the file. The cluster (conftest's ``swarm``)
+is removed after the session (MLC_SWARM_KEEP=1 keeps it up for the next run: setting it up
+again is then a few seconds).
 """
 
 from __future__ import annotations
@@ -14,24 +15,11 @@ import time
 import uuid
 
 import docker
-import pytest
 
 from .conftest import BASE_IMAGE
-from .swarm_cluster import GPU_ENV, GPU_RESOURCE, SwarmCluster
+from .swarm_cluster import GPU_ENV, GPU_RESOURCE
 
 LABEL = "org.jupyter.mlcontainer.swarm-test"
-
-
-@pytest.fixture(scope="module")
-def swarm():
-    cluster = SwarmCluster(images=(BASE_IMAGE,))
-    try:
-        cluster.up()
-        print(f"swarm cluster up in {cluster.setup_seconds:.1f} s")
-        yield cluster
-    finally:
-        if os.environ.get("MLC_SWARM_KEEP") != "1":
-            cluster.down()
 
 
 def _wait_task(service, timeout: float = 90) -> dict:

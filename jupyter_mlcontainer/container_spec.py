@@ -88,7 +88,26 @@ _USER_SITE = (
     "        except OSError:\n"
     "            pass\n"
 )
-BOOTSTRAP = _HOME_CHECK + _USER_SITE + "os.execvp(sys.argv[1], sys.argv[1:])\n"
+# On a Swarm node the task's GPUs are the generic resources the scheduler assigned it, whatever
+# the node's runtime shows: they become the kernel's visible devices.
+_SWARM_GPUS = (
+    "assigned = os.environ.get('DOCKER_RESOURCE_NVIDIA-GPU')\n"
+    "if assigned:\n"
+    "    os.environ['CUDA_VISIBLE_DEVICES'] = assigned\n"
+)
+# A Swarm task gets its connection file as a (read-only) secret; the kernel writes its file
+# back, so it is copied to the writable place its argv names, for the kernel's user alone.
+CONNECTION_SECRET_ENV = "MLCONTAINER_CONNECTION_SECRET"
+_CONNECTION_FROM_SECRET = (
+    f"secret = os.environ.pop({CONNECTION_SECRET_ENV!r}, None)\n"
+    "if secret:\n"
+    "    with open(secret, 'rb') as f:\n"
+    "        data = f.read()\n"
+    f"    fd = os.open({CONNECTION_FILE_IN_CONTAINER!r}, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)\n"
+    "    os.write(fd, data)\n"
+    "    os.close(fd)\n"
+)
+BOOTSTRAP = _HOME_CHECK + _USER_SITE + _SWARM_GPUS + _CONNECTION_FROM_SECRET + "os.execvp(sys.argv[1], sys.argv[1:])\n"
 
 # A spare of the warm pool (pool.py): the same HOME check, then the imports a kernel start
 # spends most of its time on (ipykernel and IPython: ~0.3 s), then it waits on a FIFO in its
@@ -261,6 +280,7 @@ class ContainerSpec:
     userns: str | None = None  # Podman's "keep-id"
     files: list[FileSpec] = field(default_factory=list)  # copied in between create and start
     publish_ip: str = "127.0.0.1"  # the address the kernel's ports are published on
+    placement_timeout: float = 60.0  # a cluster: how long the task may wait for a node
 
 
 def gpu_requests(spec: str) -> list[GpuRequest]:

@@ -22,7 +22,8 @@ from .container_spec import CONNECTION_FILE_IN_CONTAINER
 from .provisioner import PROVISIONER_NAME
 
 # Options a kernelspec may carry; each is a config trait of DockerKernelProvisioner.
-OPTION_KEYS = ("gpus", "memory", "cpus", "shm_size", "env", "cache_volume", "network", "workspace")
+OPTION_KEYS = ("gpus", "memory", "cpus", "shm_size", "env", "cache_volume", "network", "workspace", "placement",
+               "docker_host", "placement_timeout")
 
 
 class KernelSpecError(ValueError):
@@ -77,6 +78,14 @@ def _validate_options(options: dict[str, Any]) -> dict[str, Any]:
                 parse_size(str(value))
             except Exception:
                 raise KernelSpecError(f"--{key.replace('_', '-')} {value!r}: use a size like 512m or 8g") from None
+        if key == "placement" and value not in ("local", "swarm"):
+            raise KernelSpecError(f"placement {value!r}: 'local' (this engine) or 'swarm' (a Swarm's manager as docker_host)")
+        if key == "placement_timeout":
+            try:
+                if float(value) <= 0:
+                    raise ValueError
+            except ValueError:
+                raise KernelSpecError(f"placement_timeout {value!r}: use a positive number of seconds") from None
         if key == "cpus":
             try:
                 if float(value) <= 0:
@@ -108,7 +117,8 @@ def kernelspec_json(image: str, facts: ImageFacts, display: str, config: dict[st
         "argv": [facts.python or "python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": display,
         "language": "python",
-        "interrupt_mode": "signal",
+        # No signal reaches a container on another node through a Swarm's manager.
+        "interrupt_mode": "message" if config.get("placement") == "swarm" else "signal",
         "env": {},
         "metadata": {
             "debugger": True,

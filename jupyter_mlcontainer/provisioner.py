@@ -29,11 +29,12 @@ from typing import Any
 
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
-from traitlets import Bool, CaselessStrEnum, Dict, Float, Integer, Unicode, default
+from traitlets import Bool, CaselessStrEnum, CFloat, Dict, Float, Integer, Unicode, default
 
 from . import cache
 from .container_spec import (
-    CONNECTION_FILE_IN_CONTAINER, KERNEL_NETWORK, ContainerSpec, GpuRequest, container_user_for, engine_location,
+    CONNECTION_FILE_IN_CONTAINER, KERNEL_NETWORK, ContainerSpec, EngineLocation, GpuRequest, container_user_for,
+    engine_location,
     gpu_requests,
     kernel_container, kernel_environment, shm_size_for,
 )
@@ -171,6 +172,21 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         help="Engine address for this kernel. Default: c.MLContainer.docker_host (shared with the "
         "panel and the CLI), which defaults to DOCKER_HOST.",
     )
+    placement = Unicode(
+        "local",
+        config=True,
+        help="Where the kernel runs: 'local' (a container on the engine at docker_host) or 'swarm' (a "
+        "service task on the Docker Swarm whose manager is docker_host, on whichever node has room and "
+        "the GPUs asked for: --gpus N reserves N of the nodes' NVIDIA-GPU generic resources). Swarm "
+        "kernels need the workspace at the same path on every node and the cache as a folder they all "
+        "share (cache_volume = its path); they are interrupted by message. docs/swarm.md.",
+    )
+    placement_timeout = CFloat(
+        60.0,
+        config=True,
+        help="placement 'swarm': seconds a kernel's task may wait for a node with room (and its GPUs) "
+        "before the start fails with the scheduler's reason.",
+    )
     startup_timeout = Float(
         120.0,
         config=True,
@@ -255,7 +271,11 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
 
     @property
     def engine(self) -> ContainerBackend:
-        """Where this kernel's container runs (the local engine; the seam for pools and clusters)."""
+        """Where this kernel's container runs: the local engine, or a Swarm (placement)."""
+        if self.placement == "swarm":
+            from .swarm import get_swarm
+
+            return get_swarm(self.docker_host or MLContainer(parent=self).docker_host)
         return get_engine(self.docker_host or None)
 
     @property
@@ -366,7 +386,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         home = cache.home_in_cache(self.cache_mount_path, user.name)
         gpus = self._resolve_gpus()
         requests = gpu_requests(gpus)
-        if requests:
+        if requests and self.placement != "swarm":  # a cluster's GPUs are its scheduler's to place
             self._check_gpus_exist(requests)
         environment = kernel_environment(
             image=self.image, kernel_id=self.kernel_id, user=user, home=home, cache_mount_path=self.cache_mount_path,
@@ -390,7 +410,9 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             limits_ignored = f"{asked} not enforced: {kind.limits_ignored_reason}"
             self.log.warning("Kernel %s: %s", self.kernel_id, limits_ignored)
         in_container = container_user_for(user, kind)
-        location = engine_location(engine.address)
+        # A Swarm task's node is known once it is placed: nothing of this host but the workspace
+        # is assumed there, and the kernel is reached at its node's address (_create_and_start).
+        location = EngineLocation(False, "") if self.placement == "swarm" else engine_location(engine.address)
         self._kernel_ip = location.address
         spec = kernel_container(
             image=self.image, python=facts.python or "python3", kernel_id=self.kernel_id,
@@ -404,6 +426,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             host_ports=self.host_ports, engine_kind=kind, limits_ignored=limits_ignored, location=location,
             connection_files=None if location.local else _folder_files(conn_dir), venv=facts.venv,
         )
+        spec.placement_timeout = self.placement_timeout
         # Spares take their claim through a FIFO in a folder shared with this host: local engines only.
         pool = get_pool(engine) if self.warm_pool_size > 0 and location.local else None
         template = template_of(spec, facts.image_id, conn_dir, workspace) if pool is not None else None
@@ -485,6 +508,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
                 )
                 spec.ports = dict.fromkeys(spec.ports)
         cid = attrs["Id"]
+        self._kernel_ip = (attrs.get("Node") or {}).get("Addr") or self._kernel_ip  # a Swarm task's node
         state = attrs.get("State") or {}
         if not state.get("Running"):
             tail = self._log_tail(cid)
@@ -582,6 +606,8 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         if value.lower() != "auto":
             gpu_requests(value)  # validate early, with a clear message
             return value
+        if self.placement == "swarm":
+            return "none"  # a cluster's GPUs are asked for by number
         if self.engine.has_nvidia_runtime_sync() and get_monitor().gpu_count() > 0:
             return "all"
         return "none"

@@ -1,0 +1,151 @@
+"""Container kernels as Docker Swarm service tasks (issue 12), on a real three-node Swarm whose
+workers advertise fake GPUs (tests/swarm_cluster.py): a kernelspec with ``placement: swarm`` and
+the manager as its engine runs on whichever worker has the GPUs it asks for, in the workspace
+on shared storage (the same path on every node), sees exactly the GPUs Swarm gave it, and is
+interrupted, restarted, reported dead and removed like a local kernel."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+
+import pytest
+from jupyter_client.manager import AsyncKernelManager
+
+from .conftest import BASE_IMAGE, add_spec, execute
+from .swarm_cluster import GPU_RESOURCE
+
+
+@pytest.fixture
+def shared(swarm):
+    """A workspace and a cache folder on the cluster's shared storage (an admin's 1777 folder)."""
+    root = os.path.join(swarm.shared, f"kernels-{uuid.uuid4().hex[:8]}")
+    workspace, cache = os.path.join(root, "work"), os.path.join(root, "cache")
+    os.makedirs(workspace)
+    os.makedirs(cache)
+    os.chmod(cache, 0o1777)
+    yield workspace, cache
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def our_services(swarm, kernel_id: str = "") -> list[dict]:
+    client = swarm.client()
+    try:
+        label = f"org.jupyter.mlcontainer.kernel-id={kernel_id}" if kernel_id else "org.jupyter.mlcontainer.role=kernel"
+        return client.api.services(filters={"label": label})
+    finally:
+        client.close()
+
+
+def leftover_files(swarm) -> list[str]:
+    client = swarm.client()
+    try:
+        label = {"label": "org.jupyter.mlcontainer.role=kernel-file"}
+        return [s["Spec"]["Name"] for s in client.api.secrets(filters=label) + client.api.configs(filters=label)]
+    finally:
+        client.close()
+
+
+async def until(predicate, timeout: float = 60) -> None:
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.2)
+
+
+async def test_a_kernel_runs_as_a_task_on_a_worker_with_the_gpus_it_asked_for(engine, swarm, shared):
+    workspace, cache = shared
+    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="1",
+                    cache_volume=cache, workspace=workspace)
+    km = AsyncKernelManager(kernel_name=name)
+    assert km.kernel_spec.interrupt_mode == "message"  # no signal reaches another node's container
+    began = time.monotonic()
+    await km.start_kernel(cwd=workspace)
+    started = time.monotonic() - began
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=90)
+        out, reply = await execute(kc, (
+            "import os, socket\n"
+            "open('from-the-cluster.txt', 'w').write(socket.gethostname())\n"
+            "print(os.environ.get('CUDA_VISIBLE_DEVICES'), os.getcwd(), os.getuid())"
+        ))
+        assert reply["status"] == "ok", out
+        gpu, cwd, uid = out.split()
+        (service,) = our_services(swarm, km.kernel_id)
+        client = swarm.client()
+        try:
+            (task,) = client.api.tasks(filters={"service": service["ID"]})
+            node = client.api.inspect_node(task["NodeID"])["Description"]["Hostname"]
+        finally:
+            client.close()
+        assert node in swarm.workers and gpu in swarm.nodes[node].gpus, (node, gpu)  # one of its node's own
+        assert (cwd, uid) == (workspace, str(os.getuid()))
+        with open(os.path.join(workspace, "from-the-cluster.txt")) as f:  # written on the worker
+            assert f.read()
+        assert task["Spec"]["Resources"]["Reservations"]["GenericResources"] == [
+            {"DiscreteResourceSpec": {"Kind": GPU_RESOURCE, "Value": 1}}]
+
+        # Interrupt by message, then restart: a new task, the client carries on.
+        kc.execute("open('busy.flag', 'w').close(); import time; time.sleep(120)")
+        await until(lambda: _exists(os.path.join(workspace, "busy.flag")), timeout=30)
+        await km.interrupt_kernel()
+        interrupted = await kc.get_shell_msg(timeout=30)
+        assert interrupted["content"].get("ename") == "KeyboardInterrupt"
+        await km.restart_kernel(now=True)
+        await kc.wait_for_ready(timeout=90)
+        out, reply = await execute(kc, "print('back')")
+        assert out.strip() == "back"
+        (after,) = our_services(swarm, km.kernel_id)
+        client = swarm.client()
+        try:
+            (again,) = client.api.tasks(filters={"service": after["ID"]})
+        finally:
+            client.close()
+        # A new task, on the same node and ports: the clients connected before carry on.
+        assert after["ID"] != service["ID"] and again["NodeID"] == task["NodeID"]
+
+        # The kernel process ends by itself: noticed from the task's state, with its code.
+        kc.execute("import os; os._exit(3)")
+        await until(lambda: _dead(km), timeout=60)
+        from jupyter_mlcontainer.deaths import last_death
+
+        death = last_death(km.kernel_id)
+        assert death is not None and death.message() == "Kernel process exited with code 3", death
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
+    assert our_services(swarm, km.kernel_id) == []
+    assert leftover_files(swarm) == []  # the connection file's secret went with it
+    print(f"swarm kernel ready in {started:.2f} s")
+
+
+async def test_more_gpus_than_any_node_has_fail_the_start_clearly(engine, swarm, shared):
+    workspace, cache = shared
+    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="3",
+                    cache_volume=cache, workspace=workspace, placement_timeout="5")
+    km = AsyncKernelManager(kernel_name=name)
+    with pytest.raises(Exception) as failed:
+        await km.start_kernel(cwd=workspace)
+    assert "No node of the cluster can take the kernel" in str(failed.value), failed.value
+    assert "insufficient resources" in str(failed.value)
+    client = swarm.client()
+    try:
+        assert client.api.services(filters={"label": f"org.jupyter.mlcontainer.kernel-name={name}"}) == []
+    finally:
+        client.close()
+    assert leftover_files(swarm) == []
+
+
+async def _exists(path: str) -> bool:
+    return os.path.exists(path)
+
+
+async def _dead(km) -> bool:
+    return not await km.is_alive()

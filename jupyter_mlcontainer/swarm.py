@@ -235,8 +235,26 @@ class SwarmBackend:
         error = status.get("Err", "")
         if error.startswith("task: non-zero exit"):  # the exit code says it
             error = ""
+        if status.get("State") not in ("complete", *WAITING):
+            # The task's last word may have come from a node that no longer answers ("running",
+            # or the scheduler's "assigned node no longer meets constraints"): say so.
+            lost = self._node_lost(task.get("NodeID", ""))
+            if lost:
+                return {"Running": False, "Status": "node-down", "ExitCode": -1, "Error": lost, "OOMKilled": False}
         return {"Running": status.get("State") == "running", "Status": status.get("State"),
                 "ExitCode": code if code is not None else -1, "Error": error, "OOMKilled": False}
+
+    def _node_lost(self, node_id: str) -> str:
+        """Why the node ``node_id`` cannot be running anything of ours ("" while it is up)."""
+        try:
+            node = self.call_sync(lambda: self.api.inspect_node(node_id))
+        except EngineError:
+            return f"Swarm node {node_id[:12]}, where it ran, has left the cluster"
+        status = node.get("Status") or {}
+        if status.get("State") in ("down", "disconnected"):
+            reason = f" ({status['Message']})" if status.get("Message") else ""
+            return f"Swarm node {node['Description']['Hostname']}, where it ran, is {status['State']}{reason}"
+        return ""
 
     def inspect_container_sync(self, container_id: str) -> dict[str, Any]:
         service = self.call_sync(lambda: self.api.inspect_service(container_id))
@@ -336,10 +354,13 @@ class TaskEnds:
         while not self._closed.is_set():
             services = {s["ID"] for s in self.backend.call_sync(lambda: api.services(filters={"label": self.labels}))}
             tasks = self.backend.call_sync(lambda: api.tasks(filters={"desired-state": ["running", "shutdown"]}))
+            down = {n["ID"] for n in self.backend.call_sync(api.nodes)
+                    if (n.get("Status") or {}).get("State") in ("down", "disconnected")}
             for task in tasks:
                 service = task.get("ServiceID")
                 status = task.get("Status") or {}
-                if service not in services or service in self._reported or status.get("State") not in ENDED:
+                lost = status.get("State") == "running" and task.get("NodeID") in down
+                if service not in services or service in self._reported or (status.get("State") not in ENDED and not lost):
                     continue
                 if any(t.get("ServiceID") == service and t.get("CreatedAt", "") > task.get("CreatedAt", "") for t in tasks):
                     continue  # an older task of a service that has a newer one

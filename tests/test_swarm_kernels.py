@@ -149,3 +149,29 @@ async def _exists(path: str) -> bool:
 
 async def _dead(km) -> bool:
     return not await km.is_alive()
+
+
+async def test_a_kernel_whose_node_dies_is_reported_dead_with_the_node(engine, swarm, shared):
+    workspace, cache = shared
+    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="1",
+                    cache_volume=cache, workspace=workspace)
+    km = AsyncKernelManager(kernel_name=name)
+    await km.start_kernel(cwd=workspace)
+    (service,) = our_services(swarm, km.kernel_id)
+    client = swarm.client()
+    try:
+        (task,) = client.api.tasks(filters={"service": service["ID"]})
+        node = client.api.inspect_node(task["NodeID"])["Description"]["Hostname"]
+    finally:
+        client.close()
+    try:
+        swarm.stop_node(node, kill=True)  # as a server that loses power
+        await until(lambda: _dead(km), timeout=60)
+        from jupyter_mlcontainer.deaths import last_death
+
+        death = last_death(km.kernel_id)
+        assert death is not None and f"Swarm node {node}, where it ran, is down" in death.message(), death
+    finally:
+        await km.shutdown_kernel(now=True)
+        swarm.start_node(node)
+    assert our_services(swarm, km.kernel_id) == []

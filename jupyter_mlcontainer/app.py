@@ -9,7 +9,6 @@ from traitlets import Bool, Unicode
 
 from .errors import EngineError
 from .handlers import route_table
-from .orphans import reap_orphans
 from .service import MLContainerService
 from .settings import MLContainer
 
@@ -60,7 +59,7 @@ class MLContainerApp(ExtensionApp):
 
     def _reap(self) -> None:
         try:
-            removed = reap_orphans(self.service.engine, self.log)
+            removed = self.service.orphans(remove=True, logger=self.log)
             self.log.info("jupyter-mlcontainer: orphan clean-up done (%d removed)", len(removed))
         except EngineError as exc:
             self.log.warning("jupyter-mlcontainer: skipped orphan clean-up: %s", exc)

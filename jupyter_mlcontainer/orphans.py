@@ -40,15 +40,17 @@ def find_orphans(engine: Engine) -> list[Orphan]:
     return orphans
 
 
-def reap_orphans(engine: Engine, logger: logging.Logger | None = None) -> list[Orphan]:
-    """Remove orphaned containers and say so in the log; return what was removed. Blocking."""
+def reap_orphans(engine: Engine, logger: logging.Logger | None = None, *, forget_leases: bool = True) -> list[Orphan]:
+    """Remove orphaned containers and say so in the log; return what was removed. Blocking.
+    ``forget_leases``: drop the dead owners' leases afterwards (a caller reaping several
+    backends does that once, after the last: without its lease an owner is nobody's to judge)."""
     logger = logger or log
     removed = []
     for orphan in find_orphans(engine):
         engine.call_sync(engine.remove_container_sync, orphan.container_id)
         removed.append(orphan)
-    for owner in {o.owner for o in removed} | set(dead_owners()):
-        forget_dead_owner(owner)
+    if forget_leases:
+        forget_dead_leases()
     if removed:
         owners = sorted({o.owner for o in removed})
         logger.warning(
@@ -58,3 +60,9 @@ def reap_orphans(engine: Engine, logger: logging.Logger | None = None) -> list[O
             ", ".join(f"{o.container_id[:12]} (kernel {o.kernel_id or '-'})" for o in removed),
         )
     return removed
+
+
+def forget_dead_leases() -> None:
+    """Drop the leases of every dead owner (their containers are gone)."""
+    for owner in set(dead_owners()):
+        forget_dead_owner(owner)

@@ -26,7 +26,7 @@ from .images import ImageInventory
 from .jobs import Job, JobRegistry
 from .kernels import StatsCollector, container_kernels, kernel_ids_by_container, list_kernel_containers, rows_without_engine
 from .kernelspecs import ContainerKernelSpec, add_kernelspec, list_kernelspecs, remove_kernelspec
-from .orphans import Orphan, find_orphans, reap_orphans
+from .orphans import Orphan, find_orphans, forget_dead_leases, reap_orphans
 from .pool import get_pool
 from .restore import RestorePlan, plan_restore, restore, start_restore
 from .settings import MLContainer
@@ -223,9 +223,36 @@ class MLContainerService:
 
     # -- clean-up ----------------------------------------------------------------------------
 
-    def orphans(self, *, remove: bool) -> list[Orphan]:
-        """Containers whose owning process died; removed with ``remove``."""
-        return reap_orphans(self.engine) if remove else find_orphans(self.engine)
+    def backends(self) -> list[ContainerBackend]:
+        """Every place this server's kernels may run: the engine, and the Swarms that container
+        kernelspecs name (placement 'swarm', their docker_host the manager). Blocking (reads
+        the kernelspecs)."""
+        found: list[ContainerBackend] = [self.engine]
+        managers = {spec.config.get("docker_host") or self.settings.docker_host
+                    for spec in self.kernelspecs() if spec.config.get("placement") == "swarm"}
+        if managers:
+            from .swarm import get_swarm
+
+            found += [get_swarm(manager) for manager in sorted(m for m in managers if m)]
+        return found
+
+    def orphans(self, *, remove: bool, logger: Any = None) -> list[Orphan]:
+        """Containers (and Swarm services) whose owning process died, on every backend;
+        removed with ``remove``. A Swarm that does not answer is skipped (logged)."""
+        found: list[Orphan] = []
+        skipped = False
+        for backend in self.backends():
+            try:
+                found += reap_orphans(backend, logger, forget_leases=False) if remove else find_orphans(backend)
+            except EngineError as exc:
+                if backend is self.engine:
+                    raise
+                skipped = True
+                if logger is not None:
+                    logger.warning("jupyter-mlcontainer: skipped orphan clean-up on %s: %s", backend.address, exc)
+        if remove and not skipped:  # a lease kept, its owner's services are reaped when the Swarm answers
+            forget_dead_leases()
+        return found
 
 
 def cli_service() -> MLContainerService:

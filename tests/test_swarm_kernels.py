@@ -6,6 +6,7 @@ interrupted, restarted, reported dead and removed like a local kernel."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import time
@@ -49,8 +50,6 @@ def leftover_files(swarm) -> list[str]:
 
 
 async def until(predicate, timeout: float = 60) -> None:
-    import asyncio
-
     deadline = time.monotonic() + timeout
     while not await predicate():
         if time.monotonic() > deadline:
@@ -175,3 +174,49 @@ async def test_a_kernel_whose_node_dies_is_reported_dead_with_the_node(engine, s
         await km.shutdown_kernel(now=True)
         swarm.start_node(node)
     assert our_services(swarm, km.kernel_id) == []
+
+
+ORPHAN_MAKER = r"""
+import asyncio, sys
+from jupyter_client.manager import AsyncKernelManager
+
+async def main():
+    km = AsyncKernelManager(kernel_name=sys.argv[1])
+    await km.start_kernel(cwd=sys.argv[2])
+    print(km.kernel_id, flush=True)
+    await asyncio.sleep(3600)  # killed with SIGKILL by the test
+
+asyncio.run(main())
+"""
+
+
+async def test_the_services_of_a_killed_server_are_reaped_and_no_one_elses(engine, swarm, shared):
+    import signal
+    import subprocess
+    import sys
+
+    from jupyter_mlcontainer.service import MLContainerService
+    from jupyter_mlcontainer.settings import MLContainer
+
+    workspace, cache = shared
+    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="none",
+                    cache_volume=cache, workspace=workspace)
+    other = subprocess.Popen([sys.executable, "-c", ORPHAN_MAKER, name, workspace], stdout=subprocess.PIPE, text=True)
+    km = AsyncKernelManager(kernel_name=name)
+    try:
+        orphan_kernel = other.stdout.readline().strip()
+        assert len(our_services(swarm, orphan_kernel)) == 1
+        other.send_signal(signal.SIGKILL)  # the server dies without shutting its kernel down
+        other.wait()
+        await km.start_kernel(cwd=workspace)  # this process's own: alive, never reaped
+        service = MLContainerService(MLContainer())
+        found = await asyncio.get_running_loop().run_in_executor(None, lambda: service.orphans(remove=False))
+        assert [o.kernel_id for o in found if o.kernel_id in (orphan_kernel, km.kernel_id)] == [orphan_kernel]
+        removed = await asyncio.get_running_loop().run_in_executor(None, lambda: service.orphans(remove=True))
+        assert orphan_kernel in [o.kernel_id for o in removed]
+        assert our_services(swarm, orphan_kernel) == [] and len(our_services(swarm, km.kernel_id)) == 1
+    finally:
+        if other.poll() is None:
+            other.kill()
+        await km.shutdown_kernel(now=True)
+    assert leftover_files(swarm) == []

@@ -149,7 +149,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         print(f"GPUs: none ({nvml['reason']})")
     cache = status["cache_volume"]
-    print(f"Cache volume: {cache['name']} ({'present' if cache.get('exists') else 'created on first kernel start'})")
+    where = ("a host folder of the engine's host" if cache.get("host_folder")
+             else "present" if cache.get("exists") else "created on first kernel start")
+    print(f"Cache volume: {cache['name']} ({where})")
     spares = status.get("warm_pool", {}).get("spares") or []
     if spares:
         total = sum(s["memory_usage"] or 0 for s in spares) / 2**20
@@ -157,6 +159,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         for spare in spares:
             print(f"  {spare['container_id'][:12]} kernelspec {spare['kernelspec']} ({spare['image']}), "
                   f"{(spare['memory_usage'] or 0) / 2**20:.0f} MiB")
+    for cluster in status.get("clusters") or []:
+        if cluster.get("reachable") is False:
+            print(f"Swarm {cluster['manager']}: not reachable: {cluster['reason']}")
+            continue
+        print(f"Swarm {cluster['manager']}: {len(cluster['nodes'])} node(s)")
+        for node in cluster["nodes"]:
+            free = sum(1 for gpu in node["gpus"] if not gpu["kernel_id"])
+            gpus = f", GPUs {free} free of {len(node['gpus'])}" if node["gpus"] else ""
+            print(f"  {node['hostname']} ({node['role']}, {node['state']}, {node['address']}){gpus}")
+            for gpu in node["gpus"]:
+                if gpu["kernel_id"]:
+                    print(f"    {gpu['id']}: kernel {gpu['kernel_id']}")
     return 0
 
 

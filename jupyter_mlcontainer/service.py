@@ -63,6 +63,12 @@ class MLContainerService:
         (with the memory each holds); never raises for a state."""
         status = machine_status(self.engine, self.gpu_monitor, self.cache_volume)
         status["warm_pool"] = {"spares": self.spares(with_memory=status["engine"].get("reachable", False))}
+        status["clusters"] = []
+        for backend in self.backends()[1:]:  # the Swarms that container kernelspecs name
+            try:
+                status["clusters"].append(backend.cluster_sync())
+            except EngineError as exc:
+                status["clusters"].append({"manager": backend.address, "reachable": False, "reason": str(exc)})
         return status
 
     def live_spares(self, *, user: str) -> list[dict[str, Any]]:

@@ -221,6 +221,27 @@ class SwarmBackend:
         return [r["NamedResourceSpec"]["Value"] for r in resources
                 if (r.get("NamedResourceSpec") or {}).get("Kind") == GPU_RESOURCE]
 
+    def cluster_sync(self) -> dict[str, Any]:
+        """The cluster as the status shows it: each node (hostname, role, state, address), its
+        GPUs and which of them running kernel tasks hold (with the kernel ids)."""
+        held: dict[str, str] = {}  # GPU id -> kernel id
+        for task in self.call_sync(lambda: self.api.tasks(filters={"desired-state": "running"})):
+            kernel = ((task.get("Spec") or {}).get("ContainerSpec") or {}).get("Labels", {}).get(LABEL_KERNEL_ID, "")
+            for resource in (task.get("GenericResources") or task.get("AssignedGenericResources") or []):
+                spec = resource.get("NamedResourceSpec") or {}
+                if spec.get("Kind") == GPU_RESOURCE:
+                    held[spec["Value"]] = kernel
+        nodes = []
+        for node in self.call_sync(self.api.nodes):
+            gpus = self._node_gpus(node)
+            nodes.append({
+                "hostname": node["Description"]["Hostname"], "role": node["Spec"].get("Role"),
+                "state": node["Status"].get("State"), "address": node["Status"].get("Addr"),
+                "gpus": [{"id": gpu, "kernel_id": held.get(gpu) or None} for gpu in gpus],
+            })
+        nodes.sort(key=lambda n: (n["role"] != "manager", n["hostname"]))
+        return {"manager": self.address, "nodes": nodes}
+
     def container_state_sync(self, container_id: str) -> dict[str, Any] | None:
         """The kernel task's state as a container's State (Running, ExitCode, Error); None when
         the service is gone."""

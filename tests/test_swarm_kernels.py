@@ -90,6 +90,15 @@ async def test_a_kernel_runs_as_a_task_on_a_worker_with_the_gpus_it_asked_for(en
             assert f.read()
         assert task["Spec"]["Resources"]["Reservations"]["GenericResources"] == [
             {"DiscreteResourceSpec": {"Kind": GPU_RESOURCE, "Value": 1}}]
+        # The status shows the cluster: every node, its GPUs, and which kernel holds this one.
+        from jupyter_mlcontainer.service import MLContainerService
+        from jupyter_mlcontainer.settings import MLContainer
+
+        status = await asyncio.get_running_loop().run_in_executor(None, MLContainerService(MLContainer()).status)
+        (cluster,) = [c for c in status["clusters"] if c["manager"] == swarm.manager_url]
+        assert sorted(n["hostname"] for n in cluster["nodes"]) == sorted(swarm.nodes)
+        (row,) = [n for n in cluster["nodes"] if n["hostname"] == node]
+        assert row["state"] == "ready" and {"id": gpu, "kernel_id": km.kernel_id} in row["gpus"], row
 
         # Interrupt by message, then restart: a new task, the client carries on.
         kc.execute("open('busy.flag', 'w').close(); import time; time.sleep(120)")

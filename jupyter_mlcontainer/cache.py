@@ -20,6 +20,7 @@ import os
 import re
 import threading
 
+from .container_spec import is_host_folder
 from .engine import LABEL_CACHE_VOLUME, LABEL_ROLE, LABEL_VOLUME_CACHE, Engine, EngineError
 from .policy import write_json_safely
 from .state import state_dir
@@ -64,11 +65,6 @@ _CHECK_SHARED_TOP = (
     "    print('it is mode %o, owned by uid %d' % (stat.S_IMODE(st.st_mode), st.st_uid))\n"
     f"    sys.exit({HOST_FOLDER_REFUSED_EXIT})\n"
 )
-
-
-def is_host_folder(cache: str) -> bool:
-    """``cache_volume`` names a host folder (an absolute path) rather than a named volume."""
-    return cache.startswith("/")
 
 
 def cache_mount(cache: str, target: str) -> dict[str, str]:
@@ -197,8 +193,20 @@ def remove_cache_keeper(engine: Engine, name: str) -> bool:
 def remove_cache_volume(engine: Engine, name: str) -> None:
     """Remove a named cache volume and its keeper (the engine refuses while a kernel uses it:
     Conflict). Blocking."""
+    import time
+
+    from .errors import Conflict
+
     remove_cache_keeper(engine, name)
-    engine.call_sync(engine.remove_volume_sync, name)
+    deadline = time.monotonic() + 15  # a Swarm stops the keeper's tasks a moment after its removal
+    while True:
+        try:
+            engine.call_sync(engine.remove_volume_sync, name)
+            return
+        except Conflict as exc:
+            if "in use" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _run_helper(engine: Engine, name: str, helper_image: str, command: list[str]) -> tuple[int, str, str]:

@@ -234,6 +234,11 @@ class FileSpec:
     gid: int
 
 
+def is_host_folder(cache: str) -> bool:
+    """``cache_volume`` names a host folder (an absolute path) rather than a named volume."""
+    return cache.startswith("/")
+
+
 @dataclass(frozen=True)
 class MountSpec:
     target: str
@@ -505,7 +510,7 @@ def kernel_container(
     container_user = container_user_for(user, engine_kind)
     mounts = [
         MountSpec(target=workspace, source=workspace),
-        MountSpec(target=cache_mount_path, source=cache_volume, kind="bind" if cache_volume.startswith("/") else "volume"),
+        MountSpec(target=cache_mount_path, source=cache_volume, kind="bind" if is_host_folder(cache_volume) else "volume"),
     ]
     if "PIP_PREFIX" in environment.injected and venv:  # where `%pip install` goes (venv_pip_prefix)
         mounts.append(MountSpec(target=venv_cache_mount(venv), source=cache_volume, kind=mounts[-1].kind))

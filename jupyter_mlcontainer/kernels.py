@@ -133,13 +133,14 @@ def container_kernels(
             workspace=labels.get(LABEL_WORKSPACE),
             cache_volume=labels.get(LABEL_CACHE_VOLUME),
             limits_ignored=labels.get(LABEL_LIMITS_IGNORED) or None,
+            node=container.get("Node") or None,  # a Swarm task's node (swarm.py)
         ))
     return rows
 
 
 ROW_FIELDS = (
     "kernelspec", "image", "container_id", "state", "status", "gpus", "cpu_percent", "memory_usage",
-    "memory_limit", "workspace", "cache_volume", "limits_ignored",
+    "memory_limit", "workspace", "cache_volume", "limits_ignored", "node",
 )
 
 

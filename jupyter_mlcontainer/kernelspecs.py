@@ -81,21 +81,21 @@ def _validate_options(options: dict[str, Any]) -> dict[str, Any]:
         if key == "placement" and value not in ("local", "swarm"):
             raise KernelSpecError(f"placement {value!r}: 'local' (this engine) or 'swarm' (a Swarm's manager as docker_host)")
         if key == "placement_timeout":
-            try:
-                if float(value) <= 0:
-                    raise ValueError
-            except ValueError:
-                raise KernelSpecError(f"placement_timeout {value!r}: use a positive number of seconds") from None
+            _positive(value, f"placement_timeout {value!r}: use a positive number of seconds")
         if key == "cpus":
-            try:
-                if float(value) <= 0:
-                    raise ValueError
-            except ValueError:
-                raise KernelSpecError(f"--cpus {value!r}: use a positive number such as 4 or 0.5") from None
+            _positive(value, f"--cpus {value!r}: use a positive number such as 4 or 0.5")
         if key == "env":
             value = {str(k): str(v) for k, v in dict(value).items()}
         config[key] = value if key == "env" else str(value)
     return config
+
+
+def _positive(value: Any, refusal: str) -> None:
+    try:
+        if float(value) <= 0:
+            raise ValueError
+    except ValueError:
+        raise KernelSpecError(refusal) from None
 
 
 def parse_env_pairs(pairs: list[str] | None) -> dict[str, str]:

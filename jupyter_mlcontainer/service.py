@@ -115,11 +115,17 @@ class MLContainerService:
         does not answer: the ``known`` kernels (the server's kernel manager's), with the
         engine's state as their status; EngineUnavailable when there are none."""
         try:
-            return container_kernels(self.engine, self.stats if live else None, notebook_paths, user=user)
+            rows = container_kernels(self.engine, self.stats if live else None, notebook_paths, user=user)
         except EngineUnavailable as exc:
             if not known:
                 raise
-            return rows_without_engine(known, notebook_paths, str(exc))
+            rows = rows_without_engine(known, notebook_paths, str(exc))
+        for cluster in self.backends()[1:]:  # Swarm kernels, with their node (no live CPU/memory)
+            try:
+                rows += container_kernels(cluster, None, notebook_paths, user=user)
+            except EngineError:
+                continue  # a Swarm that does not answer: the status says so
+        return rows
 
     def gpus(self, notebook_paths: dict[str, str], *, user: str | None = None) -> dict[str, Any]:
         """NVML's GPUs with their processes mapped to container kernels and notebooks."""

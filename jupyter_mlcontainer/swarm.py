@@ -50,6 +50,8 @@ LABEL_SERVICE = "org.jupyter.mlcontainer.service"  # on a kernel's secrets and c
 ENDED = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
 WAITING = ("new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting")
 _names = itertools.count()
+_NO_FREEZE = ("Freezing a kernel that runs on a Swarm node is not supported yet: freeze it on a local engine "
+              "(same image), or run the kernel with placement 'local'")
 SECRET_PATH = "/run/secrets/mlcontainer-kernel.json"  # the bootstrap copies it where the kernel writes
 
 
@@ -96,6 +98,50 @@ class SwarmBackend:
 
     def memory_usage_sync(self, container_id: str) -> int | None:
         return None
+
+    # What freeze reads runs inside the kernel's container, on its node: out of the manager's reach.
+    def exec_sync(self, container_id: str, command: list[str]) -> tuple[int | None, str, str]:
+        raise EngineError(_NO_FREEZE)
+
+    def container_diff_sync(self, container_id: str) -> list[dict[str, Any]]:
+        raise EngineError(_NO_FREEZE)
+
+    def ensure_service_sync(self, spec: ContainerSpec) -> dict[str, Any]:
+        """A long-running helper of ours on *every* node (the cache keeper: each node's own
+        cache volume is set up and kept by the node's own task): a global service, restarted by
+        Swarm, made once; waits until each ready node runs it, so that a kernel's first start
+        on a node finds its volume set up."""
+        found = [s for s in self.call_sync(lambda: self.api.services(filters={"name": spec.name}))
+                 if s["Spec"]["Name"] == spec.name]
+        if found:
+            service_id = found[0]["ID"]
+        else:
+            container = SwarmContainerSpec(
+                spec.image, command=spec.entrypoint, args=spec.command, user=spec.user, labels=spec.labels,
+                mounts=[Mount(target=m.target, source=m.source, type=m.kind, read_only=m.read_only) for m in spec.mounts],
+                cap_add=spec.cap_add, cap_drop=spec.cap_drop, read_only=spec.read_only,
+            )
+            template = TaskTemplate(container, restart_policy=RestartPolicy(condition="any"),
+                                    resources=Resources(mem_limit=_bytes(spec.memory)))
+            try:
+                service_id = self.call_sync(lambda: self.api.create_service(
+                    template, name=spec.name, labels=spec.labels, mode=ServiceMode("global"),
+                ), image=spec.image)["ID"]
+            except EngineError:
+                found = self.call_sync(lambda: self.api.services(filters={"name": spec.name}))
+                if not found:
+                    raise
+                service_id = found[0]["ID"]  # another server made it meanwhile
+        deadline = time.monotonic() + 60
+        while True:
+            ready = {n["ID"] for n in self.call_sync(self.api.nodes)
+                     if (n.get("Status") or {}).get("State") == "ready"
+                     and (n.get("Spec") or {}).get("Availability") == "active"}
+            running = {t["NodeID"] for t in self.call_sync(lambda: self.api.tasks(filters={"service": service_id}))
+                       if (t.get("Status") or {}).get("State") == "running"}
+            if ready <= running or time.monotonic() > deadline:
+                return {"Id": service_id, "State": {"Running": ready <= running}}
+            time.sleep(0.2)
 
     # -- kernels
     def create_and_start_sync(self, spec: ContainerSpec) -> dict[str, Any]:
@@ -251,6 +297,9 @@ class SwarmBackend:
             return None
         if task is None:
             return None if not self._service_exists(container_id) else {"Running": False, "Status": "pending"}
+        return self._state_of(task)
+
+    def _state_of(self, task: dict[str, Any]) -> dict[str, Any]:
         status = task.get("Status") or {}
         code = (status.get("ContainerStatus") or {}).get("ExitCode")
         error = status.get("Err", "")
@@ -346,9 +395,12 @@ class SwarmBackend:
         rows = []
         for service in self.call_sync(lambda: self.api.services(filters={"label": labels})):
             spec = service.get("Spec") or {}
-            state = self.container_state_sync(service["ID"]) or {}
+            task = self._task(service["ID"])
+            state = self._state_of(task) if task else {"Status": "pending"}
             rows.append({"Id": service["ID"], "Names": [f"/{spec.get('Name', '')}"], "Labels": spec.get("Labels") or {},
-                         "State": state.get("Status") or "", "Image": spec["TaskTemplate"]["ContainerSpec"]["Image"]})
+                         "State": state.get("Status") or "", "Status": state.get("Error") or state.get("Status") or "",
+                         "Image": spec["TaskTemplate"]["ContainerSpec"]["Image"],
+                         "Node": self._node(task.get("NodeID", ""))[0] if task else ""})
         return rows
 
     def our_containers_sync(self, role: str | None = None) -> list[dict[str, Any]]:

@@ -40,6 +40,17 @@ def our_services(swarm, kernel_id: str = "") -> list[dict]:
         client.close()
 
 
+def kernel_task(swarm, kernel_id: str) -> tuple[dict, dict, str]:
+    """The kernel's service, its one task, and the hostname of the task's node."""
+    (service,) = our_services(swarm, kernel_id)
+    client = swarm.client()
+    try:
+        (task,) = client.api.tasks(filters={"service": service["ID"]})
+        return service, task, client.api.inspect_node(task["NodeID"])["Description"]["Hostname"]
+    finally:
+        client.close()
+
+
 def leftover_files(swarm) -> list[str]:
     client = swarm.client()
     try:
@@ -58,7 +69,13 @@ async def until(predicate, timeout: float = 60) -> None:
 
 
 async def test_a_kernel_runs_as_a_task_on_a_worker_with_the_gpus_it_asked_for(engine, swarm, shared):
-    workspace, cache = shared
+    """Also: the cache is each node's own named volume, set up and kept by the cache keeper
+    running as a global service (one task per node)."""
+    from jupyter_mlcontainer.cache import ROLE_KEEPER, remove_cache_volume
+    from jupyter_mlcontainer.swarm import get_swarm
+
+    workspace, _ = shared
+    cache = f"mlctest-swarm-cache-{uuid.uuid4().hex[:6]}"
     name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="1",
                     cache_volume=cache, workspace=workspace)
     km = AsyncKernelManager(kernel_name=name)
@@ -71,19 +88,23 @@ async def test_a_kernel_runs_as_a_task_on_a_worker_with_the_gpus_it_asked_for(en
     try:
         await kc.wait_for_ready(timeout=90)
         out, reply = await execute(kc, (
-            "import os, socket\n"
+            "import os, socket, stat\n"
             "open('from-the-cluster.txt', 'w').write(socket.gethostname())\n"
-            "print(os.environ.get('CUDA_VISIBLE_DEVICES'), os.getcwd(), os.getuid())"
+            "print(os.environ.get('CUDA_VISIBLE_DEVICES'), os.getcwd(), os.getuid(),\n"
+            "      oct(stat.S_IMODE(os.stat(os.environ['HOME']).st_mode)), oct(stat.S_IMODE(os.stat('/opt/mlcontainer/cache').st_mode)))"
         ))
         assert reply["status"] == "ok", out
-        gpu, cwd, uid = out.split()
-        (service,) = our_services(swarm, km.kernel_id)
+        gpu, cwd, uid, home_mode, cache_mode = out.split()
+        assert (home_mode, cache_mode) == ("0o700", "0o1777")  # the node's own volume, set up by its keeper
         client = swarm.client()
         try:
-            (task,) = client.api.tasks(filters={"service": service["ID"]})
-            node = client.api.inspect_node(task["NodeID"])["Description"]["Hostname"]
+            (keeper,) = client.api.services(filters={"label": f"org.jupyter.mlcontainer.role={ROLE_KEEPER}"})
+            assert keeper["Spec"]["Mode"] == {"Global": {}}
+            assert len([t for t in client.api.tasks(filters={"service": keeper["ID"]})
+                        if t["Status"]["State"] == "running"]) == len(swarm.nodes)
         finally:
             client.close()
+        service, task, node = kernel_task(swarm, km.kernel_id)
         assert node in swarm.workers and gpu in swarm.nodes[node].gpus, (node, gpu)  # one of its node's own
         assert (cwd, uid) == (workspace, str(os.getuid()))
         with open(os.path.join(workspace, "from-the-cluster.txt")) as f:  # written on the worker
@@ -99,6 +120,11 @@ async def test_a_kernel_runs_as_a_task_on_a_worker_with_the_gpus_it_asked_for(en
         assert sorted(n["hostname"] for n in cluster["nodes"]) == sorted(swarm.nodes)
         (row,) = [n for n in cluster["nodes"] if n["hostname"] == node]
         assert row["state"] == "ready" and {"id": gpu, "kernel_id": km.kernel_id} in row["gpus"], row
+        # The kernel list (the panel's) has it, with its node.
+        kernels = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: MLContainerService(MLContainer()).kernels({km.kernel_id: "train.ipynb"}))
+        (listed,) = [k for k in kernels if k["kernel_id"] == km.kernel_id]
+        assert (listed["node"], listed["state"], listed["notebook_path"], listed["gpus"]) == (node, "running", "train.ipynb", "1")
 
         # Interrupt by message, then restart: a new task, the client carries on.
         kc.execute("open('busy.flag', 'w').close(); import time; time.sleep(120)")
@@ -110,12 +136,7 @@ async def test_a_kernel_runs_as_a_task_on_a_worker_with_the_gpus_it_asked_for(en
         await kc.wait_for_ready(timeout=90)
         out, reply = await execute(kc, "print('back')")
         assert out.strip() == "back"
-        (after,) = our_services(swarm, km.kernel_id)
-        client = swarm.client()
-        try:
-            (again,) = client.api.tasks(filters={"service": after["ID"]})
-        finally:
-            client.close()
+        after, again, _ = kernel_task(swarm, km.kernel_id)
         # A new task, on the same node and ports: the clients connected before carry on.
         assert after["ID"] != service["ID"] and again["NodeID"] == task["NodeID"]
 
@@ -132,6 +153,7 @@ async def test_a_kernel_runs_as_a_task_on_a_worker_with_the_gpus_it_asked_for(en
     assert our_services(swarm, km.kernel_id) == []
     assert leftover_files(swarm) == []  # the connection file's secret went with it
     print(f"swarm kernel ready in {started:.2f} s")
+    remove_cache_volume(get_swarm(swarm.manager_url), cache)
 
 
 async def test_more_gpus_than_any_node_has_fail_the_start_clearly(engine, swarm, shared):
@@ -165,13 +187,7 @@ async def test_a_kernel_whose_node_dies_is_reported_dead_with_the_node(engine, s
                     cache_volume=cache, workspace=workspace)
     km = AsyncKernelManager(kernel_name=name)
     await km.start_kernel(cwd=workspace)
-    (service,) = our_services(swarm, km.kernel_id)
-    client = swarm.client()
-    try:
-        (task,) = client.api.tasks(filters={"service": service["ID"]})
-        node = client.api.inspect_node(task["NodeID"])["Description"]["Hostname"]
-    finally:
-        client.close()
+    service, task, node = kernel_task(swarm, km.kernel_id)
     try:
         swarm.stop_node(node, kill=True)  # as a server that loses power
         await until(lambda: _dead(km), timeout=60)

@@ -117,10 +117,12 @@ export class KernelsSection extends Section {
       h.div(
         { className: 'mlc-row-meta' },
         field(trans.__('Image'), kernel.image, 'mlc-kernel-image'),
-        field(
-          trans.__('Container'),
-          h.code({ title: kernel.container_id }, shortId(kernel.container_id))
-        ),
+        kernel.node
+          ? field(trans.__('Node'), kernel.node, 'mlc-kernel-node')
+          : field(
+              trans.__('Container'),
+              h.code({ title: kernel.container_id }, shortId(kernel.container_id))
+            ),
         field(trans.__('Spec'), kernel.kernelspec),
         field(
           trans.__('GPUs'),

@@ -181,6 +181,8 @@ export interface IContainerKernel {
   death: IKernelDeath | null;
   /** Limits the kernelspec asks for that this engine cannot enforce, and why. */
   limits_ignored?: string | null;
+  /** The Swarm node a cluster kernel runs on (null for a local container). */
+  node?: string | null;
 }
 
 /** A process using a GPU. */

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -84,8 +85,13 @@ async def main() -> None:
     finally:
         from jupyter_client.kernelspec import KernelSpecManager
 
+        from jupyter_mlcontainer.cache import remove_cache_keeper
+        from jupyter_mlcontainer.swarm import get_swarm
+
         for name in (local, swarm):
             KernelSpecManager().remove_kernel_spec(name)
+        remove_cache_keeper(get_swarm(cluster.manager_url), cache)
+        shutil.rmtree(root, ignore_errors=True)
         if not args.keep:
             cluster.down()
     print(f"\n{'':24}{'ready (median)':>16}{'round trip':>14}   runs={args.runs}")

@@ -150,8 +150,14 @@ def ensure_cache_volume(engine: Engine, name: str, helper_image: str, python: st
 
 
 def keeper_name(cache: str) -> str:
-    """The keeper container's name for ``cache`` (one per cache and engine)."""
-    return "mlc-cache-keeper-" + re.sub(r"[^a-zA-Z0-9_.-]+", "-", cache).strip("-.")[:80]
+    """The keeper container's name for ``cache`` (one per cache and engine), at most 63
+    characters (a Swarm service name's limit): a long one ends in a digest of the whole."""
+    import hashlib
+
+    name = "mlc-cache-keeper-" + re.sub(r"[^a-zA-Z0-9_.-]+", "-", cache).strip("-.")
+    if len(name) > 63:
+        name = f"{name[:52].rstrip('-.')}-{hashlib.sha256(cache.encode()).hexdigest()[:10]}"
+    return name
 
 
 def keep_cache(engine: Engine, name: str, helper_image: str, python: str) -> None:

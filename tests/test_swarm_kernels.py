@@ -28,6 +28,10 @@ def shared(swarm):
     os.makedirs(cache)
     os.chmod(cache, 0o1777)
     yield workspace, cache
+    from jupyter_mlcontainer.cache import remove_cache_keeper
+    from jupyter_mlcontainer.swarm import get_swarm
+
+    remove_cache_keeper(get_swarm(swarm.manager_url), cache)  # started by the first kernel on it
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -176,3 +176,11 @@ def test_each_engine_kind_gets_gpus_its_own_way():
     assert _gpu_options(two, EngineKind(product="podman", rootless=True, gpu_devices="cdi")) == {
         "devices": ["nvidia.com/gpu=0", "nvidia.com/gpu=1"]}
     assert _gpu_options([], EngineKind(gpu_devices="cdi")) == {}
+
+
+def test_keeper_names_fit_a_swarm_service_name():
+    from jupyter_mlcontainer.cache import keeper_name
+
+    assert keeper_name("mlcontainer-cache") == "mlc-cache-keeper-mlcontainer-cache"
+    long_one, other = "/srv/shared/" + "x" * 100 + "/cache", "/srv/shared/" + "x" * 100 + "/cache2"
+    assert len(keeper_name(long_one)) <= 63 and keeper_name(long_one) != keeper_name(other)

@@ -182,6 +182,9 @@ class SwarmBackend:
             raise GpuRequestUnsatisfiable("On a Swarm cluster a kernel asks for a number of GPUs (--gpus 2), not all")
         mounts = [Mount(target=m.target, source=m.source, type=m.kind, read_only=m.read_only) for m in spec.mounts]
         env = dict(spec.env)
+        if spec.shm_size:  # a service has no --shm-size: /dev/shm as a tmpfs of that size
+            mounts.append(Mount(target="/dev/shm", source=None, type="tmpfs", tmpfs_size=_bytes(spec.shm_size),
+                                tmpfs_mode=0o1777))
         if secrets:  # the kernel rewrites its connection file: a private, writable folder for it
             mounts.append(Mount(target=posixpath.dirname(CONNECTION_FILE_IN_CONTAINER), source=None, type="tmpfs",
                                 tmpfs_mode=0o1777, tmpfs_size=1 << 20))

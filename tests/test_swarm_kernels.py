@@ -81,7 +81,7 @@ async def test_a_kernel_runs_as_a_task_on_a_worker_with_the_gpus_it_asked_for(en
     workspace, _ = shared
     cache = f"mlctest-swarm-cache-{uuid.uuid4().hex[:6]}"
     name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="1",
-                    cache_volume=cache, workspace=workspace)
+                    cache_volume=cache, workspace=workspace, shm_size="512m")
     km = AsyncKernelManager(kernel_name=name)
     assert km.kernel_spec.interrupt_mode == "message"  # no signal reaches another node's container
     began = time.monotonic()
@@ -94,11 +94,14 @@ async def test_a_kernel_runs_as_a_task_on_a_worker_with_the_gpus_it_asked_for(en
         out, reply = await execute(kc, (
             "import os, socket, stat\n"
             "open('from-the-cluster.txt', 'w').write(socket.gethostname())\n"
+            "shm = os.statvfs('/dev/shm')\n"
             "print(os.environ.get('CUDA_VISIBLE_DEVICES'), os.getcwd(), os.getuid(),\n"
-            "      oct(stat.S_IMODE(os.stat(os.environ['HOME']).st_mode)), oct(stat.S_IMODE(os.stat('/opt/mlcontainer/cache').st_mode)))"
+            "      oct(stat.S_IMODE(os.stat(os.environ['HOME']).st_mode)), oct(stat.S_IMODE(os.stat('/opt/mlcontainer/cache').st_mode)),\n"
+            "      shm.f_blocks * shm.f_frsize)"
         ))
         assert reply["status"] == "ok", out
-        gpu, cwd, uid, home_mode, cache_mode = out.split()
+        gpu, cwd, uid, home_mode, cache_mode, shm = out.split()
+        assert int(shm) == 512 << 20  # the kernelspec's --shm-size (services have none of their own)
         assert (home_mode, cache_mode) == ("0o700", "0o1777")  # the node's own volume, set up by its keeper
         client = swarm.client()
         try:
@@ -249,3 +252,57 @@ async def test_the_services_of_a_killed_server_are_reaped_and_no_one_elses(engin
             other.kill()
         await km.shutdown_kernel(now=True)
     assert leftover_files(swarm) == []
+
+
+SWARM_USER_KERNEL = r"""
+import asyncio, json, sys
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_mlcontainer.engine import get_engine
+from jupyter_mlcontainer.kernelspecs import add_kernelspec
+
+async def main(workspace, image, manager):
+    name = add_kernelspec(get_engine(), image, name="swarm-user", options={
+        "placement": "swarm", "docker_host": manager, "gpus": "none", "workspace": workspace}).name
+    km = AsyncKernelManager(kernel_name=name)
+    await km.start_kernel(cwd=workspace)
+    kc = km.client()
+    kc.start_channels()
+    await kc.wait_for_ready(timeout=90)
+    out = []
+    hook = lambda m: out.append(m["content"].get("text", "")) if m["msg_type"] == "stream" else None
+    await kc.execute_interactive(
+        "import getpass, os; open('mine.txt', 'w').write('x'); print(getpass.getuser(), os.getuid(), os.environ['HOME'])",
+        output_hook=hook, timeout=60)
+    kc.stop_channels()
+    await km.shutdown_kernel(now=True)
+    print("RESULT " + json.dumps({"out": "".join(out).split()}), flush=True)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+def test_a_non_root_users_kernel_on_the_swarm_runs_as_that_user(engine, swarm):
+    """A real user (mlctest) starts a Swarm kernel: it runs as the user's uid on the worker,
+    knows the user's name (passwd and group travel as Swarm configs), and what it writes in the
+    shared workspace is the user's."""
+    from jupyter_mlcontainer.cache import remove_cache_volume
+    from jupyter_mlcontainer.swarm import get_swarm
+
+    from .box_users import TEST_USER, BoxUser, finished, package_site
+
+    site = package_site()
+    volume = f"mlctest-swarm-user-{uuid.uuid4().hex[:6]}"
+    user = BoxUser(TEST_USER, site, volume)
+    workspace = os.path.join(swarm.shared, f"user-{uuid.uuid4().hex[:8]}")
+    os.makedirs(workspace)
+    os.chown(workspace, user.pw.pw_uid, user.pw.pw_gid)
+    try:
+        run = finished(user.command(SWARM_USER_KERNEL, workspace, BASE_IMAGE, swarm.manager_url))
+        assert run["out"] == [TEST_USER, str(user.pw.pw_uid), f"/opt/mlcontainer/cache/home/{TEST_USER}"], run
+        assert os.stat(os.path.join(workspace, "mine.txt")).st_uid == user.pw.pw_uid
+        assert leftover_files(swarm) == []  # the connection secret and the passwd/group configs
+    finally:
+        user.cleanup()
+        shutil.rmtree(workspace, ignore_errors=True)
+        shutil.rmtree(site, ignore_errors=True)
+        remove_cache_volume(get_swarm(swarm.manager_url), volume)

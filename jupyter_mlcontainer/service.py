@@ -137,7 +137,21 @@ class MLContainerService:
             except EngineError:
                 containers = []  # GPUs are still worth showing without the engine
             data["gpus"] = attribute_processes(state, kernel_ids_by_container(containers), notebook_paths)
+        data["clusters"] = self._cluster_gpus(notebook_paths)
         return data
+
+    def _cluster_gpus(self, notebook_paths: dict[str, str]) -> list[dict[str, Any]]:
+        """Each Swarm's GPUs (node, id), with the kernel and notebook holding each."""
+        rows = []
+        for cluster in self.backends()[1:]:
+            try:
+                nodes = cluster.cluster_sync()["nodes"]
+            except EngineError:
+                continue  # the status says why
+            rows += [{"manager": cluster.address, "node": node["hostname"], "node_state": node["state"], "id": gpu["id"],
+                      "kernel_id": gpu["kernel_id"], "notebook_path": notebook_paths.get(gpu["kernel_id"] or "")}
+                     for node in nodes for gpu in node["gpus"]]
+        return rows
 
     def volumes(self) -> dict[str, Any]:
         """The cache volume (size, kernels mounting it) and each kernel's workspace mount."""

@@ -132,6 +132,12 @@ async def test_a_kernel_runs_as_a_task_on_a_worker_with_the_gpus_it_asked_for(en
             None, lambda: MLContainerService(MLContainer()).kernels({km.kernel_id: "train.ipynb"}))
         (listed,) = [k for k in kernels if k["kernel_id"] == km.kernel_id]
         assert (listed["node"], listed["state"], listed["notebook_path"], listed["gpus"]) == (node, "running", "train.ipynb", "1")
+        # The GPU view (the panel's) has the cluster's GPUs: this one held by the notebook.
+        gpus = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: MLContainerService(MLContainer()).gpus({km.kernel_id: "train.ipynb"}))
+        held = [g for g in gpus["clusters"] if g["kernel_id"] == km.kernel_id]
+        assert [(g["node"], g["id"], g["notebook_path"]) for g in held] == [(node, gpu, "train.ipynb")], gpus["clusters"]
+        assert len(gpus["clusters"]) == sum(len(n.gpus) for n in swarm.nodes.values())
 
         # Interrupt by message, then restart: a new task, the client carries on.
         kc.execute("open('busy.flag', 'w').close(); import time; time.sleep(120)")

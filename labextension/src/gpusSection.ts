@@ -6,7 +6,7 @@ import { h, VirtualElement } from '@lumino/virtualdom';
 
 import { formatBytes, ratio } from './format';
 import { Section } from './section';
-import { IGpu } from './tokens';
+import { IClusterGpu, IGpu } from './tokens';
 import { bar, chip, field, kids, message } from './ui';
 
 export class GpusSection extends Section {
@@ -39,6 +39,9 @@ export class GpusSection extends Section {
         );
       }
       return out;
+    }
+    if (data.clusters && data.clusters.length > 0) {
+      out.push(this._cluster(data.clusters));
     }
     if (!data.available || data.gpus.length === 0) {
       out.push(
@@ -90,6 +93,39 @@ export class GpusSection extends Section {
       )
     );
     return out;
+  }
+
+  /** The Swarm nodes' GPUs: node, GPU, and the notebook (or kernel) holding it, or free. */
+  private _cluster(gpus: IClusterGpu[]): VirtualElement {
+    const trans = this.trans;
+    return h.div(
+      { className: 'mlc-rows', dataset: { testid: 'mlc-cluster-gpus' } },
+      ...gpus.map(gpu =>
+        h.div(
+          {
+            key: `${gpu.manager} ${gpu.node} ${gpu.id}`,
+            className: 'mlc-row mlc-gpu-row',
+            dataset: { testid: 'mlc-cluster-gpu-row' }
+          },
+          h.div(
+            { className: 'mlc-row-head' },
+            chip(gpu.node, `mlc-chip-node mlc-state-${gpu.node_state}`, gpu.manager),
+            h.span({ className: 'mlc-gpu-name' }, gpu.id)
+          ),
+          h.div(
+            { className: 'mlc-row-meta' },
+            h.span({ className: 'mlc-field-label' }, trans.__('Used by')),
+            gpu.kernel_id
+              ? chip(
+                  gpu.notebook_path ??
+                    trans.__('kernel %1', gpu.kernel_id.slice(0, 8)),
+                  'mlc-chip-notebook'
+                )
+              : h.span({ className: 'mlc-muted' }, trans.__('free'))
+          )
+        )
+      )
+    );
   }
 
   private _row(gpu: IGpu): VirtualElement {

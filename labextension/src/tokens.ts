@@ -208,6 +208,16 @@ export interface IGpu {
   processes: IGpuProcess[];
 }
 
+/** A GPU of a Swarm node (generic resource), and the kernel holding it. */
+export interface IClusterGpu {
+  manager: string;
+  node: string;
+  node_state: string;
+  id: string;
+  kernel_id: string | null;
+  notebook_path: string | null;
+}
+
 /** `GET gpus` */
 export interface IGpus {
   available: boolean;
@@ -215,6 +225,8 @@ export interface IGpus {
   driver_version: string | null;
   cuda_driver_version: string | null;
   gpus: IGpu[];
+  /** The GPUs of the Swarms that container kernelspecs name. */
+  clusters?: IClusterGpu[];
 }
 
 /** `GET volumes` */

@@ -34,9 +34,7 @@ from traitlets import Bool, CaselessStrEnum, CFloat, Dict, Float, Integer, Unico
 from . import cache
 from .container_spec import (
     CONNECTION_FILE_IN_CONTAINER, KERNEL_NETWORK, ContainerSpec, EngineLocation, GpuRequest, container_user_for,
-    engine_location,
-    gpu_requests,
-    kernel_container, kernel_environment, shm_size_for,
+    engine_location, gpu_requests, kernel_container, kernel_environment, shm_size_for,
 )
 from .backend import ContainerBackend
 from .connection import curve_keys, new_connection_dir, published_ports, write_connection_file
@@ -131,8 +129,9 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         config=True,
         help="Named volume shared by every container kernel for model and package caches "
         "(HF_HOME, TORCH_HOME, PIP_CACHE_DIR, ...) and the kernel user's HOME. Created on first "
-        "use; an absolute path names a host folder on the engine's host instead. Default: c.MLContainer.cache_volume (shared with the panel and the CLI), which "
-        "defaults to MLCONTAINER_CACHE_VOLUME; a kernelspec may name another.",
+        "use; an absolute path names a host folder on the engine's host instead. Default: "
+        "c.MLContainer.cache_volume (shared with the panel and the CLI), which defaults to "
+        "MLCONTAINER_CACHE_VOLUME; a kernelspec may name another.",
     )
     cache_mount_path = Unicode(
         cache.DEFAULT_MOUNT_PATH, config=True, help="Where the cache volume is mounted in the container."
@@ -172,14 +171,16 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         help="Engine address for this kernel. Default: c.MLContainer.docker_host (shared with the "
         "panel and the CLI), which defaults to DOCKER_HOST.",
     )
-    placement = Unicode(
-        "local",
+    placement = CaselessStrEnum(
+        ["local", "swarm"],
+        default_value="local",
         config=True,
         help="Where the kernel runs: 'local' (a container on the engine at docker_host) or 'swarm' (a "
         "service task on the Docker Swarm whose manager is docker_host, on whichever node has room and "
         "the GPUs asked for: --gpus N reserves N of the nodes' NVIDIA-GPU generic resources). Swarm "
-        "kernels need the workspace at the same path on every node and the cache as a folder they all "
-        "share (cache_volume = its path); they are interrupted by message. docs/swarm.md.",
+        "kernels need the workspace at the same path on every node; their cache is each node's own "
+        "volume, or a folder every node mounts (cache_volume = its path); they are interrupted by "
+        "message. docs/swarm.md.",
     )
     placement_timeout = CFloat(
         60.0,

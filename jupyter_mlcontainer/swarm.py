@@ -82,6 +82,8 @@ class SwarmBackend:
 
     def __getattr__(self, name: str) -> Any:
         # Images, probes, volumes, info: the manager's engine (it has the images the nodes run).
+        if name == "engine":  # not set yet (copies, pickling): no recursion
+            raise AttributeError(name)
         return getattr(self.engine, name)
 
     def kind_sync(self) -> EngineKind:

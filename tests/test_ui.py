@@ -20,7 +20,7 @@ import urllib.request
 
 import pytest
 
-from .conftest import IPYKERNEL7_IMAGE, REPO_ROOT, add_spec
+from .conftest import BASE_IMAGE, IPYKERNEL7_IMAGE, REPO_ROOT, add_spec
 from .test_rest import _unique_image
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -77,13 +77,15 @@ def lab(engine, workspace, tmp_path):
             proc.kill()
 
 
-def test_panel_in_chromium(engine, registry, lab, workspace, tmp_path):
+def test_panel_in_chromium(engine, registry, swarm, lab, workspace, tmp_path):
     port, nvml = lab
     assert os.path.exists(CHROMIUM), "Debian's chromium is needed for the UI test (scripts/test.sh installs it)"
     npx = shutil.which("npx")
     assert npx, "node/npx are needed for the UI test"
     assert os.path.isdir(os.path.join(REPO_ROOT, "node_modules", "@playwright", "test")), "run npm install (dev dependencies)"
     name = add_spec(engine, IPYKERNEL7_IMAGE, name="ui-base")  # encrypted (CurveZMQ): the panel works through it
+    # A kernelspec for the test Swarm: the banner and the GPU view show its nodes and GPUs.
+    add_spec(engine, BASE_IMAGE, name="ui-swarm", placement="swarm", docker_host=swarm.manager_url, gpus="1")
     pull_image = _unique_image(engine, registry, megabytes=16)
     # A notebook whose container kernel holds the (fake) GPU.
     session = _api(port, "api/sessions", "POST", {"path": "train.ipynb", "name": "train.ipynb", "type": "notebook", "kernel": {"name": name}})

@@ -8,6 +8,7 @@ import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { MLContainerModel } from './model';
+import { ICluster } from './tokens';
 import { field, kids, message } from './ui';
 import { formatBytes } from './format';
 
@@ -124,9 +125,54 @@ export class StatusBanner extends Widget {
               engine.nvidia_runtime ? trans.__('yes') : trans.__('no')
             ),
           data.nvml.available &&
-            field(trans.__('GPUs'), String(data.nvml.gpu_count))
+            field(trans.__('GPUs'), String(data.nvml.gpu_count)),
+          ...(data.clusters ?? []).map(cluster => this._cluster(cluster))
         )
       )
     ];
+  }
+
+  /** A Swarm in one field: nodes ready and GPUs free; each node in the tooltip. */
+  private _cluster(cluster: ICluster): VirtualElement {
+    const trans = this._trans;
+    if (cluster.reachable === false || !cluster.nodes) {
+      return h.span(
+        { title: cluster.reason ?? '', dataset: { testid: 'mlc-cluster' } },
+        field(trans.__('Swarm'), trans.__('not reachable'))
+      );
+    }
+    const nodes = cluster.nodes;
+    const ready = nodes.filter(n => n.state === 'ready').length;
+    const gpus = nodes.reduce((sum, n) => sum + n.gpus.length, 0);
+    const free = nodes.reduce(
+      (sum, n) => sum + n.gpus.filter(g => !g.kernel_id).length,
+      0
+    );
+    return h.span(
+      {
+        title: nodes
+          .map(n =>
+            trans.__(
+              '%1 (%2, %3): %4 GPUs',
+              n.hostname,
+              n.role,
+              n.state,
+              String(n.gpus.length)
+            )
+          )
+          .join('\n'),
+        dataset: { testid: 'mlc-cluster' }
+      },
+      field(
+        trans.__('Swarm'),
+        trans.__(
+          '%1/%2 nodes ready, %3/%4 GPUs free',
+          String(ready),
+          String(nodes.length),
+          String(free),
+          String(gpus)
+        )
+      )
+    );
   }
 }

@@ -32,6 +32,22 @@ export interface IStatus {
   };
   cache_volume: { name: string; exists?: boolean };
   warm_pool?: { spares: ISpare[] };
+  /** The Swarms that container kernelspecs name (placement 'swarm'). */
+  clusters?: ICluster[];
+}
+
+/** A Swarm as the status shows it. */
+export interface ICluster {
+  manager: string;
+  reachable?: boolean;
+  reason?: string;
+  nodes?: {
+    hostname: string;
+    role: string;
+    state: string;
+    address: string;
+    gpus: { id: string; kernel_id: string | null }[];
+  }[];
 }
 
 /** What the server learnt by probing an image. */

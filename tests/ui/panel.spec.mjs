@@ -289,6 +289,22 @@ test.describe('ML Containers panel', () => {
     await expect(panel).toBeVisible();
   });
 
+  test('shows the Swarm a kernelspec names: its nodes and their GPUs', async () => {
+    const status = await api('mlcontainer/api/status');
+    const nodes = status.clusters[0].nodes;
+    const gpus = nodes.reduce((sum, n) => sum + n.gpus.length, 0);
+    await expect(panel.getByTestId('mlc-cluster')).toContainText(
+      `${nodes.length}/${nodes.length} nodes ready, ${gpus}/${gpus} GPUs free`,
+      { timeout: 60_000 }
+    );
+    const rows = panel
+      .getByTestId('mlc-section-gpus')
+      .getByTestId('mlc-cluster-gpu-row');
+    await expect(rows).toHaveCount(gpus, { timeout: 60_000 });
+    await expect(rows.first()).toContainText(nodes.find(n => n.gpus.length).hostname);
+    await expect(rows.first()).toContainText('free');
+  });
+
   test('shows the GPUs, or why there are none', async () => {
     const gpus = await api('mlcontainer/api/gpus');
     const section = panel.getByTestId('mlc-section-gpus');

@@ -234,6 +234,7 @@ class ThrottledProxy:
         import threading
 
         self.target, self.rate = target, rate
+        self.connections: list = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
@@ -248,6 +249,7 @@ class ThrottledProxy:
             except OSError:
                 return
             upstream = socket.create_connection(self.target)
+            self.connections += [client, upstream]
             threading.Thread(target=self._pipe, args=(client, upstream, None), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client, self.rate), daemon=True).start()
 
@@ -271,7 +273,17 @@ class ThrottledProxy:
                     pass
 
     def close(self) -> None:
+        """The registry goes away, transfers under way included (an engine that goes on with a
+        pull its client cancelled would otherwise finish it after the test and leave the image)."""
+        import socket
+
         self.listener.close()
+        for sock in self.connections:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            except OSError:
+                pass
 
 
 @pytest.fixture

@@ -174,6 +174,52 @@ def init_check(service: MLContainerService, image: str) -> Check | None:
                                     "or set c.DockerKernelProvisioner.use_init = False")
 
 
+# Run in the test container: the NVIDIA GPUs it was given, as device nodes (what the NVIDIA
+# runtime and CDI specs both put there; nvidia-smi may be missing from an image).
+_COUNT_GPUS = "import glob; print('GPUS', len(glob.glob('/dev/nvidia[0-9]*')))"
+
+
+def gpu_container_check(service: MLContainerService, image: str) -> Check | None:
+    """Does a container asking for every GPU get them? Only where the engine can give GPUs (its
+    NVIDIA runtime or CDI devices): a throw-away container of a kernelspec's image, no network,
+    no capabilities, removed afterwards."""
+    import uuid
+
+    from .container_spec import LABEL_OWNER, LABEL_ROLE, ContainerSpec, GpuRequest
+    from .identity import owner_id
+    from .images import probe_image_sync
+
+    engine = service.engine
+    if not engine.has_nvidia_runtime_sync():
+        return None
+    name = "GPUs in a container"
+    expected = service.gpu_monitor.gpu_count()
+    python = probe_image_sync(engine, image).python or "python3"
+    spec = ContainerSpec(
+        image=image, entrypoint=[python, "-c", _COUNT_GPUS], command=[], name=f"mlc-doctor-gpus-{uuid.uuid4().hex[:8]}",
+        labels={LABEL_ROLE: "probe", LABEL_OWNER: owner_id()}, gpus=[GpuRequest(count=-1)], cap_drop=["ALL"],
+        network="none",
+    )
+    try:
+        attrs = engine.create_and_start_sync(spec)
+    except EngineError as exc:
+        return Check(name, False, f"a container asking for the GPUs is refused: {exc}", blocking=False,
+                     fix="see the runtime / CDI check above")
+    try:
+        engine.call_sync(lambda: engine.api.wait(attrs["Id"], timeout=120))
+        out = engine.container_logs_sync(attrs["Id"])
+    finally:
+        engine.remove_container_sync(attrs["Id"])
+    seen = next((int(line.split()[1]) for line in out.splitlines() if line.startswith("GPUS ")), None)
+    if seen is None:
+        return Check(name, False, f"the test container said nothing readable: {out.strip()[-300:]}")
+    if seen == 0 or (expected and seen < expected):
+        return Check(name, False, f"a container asking for every GPU sees {seen}" + (f" of {expected}" if expected else ""),
+                     fix="check the NVIDIA Container Toolkit's configuration (nvidia-ctk runtime configure, or "
+                         "nvidia-ctk cdi generate) and restart the engine")
+    return Check(name, True, f"a container asking for every GPU sees {seen}")
+
+
 def kernelspec_checks(service: MLContainerService) -> tuple[list[Check], str | None]:
     from .images import probe_image_sync, unusable_reason
 
@@ -225,9 +271,9 @@ def run_checks(service: MLContainerService) -> list[Check]:
         checks += specs
         checks.append(cache_check(service, image))
         checks.append(keeper_check(service))
-        init = init_check(service, image) if image else None
-        if init:
-            checks.append(init)
+        for extra in (init_check(service, image), gpu_container_check(service, image)) if image else ():
+            if extra:
+                checks.append(extra)
     return checks + extension_checks()
 
 

@@ -213,13 +213,17 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 @pytest.fixture
 def fake_cdi_gpu():
     """A CDI spec like `nvidia-ctk cdi generate` writes, for GPU 0 of a GPU-less CI machine: the
-    device's edits put a variable in the container instead of device nodes and driver files.
-    (The real toolkit's spec runs on a lent GPU machine: ../shared/gpu-e2e.)"""
+    device's edits put a variable in the container, and /dev/null where the device node would be,
+    instead of the real device and driver files. (The real toolkit's spec runs on a lent GPU
+    machine: ../shared/gpu-e2e.)"""
     os.makedirs("/etc/cdi", exist_ok=True)
     path = "/etc/cdi/mlctest-fake-gpu.json"
+    node = {"mounts": [{"hostPath": "/dev/null", "containerPath": "/dev/nvidia0", "options": ["bind"]}]}
     with open(path, "w") as f:
-        json.dump({"cdiVersion": "0.3.0", "kind": "nvidia.com/gpu",
-                   "devices": [{"name": "0", "containerEdits": {"env": ["MLC_FAKE_CDI_GPU=0"]}}]}, f)
+        json.dump({"cdiVersion": "0.3.0", "kind": "nvidia.com/gpu", "devices": [
+            {"name": "0", "containerEdits": {"env": ["MLC_FAKE_CDI_GPU=0"], **node}},
+            {"name": "all", "containerEdits": {"env": ["MLC_FAKE_CDI_GPU=all"], **node}},
+        ]}, f)
     yield
     os.remove(path)
 
@@ -231,13 +235,29 @@ def test_gpus_on_podman_are_cdi_devices(engines, site, fake_cdi_gpu):
     user = BoxUser(TEST_USER, site, "mlcontainer-cache", docker_host=engines[TEST_USER]["podman"])
     two_gpus = {"driver": "550.54.15", "cuda": 12040, "gpus": [
         {"name": "NVIDIA H100 80GB HBM3", "uuid": f"GPU-{i}", "memory_total": 80 << 30} for i in range(2)]}
-    user.env["JUPYTER_MLCONTAINER_FAKE_NVML"] = json.dumps(two_gpus)  # the host's GPUs, as NVML would list them
+    nvml = os.path.join(user.home, "nvml.json")  # the host's GPUs, as NVML would list them (a file it reads)
+
+    def host_gpus(description: dict) -> None:
+        with open(nvml, "w") as f:
+            json.dump(description, f)
+        os.chown(nvml, user.pw.pw_uid, user.pw.pw_gid)
+
+    host_gpus(two_gpus)
+    user.env["JUPYTER_MLCONTAINER_FAKE_NVML"] = nvml
     try:
         r = result(user.command(GPU_KERNELS, user.work, BASE_IMAGE))
         assert r["gpu_devices"] == "cdi"
         assert r["1"]["out"] == ["0", str(user.pw.pw_uid)], r
         assert "unresolvable CDI devices nvidia.com/gpu=1" in r["device=1"]["error"], r
         assert "nvidia-ctk cdi generate" in r["device=1"]["error"]
+        # doctor: a container asking for every GPU sees as many as NVML lists, or says it does not.
+        _, checks = doctor_as(user, BASE_IMAGE)
+        assert checks["NVIDIA CDI devices"]["ok"], checks
+        seen = checks["GPUs in a container"]
+        assert not seen["ok"] and "sees 1 of 2" in seen["detail"] and "nvidia-ctk" in seen["fix"], seen
+        host_gpus({**two_gpus, "gpus": two_gpus["gpus"][:1]})
+        _, checks = doctor_as(user, BASE_IMAGE)
+        assert checks["GPUs in a container"]["ok"] and "sees 1" in checks["GPUs in a container"]["detail"], checks
     finally:
         user.cleanup()
 

@@ -145,19 +145,16 @@ def _explanation(exc: BaseException) -> str:
 
 
 def _gpu_options(gpus: list[GpuRequest], kind: EngineKind) -> dict[str, Any]:
-    """The host-config options that ask ``kind`` of engine for ``gpus``: the NVIDIA runtime's
-    device requests, or CDI device names (Docker: a device request of the "cdi" driver;
-    Podman: devices, which its Docker-compatible API resolves through its CDI specs)."""
+    """The host-config options that ask a Docker engine of ``kind`` for ``gpus``: the NVIDIA
+    runtime's device requests, or CDI device names in a device request of the "cdi" driver.
+    (Podman's Docker-compatible API takes neither: GPU kernels there go through _libpod_create.)"""
     if not gpus:
         return {}
     if kind.gpu_devices != "cdi":
         return {"device_requests": [
             DeviceRequest(count=g.count, device_ids=list(g.device_ids) or None, capabilities=[["gpu"]]) for g in gpus
         ]}
-    names = cdi_devices(gpus)
-    if kind.product == "podman":
-        return {"devices": names}
-    return {"device_requests": [DeviceRequest(driver="cdi", device_ids=names)]}
+    return {"device_requests": [DeviceRequest(driver="cdi", device_ids=cdi_devices(gpus))]}
 
 
 class _LargeReads:

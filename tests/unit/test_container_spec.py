@@ -173,8 +173,6 @@ def test_each_engine_kind_gets_gpus_its_own_way():
     assert runtime["Count"] == 2 and runtime["Capabilities"] == [["gpu"]] and not runtime.get("Driver")
     (cdi,) = _gpu_options(two, EngineKind(gpu_devices="cdi"))["device_requests"]
     assert cdi["Driver"] == "cdi" and cdi["DeviceIDs"] == ["nvidia.com/gpu=0", "nvidia.com/gpu=1"]
-    assert _gpu_options(two, EngineKind(product="podman", rootless=True, gpu_devices="cdi")) == {
-        "devices": ["nvidia.com/gpu=0", "nvidia.com/gpu=1"]}
     assert _gpu_options([], EngineKind(gpu_devices="cdi")) == {}
 
 

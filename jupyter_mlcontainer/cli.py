@@ -197,14 +197,21 @@ def cmd_freeze(args: argparse.Namespace) -> int:
 
     from .freeze import kernel_environment_from_file
     from .identity import current_user
+    from .service import KernelContainer
 
     svc = service()
     # Any of this user's kernels (from any of their servers), never another user's.
-    container_id = args.container or svc.container_of_kernel(args.kernel_id, user=current_user().name)
-    runtime_env = None
+    if args.container:
+        container = KernelContainer(svc.engine, args.container)
+    else:
+        container = svc.container_of_kernel(args.kernel_id, user=current_user().name)
+    runtime_env = connection_info = None
     if args.kernel_id:
         files = glob.glob(os.path.join(jupyter_runtime_dir(), f"kernel-{args.kernel_id}.json"))
         runtime_env = kernel_environment_from_file(files[0]) if files else None
+        if files:
+            with open(files[0]) as f:
+                connection_info = json.load(f)
     output_dir, name = None, "Dockerfile"
     if args.output:
         if os.path.isdir(args.output):
@@ -214,7 +221,7 @@ def cmd_freeze(args: argparse.Namespace) -> int:
     if args.notebook and not output_dir:
         output_dir = os.path.dirname(os.path.abspath(args.notebook))
     result, record = svc.freeze(
-        container_id, runtime_env, output_dir=output_dir, dockerfile_name=name, force=args.force,
+        container, runtime_env, connection_info=connection_info, output_dir=output_dir, dockerfile_name=name, force=args.force,
         notebook=args.notebook, write_notebook=True,
     )
     if record is not None:

@@ -35,7 +35,10 @@ LABEL_GPUS = f"{LABEL_PREFIX}.gpus"
 NO_NEW_PRIVILEGES = "no-new-privileges=true"
 
 # Ports the kernel binds inside its own network namespace; the host side is chosen by the engine.
-CONTAINER_PORTS = {"shell_port": 50001, "iopub_port": 50002, "stdin_port": 50003, "control_port": 50004, "hb_port": 50005}
+# Below the ephemeral range (32768-60999 in every new network namespace): ipykernel connects a
+# socket to its own shell port before it binds iopub and heartbeat, and that connection's source
+# port, drawn from the ephemeral range, once took iopub's port (50002) and the kernel died at start.
+CONTAINER_PORTS = {"shell_port": 20001, "iopub_port": 20002, "stdin_port": 20003, "control_port": 20004, "hb_port": 20005}
 CONNECTION_DIR_IN_CONTAINER = "/run/mlcontainer"
 CONNECTION_FILE_IN_CONTAINER = f"{CONNECTION_DIR_IN_CONTAINER}/kernel.json"
 # The network kernel containers join unless configured otherwise (engine.ensure_kernel_network_sync).
@@ -107,7 +110,26 @@ _CONNECTION_FROM_SECRET = (
     "    os.write(fd, data)\n"
     "    os.close(fd)\n"
 )
-BOOTSTRAP = _HOME_CHECK + _USER_SITE + _SWARM_GPUS + _CONNECTION_FROM_SECRET + "os.execvp(sys.argv[1], sys.argv[1:])\n"
+# Docker's no-new-privileges, where the engine cannot set it (a Swarm service's container spec has
+# no field for it in API 1.41): the bootstrap sets it on itself before the kernel, which inherits
+# it with everything it starts (a setuid binary such as sudo no longer raises privileges). A
+# kernel that cannot have it does not start.
+NO_NEW_PRIVS_ENV = "MLCONTAINER_NO_NEW_PRIVS"
+_NO_NEW_PRIVS = (
+    f"if os.environ.pop({NO_NEW_PRIVS_ENV!r}, None):\n"
+    "    try:\n"
+    "        import ctypes\n"
+    "        libc = ctypes.CDLL(None, use_errno=True)\n"
+    "        failed = libc.prctl(38, *(ctypes.c_ulong(v) for v in (1, 0, 0, 0)))  # PR_SET_NO_NEW_PRIVS\n"
+    "        why = os.strerror(ctypes.get_errno()) if failed else ''\n"
+    "    except (ImportError, OSError, AttributeError) as exc:\n"
+    "        why = str(exc) or type(exc).__name__\n"
+    "    if why:\n"
+    "        sys.stderr.write('jupyter-mlcontainer: refusing to start: cannot set no-new-privileges: %s\\n' % why)\n"
+    "        sys.exit(1)\n"
+)
+BOOTSTRAP = (_HOME_CHECK + _NO_NEW_PRIVS + _USER_SITE + _SWARM_GPUS + _CONNECTION_FROM_SECRET
+             + "os.execvp(sys.argv[1], sys.argv[1:])\n")
 
 # A spare of the warm pool (pool.py): the same HOME check, then the imports a kernel start
 # spends most of its time on (ipykernel and IPython: ~0.3 s), then it waits on a FIFO in its

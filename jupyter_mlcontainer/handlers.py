@@ -266,9 +266,10 @@ class FreezeHandler(BaseHandler):
             try:
                 container_id = await self.run_blocking(self.service.container_of_kernel, kernel_id)
                 runtime_env = await self.runtime_environment(km)
-                result, record = await self.run_blocking(
-                    lambda: self.service.freeze(container_id, runtime_env, force=bool(body.get("force")), notebook=path)
-                )
+                result, record = await self.run_blocking(lambda: self.service.freeze(
+                    container_id, runtime_env, connection_info=km.get_connection_info(), force=bool(body.get("force")),
+                    notebook=path,
+                ))
                 break
             except (KernelEnvironmentUnavailable, *GONE):
                 # A restart replaced the container under the freeze: freeze the new one.

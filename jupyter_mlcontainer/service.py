@@ -10,6 +10,7 @@ domain's objects (jobs, freeze results, restore plans); errors are the typed err
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from .backend import ContainerBackend
@@ -19,7 +20,7 @@ from .claims import is_spare, kernel_id_of
 from .container_spec import LABEL_CACHE_VOLUME, LABEL_IMAGE, LABEL_KERNEL_NAME, LABEL_OWNER, LABEL_OWNER_USER, LABEL_ROLE, LABEL_SPARE
 from .engine import check_reference
 from .errors import Conflict, EngineError, EngineUnavailable
-from .freeze import FreezeResult, container_of_kernel, freeze_container
+from .freeze import FreezeError, FreezeResult, KernelContainerNotFound, KernelRunner, container_of_kernel, freeze_container
 from .gpu import GpuMonitor, attribute_processes, get_monitor
 from .identity import owner_id
 from .images import ImageInventory
@@ -33,6 +34,14 @@ from .settings import MLContainer
 from .sharing import environment_record, frozen_names, record_in_notebook
 from .status import machine_status
 from .volumes import VolumeSizes, volume_report
+
+
+@dataclass(frozen=True)
+class KernelContainer:
+    """A kernel's container and the backend it runs on (the engine, or a Swarm: its service)."""
+
+    backend: ContainerBackend
+    id: str
 
 
 class MLContainerService:
@@ -210,23 +219,44 @@ class MLContainerService:
 
     # -- freeze ------------------------------------------------------------------------------
 
-    def container_of_kernel(self, kernel_id: str, *, user: str | None = None) -> str:
-        """The running container of ``kernel_id``: one this process started, or with ``user``
-        one that user started from any of their servers (the CLI's view)."""
-        return container_of_kernel(self.engine, kernel_id, owner=None if user else owner_id(), user=user)
+    def container_of_kernel(self, kernel_id: str, *, user: str | None = None) -> KernelContainer:
+        """The running container of ``kernel_id``, on the engine or a Swarm a kernelspec names:
+        one this process started, or with ``user`` one that user started from any of their
+        servers (the CLI's view)."""
+        owner = None if user else owner_id()
+        for backend in self.backends():
+            try:
+                return KernelContainer(backend, container_of_kernel(backend, kernel_id, owner=owner, user=user))
+            except KernelContainerNotFound:
+                continue
+            except EngineError:
+                if backend is self.engine:
+                    raise  # a Swarm that does not answer: the kernel is not found there
+        raise KernelContainerNotFound(f"No running container kernel with id {kernel_id}")
 
     def freeze(
-        self, container_id: str, runtime_env: dict[str, str] | None, *, output_dir: str | None = None,
-        dockerfile_name: str = "Dockerfile", force: bool = False, notebook: str | None = None,
-        write_notebook: bool = False,
+        self, container: KernelContainer, runtime_env: dict[str, str] | None, *, connection_info: dict[str, Any] | None = None,
+        output_dir: str | None = None, dockerfile_name: str = "Dockerfile", force: bool = False,
+        notebook: str | None = None, write_notebook: bool = False,
     ) -> tuple[FreezeResult, dict[str, Any] | None]:
         """Freeze a running container kernel into a Dockerfile and requirements; with
         ``notebook``, also the environment record for its metadata (written into the file with
-        ``write_notebook``; the panel puts it into the open document instead)."""
-        result = freeze_container(
-            self.engine, container_id, output_dir=output_dir, dockerfile_name=dockerfile_name, overwrite=force,
-            runtime_env=runtime_env,
-        )
+        ``write_notebook``; the panel puts it into the open document instead). A kernel on a
+        Swarm node runs freeze's scripts itself, through ``connection_info`` (its connection)."""
+        runner = None
+        if container.backend is not self.engine:
+            if connection_info is None:
+                raise FreezeError("A kernel on a Swarm node is frozen through its connection; none was given "
+                                  "(freeze it by kernel id, from the server that started it)")
+            runner = KernelRunner(connection_info)
+        try:
+            result = freeze_container(
+                container.backend, container.id, output_dir=output_dir, dockerfile_name=dockerfile_name,
+                overwrite=force, runtime_env=runtime_env, runner=runner,
+            )
+        finally:
+            if runner is not None:
+                runner.close()
         record = None
         if notebook:
             tag, kernelspec = frozen_names(notebook, result.dockerfile)
@@ -289,4 +319,4 @@ def cli_service() -> MLContainerService:
     return MLContainerService(MLContainer(config=server_config()))
 
 
-__all__ = ["MLContainerService", "cli_service"]
+__all__ = ["KernelContainer", "MLContainerService", "cli_service"]

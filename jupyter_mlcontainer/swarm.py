@@ -38,7 +38,8 @@ from docker.types import (
 )
 
 from .container_spec import (
-    CONNECTION_FILE_IN_CONTAINER, CONNECTION_SECRET_ENV, LABEL_KERNEL_ID, LABEL_ROLE, ContainerSpec, EngineKind,
+    CONNECTION_FILE_IN_CONTAINER, CONNECTION_SECRET_ENV, LABEL_IMAGE, LABEL_KERNEL_ID, LABEL_ROLE, NO_NEW_PRIVS_ENV,
+    ContainerSpec, EngineKind,
 )
 from .engine import Engine, get_engine
 from .errors import ContainerNotFound, EngineError, GpuRequestUnsatisfiable
@@ -50,8 +51,7 @@ LABEL_SERVICE = "org.jupyter.mlcontainer.service"  # on a kernel's secrets and c
 ENDED = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
 WAITING = ("new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting")
 _names = itertools.count()
-_NO_FREEZE = ("Freezing a kernel that runs on a Swarm node is not supported yet: freeze it on a local engine "
-              "(same image), or run the kernel with placement 'local'")
+_NO_EXEC = "A Swarm manager runs no command in a container on another node (freeze asks the kernel instead)"
 SECRET_PATH = "/run/secrets/mlcontainer-kernel.json"  # the bootstrap copies it where the kernel writes
 
 
@@ -101,12 +101,13 @@ class SwarmBackend:
     def memory_usage_sync(self, container_id: str) -> int | None:
         return None
 
-    # What freeze reads runs inside the kernel's container, on its node: out of the manager's reach.
+    # A container on another node is out of the manager's reach: freeze asks the kernel itself
+    # to run its scripts (freeze/runner.py), and cannot see `docker diff`.
     def exec_sync(self, container_id: str, command: list[str]) -> tuple[int | None, str, str]:
-        raise EngineError(_NO_FREEZE)
+        raise EngineError(_NO_EXEC)
 
     def container_diff_sync(self, container_id: str) -> list[dict[str, Any]]:
-        raise EngineError(_NO_FREEZE)
+        raise EngineError(_NO_EXEC)
 
     def ensure_service_sync(self, spec: ContainerSpec) -> dict[str, Any]:
         """A long-running helper of ours on *every* node (the cache keeper: each node's own
@@ -183,7 +184,7 @@ class SwarmBackend:
         if any(request.count == -1 for request in spec.gpus):
             raise GpuRequestUnsatisfiable("On a Swarm cluster a kernel asks for a number of GPUs (--gpus 2), not all")
         mounts = [Mount(target=m.target, source=m.source, type=m.kind, read_only=m.read_only) for m in spec.mounts]
-        env = dict(spec.env)
+        env = {**spec.env, NO_NEW_PRIVS_ENV: "1"}  # the bootstrap sets it: services have no such option
         if spec.shm_size:  # a service has no --shm-size: /dev/shm as a tmpfs of that size
             mounts.append(Mount(target="/dev/shm", source=None, type="tmpfs", tmpfs_size=_bytes(spec.shm_size),
                                 tmpfs_mode=0o1777))
@@ -332,10 +333,25 @@ class SwarmBackend:
         return ""
 
     def inspect_container_sync(self, container_id: str) -> dict[str, Any]:
+        """The kernel's service as a container's inspect data: what the kernel list and freeze
+        read (labels, image, working folder, environment, mount points, state) and its node.
+        ``Image`` is the manager's image of that reference (the nodes' copies come from it)."""
         service = self.call_sync(lambda: self.api.inspect_service(container_id))
         labels = (service.get("Spec") or {}).get("Labels") or {}
-        return {"Id": service["ID"], "Name": service["Spec"]["Name"], "State": self.container_state_sync(container_id) or {},
-                "Config": {"Labels": labels, "Image": service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]}}
+        container = service["Spec"]["TaskTemplate"]["ContainerSpec"]
+        image = container["Image"]
+        try:
+            image_id = self.engine.inspect_image_sync(labels.get(LABEL_IMAGE) or image)["Id"]
+        except EngineError:
+            image_id = ""
+        task = self._task(container_id)
+        hostname, addr = self._node(task.get("NodeID", "")) if task else ("", "")
+        return {"Id": service["ID"], "Name": service["Spec"]["Name"], "Image": image_id,
+                "State": self._state_of(task) if task else {"Running": False, "Status": "pending"},
+                "Config": {"Labels": labels, "Image": image, "WorkingDir": container.get("Dir", ""),
+                           "Env": container.get("Env") or []},
+                "Mounts": [{"Destination": m.get("Target", ""), "Type": m.get("Type", "")} for m in container.get("Mounts") or []],
+                "Node": {"Name": hostname, "Addr": addr}}
 
     def _service_exists(self, service_id: str) -> bool:
         try:

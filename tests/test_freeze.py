@@ -18,6 +18,7 @@ from jupyter_mlcontainer.freeze import (
     FreezeError,
     container_inventory,
     diff_conda,
+    engine_runner,
     freeze_container,
     kernel_environment,
     render_dockerfile,
@@ -90,7 +91,7 @@ async def test_freeze_rebuild_rerun_round_trip(engine, workspace):
         container_id = km.provisioner.container_id
         runtime_env = await kernel_environment(kc)
         assert runtime_env["MLC_FEATURE"] == "enabled"
-        frozen_inventory = container_inventory(engine, container_id, "/usr/bin/python3")
+        frozen_inventory = container_inventory(engine_runner(engine, container_id), "/usr/bin/python3")
         result = freeze_container(engine, container_id, runtime_env=runtime_env)
         with pytest.raises(FreezeError, match="exists"):
             freeze_container(engine, container_id, runtime_env=runtime_env)  # never overwrites silently
@@ -116,7 +117,7 @@ async def test_freeze_rebuild_rerun_round_trip(engine, workspace):
         steps = job.layers["steps"]
         assert steps["total"] >= 3 and steps["current"] == steps["total"] - 1  # the last step ran
         async with running_kernel(engine, tag, workspace) as (km2, kc2):
-            rebuilt_inventory = container_inventory(engine, km2.provisioner.container_id, "/usr/bin/python3")
+            rebuilt_inventory = container_inventory(engine_runner(engine, km2.provisioner.container_id), "/usr/bin/python3")
         versions = lambda inv: {k: v["version"] for k, v in inv["packages"].items()}  # noqa: E731
         assert versions(rebuilt_inventory) == versions(frozen_inventory)
         rebuilt_outputs = run_notebook(add_spec(engine, tag), workspace)

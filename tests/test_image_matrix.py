@@ -10,6 +10,7 @@ matrix costs seven kernel starts plus one restart each, and one freeze each.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import glob
 import os
@@ -78,10 +79,15 @@ async def test_kernel_lifecycle(engine, workspace, image):
             "import ipykernel, os, sys\n"
             "print(sys.executable); print(ipykernel.__version__); print(os.getcwd())\n"
             "print(os.getuid(), os.getgid()); print(os.environ.get('NVIDIA_VISIBLE_DEVICES'))\n"
-            "open('from-kernel.txt', 'w').write('hi')",
+            "open('from-kernel.txt', 'w').write('hi')\n"
+            "print(open('/proc/sys/net/ipv4/ip_local_port_range').read().split())",
         )
         assert reply["status"] == "ok", out
-        executable, version, cwd, ids, visible = out.splitlines()
+        executable, version, cwd, ids, visible, local_ports = out.splitlines()
+        # The ports the kernel binds are outside the range its own outgoing connections draw
+        # from (one of them once took iopub's port first and the kernel died at start).
+        low, high = (int(p) for p in ast.literal_eval(local_ports))
+        assert not [p for p in CONTAINER_PORTS.values() if low <= p <= high], (low, high)
         facts = probe_image_sync(engine, image)
         assert version == facts.ipykernel
         # Encrypted (CurveZMQ) exactly when the image's kernel can: ipykernel 7.4 or newer.

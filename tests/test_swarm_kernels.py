@@ -169,6 +169,64 @@ async def test_a_kernel_runs_as_a_task_on_a_worker_with_the_gpus_it_asked_for(en
     remove_cache_volume(get_swarm(swarm.manager_url), cache)
 
 
+async def test_a_swarm_kernel_is_frozen_through_the_kernel_itself(engine, swarm, shared):
+    """The manager runs no command in a container on another node: freeze asks the kernel to run
+    its inventory. What %pip installed on the worker is pinned, what %env set is written, our own
+    and Swarm's variables are not, the kernel's namespace gains nothing, and the Dockerfile says
+    which check it could not do there. The kernel also runs with no-new-privileges, which the
+    bootstrap sets (a service has no option for it)."""
+    from jupyter_mlcontainer.freeze import FreezeError, kernel_environment
+    from jupyter_mlcontainer.service import MLContainerService
+    from jupyter_mlcontainer.settings import MLContainer
+
+    from .test_freeze import make_wheel
+
+    workspace, cache = shared
+    wheels = os.path.join(workspace, "wheels")
+    os.makedirs(wheels)
+    make_wheel(wheels, name="mlc_swarm_frozen", version="1.5")
+    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="1",
+                    cache_volume=cache, workspace=workspace)
+    km = AsyncKernelManager(kernel_name=name)
+    await km.start_kernel(cwd=workspace)
+    kc = km.client()
+    kc.start_channels()
+    loop = asyncio.get_running_loop()
+    try:
+        await kc.wait_for_ready(timeout=90)
+        out, reply = await execute(kc, (
+            f"%pip install -q --no-index --find-links {wheels} mlc_swarm_frozen==1.5\n"
+            "%env MLC_ON_SWARM=yes\n"
+            "print([line.split()[1] for line in open('/proc/self/status') if line.startswith('NoNewPrivs')])"
+        ), timeout=120)
+        assert reply["status"] == "ok" and "['1']" in out, out
+        # The user's names, without IPython's history (_i3, _, ___), which every execution moves.
+        names = "print(sorted(k for k in globals() if not __import__('re').fullmatch(r'_+|_i+|_i?[0-9]+', k)))"
+        before, _ = await execute(kc, names)
+
+        service = MLContainerService(MLContainer())
+        container = await loop.run_in_executor(None, service.container_of_kernel, km.kernel_id)
+        assert container.backend is not service.engine  # found on the Swarm
+        runtime_env = await kernel_environment(kc)
+        with pytest.raises(FreezeError, match="frozen through its connection"):
+            await loop.run_in_executor(None, lambda: service.freeze(container, runtime_env))
+        result, _ = await loop.run_in_executor(None, lambda: service.freeze(
+            container, runtime_env, connection_info=km.get_connection_info(), output_dir=os.path.join(workspace, "frozen")))
+        assert result.packages == {"mlc-swarm-frozen": "1.5"}, result.packages  # installed on the worker
+        assert "mlc-swarm-frozen==1.5" in result.requirements.splitlines()
+        assert result.env == {"MLC_ON_SWARM": "yes"}, result.env  # not DOCKER_RESOURCE_*, not ours
+        assert result.base_image == BASE_IMAGE
+        assert any("were not checked" in w for w in result.warnings), result.warnings
+        with open(os.path.join(workspace, "frozen", "Dockerfile")) as f:  # written on the shared storage
+            assert 'ENV MLC_ON_SWARM="yes"' in f.read().splitlines()
+        after, _ = await execute(kc, names)
+        assert after == before  # freeze left nothing in the user's namespace
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
+    assert our_services(swarm, km.kernel_id) == []
+
+
 async def test_more_gpus_than_any_node_has_fail_the_start_clearly(engine, swarm, shared):
     workspace, cache = shared
     name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="3",

@@ -26,10 +26,11 @@ from .errors import FreezeError, KernelContainerNotFound, OutputExists, RestoreE
 from .inventory import changed_files, conda_owned_files, container_inventory, image_inventory, package_owned_files
 from .kernel_env import KernelEnvironmentUnavailable, kernel_environment, kernel_environment_from_file
 from .render import render_dockerfile
+from .runner import KernelRunner, Runner, engine_runner
 
 __all__ = [
     "FreezeError", "FreezeResult", "KernelContainerNotFound", "OutputExists", "RestoreError", "RestorePlanChanged",
-    "KernelEnvironmentUnavailable", "CondaChanges", "conda_channel", "container_inventory", "container_of_kernel", "diff_apt", "diff_conda",
+    "KernelEnvironmentUnavailable", "KernelRunner", "CondaChanges", "engine_runner", "conda_channel", "container_inventory", "container_of_kernel", "diff_apt", "diff_conda",
     "diff_packages", "freeze_container", "image_inventory", "kernel_environment", "kernel_environment_from_file",
     "render_dockerfile", "user_env",
 ]
@@ -63,13 +64,17 @@ def freeze_container(
     dockerfile_name: str = "Dockerfile",
     overwrite: bool = False,
     runtime_env: dict[str, str] | None = None,
+    runner: Runner | None = None,
 ) -> FreezeResult:
-    """Freeze the running container kernel ``container_id``. Blocking.
+    """Freeze the running container kernel ``container_id`` of backend ``engine``. Blocking.
 
     ``runtime_env``: the kernel process's ``os.environ`` (asked from the kernel by the caller);
-    without it the container's configured environment is used. Files are written into
-    ``output_dir`` (default: the kernel's working directory) unless they exist and not
-    ``overwrite``.
+    without it the container's configured environment is used. ``runner`` runs the inventory
+    scripts in the container: ``docker exec`` by default; for a kernel the engine cannot reach
+    into (on a Swarm node), a :class:`~.runner.KernelRunner` (then the files changed outside
+    package managers are not checked: that needs ``docker diff`` on the kernel's node). Files
+    are written into ``output_dir`` (default: the kernel's working directory) unless they exist
+    and not ``overwrite``.
     """
     started = time.perf_counter()
     try:
@@ -95,7 +100,8 @@ def freeze_container(
 
     facts = probe_image_sync(engine, image_id)
     base = image_inventory(engine, image_id)
-    current = container_inventory(engine, container_id, facts.python or "python3")
+    run = runner or engine_runner(engine, container_id)
+    current = container_inventory(run, facts.python or "python3")
     requirements, installed, warnings = diff_packages(base, current)
     apt = diff_apt(base, current)
     conda = diff_conda(base, current)
@@ -113,11 +119,17 @@ def freeze_container(
         )
 
     mounts = [m.get("Destination", "") for m in attrs.get("Mounts") or []]
-    owned = conda_owned_files(engine, container_id, facts.python or "python3", conda)
-    owned |= package_owned_files(engine, container_id, facts.python or "python3", list(installed), list(apt))
-    for path in changed_files(engine, container_id, mounts, owned):
+    if runner is None:
+        owned = conda_owned_files(run, facts.python or "python3", conda)
+        owned |= package_owned_files(run, facts.python or "python3", list(installed), list(apt))
+        for path in changed_files(engine.container_diff_sync(container_id), mounts, owned):
+            warnings.append(
+                f"{path} was changed outside a package manager: COPY it into the image or script its creation."
+            )
+    else:
         warnings.append(
-            f"{path} was changed outside a package manager: COPY it into the image or script its creation."
+            "Files changed outside package managers were not checked: the kernel runs on a cluster node, "
+            "out of the reach of `docker diff` (packages installed with pip, conda or apt are pinned)."
         )
 
     image_attrs = engine.inspect_image_sync(image_id)
@@ -132,14 +144,15 @@ def freeze_container(
             f"The base image {base_ref} was built locally and has no registry digest: the Dockerfile is "
             "not portable until the image is pushed to a registry (then freeze again)."
         )
-    gpu_state = get_monitor().snapshot(with_processes=False)
+    # The driver of this host's GPUs; a kernel on a cluster node has its node's, unknown here.
+    driver = get_monitor().snapshot(with_processes=False).driver_version if runner is None else None
     out_labels = {
         "org.jupyter.mlcontainer.frozen-from": base_ref,
         "org.jupyter.mlcontainer.frozen-from-digest": digest or f"none (local image {image_id})",
         "org.jupyter.mlcontainer.python": current.get("python") or "",
         "org.jupyter.mlcontainer.torch": (current.get("packages", {}).get("torch") or {}).get("version", "") or "none",
         "org.jupyter.mlcontainer.cuda": facts.cuda or facts.torch_cuda or "none",
-        "org.jupyter.mlcontainer.gpu-driver": gpu_state.driver_version or "none",
+        "org.jupyter.mlcontainer.gpu-driver": driver or ("none" if runner is None else "unknown"),
         "org.jupyter.mlcontainer.frozen-at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     dockerfile = render_dockerfile(

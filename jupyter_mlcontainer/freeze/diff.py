@@ -18,7 +18,7 @@ from ..dockerfile import Unrepresentable, requirement_line, visible
 _NOT_USER_ENV = re.compile(
     r"^(JPY_.*|KERNEL_.*|JUPYTER_.*|IPY.*|PYDEVD_.*|MPLBACKEND|CLICOLOR|CLICOLOR_FORCE|FORCE_COLOR|PAGER|GIT_PAGER|TERM|"
     r"COLUMNS|LINES|HOSTNAME|HOME|USER|LOGNAME|PWD|OLDPWD|SHLVL|_|PATH|LANG|LC_.*|"
-    r"NVIDIA_.*|CUDA_VISIBLE_DEVICES|PYTHONUSERBASE)$"
+    r"NVIDIA_.*|CUDA_VISIBLE_DEVICES|PYTHONUSERBASE|DOCKER_RESOURCE_.*|MLCONTAINER_.*)$"
 )
 # Names that hold credentials: *_TOKEN, *_SECRET, *_PASS*, *_KEY (KAGGLE_KEY, AWS keys),
 # *_CREDENTIALS, *_DSN (SENTRY_DSN carries a key), connection strings, cookies and sessions.

@@ -21,6 +21,7 @@ from ..policy import write_json_safely
 from ..state import state_dir
 from .diff import CondaChanges
 from .errors import FreezeError
+from .runner import Runner
 
 INVENTORY_VERSION = 2
 
@@ -67,15 +68,16 @@ def image_inventory(engine: Engine, image: str) -> dict[str, Any]:
     return inventory
 
 
-def container_inventory(engine: Engine, container_id: str, python: str) -> dict[str, Any]:
-    """The inventory of a running container, as its own user (so the user site is seen)."""
-    code, out, err = engine.exec_sync(container_id, [python, "-c", script("inventory")])
+def container_inventory(run: Runner, python: str) -> dict[str, Any]:
+    """The inventory of a running container, as its own user (so the user site is seen);
+    ``run`` runs a command in it (runner.py)."""
+    code, out, err = run([python, "-c", script("inventory")])
     if code != 0:
         raise FreezeError(f"Could not list the container's packages: {err[-500:]}")
     return json.loads(out.strip().splitlines()[-1])
 
 
-def conda_owned_files(engine: Engine, container_id: str, python: str, changes: "CondaChanges") -> set[str]:
+def conda_owned_files(run: Runner, python: str, changes: "CondaChanges") -> set[str]:
     """Paths installed by the conda packages that changed, plus conda's own folders (owned with
     everything in them): changes a package manager made, which ``docker diff`` must not report
     as hand-made."""
@@ -84,7 +86,7 @@ def conda_owned_files(engine: Engine, container_id: str, python: str, changes: "
     owned = {os.path.join(changes.prefix, "conda-meta"), os.path.join(changes.prefix, "pkgs")}
     if not changes.pinned:
         return owned
-    _, out, _ = engine.exec_sync(container_id, [python, "-c", script("conda_files"), changes.prefix, *sorted(changes.pinned)])
+    _, out, _ = run([python, "-c", script("conda_files"), changes.prefix, *sorted(changes.pinned)])
     try:
         owned.update(json.loads(out.strip().splitlines()[-1]))
     except (ValueError, IndexError):
@@ -92,16 +94,12 @@ def conda_owned_files(engine: Engine, container_id: str, python: str, changes: "
     return owned
 
 
-def package_owned_files(
-    engine: Engine, container_id: str, python: str, distributions: list[str], debian: list[str],
-) -> set[str]:
+def package_owned_files(run: Runner, python: str, distributions: list[str], debian: list[str]) -> set[str]:
     """Paths that pip (its RECORD) and dpkg (its file lists) installed for the changed packages:
     a console script pip wrote into /usr/local/bin is pip's, and the rebuilt image has it."""
     if not distributions and not debian:
         return set()
-    _, out, _ = engine.exec_sync(
-        container_id, [python, "-c", script("package_files"), *sorted(distributions), "--", *sorted(debian)]
-    )
+    _, out, _ = run([python, "-c", script("package_files"), *sorted(distributions), "--", *sorted(debian)])
     try:
         return set(json.loads(out.strip().splitlines()[-1]))
     except (ValueError, IndexError):
@@ -117,12 +115,12 @@ def _ancestors(paths) -> set[str]:
     return found
 
 
-def changed_files(engine: Engine, container_id: str, mounts: list[str], owned: set[str] = frozenset()) -> list[str]:
-    """Files added or changed in the container outside package managers (``docker diff``).
+def changed_files(changes: list[dict[str, Any]], mounts: list[str], owned: set[str] = frozenset()) -> list[str]:
+    """Files added or changed in the container outside package managers, from its ``docker
+    diff`` (``changes``).
 
     ``owned``: paths a package manager installed; a path is owned with everything under it.
     """
-    changes = engine.container_diff_sync(container_id)
     owned_dirs = _ancestors(owned)  # the folders above an owned file change with it
     parents = _ancestors(c.get("Path", "") for c in changes)
     mount_points = set(mounts) | _ancestors(mounts)  # their parent folders are created for the mount too

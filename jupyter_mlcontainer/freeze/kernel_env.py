@@ -15,7 +15,8 @@ class KernelEnvironmentUnavailable(FreezeError):
     http_status = 409
 
 
-ENV_CODE = "import json as _j, os as _o; print('MLCONTAINER-ENV ' + _j.dumps(dict(_o.environ)))"
+# One expression: the user's namespace gains no names.
+ENV_CODE = "print('MLCONTAINER-ENV ' + __import__('json').dumps(dict(__import__('os').environ)))"
 
 
 def _parse_env_output(text: str) -> dict[str, str] | None:

@@ -4,7 +4,9 @@ Prints, for one machine in one run (medians over --runs, every kind's starts int
   * local ipykernel: start request -> ready, and execute round trip p50 of 1+1
   * container kernel (mlcontainer-docker) COLD, warm pool off (c.DockerKernelProvisioner.
     warm_pool_size = 0, what MLCONTAINER_WARM_POOL=0 sets): each start a new container; the very
-    first start of the image, which also probes it once, is printed apart
+    first start of the image, which also probes it once, is printed apart. Its sockets are Unix
+    sockets in the kernel's folder (the default on this host); the row "cold, tcp ports" is the
+    same start with the ports published on 127.0.0.1 (kernel_transport = tcp), as for a remote engine
   * container kernel WARM, warm pool on (warm_pool_size = 1, the default; both set through the
     kernel manager's config, whatever MLCONTAINER_WARM_POOL says): each start claims the
     kernelspec's spare (same kernelspec as the cold row). Before each such start the benchmark waits, untimed, until
@@ -80,6 +82,9 @@ import gp_setup  # noqa: E402  (bench/gp_setup.py: Gateway Provisioners, set up 
 # Debian's own ipykernel (6.17) and today's ipykernel 7.x from PyPI on the same Python.
 DEFAULT_IMAGES = ("mlcontainer-test/base:bookworm", "mlcontainer-test/ipykernel7:bookworm")
 POOL_OFF = Config({"DockerKernelProvisioner": {"warm_pool_size": 0}})
+# The same cold start with the kernel's ports published on 127.0.0.1 (what an engine on another
+# host gets; the default on this host is Unix sockets in the kernel's folder).
+POOL_OFF_TCP = Config({"DockerKernelProvisioner": {"warm_pool_size": 0, "kernel_transport": "tcp"}})
 POOL_ON = Config({"DockerKernelProvisioner": {"warm_pool_size": 1}})
 
 
@@ -327,6 +332,7 @@ async def main() -> None:
         # machine with a spare being made but the warm one that causes it.
         local: list[Start] = []
         cold: dict[str, list[Start]] = {image: [] for image in args.images}
+        cold_tcp: dict[str, list[Start]] = {image: [] for image in args.images}
         warm: dict[str, list[Start]] = {image: [] for image in args.images}
         memory: dict[str, list[float]] = {image: [] for image in args.images}
         floors: dict[str, list[float]] = {image: [] for image in args.images}
@@ -337,6 +343,8 @@ async def main() -> None:
             for image, name in specs.items():
                 await spares.settle()
                 cold[image].append(await start_and_measure(name, tmp, args.round_trips, POOL_OFF))
+                await spares.settle()
+                cold_tcp[image].append(await start_and_measure(name, tmp, args.round_trips, POOL_OFF_TCP))
                 idle = await spares.settle()
                 memory[image].append(await spares.memory_mb(idle[name]))
                 warm[image].append(await start_and_measure(name, tmp, args.round_trips, POOL_ON, spares.settle))
@@ -367,6 +375,7 @@ async def main() -> None:
     rows = {"local ipykernel": medians(local)}
     for image in args.images:
         rows[f"{labels[image]} cold"] = medians(cold[image])
+        rows[f"{labels[image]} cold, tcp ports"] = medians(cold_tcp[image])
         rows[f"{labels[image]} warm"] = medians(warm[image])
     for label, runs in gp_runs.items():
         rows[label] = medians(runs)
@@ -377,7 +386,9 @@ async def main() -> None:
     print("medians, seconds from the start request: launched = start_kernel() returned; ready = the")
     print("kernel answered kernel_info with IOPub connected; w_f_r = when wait_for_ready() returns,")
     print("i.e. ready plus jupyter_client's IOPub drain (0.2 s of silence). cold: warm pool off, a new")
-    print("container per start; warm: warm pool on, each start claims an idle spare")
+    print("container per start, Unix sockets in the kernel's folder (the default on this host); cold, tcp")
+    print("ports: the same with its ports published on 127.0.0.1; warm: warm pool on, each start claims")
+    print("an idle spare")
     print(f"{'':{width}}{'launched':>10}{'ready':>10}{'w_f_r':>10}{'1+1 p50 ms':>12}")
     for label, m in rows.items():
         print(f"{label:{width}}{m.launched:10.3f}{m.ready:10.3f}{m.wait_for_ready:10.3f}{m.round_trip * 1000:12.2f}")
@@ -386,7 +397,8 @@ async def main() -> None:
     gp_peer = gp_setup.GP_BASE_IMAGE if gp_setup.GP_BASE_IMAGE in args.images else reference  # GP's image is FROM it
     # Ratios of the medians above. "/ ours cold": a warm row against the cold row of its image;
     # GP against our cold start of the image its kernel image is built FROM.
-    peers = {f"{labels[image]} {kind}": f"{labels[image]} cold" for image in args.images for kind in ("cold", "warm")}
+    peers = {f"{labels[image]} {kind}": f"{labels[image]} cold" for image in args.images
+             for kind in ("cold", "cold, tcp ports", "warm")}
     peers.update(dict.fromkeys(gp_runs, f"{labels[gp_peer]} cold"))
     print(f"\nratios{'':{width - 6}}{'ready / local':>16}{'/ ours cold':>14}{'1+1 / local':>14}")
     for label, m in rows.items():
@@ -395,6 +407,10 @@ async def main() -> None:
             print(f"{label:{width}}{m.ready / local_m.ready:15.2f}x{vs_ours:>14}{m.round_trip / local_m.round_trip:13.2f}x")
     if gp_runs:
         print(f"(GP / ours cold: against {gp_peer} cold; GP's kernel image is built FROM {gp_setup.GP_BASE_IMAGE})")
+        fastest_gp = min(m.ready for label, m in rows.items() if label in gp_runs)
+        for image in args.images:
+            print(f"{labels[image]} cold / GP's faster row: {rows[f'{labels[image]} cold'].ready / fastest_gp:.2f}x "
+                  "(target <= 0.50x)")
 
     for image in args.images:
         fl = median(floors[image])

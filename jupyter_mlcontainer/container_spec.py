@@ -517,12 +517,13 @@ def kernel_container(
     gpus: list[GpuRequest], memory: str | None, cpus: str, shm_size: str | None, use_init: bool, network: str,
     host_ports: dict[str, int] | None = None, engine_kind: EngineKind = EngineKind(), limits_ignored: str = "",
     location: EngineLocation = EngineLocation(True, "127.0.0.1"), connection_files: dict[str, bytes] | None = None,
-    venv: str = "",
+    venv: str = "", publish_ports: bool = True,
 ) -> ContainerSpec:
     """The container of one kernel launch: the workspace at its own path, the cache volume,
     the private connection folder, passwd/group entries for a non-root user, limits, GPUs,
     the labels every other part of the project reads, and the five kernel ports published on
-    127.0.0.1 (``host_ports``: the previous launch's, so clients reconnect after a restart).
+    127.0.0.1 (``host_ports``: the previous launch's, so clients reconnect after a restart;
+    none with ``publish_ports`` false: the ipc transport's sockets are in the folder).
     The container user is the one that is ``user`` on the host under ``engine_kind``.
     An engine on another host (``location``) gets the folder's files (``connection_files``:
     name in the folder -> content) copied in instead of mounted (nothing of this host but the
@@ -573,7 +574,8 @@ def kernel_container(
         working_dir=cwd,
         user=container_user,
         labels=labels,
-        ports={port: (host_ports or {}).get(name) for name, port in CONTAINER_PORTS.items()},
+        # On the ipc transport the kernel's sockets are in its folder: nothing is published.
+        ports={port: (host_ports or {}).get(name) for name, port in CONTAINER_PORTS.items()} if publish_ports else {},
         mounts=mounts,
         gpus=gpus,
         memory=memory,

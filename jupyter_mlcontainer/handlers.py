@@ -227,10 +227,19 @@ class KernelHandler(BaseHandler):
 
 class FreezeHandler(BaseHandler):
     async def runtime_environment(self, km: Any) -> dict[str, str]:
+        """The kernel's environment, asked through a client of its own. A restart meanwhile
+        (the question may have gone to the kernel that stopped) ends the wait at once, so that
+        the freeze starts over on the new container rather than waiting out the timeout."""
         client = private_client(km)
         client.start_channels()
+        container = getattr(km.provisioner, "container_id", None)
+        asking = asyncio.ensure_future(kernel_environment(client))
         try:
-            return await kernel_environment(client)
+            while not (await asyncio.wait({asking}, timeout=0.1))[0]:
+                if getattr(km.provisioner, "container_id", None) != container:
+                    asking.cancel()
+                    raise KernelEnvironmentUnavailable("The kernel restarted while its environment was read")
+            return asking.result()
         finally:
             client.stop_channels()
 

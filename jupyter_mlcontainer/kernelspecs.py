@@ -23,7 +23,7 @@ from .provisioner import PROVISIONER_NAME
 
 # Options a kernelspec may carry; each is a config trait of DockerKernelProvisioner.
 OPTION_KEYS = ("gpus", "memory", "cpus", "shm_size", "env", "cache_volume", "network", "workspace", "placement",
-               "docker_host", "placement_timeout")
+               "docker_host", "placement_timeout", "kernel_transport")
 
 
 class KernelSpecError(ValueError):
@@ -80,6 +80,9 @@ def _validate_options(options: dict[str, Any]) -> dict[str, Any]:
                 raise KernelSpecError(f"--{key.replace('_', '-')} {value!r}: use a size like 512m or 8g") from None
         if key == "placement" and value not in ("local", "swarm"):
             raise KernelSpecError(f"placement {value!r}: 'local' (this engine) or 'swarm' (a Swarm's manager as docker_host)")
+        if key == "kernel_transport" and value not in ("auto", "ipc", "tcp"):
+            raise KernelSpecError(f"kernel_transport {value!r}: 'auto', 'ipc' (Unix sockets in the kernel's folder) "
+                                  "or 'tcp' (published ports)")
         if key == "placement_timeout":
             _positive(value, f"placement_timeout {value!r}: use a positive number of seconds")
         if key == "cpus":

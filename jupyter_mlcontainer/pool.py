@@ -42,8 +42,8 @@ from .backend import ContainerBackend
 from .claims import forget_claim
 from .connection import new_connection_dir, published_ports
 from .container_spec import (
-    CONNECTION_DIR_IN_CONTAINER, LABEL_INJECTED_ENV, LABEL_KERNEL_ID, LABEL_KERNEL_NAME, LABEL_SPARE, SPARE_BOOTSTRAP,
-    ContainerSpec,
+    CONNECTION_DIR_IN_CONTAINER, CONTAINER_PORTS, LABEL_INJECTED_ENV, LABEL_KERNEL_ID, LABEL_KERNEL_NAME, LABEL_SPARE,
+    SPARE_BOOTSTRAP, ContainerSpec,
 )
 from .errors import EngineError, EngineUnavailable
 from .policy import write_text_safely
@@ -104,7 +104,7 @@ def template_of(spec: ContainerSpec, image_id: str, connection_dir: str, workspa
         "labels": labels, "mounts": mounts, "files": files, "gpus": [dataclasses.asdict(g) for g in spec.gpus],
         "memory": spec.memory, "nano_cpus": spec.nano_cpus, "shm_size": spec.shm_size, "cap_drop": spec.cap_drop,
         "init": spec.init, "network": spec.network, "security_opt": spec.security_opt, "userns": spec.userns,
-        "python": (spec.entrypoint or [""])[0], "workspace": workspace,
+        "python": (spec.entrypoint or [""])[0], "workspace": workspace, "published": sorted(spec.ports),
     }
     key = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
     return Template(key=key, spec=spec, image_id=image_id, files=files, workspace=workspace)
@@ -293,7 +293,7 @@ class WarmPool:
             raise
         cid = attrs["Id"]
         try:
-            ports = published_ports(attrs)
+            ports = published_ports(attrs) if spec.ports else dict(CONTAINER_PORTS)  # ipc: in its folder
         except EngineError:
             self._discard(Spare(cid, conn_dir, {}, template.image_id, template.key))
             raise

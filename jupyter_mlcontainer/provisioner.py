@@ -3,9 +3,12 @@
 jupyter_client creates one :class:`DockerKernelProvisioner` per kernel manager (from the
 kernelspec's ``metadata.kernel_provisioner``) and keeps it across restarts. What a launch does:
 
-* the kernel binds fixed ports inside its own network namespace, and the engine publishes
-  them on 127.0.0.1 with host ports of its own choosing (nothing is picked in advance, so no
-  port race); a restart asks for the same host ports, so open clients keep working;
+* on an engine of this host the kernel binds its five sockets as Unix sockets in its private
+  folder (the ipc transport: no TCP port for other users or containers to reach, nothing to
+  publish), kept across restarts so open clients keep working; otherwise it binds fixed ports
+  inside its own network namespace, and the engine publishes them on 127.0.0.1 with host ports
+  of its own choosing (nothing is picked in advance, so no port race); a restart asks for the
+  same host ports;
 * its traffic is encrypted (CurveZMQ, keys provisioned here) whenever the image's kernel can,
   and it joins a network where no other container reaches its ports;
 * the workspace is bind-mounted at its own absolute path and the kernel starts in the
@@ -23,6 +26,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -33,11 +37,11 @@ from traitlets import Bool, CaselessStrEnum, CFloat, Dict, Float, Integer, Unico
 
 from . import cache
 from .container_spec import (
-    CONNECTION_FILE_IN_CONTAINER, KERNEL_NETWORK, ContainerSpec, EngineLocation, GpuRequest, container_user_for,
+    CONNECTION_FILE_IN_CONTAINER, CONTAINER_PORTS, KERNEL_NETWORK, ContainerSpec, EngineLocation, GpuRequest, container_user_for,
     engine_location, gpu_requests, kernel_container, kernel_environment, shm_size_for,
 )
 from .backend import ContainerBackend
-from .connection import curve_keys, new_connection_dir, published_ports, write_connection_file
+from .connection import curve_keys, ipc_base, ipc_fits, new_connection_dir, published_ports, write_connection_file
 from .deaths import DeathRecord, note_engine_lost, record_death
 from .engine import get_engine
 from .errors import (
@@ -145,10 +149,11 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
     network = Unicode(
         "",
         config=True,
-        help="Docker network for kernel containers. Default: 'mlcontainer-kernels', a bridge made "
-        "on first use with inter-container traffic off, so no other container (another user's "
-        "kernels included) reaches a kernel's ports. Name another network (e.g. 'bridge', or one "
-        "your services are on) to let containers on it reach the kernel.",
+        help="Docker network for kernel containers (their own outbound access: pip, model downloads). "
+        "Default: 'mlcontainer-kernels', a bridge made on first use with inter-container traffic off, "
+        "so no other container (another user's kernels included) reaches a kernel's published ports "
+        "(kernel_transport 'tcp'; on Unix sockets there are none). Name another network (e.g. "
+        "'bridge', or one your services are on) to let containers on it reach a kernel on 'tcp'.",
     )
     transport_encryption = CaselessStrEnum(
         ["auto", "required", "disabled"],
@@ -159,6 +164,18 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         "(ipykernel 7.4 or newer with a CURVE-enabled libzmq; the probe tells), 'required' refuses "
         "to start a kernel that cannot, 'disabled' never encrypts. A kernel manager whose "
         "transport_encryption is 'required' makes it required too.",
+    )
+    kernel_transport = CaselessStrEnum(
+        ["auto", "ipc", "tcp"],
+        "auto",
+        config=True,
+        help="How the server reaches the kernel. 'ipc': the kernel binds its five sockets as Unix "
+        "sockets in its private connection folder (0700, bind-mounted into the container), so no "
+        "TCP port exists: no other user of this host and no container can reach the kernel, "
+        "encrypted or not, and the start skips publishing ports (~0.06 s). 'tcp': five ports "
+        "published on 127.0.0.1 (on the engine's address for a remote engine). 'auto': ipc for an "
+        "engine on this Linux host, tcp for a remote engine, a Swarm, or Docker Desktop (its VM's "
+        "bind mounts carry no Unix sockets), and when the folder's path is too long for a Unix socket.",
     )
     use_init = Bool(
         True,
@@ -266,7 +283,8 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
     _stopping: bool = False
     _death_recorded: bool = False
     _died: bool = False  # the container stopped unasked: the restart that follows may wait for the engine
-    _kernel_ip: str = "127.0.0.1"  # where its published ports are reached (the engine's host)
+    _kernel_ip: str = "127.0.0.1"  # where its published ports are reached (the engine's host); ipc: the sockets' base
+    _transport: str = "tcp"  # this kernel's: "ipc" keeps its folder (the sockets' path) across restarts
     _cwd: str | None = None
     _memory_limit_text: str = ""
 
@@ -361,10 +379,12 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         key = km.session.key if km is not None else b""
         if not key:
             raise EngineError("The kernel manager has no session key")
-        # A private folder per launch (0700, removed by cleanup, at restart too): the connection
-        # file with the kernel's key, mounted read-write because ipykernel may rewrite it.
-        conn_dir = new_connection_dir(self.kernel_id)
-        self._conn_dir = conn_dir
+        # A private folder (0700, removed by cleanup): the connection file with the kernel's key,
+        # mounted read-write because ipykernel may rewrite it; one per launch, but on the ipc
+        # transport one per kernel (its sockets' path is the connection clients keep at restarts).
+        if not (self._transport == "ipc" and self.host_ports and self._conn_dir and os.path.isdir(self._conn_dir)):
+            self._conn_dir = new_connection_dir(self.kernel_id)
+        conn_dir = self._conn_dir
         try:
             return self._launch_in(conn_dir, engine, facts, user, cwd, workspace, key, cmd, kwargs)
         except BaseException:
@@ -380,8 +400,13 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         km = self.parent
         signature_scheme = km.session.signature_scheme if km is not None else "hmac-sha256"
         curve = curve_keys(self.image, facts, self.transport_encryption, km)
+        # A Swarm task's node is known once it is placed: nothing of this host but the workspace
+        # is assumed there, and the kernel is reached at its node's address (_create_and_start).
+        location = EngineLocation(False, "") if self.placement == "swarm" else engine_location(engine.address)
+        transport = self._transport = self._choose_transport(engine, location, conn_dir)
         write_connection_file(
             conn_dir, key=key, signature_scheme=signature_scheme, kernel_name=getattr(km, "kernel_name", ""), curve=curve,
+            transport=transport,
         )
 
         home = cache.home_in_cache(self.cache_mount_path, user.name)
@@ -411,9 +436,6 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             limits_ignored = f"{asked} not enforced: {kind.limits_ignored_reason}"
             self.log.warning("Kernel %s: %s", self.kernel_id, limits_ignored)
         in_container = container_user_for(user, kind)
-        # A Swarm task's node is known once it is placed: nothing of this host but the workspace
-        # is assumed there, and the kernel is reached at its node's address (_create_and_start).
-        location = EngineLocation(False, "") if self.placement == "swarm" else engine_location(engine.address)
         self._kernel_ip = location.address
         spec = kernel_container(
             image=self.image, python=facts.python or "python3", kernel_id=self.kernel_id,
@@ -426,12 +448,13 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             use_init=self.use_init, network=self.network or engine.ensure_kernel_network_sync(KERNEL_NETWORK),
             host_ports=self.host_ports, engine_kind=kind, limits_ignored=limits_ignored, location=location,
             connection_files=None if location.local else _folder_files(conn_dir), venv=facts.venv,
+            publish_ports=transport == "tcp",
         )
         spec.placement_timeout = self.placement_timeout
         # Spares take their claim through a FIFO in a folder shared with this host: local engines only.
         pool = get_pool(engine) if self.warm_pool_size > 0 and location.local else None
         template = template_of(spec, facts.image_id, conn_dir, workspace) if pool is not None else None
-        # A restart asks for its previous host ports: only a fresh start can take a spare.
+        # A restart asks for its previous host ports (ipc: keeps its folder): only a fresh start can take a spare.
         spare = pool.claim(template.key, facts.image_id) if template is not None and not self.host_ports else None
         if spare is not None:
             container_id, host_ports = self._start_on_spare(pool, spare, spec, conn_dir, key, signature_scheme, curve)
@@ -444,22 +467,46 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         _LIVE[container_id] = (engine, conn_dir)
         self.host_ports = host_ports
         self.restarts += 1
+        if transport == "ipc":
+            self._kernel_ip = ipc_base(conn_dir)  # a claimed spare's folder, if one was claimed
         self._wait_until_listening(container_id, host_ports)
         self.connection_info = {
             **host_ports,
             "ip": self._kernel_ip,
             "key": key,
-            "transport": "tcp",
+            "transport": transport,
             "signature_scheme": signature_scheme,
             "kernel_name": getattr(km, "kernel_name", ""),
             **curve,
         }
         self.log.info(
-            "Kernel %s started in container %s (image %s, gpus=%s, workspace %s, cwd %s, %s)",
+            "Kernel %s started in container %s (image %s, gpus=%s, workspace %s, cwd %s, %s, %s)",
             self.kernel_id, container_id[:12], self.image, gpus, workspace, cwd,
+            "Unix sockets in its folder" if transport == "ipc" else f"ports on {self._kernel_ip}",
             "encrypted (CurveZMQ)" if curve else "not encrypted",
         )
         return self.connection_info
+
+    def _choose_transport(self, engine: ContainerBackend, location: EngineLocation, conn_dir: str) -> str:
+        """``kernel_transport`` for this launch: ipc needs the engine on this host (the folder is
+        bind-mounted), on Linux, and a folder path short enough for a Unix socket."""
+        wanted = self.kernel_transport
+        if wanted == "tcp":
+            return "tcp"
+        if not location.local:
+            if wanted == "ipc":
+                raise EngineError("kernel_transport 'ipc' needs the engine on this host (the kernel's sockets are in a "
+                                  "folder of this host): use 'tcp' or 'auto' for a remote engine or a Swarm")
+            return "tcp"
+        if not ipc_fits(conn_dir):
+            if wanted == "ipc":
+                raise EngineError(f"kernel_transport 'ipc': the kernel's folder {conn_dir} is too long a path for a Unix "
+                                  "socket (107 bytes): set JUPYTER_RUNTIME_DIR to a shorter one, or use 'tcp'")
+            return "tcp"
+        if wanted == "auto" and (not sys.platform.startswith("linux")
+                                 or "desktop" in str(engine.info_sync().get("OperatingSystem", "")).lower()):
+            return "tcp"
+        return "ipc"
 
     def _start_on_spare(
         self, pool: WarmPool, spare: Spare, spec: ContainerSpec, conn_dir: str, key: bytes, signature_scheme: str,
@@ -472,7 +519,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         try:
             write_connection_file(
                 spare.conn_dir, key=key, signature_scheme=signature_scheme,
-                kernel_name=getattr(km, "kernel_name", ""), curve=curve,
+                kernel_name=getattr(km, "kernel_name", ""), curve=curve, transport=self._transport,
             )
             record_claim(spare.container_id, self.kernel_id, getattr(km, "kernel_name", "") or "")
             pool.hand_over(spare, {"env": spec.env, "cwd": spec.working_dir, "argv": spec.command})
@@ -518,6 +565,8 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
                 f"The kernel in {self.image} exited during start-up (exit code {state.get('ExitCode', '?')})"
                 + (f":\n{tail.strip()}" if tail.strip() else "")
             )
+        if not spec.ports:
+            return cid, dict(CONTAINER_PORTS)  # the ipc transport: sockets in the kernel's folder
         try:
             return cid, published_ports(attrs, spec.publish_ip)
         except EngineError:
@@ -539,7 +588,8 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             )
 
         try:
-            waited = wait_for_kernel_ports(self._kernel_ip, host_ports, timeout=self.startup_timeout, gone=exited)
+            waited = wait_for_kernel_ports(self._kernel_ip, host_ports, timeout=self.startup_timeout, gone=exited,
+                                           transport=self._transport)
         except KernelNotReady as exc:
             tail = self._log_tail(container_id)
             self._discard_container(container_id)
@@ -659,7 +709,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
 
     def _heartbeat_answers(self) -> bool:
         port = (self.host_ports or {}).get("hb_port")
-        return bool(port) and zmq_socket_answers(self._kernel_ip, int(port), timeout=0.5)
+        return bool(port) and zmq_socket_answers(self._kernel_ip, int(port), timeout=0.5, transport=self._transport)
 
     async def _inspect_state(self, cid: str) -> dict[str, Any] | None:
         return await self.engine.run_blocking(self.engine.container_state_sync, cid)
@@ -745,13 +795,15 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
     async def cleanup(self, restart: bool = False) -> None:
         """Called last on shutdown and before a restart's launch: remove the container.
 
-        On restart the host ports are kept so that the new container publishes the same ones.
+        On restart the host ports are kept so that the new container publishes the same ones
+        (ipc: the folder with the sockets is kept, for the new container to bind them again).
         """
         cid, self.container_id = self.container_id, None
         if cid is not None:
             await self.engine.call(self._discard_container, cid)
         self._death_recorded = False
-        self._remove_conn_dir()  # a restart's launch makes a new one
+        if not (restart and self._transport == "ipc"):
+            self._remove_conn_dir()  # a restart's launch makes a new one
         if not restart:
             self.host_ports = None
 
@@ -765,13 +817,14 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
 
     async def get_provisioner_info(self) -> dict[str, Any]:
         info = await super().get_provisioner_info()
-        info.update(container_id=self.container_id, host_ports=self.host_ports, image=self.image)
+        info.update(container_id=self.container_id, host_ports=self.host_ports, image=self.image, transport=self._transport)
         return info
 
     async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
         await super().load_provisioner_info(provisioner_info)
         self.container_id = provisioner_info.get("container_id")
         self.host_ports = provisioner_info.get("host_ports")
+        self._transport = provisioner_info.get("transport", "tcp")
 
     def resolve_path(self, path_str: str) -> str | None:
         """Paths are the same inside and outside: the workspace is mounted at its host path."""

@@ -1,4 +1,5 @@
-"""Is a kernel in a container ready to take messages? Asked through its published ports.
+"""Is a kernel in a container ready to take messages? Asked through its published ports (or,
+on the ipc transport, its Unix sockets).
 
 The provisioner calls :func:`wait_for_kernel_ports` after the container has started, so that
 ``launch_kernel`` returns only once every port of the connection file has a ZeroMQ socket
@@ -24,10 +25,24 @@ from typing import Callable
 ZMTP_SIGNATURE_LENGTH = 10
 
 
-def zmq_socket_answers(host: str, port: int, timeout: float = 1.0) -> bool:
-    """True when a ZeroMQ socket (not just a port proxy) answers on ``host:port``."""
+def _connect(host: str, port: int, timeout: float, transport: str) -> socket.socket:
+    if transport == "ipc":  # Jupyter's ipc endpoint: the Unix socket <ip>-<port>
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.settimeout(timeout)
+            conn.connect(f"{host}-{port}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+    return socket.create_connection((host, port), timeout=timeout)
+
+
+def zmq_socket_answers(host: str, port: int, timeout: float = 1.0, transport: str = "tcp") -> bool:
+    """True when a ZeroMQ socket (not just a port proxy) answers on ``host:port`` (on the ipc
+    transport: the Unix socket ``host-port``, which exists once the kernel bound it)."""
     try:
-        with socket.create_connection((host, port), timeout=timeout) as conn:
+        with _connect(host, port, timeout, transport) as conn:
             conn.settimeout(timeout)
             greeting = b""
             while len(greeting) < ZMTP_SIGNATURE_LENGTH:
@@ -56,6 +71,7 @@ def wait_for_kernel_ports(
     timeout: float,
     gone: Callable[[], bool],
     interval: float = 0.01,
+    transport: str = "tcp",
 ) -> float:
     """Block until every port in ``ports`` (name -> host port) answers; return the seconds waited.
 
@@ -67,7 +83,7 @@ def wait_for_kernel_ports(
     pending = dict(ports)
     while pending:
         for name, port in list(pending.items()):
-            if zmq_socket_answers(host, port):
+            if zmq_socket_answers(host, port, transport=transport):
                 del pending[name]
         if not pending or gone():
             break

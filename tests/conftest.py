@@ -81,6 +81,20 @@ def require_image(engine, image: str) -> None:
             pytest.fail(f"test image {image} missing: run scripts/build-test-images.sh", pytrace=False)
 
 
+@pytest.fixture
+def jp_runtime_dir():
+    """A short private runtime folder (pytest-jupyter's is deep in tmp_path): kernels on this
+    host put their Unix sockets in it, and a socket's path has at most 107 bytes, as for users,
+    whose runtime folder is ~/.local/share/jupyter/runtime."""
+    import pathlib
+    import shutil
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="mlc-rt-", dir="/tmp")
+    yield pathlib.Path(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(autouse=True)
 def _environ(jp_environ, monkeypatch):
     """Every test gets a private HOME / Jupyter data, config and runtime dirs.

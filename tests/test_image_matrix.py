@@ -117,7 +117,7 @@ async def test_kernel_lifecycle(engine, workspace, image):
         out, reply = await execute(kc, "x = 41; print('alive')")
         assert out.strip() == "alive", (out, reply)
 
-        # -- restart with this client connected: same ports and key, new container and folder
+        # -- restart with this client connected: same sockets (in the same folder) and key, new container
         before = km.get_connection_info()
         first_container = km.provisioner.container_id
         await km.restart_kernel(now=True)
@@ -129,8 +129,8 @@ async def test_kernel_lifecycle(engine, workspace, image):
         for key in ("ip", "key", *CONTAINER_PORTS, "curve_publickey"):
             assert after.get(key) == before.get(key), key  # the client above reconnects as it was
         assert km.provisioner.container_id != first_container
-        assert not os.path.exists(first_folder)
-        assert connection_folders() == {km.provisioner._conn_dir}
+        assert after["transport"] == "ipc" and after["ip"] == os.path.join(first_folder, "zmq")
+        assert connection_folders() == {first_folder}  # the sockets' folder is the connection: kept
         assert len(our_kernel_containers(engine, km.kernel_id)) == 1
     finally:
         kc.stop_channels()

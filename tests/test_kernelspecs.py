@@ -49,6 +49,8 @@ def test_bad_options_are_refused(engine):
         add_kernelspec(engine, BASE_IMAGE, options={"cpus": "-1"})
     with pytest.raises(KernelSpecError, match="Kernel name"):
         add_kernelspec(engine, BASE_IMAGE, name="bad name!")
+    with pytest.raises(KernelSpecError, match="kernel_transport 'udp'"):
+        add_kernelspec(engine, BASE_IMAGE, options={"kernel_transport": "udp"})
     assert list_kernelspecs() == []
 
 

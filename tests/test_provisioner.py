@@ -53,7 +53,9 @@ async def test_kernel_runs_in_its_own_container(engine, workspace):
 
 
 async def test_ports_loopback_only_and_no_privileges(engine, workspace):
-    async with running_kernel(engine, BASE_IMAGE, workspace) as (km, kc):
+    """With published ports (kernel_transport 'tcp', as for an engine on another host): on
+    127.0.0.1 only. The default on this host, Unix sockets, is test_security's."""
+    async with running_kernel(engine, BASE_IMAGE, workspace, kernel_transport="tcp") as (km, kc):
         attrs = engine.api.inspect_container(container_of(km))
         ports = attrs["NetworkSettings"]["Ports"]
         assert set(ports) == {f"{p}/tcp" for p in CONTAINER_PORTS.values()}
@@ -66,7 +68,7 @@ async def test_ports_loopback_only_and_no_privileges(engine, workspace):
         assert attrs["Config"]["User"] == f"{os.getuid()}:{os.getgid()}"
         # The connection info handed to clients points at the published loopback ports.
         info = km.get_connection_info()
-        assert info["ip"] == "127.0.0.1"
+        assert (info["ip"], info["transport"]) == ("127.0.0.1", "tcp")
         assert info["shell_port"] == int(ports[f"{CONTAINER_PORTS['shell_port']}/tcp"][0]["HostPort"])
         out, _ = await execute(kc, "import os; print(os.environ.get('SECRET_FROM_HOST', 'absent'))")
         assert out.strip() == "absent"
@@ -339,11 +341,11 @@ async def test_concurrent_starts_all_succeed(engine, workspace):
     async def one(i):
         async with running_kernel(engine, BASE_IMAGE, workspace) as (km, kc):
             out, _ = await execute(kc, f"print({i} * 2)")
-            return int(out), km.get_connection_info()["shell_port"]
+            return int(out), km.get_connection_info()["ip"]
 
     results = await asyncio.gather(*(one(i) for i in range(5)))
     assert [value for value, _ in results] == [i * 2 for i in range(5)]
-    assert len({port for _, port in results}) == 5
+    assert len({sockets for _, sockets in results}) == 5  # each kernel's sockets in its own folder
 
 
 @pytest.mark.parametrize("gpus", ["none", "0"])

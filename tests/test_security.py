@@ -4,6 +4,7 @@ security review against the real engine and checks it is closed."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import tarfile
@@ -414,12 +415,68 @@ def _drain(socks) -> list[bytes]:
     return got
 
 
+REACH = r"""
+import json, socket, sys
+base, ip, ports = sys.argv[1], sys.argv[2], [int(p) for p in sys.argv[3:]]
+tried = {}
+for port in ports:
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        unix.connect(f"{base}-{port}")
+        tried[f"unix-{port}"] = "connected"
+    except OSError as exc:
+        tried[f"unix-{port}"] = type(exc).__name__
+    finally:
+        unix.close()
+    try:
+        socket.create_connection((ip, port), timeout=5).close()
+        tried[f"tcp-{port}"] = "connected"
+    except OSError as exc:
+        tried[f"tcp-{port}"] = type(exc).__name__
+print(json.dumps(tried))
+"""
+
+
+async def test_a_kernel_on_unix_sockets_is_out_of_everyone_elses_reach(engine, workspace, jp_runtime_dir):
+    """The default transport on an engine of this host: the kernel (Debian's ipykernel 6.17,
+    which cannot encrypt) binds Unix sockets in its 0700 folder and no TCP port. Another real
+    user of the host is refused at the folder (even with the runtime folder above it open), and
+    nothing answers on the container's bridge address; nothing is published."""
+    import subprocess
+
+    from jupyter_mlcontainer.container_spec import CONTAINER_PORTS, KERNEL_NETWORK
+
+    from .box_users import TEST_USER
+    from .conftest import execute
+
+    os.chmod(jp_runtime_dir, 0o755)  # only the kernel's own folder keeps others out
+    async with running_kernel(engine, BASE_IMAGE, workspace) as (km, kc):
+        info = km.get_connection_info()
+        folder = km.provisioner._conn_dir
+        assert (info["transport"], info["ip"]) == ("ipc", os.path.join(folder, "zmq")) and km.curve_publickey is None
+        assert os.stat(folder).st_mode & 0o777 == 0o700
+        attrs = engine.api.inspect_container(km.provisioner.container_id)
+        assert not attrs["HostConfig"]["PortBindings"] and not any(attrs["NetworkSettings"]["Ports"].values())
+        out, _ = await execute(kc, "print('through the folder')")  # the user's own way in
+        assert out.strip() == "through the folder"
+        kernel_ip = attrs["NetworkSettings"]["Networks"][KERNEL_NETWORK]["IPAddress"]
+        ports = [str(p) for p in CONTAINER_PORTS.values()]
+        probe = await asyncio.get_running_loop().run_in_executor(None, lambda: subprocess.run(
+            ["runuser", "-u", TEST_USER, "--", "/usr/bin/python3", "-c", REACH, info["ip"], kernel_ip, *ports],
+            capture_output=True, text=True, timeout=120))
+        assert probe.returncode == 0, probe.stderr
+        tried = json.loads(probe.stdout)
+        assert {tried[f"unix-{p}"] for p in ports} == {"PermissionError"}, tried
+        assert {tried[f"tcp-{p}"] for p in ports} == {"ConnectionRefusedError"}, tried
+
+
 @pytest.mark.parametrize("image", ["ipykernel7", "debian-6.17"])
 async def test_kernel_output_is_unreadable_from_other_containers(engine, workspace, image):
-    """Another container, on the default bridge or on the kernel's own network, subscribes on
-    every port of a running kernel and receives none of its output: an ipykernel 7.4 kernel is
-    encrypted (a keyless subscriber on the host reads nothing either, one with the kernel's key
-    does), and no container reaches a kernel of Debian's 6.17, which cannot encrypt."""
+    """With published ports (kernel_transport 'tcp': an engine elsewhere, Docker Desktop), another
+    container, on the default bridge or on the kernel's own network, subscribes on every port of
+    a running kernel and receives none of its output: an ipykernel 7.4 kernel is encrypted (a
+    keyless subscriber on the host reads nothing either, one with the kernel's key does), and no
+    container reaches a kernel of Debian's 6.17, which cannot encrypt."""
     import asyncio
 
     from jupyter_mlcontainer.container_spec import CONTAINER_PORTS, KERNEL_NETWORK
@@ -429,8 +486,9 @@ async def test_kernel_output_is_unreadable_from_other_containers(engine, workspa
     kernel_image = IPYKERNEL7_IMAGE if image == "ipykernel7" else BASE_IMAGE
     marker = f"secret-{uuid.uuid4().hex[:8]}"
     subscribers = []
-    async with running_kernel(engine, kernel_image, workspace) as (km, kc):
+    async with running_kernel(engine, kernel_image, workspace, kernel_transport="tcp") as (km, kc):
         assert (km.curve_publickey is not None) == (image == "ipykernel7")
+        assert km.get_connection_info()["transport"] == "tcp"
         attrs = engine.api.inspect_container(km.provisioner.container_id)
         assert list(attrs["NetworkSettings"]["Networks"]) == [KERNEL_NETWORK]
         kernel_ip = attrs["NetworkSettings"]["Networks"][KERNEL_NETWORK]["IPAddress"]

@@ -85,6 +85,7 @@ def test_ports_are_published_where_the_engine_chooses_or_where_they_were():
     assert spec().ports == dict.fromkeys(CONTAINER_PORTS.values())
     again = spec(host_ports={"shell_port": 40001, "iopub_port": 40002})
     assert again.ports[CONTAINER_PORTS["shell_port"]] == 40001 and again.ports[CONTAINER_PORTS["hb_port"]] is None
+    assert spec(publish_ports=False, host_ports={"shell_port": 40001}).ports == {}  # ipc: sockets in the folder
 
 
 def test_gpu_grammar_and_sizes():

@@ -128,6 +128,16 @@ _NO_NEW_PRIVS = (
     "        sys.stderr.write('jupyter-mlcontainer: refusing to start: cannot set no-new-privileges: %s\\n' % why)\n"
     "        sys.exit(1)\n"
 )
+# ``argv`` (``python -m module ...``) in this process when ``in_process``, else exec'ed.
+_RUN_OR_EXEC = (
+    "if in_process:\n"
+    "    import runpy\n"
+    "    sys.argv = [argv[2]] + argv[3:]\n"
+    "    runpy.run_module(argv[2], run_name='__main__', alter_sys=True)\n"
+    "else:\n"
+    "    os.execvp(argv[0], argv)\n"
+)
+
 # Then the kernel. Its usual argv, this same Python with ``-m module``, runs in this process: one
 # interpreter start less (~0.03 s of every cold start). Not when this Python started before the
 # user site (or a venv's prefix site) it has just made existed: Python puts those on sys.path at
@@ -135,14 +145,9 @@ _NO_NEW_PRIVS = (
 _RUN_KERNEL = (
     "argv = sys.argv[1:]\n"
     "usersite = site.getusersitepackages() if site.ENABLE_USER_SITE else None\n"
-    "same_python = len(argv) >= 3 and argv[1] == '-m' and os.path.realpath(argv[0]) == os.path.realpath(sys.executable)\n"
-    "if same_python and not made_prefix_site and not (usersite and usersite not in sys.path):\n"
-    "    import runpy\n"
-    "    sys.argv = [argv[2]] + argv[3:]\n"
-    "    runpy.run_module(argv[2], run_name='__main__', alter_sys=True)\n"
-    "else:\n"
-    "    os.execvp(argv[0], argv)\n"
-)
+    "in_process = (len(argv) >= 3 and argv[1] == '-m' and os.path.realpath(argv[0]) == os.path.realpath(sys.executable)\n"
+    "              and not made_prefix_site and not (usersite and usersite not in sys.path))\n"
+) + _RUN_OR_EXEC
 BOOTSTRAP = _HOME_CHECK + _NO_NEW_PRIVS + _USER_SITE + _SWARM_GPUS + _CONNECTION_FROM_SECRET + _RUN_KERNEL
 
 # A spare of the warm pool (pool.py): the same HOME check, then the imports a kernel start
@@ -185,13 +190,8 @@ SPARE_BOOTSTRAP = _HOME_CHECK + _USER_SITE + (
     "os.environ.update(claim['env'])  # the image's and the spare's own are the cold start's too\n"
     "os.chdir(claim['cwd'])\n"
     "argv = claim['argv']\n"
-    "if len(argv) >= 3 and argv[1] == '-m' and site_mark() == mark:\n"
-    "    import runpy\n"
-    "    sys.argv = [argv[2]] + argv[3:]\n"
-    "    runpy.run_module(argv[2], run_name='__main__', alter_sys=True)\n"
-    "else:\n"
-    "    os.execvp(argv[0], argv)\n"
-)
+    "in_process = len(argv) >= 3 and argv[1] == '-m' and site_mark() == mark\n"
+) + _RUN_OR_EXEC
 
 
 @dataclass(frozen=True)

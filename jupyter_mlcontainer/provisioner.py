@@ -502,6 +502,8 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             if wanted == "ipc":
                 raise EngineError(f"kernel_transport 'ipc': the kernel's folder {conn_dir} is too long a path for a Unix "
                                   "socket (107 bytes): set JUPYTER_RUNTIME_DIR to a shorter one, or use 'tcp'")
+            self.log.info("Kernel %s: its folder %s is too deep for Unix sockets (107 bytes): publishing its ports "
+                          "on 127.0.0.1 instead (a shorter JUPYTER_RUNTIME_DIR avoids it)", self.kernel_id, conn_dir)
             return "tcp"
         if wanted == "auto" and (not sys.platform.startswith("linux")
                                  or "desktop" in str(engine.info_sync().get("OperatingSystem", "")).lower()):

@@ -89,7 +89,10 @@ async def test_engine_stop_and_start_while_kernels_run(private_engine, jp_fetch,
         await asyncio.to_thread(private_engine.start)
 
         # The restarter's restart went through once the engine answered: the client that was
-        # connected before gets replies again, and the files are still there.
+        # connected before is ready again (its sockets reconnect by themselves; waiting for that,
+        # as any client does after a restart, keeps output from reaching IOPub before it has
+        # joined), gets replies, and the files are still there.
+        await kc.wait_for_ready(timeout=120)
         out, reply = await execute(
             kc, "import os; print(open('kept.txt').read(), open(os.environ['HF_HOME'] + '/kept.txt').read())",
             timeout=120,

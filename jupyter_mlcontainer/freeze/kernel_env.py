@@ -15,14 +15,17 @@ class KernelEnvironmentUnavailable(FreezeError):
     http_status = 409
 
 
+ENV_MARK = "MLCONTAINER-ENV "
 # One expression: the user's namespace gains no names.
-ENV_CODE = "print('MLCONTAINER-ENV ' + __import__('json').dumps(dict(__import__('os').environ)))"
+ENV_CODE = f"print({ENV_MARK!r} + __import__('json').dumps(dict(__import__('os').environ)))"
 
 
-def _parse_env_output(text: str) -> dict[str, str] | None:
+def marked_json(text: str, mark: str) -> Any:
+    """The JSON after ``mark`` on the line of the kernel's output that starts with it (None if
+    no line does): how code freeze runs in a kernel answers."""
     for line in text.splitlines():
-        if line.startswith("MLCONTAINER-ENV "):
-            return json.loads(line[len("MLCONTAINER-ENV "):])
+        if line.startswith(mark):
+            return json.loads(line[len(mark):])
     return None
 
 
@@ -93,7 +96,7 @@ def _reason(exc: Exception, timeout: float) -> str:
 
 
 def _answer(reply: dict[str, Any], text: str) -> dict[str, str]:
-    env = _parse_env_output(text)
+    env = marked_json(text, ENV_MARK)
     if env is None or reply.get("content", {}).get("status") != "ok":
         raise KernelEnvironmentUnavailable(
             "Could not read the kernel's environment: the kernel's answer had no environment "

@@ -8,10 +8,10 @@ Jupyter's key, the way freeze already asks for the kernel's environment (:class:
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 
 from .errors import FreezeError
+from .kernel_env import marked_json
 
 # (exit code, stdout, stderr) of a command run in the kernel's container.
 Runner = Callable[[list[str]], tuple[int | None, str, str]]
@@ -43,6 +43,7 @@ class KernelRunner:
         self.client = BlockingKernelClient()
         self.client.load_connection_info(connection_info)
         self.client.start_channels()
+        self._ready = False  # made ready (IOPub joined) before the first command, once
 
     def __call__(self, command: list[str]) -> tuple[int | None, str, str]:
         chunks: list[str] = []
@@ -52,7 +53,9 @@ class KernelRunner:
                 chunks.append(msg["content"].get("text", ""))
 
         try:
-            self.client.wait_for_ready(timeout=30)
+            if not self._ready:
+                self.client.wait_for_ready(timeout=30)
+                self._ready = True
             reply = self.client.execute_interactive(
                 _RUN_CODE.format(mark=RUN_MARK, command=list(command)), silent=True, store_history=False,
                 output_hook=collect, timeout=self.timeout,
@@ -62,10 +65,10 @@ class KernelRunner:
                 f"The kernel did not run freeze's inventory ({type(exc).__name__}: {exc}); is a cell still "
                 "running? Interrupt it or wait, then freeze again. Nothing was written."
             ) from None
-        for line in "".join(chunks).splitlines():
-            if line.startswith(RUN_MARK):
-                code, out, err = json.loads(line[len(RUN_MARK):])
-                return code, out, err
+        answer = marked_json("".join(chunks), RUN_MARK)
+        if answer is not None:
+            code, out, err = answer
+            return code, out, err
         status = reply.get("content", {}).get("status")
         raise FreezeError(f"The kernel ran freeze's inventory without an answer (status {status!r}); nothing was written.")
 

@@ -18,13 +18,11 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from .claims import kernel_containers
 from .engine import check_reference
 from .errors import MLContainerError, NotFound, RequestTooLarge, status_for
 from .freeze import KernelContainerNotFound, KernelEnvironmentUnavailable, kernel_environment
 from .freeze.kernel_env import private_client
 from .jobs import JobNotFound
-from .kernels import list_kernel_containers
 from .kernelspecs import parse_env_pairs
 from .policy import resolve_under
 from .provisioner import DockerKernelProvisioner
@@ -98,6 +96,21 @@ class BaseHandler(APIHandler):
         """kernel id -> notebook path, from the server's sessions."""
         sessions = await self.session_manager.list_sessions()
         return {s["kernel"]["id"]: s.get("path") for s in sessions if s.get("kernel")}
+
+    def container_kernels(self) -> dict[str, dict[str, Any]]:
+        """kernel id -> kernelspec, image, container id of the kernel manager's container kernels
+        (this server's own, wherever they run)."""
+        known = {}
+        for kernel_id in self.kernel_manager.list_kernel_ids():
+            km = self.kernel_manager.get_kernel(kernel_id)
+            provisioner = getattr(km, "provisioner", None)
+            if isinstance(provisioner, DockerKernelProvisioner):
+                known[kernel_id] = {
+                    "kernelspec": km.kernel_name,
+                    "image": provisioner.image,
+                    "container_id": provisioner.container_id,
+                }
+        return known
 
 
 class StatusHandler(BaseHandler):
@@ -197,28 +210,14 @@ class KernelsHandler(BaseHandler):
         kernels = await self.run_blocking(functools.partial(self.service.kernels, paths, known=self.container_kernels()))
         self.write_json({"kernels": kernels})
 
-    def container_kernels(self) -> dict[str, dict[str, Any]]:
-        """kernel id -> kernelspec, image, container id of the kernel manager's container kernels."""
-        known = {}
-        for kernel_id in self.kernel_manager.list_kernel_ids():
-            km = self.kernel_manager.get_kernel(kernel_id)
-            provisioner = getattr(km, "provisioner", None)
-            if isinstance(provisioner, DockerKernelProvisioner):
-                known[kernel_id] = {
-                    "kernelspec": km.kernel_name,
-                    "image": provisioner.image,
-                    "container_id": provisioner.container_id,
-                }
-        return known
-
 
 class KernelHandler(BaseHandler):
     @tornado.web.authenticated
     @authorized
     async def delete(self, kernel_id: str) -> None:
-        """Stop one of this server's container kernels, through the server's kernel manager."""
-        ours = await self.run_blocking(list_kernel_containers, self.service.engine)
-        if not kernel_containers(ours, kernel_id):
+        """Stop one of this server's container kernels (on its engine or a Swarm), through the
+        server's kernel manager."""
+        if kernel_id not in self.container_kernels():
             raise tornado.web.HTTPError(404, f"No container kernel {kernel_id} on this server")
         await self.kernel_manager.shutdown_kernel(kernel_id)
         self.set_status(204)

@@ -227,6 +227,26 @@ async def test_a_swarm_kernel_is_frozen_through_the_kernel_itself(engine, swarm,
     assert our_services(swarm, km.kernel_id) == []
 
 
+async def test_the_panels_stop_reaches_a_swarm_kernel(engine, swarm, shared, jp_fetch, jp_serverapp):
+    """The panel's Stop (DELETE /mlcontainer/api/kernels/<id>) on a Swarm kernel of this server:
+    its service goes (the check that it is this server's kernel asked the local engine only, and
+    answered 404); a kernel id the server does not know stays 404."""
+    from tornado.httpclient import HTTPClientError
+
+    workspace, cache = shared
+    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="none",
+                    cache_volume=cache, workspace=workspace)
+    # Started by the server's kernel manager in the shared workspace (its root is elsewhere).
+    kernel_id = await jp_serverapp.kernel_manager.start_kernel(kernel_name=name, cwd=workspace)
+    assert len(our_services(swarm, kernel_id)) == 1
+    response = await jp_fetch("mlcontainer", "api", "kernels", kernel_id, method="DELETE")
+    assert response.code == 204
+    assert our_services(swarm, kernel_id) == [] and leftover_files(swarm) == []
+    with pytest.raises(HTTPClientError) as again:
+        await jp_fetch("mlcontainer", "api", "kernels", kernel_id, method="DELETE")
+    assert again.value.code == 404
+
+
 async def test_more_gpus_than_any_node_has_fail_the_start_clearly(engine, swarm, shared):
     workspace, cache = shared
     name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="3",

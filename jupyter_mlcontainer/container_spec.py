@@ -128,6 +128,29 @@ _NO_NEW_PRIVS = (
     "        sys.stderr.write('jupyter-mlcontainer: refusing to start: cannot set no-new-privileges: %s\\n' % why)\n"
     "        sys.exit(1)\n"
 )
+# A kernel whose container joins its network after it started (the provisioner's cold start
+# on Unix sockets) waits for the file this variable names, written once the engine attached the
+# network, before it runs: code it runs at start (IPython startup files) finds the network up.
+# Meanwhile an ipykernel imports, the longest part of its start.
+NETWORK_GATE_ENV = "MLCONTAINER_NETWORK_GATE"
+NETWORK_GATE_IN_CONTAINER = f"{CONNECTION_DIR_IN_CONTAINER}/network-ready"
+NETWORK_GATE_TIMEOUT = 60
+_NETWORK_GATE = (
+    f"gate = os.environ.pop({NETWORK_GATE_ENV!r}, None)\n"
+    "if gate:\n"
+    "    if in_process and argv[2] in ('ipykernel_launcher', 'ipykernel'):\n"
+    "        try:\n"
+    "            import ipykernel.kernelapp  # noqa: F401  (while the engine attaches the network)\n"
+    "        except Exception:\n"
+    "            pass  # the kernel's own start says why\n"
+    "    import time\n"
+    f"    deadline = time.monotonic() + {NETWORK_GATE_TIMEOUT}\n"
+    "    while not os.path.exists(gate):\n"
+    "        if time.monotonic() > deadline:\n"
+    f"            sys.stderr.write('jupyter-mlcontainer: the kernel\\'s network was not attached within {NETWORK_GATE_TIMEOUT} s\\n')\n"
+    "            sys.exit(1)\n"
+    "        time.sleep(0.002)\n"
+)
 # ``argv`` (``python -m module ...``) in this process when ``in_process``, else exec'ed.
 _RUN_OR_EXEC = (
     "if in_process:\n"
@@ -147,7 +170,7 @@ _RUN_KERNEL = (
     "usersite = site.getusersitepackages() if site.ENABLE_USER_SITE else None\n"
     "in_process = (len(argv) >= 3 and argv[1] == '-m' and os.path.realpath(argv[0]) == os.path.realpath(sys.executable)\n"
     "              and not made_prefix_site and not (usersite and usersite not in sys.path))\n"
-) + _RUN_OR_EXEC
+) + _NETWORK_GATE + _RUN_OR_EXEC
 BOOTSTRAP = _HOME_CHECK + _NO_NEW_PRIVS + _USER_SITE + _SWARM_GPUS + _CONNECTION_FROM_SECRET + _RUN_KERNEL
 
 # A spare of the warm pool (pool.py): the same HOME check, then the imports a kernel start
@@ -317,6 +340,9 @@ class ContainerSpec:
     restart_policy: str | None = None  # "unless-stopped" for a service (the cache keeper); kernels: none
     init: bool = False
     network: str | None = None
+    # Started on no network, then joined to this one: the engine's network set-up (~0.06 s)
+    # runs while the kernel imports (the provisioner's cold start on Unix sockets).
+    network_after_start: str | None = None
     security_opt: list[str] = field(default_factory=lambda: [NO_NEW_PRIVILEGES])
     userns: str | None = None  # Podman's "keep-id"
     files: list[FileSpec] = field(default_factory=list)  # copied in between create and start

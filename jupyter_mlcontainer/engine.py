@@ -232,10 +232,7 @@ class Engine:
         with self._client_lock:
             if self._client is None:
                 try:
-                    if self.base_url:
-                        client = docker.DockerClient(base_url=self.base_url, max_pool_size=32)
-                    else:
-                        client = docker.from_env(max_pool_size=32)
+                    client = _EngineClient.from_env(max_pool_size=32, environment=_sdk_environment(self.base_url))
                 except Exception as exc:  # from_env pings the engine for its API version
                     raise translate(exc, where=self.base_url) from exc
                 self._client = client
@@ -485,8 +482,9 @@ class Engine:
             return self.inspect_container_sync(spec.name)
 
     def create_and_start_sync(self, spec: ContainerSpec) -> dict[str, Any]:
-        """Create and start the container ``spec`` describes; return its inspect data. A
-        container that fails to start is removed (PortInUse when a wanted host port is taken)."""
+        """Create and start the container ``spec`` describes (then join it to
+        ``spec.network_after_start``, if set); return its inspect data. A container that fails to
+        start is removed (PortInUse when a wanted host port is taken)."""
         def create() -> str:
             if spec.gpus and self.kind_sync().product == "podman":
                 return self._libpod_create(spec)
@@ -519,6 +517,9 @@ class Engine:
             if spec.files:
                 self.call_sync(lambda: self.api.put_archive(container_id, "/", _tar_of(spec.files)))
             self.call_sync(lambda: self.api.start(container_id))
+            if spec.network_after_start:  # created on "none", which holds no other network
+                self.call_sync(lambda: self.api.disconnect_container_from_network(container_id, "none"))
+                self.call_sync(lambda: self.api.connect_container_to_network(container_id, spec.network_after_start))
             return self.inspect_container_sync(container_id)
         except BaseException:
             self.remove_container_sync(container_id)
@@ -730,6 +731,39 @@ def split_reference(image: str) -> tuple[str, str | None]:
 
 _ENGINES: dict[str | None, Engine] = {}
 _ENGINES_LOCK = threading.Lock()
+
+
+def _sdk_environment(base_url: str) -> dict[str, str]:
+    """The variables the SDK reads for the engine at ``base_url`` (default: DOCKER_HOST, else the
+    local socket). As with the docker CLI, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH apply to a TCP
+    address, whichever way it was given (an engine on the network speaks mutual TLS), and
+    are left out for a socket or ssh."""
+    env = dict(os.environ)
+    host = base_url or env.get("DOCKER_HOST", "")
+    if host:
+        env["DOCKER_HOST"] = host
+    if not host.startswith("tcp://"):
+        env.pop("DOCKER_TLS_VERIFY", None)
+        env.pop("DOCKER_CERT_PATH", None)
+    return env
+
+
+class _EngineAPI(docker.APIClient):
+    """The SDK's client, verifying an engine on the network with the engine's own CA
+    (DOCKER_CERT_PATH's ca.pem) in every request: requests lets a CA bundle from the machine's
+    HTTPS settings (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE; a company proxy's, often) replace a
+    session's CA per request, and then no engine certificate verifies. Proxies still apply."""
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if isinstance(self.verify, str):  # a CA file (TLSConfig.configure_client)
+            settings["verify"] = self.verify
+        return settings
+
+
+class _EngineClient(docker.DockerClient):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: D107  (DockerClient's, on _EngineAPI)
+        self.api = _EngineAPI(*args, **kwargs)
 
 
 def get_engine(base_url: str | None = None) -> Engine:

@@ -8,10 +8,10 @@
 #
 #   setup-swarm-cluster.sh [IMAGE...]     bring the cluster up (default IMAGE:
 #                                         mlcontainer-test/base:bookworm), then print on stdout:
-#       SWARM_MANAGER=tcp://127.0.0.1:23750           the manager's engine API (a DOCKER_HOST)
+#       SWARM_MANAGER=unix:///run/mlc-swarm/mlc-swarm-manager/docker.sock   the manager's API (a DOCKER_HOST)
 #       SWARM_SHARED=/srv/mlc-swarm-shared            a host folder, same path on every node
 #       SWARM_NETWORK=mlc-swarm-net                   the nodes' network on the main engine
-#       SWARM_NODE=NAME ROLE tcp://IP:2375 GPU-IDS    one line per node (GPU-IDS "-" if none)
+#       SWARM_NODE=NAME ROLE unix://SOCKET GPU-IDS    one line per node (GPU-IDS "-" if none)
 #   setup-swarm-cluster.sh --down [--purge]          remove all it made (containers, volumes,
 #                                         network, shared folder, cgroups); --purge also the
 #                                         node image and its cached root file system
@@ -30,10 +30,11 @@
 #     so the inner dockerd uses overlay2: a task starts in ~0.5 s, with vfs ~5-15 s as each
 #     container copies its image; MLC_SWARM_STORAGE=vfs picks vfs),
 #     no seccomp/AppArmor, the host's /sys/fs/cgroup (inner containers go under
-#     /sys/fs/cgroup/*/mlc-swarm/NODE), tmpfs /run; dockerd listens on its unix socket and on
-#     tcp://0.0.0.0:2375 inside, no TLS (test only); the manager's 2375 is published on
-#     127.0.0.1:$MLC_SWARM_PORT (default 23750) only, every node's is reachable from the host
-#     on its network address;
+#     /sys/fs/cgroup/*/mlc-swarm/NODE), tmpfs /run; dockerd listens on unix sockets only: its
+#     own, and one in the host folder $MLC_SWARM_API_DIR/NODE (default /run/mlc-swarm/NODE)
+#     that is root's and the host's docker group's (0660), like the host engine's socket. No
+#     engine API on TCP: a node's API is root on that node, and a TCP port on the nodes' network
+#     would be open to every local user;
 #   * $MLC_SWARM_SHARED (default /srv/mlc-swarm-shared) bind-mounted into every node at the same
 #     path (a stand-in for NFS);
 #   * `docker swarm init` on the manager (dispatcher heartbeat 2 s, so a stopped node is Down in
@@ -58,7 +59,7 @@ readonly NODE_PACKAGES=docker.io,iproute2,iptables,ca-certificates,procps
 readonly LABEL=org.jupyter.mlcontainer.swarm-test
 readonly NETWORK=mlc-swarm-net
 readonly SUBNET=${MLC_SWARM_SUBNET:-10.215.0.0/24}
-readonly PORT=${MLC_SWARM_PORT:-23750}
+readonly API_DIR=${MLC_SWARM_API_DIR:-/run/mlc-swarm}
 readonly SHARED=${MLC_SWARM_SHARED:-/srv/mlc-swarm-shared}
 readonly WORKERS=${MLC_SWARM_WORKERS:-2}
 readonly GPUS=${MLC_SWARM_GPUS:-2}
@@ -78,6 +79,7 @@ elapsed() { printf '%d s' "$(( SECONDS - $1 ))"; }
 [[ "$GPUS" =~ ^[0-9]$ ]] || die "MLC_SWARM_GPUS must be 0..9 (got '$GPUS')"
 [[ "$STORAGE" =~ ^(overlay2|vfs)$ ]] || die "MLC_SWARM_STORAGE must be overlay2 or vfs (got '$STORAGE')"
 [[ "$SHARED" == /* ]] || die "MLC_SWARM_SHARED must be an absolute path (got '$SHARED')"
+[[ "$API_DIR" == /* ]] || die "MLC_SWARM_API_DIR must be an absolute path (got '$API_DIR')"
 
 WORKER_NAMES=()
 for i in $(seq 1 "$WORKERS"); do WORKER_NAMES+=("mlc-swarm-worker-$i"); done
@@ -141,6 +143,9 @@ if [ "${1:-}" = --down ]; then
   remove_cgroups
   if [ -e "$SHARED/.mlc-swarm-shared" ]; then
     rm -rf "$SHARED" && say "removed $SHARED"
+  fi
+  if [ -e "$API_DIR/.mlc-swarm-api" ]; then
+    rm -rf "$API_DIR" && say "removed $API_DIR"
   fi
   if [ "$purge" = 1 ]; then
     if exists image "$NODE_IMAGE"; then docker rmi "$NODE_IMAGE" >/dev/null && say "removed image $NODE_IMAGE"; fi
@@ -207,14 +212,23 @@ fi
 mkdir -p "$SHARED"
 chmod 1777 "$SHARED"  # tasks may run as any uid (like /tmp)
 touch "$SHARED/.mlc-swarm-shared"  # marks it as ours for --down
+mkdir -p "$API_DIR"
+chmod 0755 "$API_DIR"
+touch "$API_DIR/.mlc-swarm-api"
+# The nodes' API sockets: root's and the host's docker group's, as the host engine's socket.
+SOCKET_GROUP=$(getent group docker | cut -d: -f3)
+SOCKET_GROUP=${SOCKET_GROUP:-0}
 
 # ------------------------------------------------------------------------- node containers
 start_node_container() {  # NAME: create (or start) the node container
-  local name=$1 ip gpus state args=()
+  local name=$1 ip gpus state
   ip=$(node_ip "$name")
   gpus=$(node_gpus "$name")
   if exists container "$name"; then
     ours container "$name" || die "container $name exists but was not made by this script"
+    docker inspect --format '{{range .Mounts}}{{.Destination}} {{end}}' "$name" | grep -qw /mlc-api \
+      || die "container $name was made by an older version of this script (engine API on TCP): run $0 --down first"
+    mkdir -p "$API_DIR/$name"
     state=$(docker inspect --format '{{.State.Status}}' "$name")
     if [ "$state" != running ]; then
       docker start "$name" >/dev/null
@@ -222,21 +236,24 @@ start_node_container() {  # NAME: create (or start) the node container
     fi
     return 0
   fi
-  if [ "$name" = "$MANAGER" ]; then args+=(--publish "127.0.0.1:$PORT:2375"); fi
-  local dockerd=(dockerd --storage-driver "$STORAGE" --host unix:///var/run/docker.sock --host tcp://0.0.0.0:2375
-    --tls=false --cgroup-parent "/$CGROUP_PARENT/$name" --log-level warn)
+  mkdir -p "$API_DIR/$name"
+  chmod 0755 "$API_DIR/$name"
+  local dockerd=(dockerd --storage-driver "$STORAGE" --host unix:///var/run/docker.sock
+    --host unix:///mlc-api/docker.sock --group "$SOCKET_GROUP"
+    --cgroup-parent "/$CGROUP_PARENT/$name" --log-level warn)
   local gpu
   if [ -n "$gpus" ]; then
     for gpu in ${gpus//,/ }; do dockerd+=(--node-generic-resource "NVIDIA-GPU=$gpu"); done
   fi
   docker volume create --label "$LABEL=1" "$name-data" >/dev/null
   docker run --detach --init --name "$name" --hostname "$name" --label "$LABEL=1" \
-    --network "$NETWORK" --ip "$ip" "${args[@]}" \
+    --network "$NETWORK" --ip "$ip" \
     --cap-add ALL --cap-drop SYS_RESOURCE \
     --security-opt seccomp=unconfined --security-opt apparmor=unconfined --security-opt systempaths=unconfined \
     --volume /sys/fs/cgroup:/sys/fs/cgroup:rw \
     --volume "$name-data:/var/lib/docker" \
     --volume "$SHARED:$SHARED" \
+    --volume "$API_DIR/$name:/mlc-api" \
     --tmpfs /run \
     "$NODE_IMAGE" "${dockerd[@]}" >/dev/null
   say "created $name ($ip${gpus:+, GPUs $gpus})"
@@ -343,12 +360,12 @@ done
 say "images on every node ($(elapsed "$t0"))"
 
 say "cluster up in $(elapsed "$T_START")"
-echo "SWARM_MANAGER=tcp://127.0.0.1:$PORT"
+echo "SWARM_MANAGER=unix://$API_DIR/$MANAGER/docker.sock"
 echo "SWARM_SHARED=$SHARED"
 echo "SWARM_NETWORK=$NETWORK"
 for name in "${NODES[@]}"; do
   role=worker
   [ "$name" = "$MANAGER" ] && role=manager
   gpus=$(node_gpus "$name")
-  echo "SWARM_NODE=$name $role tcp://$(node_ip "$name"):2375 ${gpus:--}"
+  echo "SWARM_NODE=$name $role unix://$API_DIR/$name/docker.sock ${gpus:--}"
 done

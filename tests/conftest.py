@@ -314,7 +314,7 @@ def swarm():
     removed at the end of the session (MLC_SWARM_KEEP=1 keeps it for the next run)."""
     from .swarm_cluster import SwarmCluster
 
-    cluster = SwarmCluster(images=(BASE_IMAGE,))
+    cluster = SwarmCluster(images=(BASE_IMAGE, IPYKERNEL7_IMAGE))
     try:
         cluster.up()
         print(f"swarm cluster up in {cluster.setup_seconds:.1f} s")

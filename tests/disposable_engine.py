@@ -30,8 +30,11 @@ class DisposableEngine:
         self.socket = os.path.join(folder, "docker.sock")
         self.url = f"unix://{self.socket}"
         # Also on a TCP address of this host that is not loopback (the bridge's): an engine
-        # "on another host" as far as the provisioner can tell. Test only: no TLS.
+        # "on another host" as far as the provisioner can tell, behind mutual TLS as Docker's
+        # docs ask of an engine on the network: only a client with a certificate of its CA gets
+        # in (``client_certs``: DOCKER_CERT_PATH for DOCKER_TLS_VERIFY=1).
         self.tcp_url = f"tcp://{BRIDGE_ADDRESS}:{tcp_port}" if tcp_port else None
+        self.client_certs = os.path.join(folder, "client-certs")
         # A folder of this host that the engine does not see (an empty tmpfs over it in the
         # engine's own mount namespace): a path that exists here and not on "its host".
         self.hidden = hidden
@@ -62,7 +65,7 @@ class DisposableEngine:
             "--data-root", os.path.join(self.folder, "data"),
             "--exec-root", os.path.join(self.folder, "exec"),
             "--host", self.url,
-            *(["--host", self.tcp_url] if self.tcp_url else []),
+            *(["--host", self.tcp_url, *self._tls_options()] if self.tcp_url else []),
             "--pidfile", self.pidfile,
             "--bridge", self.bridge,
             "--iptables=false",
@@ -82,6 +85,37 @@ class DisposableEngine:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the disposable dockerd did not answer within {timeout} s:\n{self.log_tail()}")
             time.sleep(0.1)
+
+    def _tls_options(self) -> list[str]:
+        """dockerd's --tlsverify options; a CA, the engine's certificate (for its TCP address) and
+        a client's, made once with openssl (EC P-256 keys, valid two days)."""
+        server = os.path.join(self.folder, "server-certs")
+        if not os.path.exists(os.path.join(self.client_certs, "key.pem")):
+            for folder in (server, self.client_certs):
+                os.makedirs(folder, mode=0o700, exist_ok=True)
+            ca_key = os.path.join(server, "ca-key.pem")
+
+            def openssl(*args: str) -> None:
+                subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+            def signed(folder: str, key: str, cert: str, name: str, extensions: str) -> None:
+                csr, ext = os.path.join(folder, f"{name}.csr"), os.path.join(folder, f"{name}.ext")
+                with open(ext, "w") as f:
+                    f.write(extensions)
+                openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                        "-keyout", key, "-out", csr, "-subj", f"/CN={name}")
+                openssl("x509", "-req", "-in", csr, "-CA", os.path.join(server, "ca.pem"), "-CAkey", ca_key,
+                        "-CAcreateserial", "-days", "2", "-out", cert, "-extfile", ext)
+
+            openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", ca_key, "-out", os.path.join(server, "ca.pem"), "-days", "2", "-subj", "/CN=mlc-test-ca")
+            signed(server, os.path.join(server, "key.pem"), os.path.join(server, "cert.pem"), "mlc-test-engine",
+                   f"subjectAltName=IP:{BRIDGE_ADDRESS}\nextendedKeyUsage=serverAuth\n")
+            signed(self.client_certs, os.path.join(self.client_certs, "key.pem"),
+                   os.path.join(self.client_certs, "cert.pem"), "mlc-test-client", "extendedKeyUsage=clientAuth\n")
+            shutil.copy(os.path.join(server, "ca.pem"), os.path.join(self.client_certs, "ca.pem"))
+        return ["--tlsverify", "--tlscacert", os.path.join(server, "ca.pem"),
+                "--tlscert", os.path.join(server, "cert.pem"), "--tlskey", os.path.join(server, "key.pem")]
 
     def stop(self, timeout: float = 60) -> float:
         """Stop dockerd as an operator does (SIGTERM: it stops its containers first); returns

@@ -31,7 +31,7 @@ GPU_ENV = "DOCKER_RESOURCE_NVIDIA-GPU"
 class SwarmNode:
     name: str  # the node container's name on the main engine = the node's hostname in the swarm
     role: str  # "manager" or "worker"
-    url: str  # the node's own engine (tcp://IP:2375 on the nodes' network, reachable from the host)
+    url: str  # the node's own engine API: a unix socket on the host (root and the docker group)
     gpus: tuple[str, ...]  # its fake GPU ids (generic resources of kind NVIDIA-GPU)
 
 

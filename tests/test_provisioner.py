@@ -15,7 +15,7 @@ from jupyter_core.paths import jupyter_runtime_dir
 from jupyter_mlcontainer.engine import EngineUnavailable, GpuRequestUnsatisfiable, GpuRuntimeMissing, ImageNotFound
 from jupyter_mlcontainer.images import ImageNotUsable
 from jupyter_mlcontainer.deaths import last_death
-from jupyter_mlcontainer.container_spec import CONTAINER_PORTS
+from jupyter_mlcontainer.container_spec import CONTAINER_PORTS, KERNEL_NETWORK
 
 from .conftest import (
     wait_for_status,
@@ -179,6 +179,39 @@ async def test_restart_new_container_same_connection(engine, workspace):
             assert after_info[key] == before_info[key], key
         assert our_kernel_containers(engine, kernel_id) and len(our_kernel_containers(engine, kernel_id)) == 1
     assert our_kernel_containers(engine, kernel_id) == []
+
+
+# Run by the kernel at start, before anything of the user's (as IPython startup files are).
+NETWORK_AT_START = (
+    "import socket; mlc_network_at_start = (sorted(line.split(':')[0].strip() for line in "
+    "open('/proc/net/dev').readlines()[2:]), socket.gethostbyname(socket.gethostname()))"
+)
+
+
+async def test_code_a_kernel_runs_at_start_finds_its_network(engine, workspace):
+    """A cold start on Unix sockets starts the container on no network and joins the kernels'
+    network while the kernel imports; the kernel runs nothing of the user's before it is joined:
+    its interface and its own name are there from the first line, after a restart too."""
+    name = add_spec(engine, BASE_IMAGE)
+    km = AsyncKernelManager(kernel_name=name)
+    await km.start_kernel(cwd=str(workspace), extra_arguments=[f"--IPKernelApp.exec_lines={NETWORK_AT_START}"])
+    kc = km.client()
+    kc.start_channels()
+    try:
+        for _ in range(2):  # the start, then a restart (its folder, and so its gate file, kept)
+            await kc.wait_for_ready(timeout=60)
+            attrs = engine.api.inspect_container(container_of(km))
+            assert attrs["HostConfig"]["NetworkMode"] == "none"  # created on none: the late join was taken
+            assert list(attrs["NetworkSettings"]["Networks"]) == [KERNEL_NETWORK]
+            out, reply = await execute(kc, "print(*mlc_network_at_start[0]); print(mlc_network_at_start[1])")
+            assert reply["status"] == "ok", out
+            interfaces, address = out.splitlines()
+            assert "eth0" in interfaces.split()
+            assert address == attrs["NetworkSettings"]["Networks"][KERNEL_NETWORK]["IPAddress"]
+            await km.restart_kernel(now=True)
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
 
 
 @pytest.mark.parametrize("code, exit_code, said", [

@@ -10,6 +10,7 @@ and a workspace that does not exist on the engine's host is refused with a messa
 from __future__ import annotations
 
 import json
+import os
 import socket
 
 import pytest
@@ -31,8 +32,20 @@ def hidden_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def remote_engine(tmp_path_factory, hidden_folder):
-    yield from DisposableEngine.running(str(tmp_path_factory.mktemp("remote")), BASE_IMAGE,
-                                        tcp_port=_free_port(), hidden=str(hidden_folder))
+    """The engine "on another host", behind mutual TLS; this process is its client the way
+    Docker's own tools are one: DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH (ca, cert, key)."""
+    saved = {name: os.environ.get(name) for name in ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")}
+    try:
+        for engine in DisposableEngine.running(str(tmp_path_factory.mktemp("remote")), BASE_IMAGE,
+                                               tcp_port=_free_port(), hidden=str(hidden_folder)):
+            os.environ.update(DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=engine.client_certs)
+            yield engine
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @pytest.fixture
@@ -91,3 +104,21 @@ async def test_a_workspace_missing_on_the_engines_host_is_named(remote_engine, h
     assert f"{project} does not exist on the Docker engine's host ({remote_engine.tcp_url})" in message, message
     assert "shared storage" in message
     assert not [c for c in engine.our_containers_sync(role="kernel") if str(project) in json.dumps(c.get("Labels"))]
+
+
+def test_the_engine_on_the_network_answers_only_its_certificate_holders(remote_engine):
+    """Its TCP address is on a network other local users share: without TLS, or with TLS but no
+    client certificate of its CA, nobody gets an answer; with the certificate, the package's own
+    engine boundary (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH) does."""
+    import docker
+    from docker.tls import TLSConfig
+
+    from jupyter_mlcontainer.engine import Engine
+
+    ca = os.path.join(remote_engine.client_certs, "ca.pem")
+    for tls in (False, TLSConfig(ca_cert=ca, verify=True)):
+        client = docker.APIClient(base_url=remote_engine.tcp_url, tls=tls, timeout=10, version="1.41")
+        with pytest.raises(Exception):
+            client.ping()
+        client.close()
+    assert Engine(remote_engine.tcp_url).version_sync()

@@ -9,8 +9,11 @@ again is then a few seconds).
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import stat
+import subprocess
 import time
 import uuid
 
@@ -78,3 +81,31 @@ def test_a_gpu_task_runs_on_the_chosen_worker_and_writes_to_the_shared_folder(sw
             client.close()
             if os.path.exists(out):
                 os.remove(out)
+
+
+def test_the_nodes_engine_apis_are_root_and_the_docker_groups_only(swarm):
+    """A node's engine API is root on that node (and the manager's, on the whole cluster): each is
+    a unix socket of the host that only root and the docker group open, like the host engine's
+    own; no node serves it on TCP, where every local user could reach the nodes' network. The
+    TCP ports a node listens on are Swarm's own (2377 for managers, 7946 gossip), mutual TLS."""
+    docker_gid = grp.getgrnam("docker").gr_gid
+    for node in swarm.nodes.values():
+        path = node.url.removeprefix("unix://")
+        st = os.stat(path)
+        assert stat.S_ISSOCK(st.st_mode) and (st.st_uid, st.st_gid) == (0, docker_gid), node
+        assert stat.S_IMODE(st.st_mode) & 0o007 == 0, oct(st.st_mode)
+        refused = subprocess.run(
+            ["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c",
+             f"import socket; socket.socket(socket.AF_UNIX).connect({path!r})"],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert refused.returncode != 0 and "PermissionError" in refused.stderr, refused.stderr
+        listening = subprocess.run(["docker", "exec", node.name, "ss", "-Hltnp"], capture_output=True, text=True,
+                                   timeout=30, check=True).stdout
+        ports = {line.split()[3].rsplit(":", 1)[1] for line in listening.splitlines() if "dockerd" in line}
+        assert ports <= {"2377", "7946"}, listening
+    client = docker.DockerClient(base_url=swarm.manager_url, timeout=10)
+    try:
+        assert client.info()["Swarm"]["ControlAvailable"] is True  # root (and the docker group) do reach it
+    finally:
+        client.close()

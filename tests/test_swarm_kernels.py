@@ -15,7 +15,7 @@ import uuid
 import pytest
 from jupyter_client.manager import AsyncKernelManager
 
-from .conftest import BASE_IMAGE, add_spec, execute
+from .conftest import BASE_IMAGE, IPYKERNEL7_IMAGE, add_spec, execute
 from .swarm_cluster import GPU_RESOURCE
 
 
@@ -167,6 +167,41 @@ async def test_a_kernel_runs_as_a_task_on_a_worker_with_the_gpus_it_asked_for(en
     assert leftover_files(swarm) == []  # the connection file's secret went with it
     print(f"swarm kernel ready in {started:.2f} s")
     remove_cache_volume(get_swarm(swarm.manager_url), cache)
+
+
+async def test_an_ipykernel_7_kernel_on_the_swarm_is_encrypted_on_the_nodes_network(engine, swarm, shared):
+    """A Swarm kernel's ports are published on its node's address, on the cluster's network, where
+    other containers and local users can reach them: a kernel whose ipykernel can encrypt
+    (7.4+, CurveZMQ) is encrypted there. A subscriber without its key hears none of its output;
+    one with the key, as its server has, does."""
+    from .test_security import _drain, _subscribe
+
+    workspace, cache = shared
+    name = add_spec(engine, IPYKERNEL7_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="none",
+                    cache_volume=cache, workspace=workspace)
+    km = AsyncKernelManager(kernel_name=name)
+    await km.start_kernel(cwd=workspace)
+    kc = km.client()
+    kc.start_channels()
+    marker = f"secret-{uuid.uuid4().hex[:8]}"
+    try:
+        await kc.wait_for_ready(timeout=90)
+        info = km.get_connection_info()
+        _, task, node = kernel_task(swarm, km.kernel_id)
+        assert node in swarm.nodes and info["transport"] == "tcp" and km.curve_publickey is not None
+        plain = _subscribe(info["ip"], [info[p] for p in ("iopub_port", "shell_port", "stdin_port", "control_port")])
+        keyed = _subscribe(info["ip"], [info["iopub_port"]], km.curve_publickey)
+        for _ in range(20):  # output over two seconds, while both subscribers listen
+            await execute(kc, f"print({marker!r}, flush=True)")
+            await asyncio.sleep(0.1)
+        assert not any(marker.encode() in m for m in _drain(plain))
+        assert any(marker.encode() in m for m in _drain(keyed))  # the path works, with the key
+        for sock in plain + keyed:
+            sock.close()
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
+    assert our_services(swarm, km.kernel_id) == []
 
 
 async def test_a_swarm_kernel_is_frozen_through_the_kernel_itself(engine, swarm, shared):

@@ -105,6 +105,37 @@ def cmd_image_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_image_nodes(args: argparse.Namespace) -> int:
+    """Which nodes of each Swarm (--swarm, else those the kernelspecs name) hold IMAGE."""
+    from .errors import ImageNotFound
+    from .swarm import get_swarm
+    from .swarm_images import image_on_nodes
+
+    svc = service()
+    managers = [args.swarm] if args.swarm else [b.base_url for b in svc.backends() if b is not svc.engine]
+    if not managers:
+        raise CLIError("No Swarm to ask: no container kernelspec has placement=swarm; name its manager with "
+                       "--swarm (e.g. unix:///var/run/docker.sock on the manager, or tcp://manager:2376 with TLS)")
+    answers: dict[str, dict[str, str]] = {}
+    for manager in managers:
+        backend = get_swarm(manager)
+        try:
+            python = probe_image_sync(backend, args.image).python or "python3"
+        except ImageNotFound:
+            python = "python3"  # not on the manager: the nodes are asked for it by its tag
+        print(f"asking every node of the Swarm at {backend.address} (one short task each) ...", file=sys.stderr)
+        answers[backend.address] = image_on_nodes(backend, args.image, python)
+    if args.json:
+        _print_json(answers)
+        return 0
+    for address, nodes in answers.items():
+        print(f"{args.image} on the Swarm at {address}:")
+        width = max(map(len, nodes), default=0)
+        for hostname, state in nodes.items():
+            print(f"  {hostname:<{width}}  {state}")
+    return 0
+
+
 def cmd_image_remove(args: argparse.Namespace) -> int:
     svc = service()
     for image in args.images:
@@ -374,6 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--refresh", action="store_true", help="probe again instead of using the cache")
     probe.add_argument("--json", action="store_true")
     probe.set_defaults(func=cmd_image_probe)
+    nodes = isub.add_parser("nodes", help="which nodes of a Swarm hold IMAGE (this very build: the manager's image id)")
+    nodes.add_argument("image", metavar="IMAGE")
+    nodes.add_argument("--swarm", metavar="MANAGER", help="the Swarm manager's address (default: every Swarm "
+                       "the container kernelspecs name)")
+    nodes.add_argument("--json", action="store_true")
+    nodes.set_defaults(func=cmd_image_nodes)
     prep = isub.add_parser("prepare", help="build IMAGE + ipykernel (for images without it)")
     prep.add_argument("image", metavar="IMAGE")
     prep.add_argument("-t", "--tag", help="tag of the new image (default: IMAGE-ipykernel)")

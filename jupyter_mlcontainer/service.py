@@ -109,11 +109,28 @@ class MLContainerService:
         return rows
 
     def images(self) -> list[dict[str, Any]]:
-        """Local images with their probed facts and the kernelspecs that use each."""
+        """Local images with their probed facts and the kernelspecs that use each; an image that
+        Swarm kernelspecs name also says, per Swarm, which nodes hold it (``swarm``: from a
+        cache refreshed in the background, see :mod:`.swarm_images`)."""
         by_image: dict[str, list[str]] = {}
+        managers: dict[str, set[str]] = {}  # image -> the Swarm managers its kernelspecs name
         for spec in self.kernelspecs():
             by_image.setdefault(spec.image, []).append(spec.name)
-        return self.inventory.list(by_image)
+            if spec.config.get("placement") == "swarm":
+                managers.setdefault(spec.image, set()).add(spec.config.get("docker_host") or self.settings.docker_host)
+        rows = self.inventory.list(by_image)
+        if managers:
+            from .swarm import get_swarm
+            from .swarm_images import node_images
+
+            for row in rows:
+                for tag in row["tags"]:
+                    for manager in sorted(m for m in managers.get(tag, ()) if m):
+                        backend = get_swarm(manager)
+                        python = (row["facts"] or {}).get("python") or "python3"
+                        answer = node_images().states(backend, tag, python)
+                        row.setdefault("swarm", []).append({"manager": backend.address, "image": tag, **answer})
+        return rows
 
     def kernels(
         self, notebook_paths: dict[str, str], *, user: str | None = None, live: bool = True,

@@ -204,6 +204,70 @@ async def test_an_ipykernel_7_kernel_on_the_swarm_is_encrypted_on_the_nodes_netw
     assert our_services(swarm, km.kernel_id) == []
 
 
+def _build_and_load(tag: str, build: str, nodes: list) -> None:
+    """Build ``tag`` on the main engine FROM the base image with a label of its own (``build``:
+    a distinct image id), then load it into ``nodes`` (SwarmNode) through their engines."""
+    import subprocess
+
+    dockerfile = f"FROM {BASE_IMAGE}\nLABEL org.jupyter.mlcontainer.test-build={build}\n"
+    subprocess.run(["docker", "build", "-q", "-t", tag, "-"], input=dockerfile, text=True, check=True,
+                   capture_output=True, timeout=120)
+    for node in nodes:
+        save = subprocess.Popen(["docker", "save", tag], stdout=subprocess.PIPE)
+        try:
+            subprocess.run(["docker", "-H", node.url, "load", "-q"], stdin=save.stdout, check=True,
+                           capture_output=True, timeout=120)
+        finally:
+            save.stdout.close()
+            save.wait()
+
+
+async def test_the_image_list_says_which_nodes_hold_a_swarm_kernelspecs_image(engine, swarm, jp_fetch, capsys):
+    """An image row (GET images, the panel's) of an image that a Swarm kernelspec names says, for
+    that Swarm, which nodes hold that very build: "checking" at first (the nodes are asked in the
+    background, one short task each), then each node's answer. A node with another build under
+    the same tag says "missing": a kernel placed there would run that other build. The CLI
+    (`jupyter mlcontainer image nodes`) says the same. The probe leaves no service behind."""
+    import json
+    import subprocess
+
+    tag = f"mlcontainer-test/node-images:{uuid.uuid4().hex[:8]}"
+    manager, (worker_1, worker_2) = swarm.manager, swarm.workers
+    try:
+        _build_and_load(tag, "other", [swarm.nodes[worker_2]])
+        _build_and_load(tag, "current", [swarm.nodes[manager], swarm.nodes[worker_1]])
+        name = add_spec(engine, tag, placement="swarm", docker_host=swarm.manager_url, gpus="none")
+
+        async def entry() -> dict:
+            rows = json.loads((await jp_fetch("mlcontainer", "api", "images")).body)["images"]
+            (row,) = [r for r in rows if tag in r["tags"]]
+            assert row["kernelspecs"] == [name]
+            (cluster,) = row["swarm"]
+            return cluster
+
+        first = await entry()
+        assert first["state"] == "checking" and first["image"] == tag, first
+        deadline = time.monotonic() + 60
+        while (answer := await entry())["state"] == "checking":
+            assert time.monotonic() < deadline, "no answer from the cluster within 60 s"
+            await asyncio.sleep(0.2)
+        assert answer["state"] == "done", answer
+        assert answer["nodes"] == {manager: "present", worker_1: "present", worker_2: "missing"}, answer
+        # The same from the command line, asked there and then.
+        from jupyter_mlcontainer.cli import main
+
+        assert await asyncio.get_running_loop().run_in_executor(None, main, ["image", "nodes", tag, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == {swarm.manager_url: answer["nodes"]}
+        client = swarm.client()
+        try:
+            assert client.api.services(filters={"label": "org.jupyter.mlcontainer.role=image-probe"}) == []
+        finally:
+            client.close()
+    finally:
+        for url in [None, *(node.url for node in swarm.nodes.values())]:
+            subprocess.run(["docker", *(["-H", url] if url else []), "rmi", "-f", tag], capture_output=True, timeout=60)
+
+
 async def test_a_swarm_kernel_is_frozen_through_the_kernel_itself(engine, swarm, shared):
     """The manager runs no command in a container on another node: freeze asks the kernel to run
     its inventory. What %pip installed on the worker is pinned, what %env set is written, our own

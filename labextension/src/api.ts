@@ -36,6 +36,7 @@ function normalizeImage(image: IImage): IImage {
     digests: image.digests ?? [],
     labels: image.labels ?? {},
     kernelspecs: image.kernelspecs ?? [],
+    swarm: image.swarm ?? [],
     facts: {
       ...FACTS_UNKNOWN,
       ...(image.facts as Partial<IImageFacts> | undefined)

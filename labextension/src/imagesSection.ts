@@ -15,7 +15,7 @@ import {
 } from './format';
 import { renderJob } from './pull';
 import { Section } from './section';
-import { CommandIDs, IImage } from './tokens';
+import { CommandIDs, IImage, ISwarmImage } from './tokens';
 import { button, chip, field, iconButton, kids, message } from './ui';
 
 export class ImagesSection extends Section {
@@ -157,6 +157,7 @@ export class ImagesSection extends Section {
               )
             ])
       ),
+      ...image.swarm.map(cluster => this._nodes(cluster)),
       h.div(
         { className: 'mlc-actions' },
         button(trans.__('Add as kernel'), () => run(CommandIDs.addKernel), {
@@ -184,6 +185,56 @@ export class ImagesSection extends Section {
           disabled: this.model.isBusy(`remove:${imageRef(image)}`)
         })
       )
+    );
+  }
+
+  /** Which nodes of a Swarm hold the image (its Swarm kernelspecs run there). */
+  private _nodes(cluster: ISwarmImage): VirtualElement {
+    const trans = this.trans;
+    const label = h.span(
+      { className: 'mlc-field-label', title: cluster.manager },
+      trans.__('Swarm nodes')
+    );
+    const attrs = {
+      className: 'mlc-row-meta mlc-image-nodes',
+      dataset: { testid: 'mlc-image-nodes', state: cluster.state }
+    };
+    if (cluster.state !== 'done') {
+      return h.div(
+        attrs,
+        label,
+        h.span(
+          { className: 'mlc-muted', title: cluster.error ?? '' },
+          cluster.state === 'error'
+            ? trans.__('could not ask the cluster: %1', cluster.error ?? '')
+            : trans.__('checking which nodes hold %1…', cluster.image)
+        )
+      );
+    }
+    const said: { [state: string]: string } = {
+      present: trans.__('%1 holds this image'),
+      missing: trans.__(
+        '%1 does not hold this build of the image: a kernel placed there fails, or runs another build of the tag'
+      ),
+      down: trans.__('%1 is down or drained: not asked')
+    };
+    return h.div(
+      attrs,
+      label,
+      ...Object.entries(cluster.nodes ?? {}).map(([hostname, state]) => {
+        const kind = state in said ? state : 'unknown';
+        return h.span(
+          {
+            className: `mlc-chip mlc-node-image mlc-node-image-${kind}`,
+            title: (said[state] ?? trans.__('%1: %2', '%1', state)).replace(
+              '%1',
+              hostname
+            ),
+            dataset: { testid: 'mlc-image-node', node: hostname, state: kind }
+          },
+          hostname
+        );
+      })
     );
   }
 

@@ -71,6 +71,25 @@ export interface IImage {
   facts: IImageFacts;
   /** Names of the kernelspecs that run this image. */
   kernelspecs: string[];
+  /**
+   * For an image that Swarm kernelspecs name: per Swarm, which of its nodes
+   * hold this very image (asked in the background; `checking` until then).
+   */
+  swarm: ISwarmImage[];
+}
+
+/** Which nodes of one Swarm hold an image (`GET images`, `swarm`). */
+export interface ISwarmImage {
+  /** The manager's engine address. */
+  manager: string;
+  /** The image reference the kernelspecs name. */
+  image: string;
+  state: 'checking' | 'done' | 'error';
+  /** hostname -> present | missing | down | "unknown: why". */
+  nodes?: { [hostname: string]: string };
+  error?: string;
+  /** Seconds since the nodes were asked. */
+  age?: number;
 }
 
 export type JobState = 'running' | 'done' | 'error' | 'cancelled';

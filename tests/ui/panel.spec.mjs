@@ -303,6 +303,18 @@ test.describe('ML Containers panel', () => {
     await expect(rows).toHaveCount(gpus, { timeout: 60_000 });
     await expect(rows.first()).toContainText(nodes.find(n => n.gpus.length).hostname);
     await expect(rows.first()).toContainText('free');
+    // The row of the kernelspec's image says which nodes hold that build (every one, here):
+    // "checking" first, then each node's answer, on a later poll.
+    const images = panel.getByTestId('mlc-section-images');
+    const held = images.locator(
+      '[data-testid="mlc-image-nodes"][data-state="done"] [data-testid="mlc-image-node"][data-state="present"]'
+    );
+    await expect(held).toHaveCount(nodes.length, { timeout: 120_000 });
+    for (const node of nodes) {
+      await expect(
+        images.locator(`[data-testid="mlc-image-node"][data-node="${node.hostname}"]`)
+      ).toHaveCount(1);
+    }
   });
 
   test('shows the GPUs, or why there are none', async () => {

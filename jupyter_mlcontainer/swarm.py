@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import posixpath
+import re
 import threading
 import time
 from typing import Any, Callable, Iterator, TypeVar
@@ -52,6 +53,8 @@ ENDED = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
 WAITING = ("new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting")
 _names = itertools.count()
 _NO_EXEC = "A Swarm manager runs no command in a container on another node (freeze asks the kernel instead)"
+# A node's engine refusing a bind mount whose source it lacks (the workspace not on shared storage).
+_MISSING_BIND = re.compile(r"bind source path does not exist: (\S+)")
 SECRET_PATH = "/run/secrets/mlcontainer-kernel.json"  # the bootstrap copies it where the kernel writes
 
 
@@ -228,11 +231,16 @@ class SwarmBackend:
                 break
             if state in ENDED:
                 status = task["Status"]
-                raise EngineError(
-                    f"The kernel's task on {self._node(task.get('NodeID', ''))[0] or 'the cluster'} {state}: "
-                    f"{status.get('Err') or status.get('Message')}"
-                    + _exit_text(status)
-                )
+                node = self._node(task.get("NodeID", ""))[0] or "the cluster"
+                error = status.get("Err") or status.get("Message") or ""
+                missing = _MISSING_BIND.search(error)
+                if missing:
+                    raise EngineError(
+                        f"{missing.group(1)} does not exist on Swarm node {node}, where the kernel was placed: a kernel "
+                        "on a Swarm needs its notebook folder (and a host-folder cache) at the same path on every "
+                        "node, on shared storage such as NFS"
+                    )
+                raise EngineError(f"The kernel's task on {node} {state}: {error}" + _exit_text(status))
             if time.monotonic() > deadline:
                 message = (task or {}).get("Status", {}).get("Err") or (task or {}).get("Status", {}).get("Message") or state
                 if "insufficient resources" in message or "no suitable node" in message:

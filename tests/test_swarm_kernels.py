@@ -363,6 +363,74 @@ async def test_more_gpus_than_any_node_has_fail_the_start_clearly(engine, swarm,
     assert leftover_files(swarm) == []
 
 
+def _availability(swarm, node: str, availability: str) -> None:
+    """Set a node's availability (drain: no new tasks there) through the manager."""
+    client = swarm.client()
+    try:
+        (found,) = [n for n in client.api.nodes() if n["Description"]["Hostname"] == node]
+        spec = dict(found["Spec"], Availability=availability)
+        client.api.update_node(found["ID"], found["Version"]["Index"], spec)
+    finally:
+        client.close()
+
+
+async def test_two_kernels_on_one_node_get_its_two_gpus_and_a_third_is_refused(engine, swarm, shared):
+    """GPU placement without GPUs: with the second worker drained, two kernels asking for one GPU
+    each land on the first worker (which advertises two), get different GPU ids, and each sees
+    only its own as its visible device; a third finds no node with a free GPU and fails its start
+    with the scheduler's reason, within the placement timeout."""
+    workspace, cache = shared
+    worker_1, worker_2 = swarm.workers
+    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="1",
+                    cache_volume=cache, workspace=workspace, placement_timeout="5")
+    kernels: list[AsyncKernelManager] = []
+    _availability(swarm, worker_2, "drain")
+    try:
+        seen = []
+        for _ in range(2):
+            km = AsyncKernelManager(kernel_name=name)
+            await km.start_kernel(cwd=workspace)
+            kernels.append(km)
+            kc = km.client()
+            kc.start_channels()
+            try:
+                await kc.wait_for_ready(timeout=90)
+                out, reply = await execute(kc, "import os; print(os.environ.get('CUDA_VISIBLE_DEVICES'))")
+                assert reply["status"] == "ok", out
+                seen.append(out.strip())
+            finally:
+                kc.stop_channels()
+            assert kernel_task(swarm, km.kernel_id)[2] == worker_1
+        assert sorted(seen) == sorted(swarm.nodes[worker_1].gpus), seen  # one each, never shared
+        third = AsyncKernelManager(kernel_name=name)
+        with pytest.raises(Exception) as refused:
+            await third.start_kernel(cwd=workspace)
+        assert "No node of the cluster can take the kernel within 5 s" in str(refused.value), refused.value
+    finally:
+        for km in kernels:
+            await km.shutdown_kernel(now=True)
+        _availability(swarm, worker_2, "active")
+    assert our_services(swarm) == [] and leftover_files(swarm) == []
+
+
+async def test_a_workspace_missing_on_the_node_fails_the_start_naming_node_and_path(engine, swarm, shared, tmp_path):
+    """A notebook folder that is not on the cluster's shared storage (here: this host's own
+    /tmp) fails the start at once, naming the node and the path, instead of a hang."""
+    _, cache = shared
+    workspace = str(tmp_path)
+    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="none",
+                    cache_volume=cache, workspace=workspace)
+    km = AsyncKernelManager(kernel_name=name)
+    began = time.monotonic()
+    with pytest.raises(Exception) as failed:
+        await km.start_kernel(cwd=workspace)
+    message = str(failed.value)
+    assert f"{workspace} does not exist on Swarm node " in message and "shared storage" in message, message
+    assert any(f"node {node}," in message for node in swarm.nodes), message
+    assert time.monotonic() - began < 30
+    assert our_services(swarm) == [] and leftover_files(swarm) == []
+
+
 async def _exists(path: str) -> bool:
     return os.path.exists(path)
 

@@ -206,7 +206,7 @@ def gpu_container_check(service: MLContainerService, image: str) -> Check | None
         return Check(name, False, f"a container asking for the GPUs is refused: {exc}", blocking=False,
                      fix="see the runtime / CDI check above")
     try:
-        engine.call_sync(lambda: engine.api.wait(attrs["Id"], timeout=120))
+        engine.wait_container_sync(attrs["Id"], timeout=120)
         out = engine.container_logs_sync(attrs["Id"])
     finally:
         engine.remove_container_sync(attrs["Id"])

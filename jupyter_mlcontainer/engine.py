@@ -536,6 +536,10 @@ class Engine:
         except NotFound:
             return None
 
+    def wait_container_sync(self, container_id: str, timeout: float = 120) -> int:
+        """Block until the container exits (at most ``timeout`` s); its exit code."""
+        return int(self.call_sync(lambda: self.api.wait(container_id, timeout=timeout)).get("StatusCode", -1))
+
     def container_logs_sync(self, container_id: str, tail: int | str = "all") -> str:
         """The container's output (stdout and stderr), its last ``tail`` lines."""
         data = self.call_sync(lambda: self.api.logs(container_id, tail=tail, stdout=True, stderr=True))

@@ -455,7 +455,13 @@ class TaskEnds:
         api = self.backend.api
         while not self._closed.is_set():
             services = {s["ID"] for s in self.backend.call_sync(lambda: api.services(filters={"label": self.labels}))}
-            tasks = self.backend.call_sync(lambda: api.tasks(filters={"desired-state": ["running", "shutdown"]}))
+            services -= self._reported
+            if not services:  # no kernel of ours on the cluster: nothing else to ask
+                self._closed.wait(self.every)
+                continue
+            # Only our services' tasks (a shared cluster runs many others').
+            tasks = self.backend.call_sync(lambda: api.tasks(filters={
+                "service": sorted(services), "desired-state": ["running", "shutdown"]}))
             down = {n["ID"] for n in self.backend.call_sync(api.nodes)
                     if (n.get("Status") or {}).get("State") in ("down", "disconnected")}
             for task in tasks:

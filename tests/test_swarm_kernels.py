@@ -15,7 +15,7 @@ import uuid
 import pytest
 from jupyter_client.manager import AsyncKernelManager
 
-from .conftest import BASE_IMAGE, IPYKERNEL7_IMAGE, add_spec, execute
+from .conftest import BASE_IMAGE, IPYKERNEL7_IMAGE, add_spec, execute, running_kernel
 from .swarm_cluster import GPU_RESOURCE
 
 
@@ -177,15 +177,9 @@ async def test_an_ipykernel_7_kernel_on_the_swarm_is_encrypted_on_the_nodes_netw
     from .test_security import _drain, _subscribe
 
     workspace, cache = shared
-    name = add_spec(engine, IPYKERNEL7_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="none",
-                    cache_volume=cache, workspace=workspace)
-    km = AsyncKernelManager(kernel_name=name)
-    await km.start_kernel(cwd=workspace)
-    kc = km.client()
-    kc.start_channels()
     marker = f"secret-{uuid.uuid4().hex[:8]}"
-    try:
-        await kc.wait_for_ready(timeout=90)
+    async with running_kernel(engine, IPYKERNEL7_IMAGE, workspace, placement="swarm", docker_host=swarm.manager_url,
+                              gpus="none", cache_volume=cache, workspace=workspace) as (km, kc):
         info = km.get_connection_info()
         _, task, node = kernel_task(swarm, km.kernel_id)
         assert node in swarm.nodes and info["transport"] == "tcp" and km.curve_publickey is not None
@@ -198,9 +192,6 @@ async def test_an_ipykernel_7_kernel_on_the_swarm_is_encrypted_on_the_nodes_netw
         assert any(marker.encode() in m for m in _drain(keyed))  # the path works, with the key
         for sock in plain + keyed:
             sock.close()
-    finally:
-        kc.stop_channels()
-        await km.shutdown_kernel(now=True)
     assert our_services(swarm, km.kernel_id) == []
 
 

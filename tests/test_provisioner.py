@@ -153,7 +153,7 @@ async def test_interrupt_stops_a_sleeping_cell_quickly(engine, workspace):
         elapsed = time.monotonic() - started
         assert msg["content"]["status"] == "error"
         assert msg["content"]["ename"] == "KeyboardInterrupt"
-        assert elapsed < 2.0
+        assert elapsed < 10  # the interrupt, not the end of the 60 s sleep (its speed is the benchmark's)
         await wait_for_status(kc, "idle")  # done with the interrupted cell
         out, reply = await execute(kc, "print('still alive')")
         assert out.strip() == "still alive", (out, reply)

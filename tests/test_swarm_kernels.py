@@ -369,7 +369,8 @@ async def test_two_kernels_on_one_node_get_its_two_gpus_and_a_third_is_refused(e
     """GPU placement without GPUs: with the second worker drained, two kernels asking for one GPU
     each land on the first worker (which advertises two), get different GPU ids, and each sees
     only its own as its visible device; a third finds no node with a free GPU and fails its start
-    with the scheduler's reason, within the placement timeout."""
+    with the scheduler's reason, within the placement timeout. The drained node is "down" to
+    the question of which nodes hold an image."""
     workspace, cache = shared
     worker_1, worker_2 = swarm.workers
     name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="1",
@@ -397,6 +398,13 @@ async def test_two_kernels_on_one_node_get_its_two_gpus_and_a_third_is_refused(e
         with pytest.raises(Exception) as refused:
             await third.start_kernel(cwd=workspace)
         assert "No node of the cluster can take the kernel within 5 s" in str(refused.value), refused.value
+        # A drained node is not asked which images it holds: it takes no task.
+        from jupyter_mlcontainer.swarm import get_swarm
+        from jupyter_mlcontainer.swarm_images import image_on_nodes
+
+        held = await asyncio.get_running_loop().run_in_executor(
+            None, image_on_nodes, get_swarm(swarm.manager_url), BASE_IMAGE, "python3")
+        assert held == {swarm.manager: "present", worker_1: "present", worker_2: "down"}, held
     finally:
         for km in kernels:
             await km.shutdown_kernel(now=True)

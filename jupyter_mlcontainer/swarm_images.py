@@ -19,6 +19,7 @@ background, so listing images never waits for a cluster.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -29,6 +30,8 @@ from docker.types import ContainerSpec as SwarmContainerSpec, RestartPolicy, Ser
 
 from .container_spec import LABEL_ROLE
 from .errors import ContainerNotFound, EngineError, ImageNotFound
+
+log = logging.getLogger(__name__)
 
 ROLE_IMAGE_PROBE = "image-probe"
 PROBE_PREFIX = "mlc-image-probe-"
@@ -133,6 +136,9 @@ class NodeImages:
     retry_after: float = 15.0
     _entries: dict[tuple[str, str], _Entry] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # One probe at a time per Swarm: a first look at many images queues them rather than
+    # starting a container per image on every node at once.
+    _one_at_a_time: dict[str, threading.Lock] = field(default_factory=dict)
 
     def states(self, backend: Any, image: str, python: str) -> dict[str, Any]:
         """``{"state": "checking"}`` until the first answer, then ``{"state": "done", "nodes":
@@ -146,7 +152,8 @@ class NodeImages:
             stale = not entry.checked or time.monotonic() - entry.checked > wait
             if stale and not entry.running:
                 entry.running = True
-                threading.Thread(target=self._refresh, args=(entry, backend, image, python),
+                turn = self._one_at_a_time.setdefault(backend.address, threading.Lock())
+                threading.Thread(target=self._refresh, args=(entry, turn, backend, image, python),
                                  name="mlcontainer-node-images", daemon=True).start()
             if entry.states is None:
                 return {"state": "error", "error": entry.error} if entry.error else {"state": "checking"}
@@ -160,12 +167,15 @@ class NodeImages:
                     del self._entries[key]
 
     @staticmethod
-    def _refresh(entry: _Entry, backend: Any, image: str, python: str) -> None:
+    def _refresh(entry: _Entry, turn: threading.Lock, backend: Any, image: str, python: str) -> None:
         try:
-            states = image_on_nodes(backend, image, python)
+            with turn:
+                states = image_on_nodes(backend, image, python)
             entry.states, entry.error = states, ""
-        except EngineError as exc:
-            entry.error = str(exc)
+        except Exception as exc:  # a background thread: the answer carries the reason
+            entry.error = str(exc) or type(exc).__name__
+            if not isinstance(exc, EngineError):
+                log.warning("Asking the Swarm at %s which nodes hold %s failed", backend.address, image, exc_info=True)
         finally:
             entry.checked = time.monotonic()
             entry.running = False

@@ -766,7 +766,9 @@ class _EngineAPI(docker.APIClient):
 
 
 class _EngineClient(docker.DockerClient):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: D107  (DockerClient's, on _EngineAPI)
+    """docker.DockerClient on :class:`_EngineAPI` (``from_env`` builds this class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.api = _EngineAPI(*args, **kwargs)
 
 

@@ -40,7 +40,8 @@ from traitlets import Bool, CaselessStrEnum, CFloat, Dict, Float, Integer, Unico
 from . import cache
 from .container_spec import (
     CONNECTION_FILE_IN_CONTAINER, CONTAINER_PORTS, KERNEL_NETWORK, NETWORK_GATE_ENV, NETWORK_GATE_IN_CONTAINER,
-    ContainerSpec, EngineLocation, GpuRequest, container_user_for, engine_location, gpu_requests, kernel_container, kernel_environment, shm_size_for,
+    ContainerSpec, EngineLocation, GpuRequest, container_user_for, engine_location, gpu_requests, kernel_container,
+    kernel_environment, shm_size_for,
 )
 from .backend import ContainerBackend
 from .connection import curve_keys, ipc_base, ipc_fits, new_connection_dir, published_ports, write_connection_file
@@ -587,11 +588,11 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
 
     def _network_after_start(self, spec: ContainerSpec) -> ContainerSpec:
         """``spec`` to start on no network and join the kernels' network right after: the
-        engine's network set-up then overlaps the kernel's imports (~0.06 s of a cold start).
+        engine's network set-up then overlaps the kernel's imports (0.06-0.08 s of a cold start).
         Only where nothing needs the network at create: Unix sockets (no published ports), our
-        own kernels' network (a user-defined bridge: the container's DNS and hosts entries are
-        the same as when created on it), on Docker (Podman keeps a container made on "none"
-        there)."""
+        own kernels' network (a user-defined bridge: the container's DNS and hosts entries end
+        up as when created on it, tested), on Docker (rootful or rootless; Podman is left as it
+        was: untested there)."""
         if (self._transport != "ipc" or self.network or spec.network != KERNEL_NETWORK or spec.ports
                 or self.engine.kind_sync().product != "docker" or not self._conn_dir):
             return spec

@@ -184,14 +184,16 @@ async def test_restart_new_container_same_connection(engine, workspace):
 # Run by the kernel at start, before anything of the user's (as IPython startup files are).
 NETWORK_AT_START = (
     "import socket; mlc_network_at_start = (sorted(line.split(':')[0].strip() for line in "
-    "open('/proc/net/dev').readlines()[2:]), socket.gethostbyname(socket.gethostname()))"
+    "open('/proc/net/dev').readlines()[2:]), socket.gethostbyname(socket.gethostname()), "
+    "[line.split()[1] for line in open('/etc/resolv.conf') if line.startswith('nameserver')])"
 )
 
 
 async def test_code_a_kernel_runs_at_start_finds_its_network(engine, workspace):
     """A cold start on Unix sockets starts the container on no network and joins the kernels'
     network while the kernel imports; the kernel runs nothing of the user's before it is joined:
-    its interface and its own name are there from the first line, after a restart too."""
+    its interface, its own name and the network's DNS are there from the first line, after a
+    restart too."""
     name = add_spec(engine, BASE_IMAGE)
     km = AsyncKernelManager(kernel_name=name)
     await km.start_kernel(cwd=str(workspace), extra_arguments=[f"--IPKernelApp.exec_lines={NETWORK_AT_START}"])
@@ -203,11 +205,13 @@ async def test_code_a_kernel_runs_at_start_finds_its_network(engine, workspace):
             attrs = engine.api.inspect_container(container_of(km))
             assert attrs["HostConfig"]["NetworkMode"] == "none"  # created on none: the late join was taken
             assert list(attrs["NetworkSettings"]["Networks"]) == [KERNEL_NETWORK]
-            out, reply = await execute(kc, "print(*mlc_network_at_start[0]); print(mlc_network_at_start[1])")
+            out, reply = await execute(kc, "print(*mlc_network_at_start[0]); print(mlc_network_at_start[1]); "
+                                           "print(*mlc_network_at_start[2])")
             assert reply["status"] == "ok", out
-            interfaces, address = out.splitlines()
+            interfaces, address, nameservers = out.splitlines()
             assert "eth0" in interfaces.split()
             assert address == attrs["NetworkSettings"]["Networks"][KERNEL_NETWORK]["IPAddress"]
+            assert nameservers == "127.0.0.11"  # the network's own DNS, as when created on it
             await km.restart_kernel(now=True)
     finally:
         kc.stop_channels()

@@ -84,12 +84,30 @@ def engine_address(base_url: str | None) -> str:
     return base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
 
-def _engine_hint(where: str | None = None) -> str:
+def _unreachable(where: str | None, exc: BaseException) -> str:
+    """Why the engine at ``where`` did not answer, and what to check: TLS set-up for an engine
+    on the network, the daemon and the docker group for a local socket."""
     where = engine_address(where)
-    return (
-        f"Docker engine not reachable at {where}: is dockerd running, and is your user in "
-        "the docker group?"
-    )
+    text = str(exc)
+    tls_files = "DOCKER_CERT_PATH: a folder with the engine's CA (ca.pem) and your client certificate (cert.pem, key.pem)"
+    if "HTTP request to an HTTPS server" in text:
+        return f"The Docker engine at {where} speaks TLS: set DOCKER_TLS_VERIFY=1 and {tls_files}"
+    if "client_cert param" in text or "ca_cert" in text:
+        return (f"The TLS files for the Docker engine at {where} are missing ({os.environ.get('DOCKER_CERT_PATH') or '~/.docker'}"
+                f" has no ca.pem, cert.pem and key.pem): set {tls_files}")
+    if "SSLError" in text or "CERTIFICATE" in text.upper():
+        return (f"TLS with the Docker engine at {where} failed ({_ssl_reason(text)}): check that DOCKER_CERT_PATH's "
+                "ca.pem is the engine's CA and its cert.pem and key.pem a client certificate the engine trusts")
+    if where.startswith(("unix://", "npipe://")):
+        return f"Docker engine not reachable at {where}: is dockerd running, and is your user in the docker group? ({exc})"
+    return f"Docker engine not reachable at {where}: is it running, and listening there? ({exc})"
+
+
+def _ssl_reason(text: str) -> str:
+    """The SSL library's own words (e.g. 'certificate verify failed: unable to get local issuer
+    certificate') out of a requests error's nested reprs."""
+    found = re.search(r"\[SSL(?:: [A-Z0-9_]+)?\] ([^(']+)", text)
+    return found.group(1).strip() if found else text[-200:]
 
 
 def translate(exc: BaseException, *, image: str | None = None, where: str | None = None) -> EngineError:
@@ -132,7 +150,7 @@ def translate(exc: BaseException, *, image: str | None = None, where: str | None
             return GpuRequestUnsatisfiable(f"The requested GPUs are not on this host (engine said: {text})")
         return EngineError(f"Docker engine error: {text}")
     if isinstance(exc, (docker.errors.DockerException, ConnectionError, OSError)):
-        return EngineUnavailable(f"{_engine_hint(where)} ({exc})")
+        return EngineUnavailable(_unreachable(where, exc))
     # requests' exceptions derive from OSError (IOError); anything else is a bug.
     return EngineError(f"Unexpected error talking to the Docker engine: {exc!r}")
 

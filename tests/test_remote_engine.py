@@ -109,11 +109,14 @@ async def test_a_workspace_missing_on_the_engines_host_is_named(remote_engine, h
 def test_the_engine_on_the_network_answers_only_its_certificate_holders(remote_engine):
     """Its TCP address is on a network other local users share: without TLS, or with TLS but no
     client certificate of its CA, nobody gets an answer; with the certificate, the package's own
-    engine boundary (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH) does."""
+    engine boundary (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH) does, and a TLS set-up gone wrong (no
+    TLS, no files, a certificate the engine refuses) is named as such."""
     import docker
     from docker.tls import TLSConfig
 
     from jupyter_mlcontainer.engine import Engine
+
+    from jupyter_mlcontainer.errors import EngineUnavailable
 
     ca = os.path.join(remote_engine.client_certs, "ca.pem")
     for tls in (False, TLSConfig(ca_cert=ca, verify=True)):
@@ -122,3 +125,19 @@ def test_the_engine_on_the_network_answers_only_its_certificate_holders(remote_e
             client.ping()
         client.close()
     assert Engine(remote_engine.tcp_url).version_sync()
+    # What a user set up wrong is said as such, not as "is dockerd running?".
+    server_side = os.path.join(os.path.dirname(remote_engine.client_certs), "server-certs")
+    for env, said in (
+        ({"DOCKER_TLS_VERIFY": "", "DOCKER_CERT_PATH": ""}, "speaks TLS: set DOCKER_TLS_VERIFY=1"),
+        ({"DOCKER_CERT_PATH": os.path.dirname(remote_engine.client_certs)}, "has no ca.pem, cert.pem and key.pem"),
+        ({"DOCKER_CERT_PATH": server_side}, "TLS with the Docker engine at"),  # the engine's own cert, as a client's
+    ):
+        saved = {name: os.environ.get(name) for name in env}
+        os.environ.update(env)
+        try:
+            with pytest.raises(EngineUnavailable) as refused:
+                Engine(remote_engine.tcp_url).version_sync()
+            assert said in str(refused.value) and remote_engine.tcp_url in str(refused.value), refused.value
+        finally:
+            for name, value in saved.items():
+                os.environ[name] = value  # the fixture set both

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from .engine import LABEL_PREFIX, LABEL_ROLE, Engine, EngineError, reference_parts
+from .errors import ImageNotFound
 from .policy import write_json_safely
 from .state import state_dir
 
@@ -349,28 +350,41 @@ class ImageInventory:
             tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
             if not tags:
                 continue  # intermediate / dangling layers
-            image_id = image["Id"]
-            facts = _load_cached(image_id)
-            if facts is not None:
-                probe = {"probe": "done", **facts.public()}
-            elif image_id in self._failed:
-                probe = {"probe": "error", "error": self._failed[image_id]}
-            else:
-                self._probe_later(image_id)
-                probe = {"probe": "pending"}
-            rows.append(
-                {
-                    "id": image_id,
-                    "tags": tags,
-                    "digests": image.get("RepoDigests") or [],
-                    "size": image.get("Size"),
-                    "created": image.get("Created"),
-                    "labels": image.get("Labels") or {},
-                    "facts": probe,
-                    "kernelspecs": sorted({name for tag in tags for name in kernelspecs_by_image.get(tag, [])}),
-                }
-            )
+            rows.append(self._row(image["Id"], tags, image.get("RepoDigests") or [], image.get("Size"),
+                                  image.get("Created"), image.get("Labels") or {}, kernelspecs_by_image))
         return rows
+
+    def row_of(self, image: str, kernelspecs_by_image: dict[str, list[str]]) -> dict[str, Any] | None:
+        """The row of one image of this engine, by reference (an image a Swarm's manager holds
+        and the Jupyter host's engine does not); None when the engine has none. Blocking."""
+        try:
+            attrs = self.engine.inspect_image_sync(image)
+        except ImageNotFound:
+            return None
+        tags = [t for t in attrs.get("RepoTags") or [] if t != "<none>:<none>"] or [image]
+        return self._row(attrs["Id"], tags, attrs.get("RepoDigests") or [], attrs.get("Size"), attrs.get("Created"),
+                         (attrs.get("Config") or {}).get("Labels") or {}, kernelspecs_by_image)
+
+    def _row(self, image_id: str, tags: list[str], digests: list[str], size: Any, created: Any,
+             labels: dict[str, str], kernelspecs_by_image: dict[str, list[str]]) -> dict[str, Any]:
+        facts = _load_cached(image_id)
+        if facts is not None:
+            probe = {"probe": "done", **facts.public()}
+        elif image_id in self._failed:
+            probe = {"probe": "error", "error": self._failed[image_id]}
+        else:
+            self._probe_later(image_id)
+            probe = {"probe": "pending"}
+        return {
+            "id": image_id,
+            "tags": tags,
+            "digests": digests,
+            "size": size,
+            "created": created,
+            "labels": labels,
+            "facts": probe,
+            "kernelspecs": sorted({name for tag in tags for name in kernelspecs_by_image.get(tag, [])}),
+        }
 
     def _probe_later(self, image_id: str) -> None:
         with self._lock:

@@ -55,6 +55,7 @@ class MLContainerService:
         self.jobs = JobRegistry(self.engine, context_limit_mb=self.settings.build_context_limit_mb)
         self.stats = StatsCollector(self.engine)
         self.inventory = ImageInventory(self.engine)
+        self._cluster_inventories: dict[str, ImageInventory] = {}  # Swarm manager -> its images
         self.volume_sizes = VolumeSizes(self.engine)
 
     @property
@@ -123,6 +124,17 @@ class MLContainerService:
             from .swarm import get_swarm
             from .swarm_images import node_images
 
+            # An image only the cluster holds (a login node's engine may hold none): its
+            # manager's row, marked with the engine it is on.
+            listed = {tag for row in rows for tag in row["tags"]}
+            for image in sorted(managers):
+                for manager in sorted(m for m in managers[image] if m and image not in listed):
+                    backend = get_swarm(manager)
+                    inventory = self._cluster_inventories.setdefault(backend.address, ImageInventory(backend.engine))
+                    row = inventory.row_of(image, by_image)
+                    if row is not None:
+                        rows.append({**row, "engine": backend.address})
+                        listed.update(row["tags"])
             for row in rows:
                 for tag in row["tags"]:
                     for manager in sorted(m for m in managers.get(tag, ()) if m):

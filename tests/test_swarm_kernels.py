@@ -218,7 +218,8 @@ async def test_the_image_list_says_which_nodes_hold_a_swarm_kernelspecs_image(en
     that Swarm, which nodes hold that very build: "checking" at first (the nodes are asked in the
     background, one short task each), then each node's answer. A node with another build under
     the same tag says "missing": a kernel placed there would run that other build. The CLI
-    (`jupyter mlcontainer image nodes`) says the same. The probe leaves no service behind."""
+    (`jupyter mlcontainer image nodes`) says the same. An image the server's own engine lacks
+    is listed from the manager's. The probe leaves no service behind."""
     import json
     import subprocess
 
@@ -249,6 +250,12 @@ async def test_the_image_list_says_which_nodes_hold_a_swarm_kernelspecs_image(en
 
         assert await asyncio.get_running_loop().run_in_executor(None, main, ["image", "nodes", tag, "--json"]) == 0
         assert json.loads(capsys.readouterr().out) == {swarm.manager_url: answer["nodes"]}
+        # Gone from this server's engine (a login node may hold no image): the manager's row.
+        subprocess.run(["docker", "rmi", "-f", tag], check=True, capture_output=True, timeout=60)
+        rows = json.loads((await jp_fetch("mlcontainer", "api", "images")).body)["images"]
+        (row,) = [r for r in rows if tag in r["tags"]]
+        assert (row["engine"], row["kernelspecs"]) == (swarm.manager_url, [name]), row
+        assert row["swarm"][0]["nodes"] == answer["nodes"]
         client = swarm.client()
         try:
             assert client.api.services(filters={"label": "org.jupyter.mlcontainer.role=image-probe"}) == []

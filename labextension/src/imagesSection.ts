@@ -92,7 +92,6 @@ export class ImagesSection extends Section {
     const ref = imageRef(image);
     const run = (command: string, args: { [key: string]: string } = {}) =>
       void this.commands.execute(command, { image: ref, ...args });
-    const adding = this.model.isBusy(`add:${ref}`);
     const created = formatDate(image.created);
     return h.div(
       {
@@ -110,6 +109,17 @@ export class ImagesSection extends Section {
           ? image.tags.map(tag => chip(tag, 'mlc-chip-tag', tag))
           : [chip(trans.__('<untagged>'), 'mlc-chip-tag mlc-untagged')]),
         h.code({ className: 'mlc-id', title: image.id }, shortId(image.id)),
+        ...kids(
+          image.engine &&
+            chip(
+              trans.__('on the Swarm'),
+              'mlc-chip-engine',
+              trans.__(
+                'Not on this server\'s engine: held by the Swarm manager at %1',
+                image.engine
+              )
+            )
+        ),
         iconButton(
           copyIcon,
           trans.__('Copy digest'),
@@ -160,32 +170,65 @@ export class ImagesSection extends Section {
       ...image.swarm.map(cluster => this._nodes(cluster)),
       h.div(
         { className: 'mlc-actions' },
-        button(trans.__('Add as kernel'), () => run(CommandIDs.addKernel), {
-          testid: 'mlc-image-add-kernel',
-          title: trans.__(
-            'Create a Jupyter kernel that runs in %1',
-            imageName(image)
-          ),
-          disabled: adding
-        }),
-        button(trans.__('New notebook'), () => run(CommandIDs.newNotebook), {
-          testid: 'mlc-image-new-notebook',
-          title:
-            image.kernelspecs.length > 0
-              ? trans.__('New notebook with kernel %1', image.kernelspecs[0])
-              : trans.__(
-                  'Add a kernel for this image, then open a new notebook with it'
-                ),
-          disabled: adding
-        }),
-        button(trans.__('Remove'), () => run(CommandIDs.removeImage), {
-          testid: 'mlc-image-remove',
-          title: trans.__('Remove %1 from the Docker engine', imageName(image)),
-          className: 'mlc-button-danger',
-          disabled: this.model.isBusy(`remove:${imageRef(image)}`)
-        })
+        ...(image.engine ? this._clusterActions(image) : this._actions(image))
       )
     );
+  }
+
+  /** An image only a Swarm holds: open a notebook with its kernelspec, nothing here to change. */
+  private _clusterActions(image: IImage): VirtualElement[] {
+    const trans = this.trans;
+    const name = image.kernelspecs[0];
+    return name
+      ? [
+          button(
+            trans.__('New notebook'),
+            () =>
+              void this.commands.execute(CommandIDs.newNotebook, {
+                image: imageRef(image),
+                kernelName: name
+              }),
+            {
+              testid: 'mlc-image-new-notebook',
+              title: trans.__('New notebook with kernel %1', name)
+            }
+          )
+        ]
+      : [];
+  }
+
+  private _actions(image: IImage): VirtualElement[] {
+    const trans = this.trans;
+    const ref = imageRef(image);
+    const run = (command: string, args: { [key: string]: string } = {}) =>
+      void this.commands.execute(command, { image: ref, ...args });
+    const adding = this.model.isBusy(`add:${ref}`);
+    return [
+      button(trans.__('Add as kernel'), () => run(CommandIDs.addKernel), {
+        testid: 'mlc-image-add-kernel',
+        title: trans.__(
+          'Create a Jupyter kernel that runs in %1',
+          imageName(image)
+        ),
+        disabled: adding
+      }),
+      button(trans.__('New notebook'), () => run(CommandIDs.newNotebook), {
+        testid: 'mlc-image-new-notebook',
+        title:
+          image.kernelspecs.length > 0
+            ? trans.__('New notebook with kernel %1', image.kernelspecs[0])
+            : trans.__(
+                'Add a kernel for this image, then open a new notebook with it'
+              ),
+        disabled: adding
+      }),
+      button(trans.__('Remove'), () => run(CommandIDs.removeImage), {
+        testid: 'mlc-image-remove',
+        title: trans.__('Remove %1 from the Docker engine', imageName(image)),
+        className: 'mlc-button-danger',
+        disabled: this.model.isBusy(`remove:${imageRef(image)}`)
+      })
+    ];
   }
 
   /** Which nodes of a Swarm hold the image (its Swarm kernelspecs run there). */

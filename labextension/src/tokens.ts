@@ -76,6 +76,11 @@ export interface IImage {
    * hold this very image (asked in the background; `checking` until then).
    */
   swarm: ISwarmImage[];
+  /**
+   * Set when the image is not on this server's engine but on a Swarm manager's
+   * (its address): an image only the cluster holds.
+   */
+  engine?: string;
 }
 
 /** Which nodes of one Swarm hold an image (`GET images`, `swarm`). */

@@ -128,8 +128,8 @@ def translate(exc: BaseException, *, image: str | None = None, where: str | None
         return ContainerNotFound(text) if "container" in text.lower() else NotFound(text)
     if isinstance(exc, docker.errors.APIError):
         text = _explanation(exc)
-        if "bind source path does not exist" in text:
-            path = text.rsplit(":", 1)[-1].strip()
+        path = missing_bind_source(text)
+        if path:
             return WorkspaceNotOnEngineHost(
                 f"{path} does not exist on the Docker engine's host ({engine_address(where)}): "
                 "an engine on another host needs the notebook folder at the same path there (shared storage such as NFS)"
@@ -153,6 +153,13 @@ def translate(exc: BaseException, *, image: str | None = None, where: str | None
         return EngineUnavailable(_unreachable(where, exc))
     # requests' exceptions derive from OSError (IOError); anything else is a bug.
     return EngineError(f"Unexpected error talking to the Docker engine: {exc!r}")
+
+
+def missing_bind_source(text: str) -> str | None:
+    """The folder an engine's message says it lacks for a bind mount (an engine on another
+    host, or a Swarm node, without the workspace on shared storage); None for other messages."""
+    found = re.search(r"bind source path does not exist: (\S+)", text)
+    return found.group(1) if found else None
 
 
 def _explanation(exc: BaseException) -> str:

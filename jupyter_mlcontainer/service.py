@@ -127,8 +127,10 @@ class MLContainerService:
             # An image only the cluster holds (a login node's engine may hold none): its
             # manager's row, marked with the engine it is on.
             listed = {tag for row in rows for tag in row["tags"]}
-            for image in sorted(managers):
-                for manager in sorted(m for m in managers[image] if m and image not in listed):
+            for image, image_managers in sorted(managers.items()):
+                for manager in sorted(m for m in image_managers if m):
+                    if image in listed:
+                        break
                     backend = get_swarm(manager)
                     inventory = self._cluster_inventories.setdefault(backend.address, ImageInventory(backend.engine))
                     row = inventory.row_of(image, by_image)

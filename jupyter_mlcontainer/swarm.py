@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import itertools
 import posixpath
-import re
 import threading
 import time
 from typing import Any, Callable, Iterator, TypeVar
@@ -42,8 +41,8 @@ from .container_spec import (
     CONNECTION_FILE_IN_CONTAINER, CONNECTION_SECRET_ENV, LABEL_IMAGE, LABEL_KERNEL_ID, LABEL_ROLE, NO_NEW_PRIVS_ENV,
     ContainerSpec, EngineKind,
 )
-from .engine import Engine, get_engine
-from .errors import ContainerNotFound, EngineError, GpuRequestUnsatisfiable
+from .engine import Engine, get_engine, missing_bind_source
+from .errors import ContainerNotFound, EngineError, GpuRequestUnsatisfiable, WorkspaceNotOnEngineHost
 
 T = TypeVar("T")
 
@@ -53,8 +52,6 @@ ENDED = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
 WAITING = ("new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting")
 _names = itertools.count()
 _NO_EXEC = "A Swarm manager runs no command in a container on another node (freeze asks the kernel instead)"
-# A node's engine refusing a bind mount whose source it lacks (the workspace not on shared storage).
-_MISSING_BIND = re.compile(r"bind source path does not exist: (\S+)")
 SECRET_PATH = "/run/secrets/mlcontainer-kernel.json"  # the bootstrap copies it where the kernel writes
 
 
@@ -233,10 +230,10 @@ class SwarmBackend:
                 status = task["Status"]
                 node = self._node(task.get("NodeID", ""))[0] or "the cluster"
                 error = status.get("Err") or status.get("Message") or ""
-                missing = _MISSING_BIND.search(error)
+                missing = missing_bind_source(error)
                 if missing:
-                    raise EngineError(
-                        f"{missing.group(1)} does not exist on Swarm node {node}, where the kernel was placed: a kernel "
+                    raise WorkspaceNotOnEngineHost(
+                        f"{missing} does not exist on Swarm node {node}, where the kernel was placed: a kernel "
                         "on a Swarm needs its notebook folder (and a host-folder cache) at the same path on every "
                         "node, on shared storage such as NFS"
                     )
@@ -468,7 +465,7 @@ class TaskEnds:
                 service = task.get("ServiceID")
                 status = task.get("Status") or {}
                 lost = status.get("State") == "running" and task.get("NodeID") in down
-                if service not in services or service in self._reported or (status.get("State") not in ENDED and not lost):
+                if service not in services or (status.get("State") not in ENDED and not lost):
                     continue
                 if any(t.get("ServiceID") == service and t.get("CreatedAt", "") > task.get("CreatedAt", "") for t in tasks):
                     continue  # an older task of a service that has a newer one

@@ -10,6 +10,7 @@ domain's objects (jobs, freeze results, restore plans); errors are the typed err
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -34,6 +35,8 @@ from .settings import MLContainer
 from .sharing import environment_record, frozen_names, record_in_notebook
 from .status import machine_status
 from .volumes import VolumeSizes, volume_report
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,11 @@ class MLContainerService:
                         break
                     backend = get_swarm(manager)
                     inventory = self._cluster_inventories.setdefault(backend.address, ImageInventory(backend.engine))
-                    row = inventory.row_of(image, by_image)
+                    try:
+                        row = inventory.row_of(image, by_image)
+                    except EngineError as exc:  # a Swarm down says so in its rows; this engine's list stays
+                        log.info("Swarm manager %s did not answer for %s: %s", backend.address, image, exc)
+                        continue
                     if row is not None:
                         rows.append({**row, "engine": backend.address})
                         listed.update(row["tags"])

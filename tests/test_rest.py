@@ -55,6 +55,38 @@ async def test_images_with_facts_and_kernelspecs(engine, jp_fetch):
     assert name in row["kernelspecs"]
 
 
+async def test_a_swarm_that_does_not_answer_leaves_the_image_list_whole(engine, jp_fetch, tmp_path):
+    """Kernelspecs on a Swarm whose manager does not answer: this engine's images are listed as
+    ever, the Swarm entry of an image says the cluster could not be asked (the nodes are asked
+    in the background), and an image only that cluster would hold is left out; the status says
+    the Swarm is not reachable, and the other views answer."""
+    from jupyter_mlcontainer.images import probe_image_sync
+    from jupyter_mlcontainer.kernelspecs import add_kernelspec
+
+    gone = f"unix://{tmp_path}/no-manager.sock"
+    name = add_spec(engine, BASE_IMAGE, name=f"rest-swarm-{uuid.uuid4().hex[:6]}", placement="swarm", docker_host=gone)
+    elsewhere = f"mlctest/cluster-only:{uuid.uuid4().hex[:8]}"  # on no engine at all
+    add_kernelspec(engine, elsewhere, name=f"rest-swarm-only-{uuid.uuid4().hex[:6]}",
+                   options={"placement": "swarm", "docker_host": gone}, facts=probe_image_sync(engine, BASE_IMAGE))
+
+    async def answered():
+        images = (await get(jp_fetch, "images"))["images"]
+        assert not any(elsewhere in i["tags"] for i in images)
+        row = next(i for i in images if BASE_IMAGE in i["tags"])
+        assert name in row["kernelspecs"]
+        (cluster,) = [c for c in row["swarm"] if c["manager"] == gone]
+        return cluster if cluster["state"] != "checking" else None
+
+    cluster = await wait_until(answered, timeout=30, interval=0.2)
+    assert cluster["state"] == "error" and "not reachable" in cluster["error"], cluster
+    # The panel's other views stand too, the Swarm said unreachable where it shows.
+    status = await get(jp_fetch, "status")
+    (down,) = [c for c in status["clusters"] if c["manager"] == gone]
+    assert down["reachable"] is False, down
+    for endpoint in ("kernels", "gpus", "volumes", "jobs"):
+        await get(jp_fetch, endpoint)  # 200, or it raises
+
+
 async def test_add_kernelspec_and_errors(engine, jp_fetch):
     body = json.dumps({"image": BASE_IMAGE, "name": "rest-added", "gpus": "none"})
     created = json.loads((await jp_fetch("mlcontainer", "api", "kernelspecs", method="POST", body=body)).body)

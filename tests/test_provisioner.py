@@ -22,6 +22,7 @@ from .conftest import (
     BASE_IMAGE,
     CACHE_VOLUME,
     CUDA_IMAGE,
+    IPYKERNEL7_IMAGE,
     NOIPYKERNEL_IMAGE,
     NOPYTHON_IMAGE,
     TORCH_IMAGE,
@@ -189,12 +190,13 @@ NETWORK_AT_START = (
 )
 
 
-async def test_code_a_kernel_runs_at_start_finds_its_network(engine, workspace):
+@pytest.mark.parametrize("image", [BASE_IMAGE, IPYKERNEL7_IMAGE], ids=["debian-6.17", "ipykernel7"])
+async def test_code_a_kernel_runs_at_start_finds_its_network(engine, workspace, image):
     """A cold start on Unix sockets starts the container on no network and joins the kernels'
     network while the kernel imports; the kernel runs nothing of the user's before it is joined:
     its interface, its own name and the network's DNS are there from the first line, after a
     restart too."""
-    name = add_spec(engine, BASE_IMAGE)
+    name = add_spec(engine, image)
     km = AsyncKernelManager(kernel_name=name)
     await km.start_kernel(cwd=str(workspace), extra_arguments=[f"--IPKernelApp.exec_lines={NETWORK_AT_START}"])
     kc = km.client()

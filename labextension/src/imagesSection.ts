@@ -254,25 +254,32 @@ export class ImagesSection extends Section {
         )
       );
     }
-    const said: { [state: string]: string } = {
-      present: trans.__('%1 holds this image'),
-      missing: trans.__(
-        '%1 does not hold this build of the image: a kernel placed there fails, or runs another build of the tag'
-      ),
-      down: trans.__('%1 is down or drained: not asked')
+    const said = (hostname: string, state: string): string => {
+      switch (state) {
+        case 'present':
+          return trans.__('%1 holds this image', hostname);
+        case 'missing':
+          return trans.__(
+            '%1 does not hold this build of the image: a kernel placed there fails, or runs another build of the tag',
+            hostname
+          );
+        case 'down':
+          return trans.__('%1 is down or drained: not asked', hostname);
+        default:
+          return trans.__('%1: %2', hostname, state);
+      }
     };
     return h.div(
       attrs,
       label,
       ...Object.entries(cluster.nodes ?? {}).map(([hostname, state]) => {
-        const kind = state in said ? state : 'unknown';
+        const kind = ['present', 'missing', 'down'].includes(state)
+          ? state
+          : 'unknown';
         return h.span(
           {
             className: `mlc-chip mlc-node-image mlc-node-image-${kind}`,
-            title: (said[state] ?? trans.__('%1: %2', '%1', state)).replace(
-              '%1',
-              hostname
-            ),
+            title: said(hostname, state),
             dataset: { testid: 'mlc-image-node', node: hostname, state: kind }
           },
           hostname

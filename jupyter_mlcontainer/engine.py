@@ -15,6 +15,8 @@ typed methods of :class:`Engine`, so that
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import functools
 import io
 import os
@@ -416,16 +418,17 @@ class Engine:
                 security_opt=[NO_NEW_PRIVILEGES],
                 init=init or None,
             )
-            container = self.api.create_container(
-                image,
-                entrypoint=command[:1],
-                command=command[1:],
-                user=user or "",
-                labels={LABEL_OWNER: owner_id(), **(labels or {})},
-                host_config=host_config,
-                network_disabled=True,
-            )
-            cid = container["Id"]
+            with _HELPERS.creating():
+                cid = self.api.create_container(
+                    image,
+                    entrypoint=command[:1],
+                    command=command[1:],
+                    user=user or "",
+                    labels={LABEL_OWNER: owner_id(), **(labels or {})},
+                    host_config=host_config,
+                    network_disabled=True,
+                )["Id"]
+                _HELPERS.add(cid, self)
             try:
                 try:
                     self.api.start(cid)
@@ -443,6 +446,7 @@ class Engine:
                     self.api.remove_container(cid, force=True)
                 except docker.errors.APIError:
                     pass
+                _HELPERS.discard(cid)
 
         return self.call_sync(run, image=image)
 
@@ -756,6 +760,57 @@ def split_reference(image: str) -> tuple[str, str | None]:
     digest as the tag; no tag means ``latest``."""
     repo, tag, digest = reference_parts(image)
     return repo, digest or tag or "latest"
+
+
+class _HelperContainers:
+    """The helper containers (image probes, volume set-up) this process is running. A process
+    that exits meanwhile (a server stopped right after it listed new images) removes them at exit,
+    created or running, rather than leave them until an orphan clean-up finds them: it first
+    waits for creations under way (a thread frozen at exit between its create and its clean-up
+    would leave one), and starts no new one."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._creating = 0
+        self._exiting = False
+        self._ids: dict[str, Engine] = {}
+
+    @contextlib.contextmanager
+    def creating(self) -> Iterator[None]:
+        """Around a helper container's create call and :meth:`add`."""
+        with self._changed:
+            if self._exiting:
+                raise EngineUnavailable("This process is exiting: no helper container is started")
+            self._creating += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._creating -= 1
+                self._changed.notify_all()
+
+    def add(self, container_id: str, engine: Engine) -> None:
+        with self._changed:
+            self._ids[container_id] = engine
+
+    def discard(self, container_id: str) -> None:
+        with self._changed:
+            self._ids.pop(container_id, None)
+
+    def remove_all(self, wait: float = 10.0) -> None:
+        with self._changed:
+            self._exiting = True
+            self._changed.wait_for(lambda: self._creating == 0, timeout=wait)
+            left = list(self._ids.items())
+        for container_id, engine in left:
+            try:
+                engine.api.remove_container(container_id, force=True)
+            except Exception:  # gone already, or the engine with it
+                pass
+
+
+_HELPERS = _HelperContainers()
+atexit.register(_HELPERS.remove_all)
 
 
 _ENGINES: dict[str | None, Engine] = {}

@@ -54,6 +54,35 @@ async def test_kernelspecs_and_session_in_notebook_folder(engine, jp_fetch, jp_s
     await wait_until(gone, timeout=30)
 
 
+# Lists the images (probes start in the background for those never probed), waits until one of
+# its probe containers exists, then exits at once: as a server stopped right after a listing.
+LIST_AND_EXIT = r"""
+import time
+from jupyter_mlcontainer.engine import LABEL_OWNER
+from jupyter_mlcontainer.identity import owner_id
+from jupyter_mlcontainer.service import cli_service
+
+service = cli_service()
+pending = sum(row["facts"]["probe"] == "pending" for row in service.images())
+deadline = time.monotonic() + 60
+while not service.engine.containers_sync([f"{LABEL_OWNER}={owner_id()}"]) and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(owner_id(), pending, len(service.engine.containers_sync([f"{LABEL_OWNER}={owner_id()}"])), flush=True)
+"""
+
+
+def test_a_process_that_exits_while_probing_images_leaves_no_container(engine, tmp_path):
+    """Image probes run in helper containers in the background; a process that exits while they
+    run (here: as soon as one exists) removes them on its way out, created or running."""
+    env = dict(os.environ, JUPYTER_MLCONTAINER_STATE_DIR=str(tmp_path / "state"))  # nothing probed yet
+    done = subprocess.run([sys.executable, "-c", LIST_AND_EXIT], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    owner, pending, running = done.stdout.split()
+    assert int(pending) > 0 and int(running) > 0, done.stdout  # it exited with probes under way
+    assert engine.api.containers(all=True, filters={"label": f"{LABEL_OWNER}={owner}"}) == []
+
+
 async def test_status_endpoint_requires_auth(jp_fetch, jp_serverapp, engine):
     data = json.loads((await jp_fetch("mlcontainer", "api", "status")).body)
     assert data["engine"]["reachable"] is True

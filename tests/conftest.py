@@ -180,6 +180,17 @@ async def execute(kc, code: str, timeout: float = 60) -> tuple[str, dict[str, An
     return "".join(chunks), reply["content"]
 
 
+async def execute_after_error(kc, code: str, timeout: float = 60) -> tuple[str, dict[str, Any]]:
+    """``execute`` right after a cell failed (an interrupt): ipykernel answers "aborted" (runs
+    nothing) to an execute request that reaches it before its stop-on-error window closes, one
+    turn of its loop after the error; such a request is sent again."""
+    for _ in range(3):
+        out, reply = await execute(kc, code, timeout)
+        if reply["status"] != "aborted":
+            break
+    return out, reply
+
+
 async def wait_until(predicate, timeout: float = 20, interval: float = 0.1):
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

@@ -35,6 +35,7 @@ from .conftest import (
     VENV_IMAGE,
     add_spec,
     execute,
+    execute_after_error,
     our_kernel_containers,
     running_kernel,
 )
@@ -114,7 +115,7 @@ async def test_kernel_lifecycle(engine, workspace, image):
         assert reply_msg["content"]["status"] == "error"
         assert reply_msg["content"]["ename"] == "KeyboardInterrupt"
         await wait_for_status(kc, "idle")
-        out, reply = await execute(kc, "x = 41; print('alive')")
+        out, reply = await execute_after_error(kc, "x = 41; print('alive')")
         assert out.strip() == "alive", (out, reply)
 
         # -- restart with this client connected: same sockets (in the same folder) and key, new container

@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from docker.types import ContainerSpec as SwarmContainerSpec, RestartPolicy, ServiceMode, TaskTemplate
@@ -44,7 +45,7 @@ def image_on_nodes(backend: Any, image: str, python: str, timeout: float = 30.0)
     ``backend`` (a :class:`~.swarm.SwarmBackend`) talks to. Blocking: a few seconds."""
     api = backend.api
     try:
-        reference = backend.call_sync(lambda: api.inspect_image(image))["Id"]
+        reference = backend.inspect_image_sync(image)["Id"]
     except ImageNotFound:
         reference = image  # not on the manager: the nodes may still have it, under the tag
     states: dict[str, str] = {}
@@ -77,10 +78,7 @@ def image_on_nodes(backend: Any, image: str, python: str, timeout: float = 30.0)
             if len(answered) < len(hostnames):
                 time.sleep(0.2)
     finally:
-        try:
-            backend.call_sync(lambda: api.remove_service(service_id))
-        except (ContainerNotFound, EngineError):
-            pass  # removed with the rest of the stale probes by the next one
+        _remove_probe(backend, service_id)  # if that fails, the next probe removes it as stale
     for node_id, hostname in hostnames.items():
         states[hostname] = answered.get(node_id, f"unknown: no answer within {timeout:.0f} s")
     return dict(sorted(states.items()))
@@ -103,16 +101,18 @@ def _remove_stale_probes(backend: Any, age: float = 600.0) -> None:
     for service in backend.call_sync(lambda: api.services(filters={"label": f"{LABEL_ROLE}={ROLE_IMAGE_PROBE}"})):
         created = _seconds(service.get("CreatedAt", ""))
         if created and now - created > age:
-            try:
-                backend.call_sync(lambda: api.remove_service(service["ID"]))
-            except (ContainerNotFound, EngineError):
-                pass
+            _remove_probe(backend, service["ID"])
+
+
+def _remove_probe(backend: Any, service_id: str) -> None:
+    try:
+        backend.call_sync(lambda: backend.api.remove_service(service_id))
+    except (ContainerNotFound, EngineError):
+        pass  # gone already, or the manager not answering
 
 
 def _seconds(stamp: str) -> float:
     """Unix seconds of a Swarm timestamp (RFC 3339 with nanoseconds); 0 when unreadable."""
-    from datetime import datetime
-
     try:
         return datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp()
     except ValueError:
@@ -158,13 +158,6 @@ class NodeImages:
             if entry.states is None:
                 return {"state": "error", "error": entry.error} if entry.error else {"state": "checking"}
             return {"state": "done", "nodes": dict(entry.states), "age": round(time.monotonic() - entry.checked)}
-
-    def forget(self, image: str) -> None:
-        """Ask again at the next look (after a pull, a build or a removal of ``image``)."""
-        with self._lock:
-            for key in [k for k in self._entries if k[1] == image]:
-                if not self._entries[key].running:
-                    del self._entries[key]
 
     @staticmethod
     def _refresh(entry: _Entry, turn: threading.Lock, backend: Any, image: str, python: str) -> None:

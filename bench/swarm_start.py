@@ -85,7 +85,7 @@ async def main() -> None:
     finally:
         from jupyter_client.kernelspec import KernelSpecManager
 
-        from jupyter_mlcontainer.cache import remove_cache_keeper
+        from jupyter_mlcontainer.cache.volume import remove_cache_keeper
         from jupyter_mlcontainer.swarm import get_swarm
 
         for name in (local, swarm):

@@ -309,15 +309,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_cache_keeper(args: argparse.Namespace) -> int:
     """Run by an admin, as root, as a service on the host (README: one cache for everyone)."""
-    from . import cache_keeper
+    from .cache.scripts import keeper
 
     if os.geteuid() != 0:
-        raise CLIError("the cache keeper makes the cache's folders root's: run it as root (a service on the host)")
+        raise CLIError("the cache keeper owns the cache's shared folders and reads every HOME in it: run it as root "
+                       "(a service on the host)")
     path = os.path.abspath(args.path)
     if not os.path.isdir(path):
-        raise CLIError(f"{path} is not a folder: make it first (mkdir -p {path} && chmod 1777 {path})")
-    argv = [path] + ([] if args.locks_to_root else ["--locks-keep-creator"]) + (["--once"] if args.once else [])
-    return cache_keeper.main(argv)
+        raise CLIError(f"{path} is not a folder: make it first (sudo mkdir -p {path})")
+    return keeper.main([path, "--police-homes", "--max-watches", str(args.max_watches)])
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
@@ -468,13 +468,12 @@ def build_parser() -> argparse.ArgumentParser:
     ck = sub.add_parser(
         "cache-keeper",
         help="(admin, as root on the host) keep a host-folder cache shared safely by users with an engine each: "
-             "makes each new folder root's with mode 1777 and lock files 0666",
+             "sets it up, verifies the models users download into the shared store, sets aside a HOME "
+             "someone else made at a user's name",
     )
     ck.add_argument("path", help="the cache folder (c.MLContainer.cache_volume of every user)")
-    ck.add_argument("--once", action="store_true", help="set the folder up (repair it) and exit")
-    ck.add_argument("--locks-to-root", action="store_true",
-                    help="make lock files root's too (only where users' engines are rootful: a rootless "
-                         "engine shows root's files as nobody's, which filelock 4 refuses)")
+    ck.add_argument("--max-watches", type=int, default=20000,
+                    help="the most folders it watches with inotify (the rest are looked at every 10 minutes)")
     ck.set_defaults(func=cmd_cache_keeper)
 
     clean = sub.add_parser("cleanup", help="remove containers left by Jupyter processes that died")

@@ -14,7 +14,14 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
+from .cache.paths import CACHE_MOUNT_ENV, is_host_folder
 from .identity import HostUser
+
+
+def _script_source(name: str) -> str:
+    """The text of an in-container script of the cache (run by the bootstrap with the image's Python)."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "cache", "scripts", name)) as f:
+        return f.read()
 
 LABEL_PREFIX = "org.jupyter.mlcontainer"
 LABEL_ROLE = f"{LABEL_PREFIX}.role"  # "kernel" | "probe" | "init" | "kernel-network"
@@ -44,31 +51,58 @@ CONNECTION_FILE_IN_CONTAINER = f"{CONNECTION_DIR_IN_CONTAINER}/kernel.json"
 # The network kernel containers join unless configured otherwise (engine.ensure_kernel_network_sync).
 KERNEL_NETWORK = "mlcontainer-kernels"
 
-# The container's first process: create HOME (inside the cache volume), check that it is this
-# user's own private folder, then exec the kernel. HOME is where a kernel reads code it runs at
-# start (IPython startup files, .pth files in the user site, matplotlib config), and the cache
-# volume's home/ is writable by every user of the engine (sticky, like /tmp): a HOME that
-# someone else created, or that others can write, could hold their code, so the kernel refuses
-# to start and says why. Fixed text, no user input; the kernel argv follows as arguments.
+# The container's first process: make HOME (in the cache), check that it is this user's own
+# private folder, then exec the kernel. HOME is where a kernel reads code it runs at start
+# (IPython startup files, .pth files in the user site, matplotlib config) and every cache that can
+# hold code or credentials, and the cache's home/ is open to every user of the engine (sticky,
+# like /tmp): a HOME that someone else created, that others can write, or that is reached through
+# a link, could hold their code, so the kernel refuses to start and says why; so it does when
+# HOME cannot be made (never a kernel without it). Every folder between the cache and HOME must
+# be a real folder, root's (65534 under a rootless engine's user namespace: root of the host) or
+# the user's, and sticky if others may add to it. Fixed text, no user input; the kernel argv
+# follows as arguments.
 HOME_REFUSED_EXIT = 78
 _HOME_CHECK = (
     "import os, stat, sys\n"
+    "def refuse(why):\n"
+    "    sys.stderr.write('jupyter-mlcontainer: refusing to start: %s\\n' % why)\n"
+    f"    sys.exit({HOME_REFUSED_EXIT})\n"
     "home = os.environ.get('HOME')\n"
     "if home:\n"
+    "    me = os.getuid()\n"
+    f"    top = (os.environ.get({CACHE_MOUNT_ENV!r}) or '').rstrip('/')\n"
+    "    path = top if top and home.startswith(top + '/') else ''\n"
+    "    for part in home[len(path) + 1:].split('/')[:-1] if path else ():\n"
+    "        path += '/' + part\n"
+    "        try:\n"
+    "            st = os.lstat(path)\n"
+    "        except FileNotFoundError:\n"
+    "            break\n"
+    "        if not stat.S_ISDIR(st.st_mode) or st.st_uid not in (0, me, 65534) or st.st_mode & 0o1002 == 0o002:\n"
+    "            refuse('%s, above your HOME, is not a safe folder (mode %o, owner uid %d): someone could '\n"
+    "                   'replace your HOME through it' % (path, st.st_mode, st.st_uid))\n"
     "    try:\n"
-    "        os.makedirs(home, mode=0o700, exist_ok=True)\n"
+    "        os.makedirs(os.path.dirname(home), exist_ok=True)\n"
+    "        os.mkdir(home, 0o700)\n"
+    "    except FileExistsError:\n"
+    "        pass\n"
     "    except OSError as exc:\n"
-    "        sys.stderr.write('jupyter-mlcontainer: cannot create HOME %s: %s\\n' % (home, exc))\n"
-    "    else:\n"
-    "        st = os.lstat(home)\n"
-    "        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:\n"
-    "            sys.stderr.write(\n"
-    "                'jupyter-mlcontainer: refusing to start: HOME %s is not your private folder '\n"
-    "                '(owner uid %d, you are uid %d, mode %o). Someone else may have put files there '\n"
-    "                'that a kernel would run at start (IPython startup, .pth). Check its content, '\n"
-    "                'then remove it or make it yours with mode 0700.\\n'\n"
-    "                % (home, st.st_uid, os.getuid(), stat.S_IMODE(st.st_mode)))\n"
-    f"            sys.exit({HOME_REFUSED_EXIT})\n"
+    "        refuse('cannot make your HOME %s: %s' % (home, exc))\n"
+    "    st = os.lstat(home)\n"
+    "    if not stat.S_ISDIR(st.st_mode) or st.st_uid != me or st.st_mode & 0o022:\n"
+    "        refuse('HOME %s is not your private folder (%s, owner uid %d, you are uid %d, mode %o). Someone '\n"
+    "               'else may have put files there that a kernel would run at start (IPython startup, .pth). '\n"
+    "               'Start the kernel again: its folder is set aside and a new one made'\n"
+    "               % (home, 'a link' if stat.S_ISLNK(st.st_mode) else 'a folder' if stat.S_ISDIR(st.st_mode) else 'a file',\n"
+    "                  st.st_uid, me, stat.S_IMODE(st.st_mode)))\n"
+)
+# Then the model store's verified blobs are linked into the user's own hub cache
+# (cache/scripts/link_models.py: a model another user downloaded loads without a download).
+_LINK_MODELS = _script_source("link_models.py") + (
+    "try:\n"
+    "    link_models_from_env(os.environ)\n"
+    "except Exception as exc:  # a kernel starts whatever the store holds\n"
+    "    sys.stderr.write('jupyter-mlcontainer: shared models not linked: %s\\n' % exc)\n"
 )
 # Then the user site, where `%pip install` goes (kernel_environment): Python puts it on sys.path
 # at start only if it exists, so without it a kernel could not import the first package
@@ -171,7 +205,7 @@ _RUN_KERNEL = (
     "in_process = (len(argv) >= 3 and argv[1] == '-m' and os.path.realpath(argv[0]) == os.path.realpath(sys.executable)\n"
     "              and not made_prefix_site and not (usersite and usersite not in sys.path))\n"
 ) + _NETWORK_GATE + _RUN_OR_EXEC
-BOOTSTRAP = _HOME_CHECK + _NO_NEW_PRIVS + _USER_SITE + _SWARM_GPUS + _CONNECTION_FROM_SECRET + _RUN_KERNEL
+BOOTSTRAP = _HOME_CHECK + _NO_NEW_PRIVS + _USER_SITE + _SWARM_GPUS + _CONNECTION_FROM_SECRET + _LINK_MODELS + _RUN_KERNEL
 
 # A spare of the warm pool (pool.py): the same HOME check, then the imports a kernel start
 # spends most of its time on (ipykernel and IPython: ~0.3 s), then it waits on a FIFO in its
@@ -211,6 +245,7 @@ SPARE_BOOTSTRAP = _HOME_CHECK + _USER_SITE + (
     "with open(fifo) as f:\n"
     "    claim = json.load(f)\n"
     "os.environ.update(claim['env'])  # the image's and the spare's own are the cold start's too\n"
+) + _LINK_MODELS + (
     "os.chdir(claim['cwd'])\n"
     "argv = claim['argv']\n"
     "in_process = len(argv) >= 3 and argv[1] == '-m' and site_mark() == mark\n"
@@ -291,11 +326,6 @@ class FileSpec:
     mode: int
     uid: int
     gid: int
-
-
-def is_host_folder(cache: str) -> bool:
-    """``cache_volume`` names a host folder (an absolute path) rather than a named volume."""
-    return cache.startswith("/")
 
 
 @dataclass(frozen=True)
@@ -483,7 +513,7 @@ def kernel_environment(
     variables, and ours (cache locations, HOME, USER, where pip installs, GPU visibility).
     ``python``/``conda``/``venv``/``python_version``: the image's Python as the probe found it
     (see :func:`has_user_site` and :func:`venv_pip_prefix`)."""
-    from .cache import cache_env
+    from .cache.paths import cache_env
     from .images import slug
 
     env: dict[str, str] = {}
@@ -492,7 +522,7 @@ def kernel_environment(
         if key.startswith("JPY_") and key != "JPY_PARENT_PID":
             env[key] = value
             injected.append(key)
-    ours = dict(cache_env(cache_mount_path))
+    ours = dict(cache_env(home, cache_mount_path))
     ours.update(
         HOME=home,
         USER=user.name,

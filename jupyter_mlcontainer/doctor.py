@@ -93,9 +93,11 @@ def engine_checks(service: MLContainerService) -> list[Check]:
 
 
 def cache_check(service: MLContainerService, image: str | None) -> Check:
-    """Can this user's kernels write their HOME in the cache volume? (a helper container as the
-    container user that is this user on the host, no network, no capabilities)."""
-    from .cache import DEFAULT_MOUNT_PATH, cache_mount, ensure_cache_volume, home_in_cache
+    """Can this user's kernels make and write their HOME in the cache? (the cache set up as for a
+    kernel start, then a container of the kernel's image as the container user that is this user
+    on the host, no network, no capabilities)."""
+    from .cache.paths import DEFAULT_MOUNT_PATH, home_in_cache
+    from .cache.volume import cache_mount, ensure_cache
 
     name = f"cache volume {service.cache_volume}"
     if image is None:
@@ -106,7 +108,7 @@ def cache_check(service: MLContainerService, image: str | None) -> Check:
     try:
         facts = probe_image_sync(service.engine, image)
         python = facts.python or "python3"
-        ensure_cache_volume(service.engine, service.cache_volume, facts.image_id, python)
+        notes = ensure_cache(service.engine, service.cache_volume, user, service.settings.helper_image)
         home = home_in_cache(DEFAULT_MOUNT_PATH, user.name)
         code, out, err = service.engine.run_to_completion_sync(
             image, [python, "-c", f"import os, tempfile; os.makedirs({home!r}, 0o700, exist_ok=True); "
@@ -119,24 +121,25 @@ def cache_check(service: MLContainerService, image: str | None) -> Check:
     except EngineError as exc:
         return Check(name, False, str(exc), blocking=True)
     if code == 0 and "writable" in out:
-        return Check(name, True, f"writable for {user.name} (uid {user.uid})")
+        return Check(name, True, f"your HOME there is writable for {user.name} (uid {user.uid})"
+                     + "".join(f"; {note}" for note in notes))
     return Check(name, False, f"not writable for {user.name} (uid {user.uid}): {(err or out).strip()[-300:]}", blocking=True,
                  fix="see docs/security.md (a HOME created by another user is refused on purpose)")
 
 
 def keeper_check(service: MLContainerService) -> Check:
-    """Does something make the shared cache's new folders the box's (cache_keeper.py)? On a
-    rootful engine the keeper container (started with the first kernel); for a host folder
-    used through rootless engines, the admin's service on the host (its stamp file's age)."""
-    import time
-
-    from .cache import ROLE_KEEPER, is_host_folder
-    from .cache_keeper import STAMP, STAMP_EVERY
+    """Does the cache's keeper run (cache/scripts/keeper.py: it publishes verified models and
+    keeps the layout)? On a rootful engine its container (started with the first kernel); for a
+    host folder used through rootless engines, the admin's service on the host (its stamp's age)."""
+    from .cache.host_folder import keeper_age, keeper_command
+    from .cache.paths import is_host_folder
+    from .cache.volume import ROLE_KEEPER
+    from .cache.scripts.layout import STAMP_EVERY
     from .container_spec import LABEL_CACHE_VOLUME
 
     cache, engine = service.cache_volume, service.engine
     name = "cache keeper"
-    fix = f"an admin runs, as root on the host: jupyter mlcontainer cache-keeper {cache}"
+    fix = f"an admin runs, as root on the host: {keeper_command(cache)}"
     try:
         if not engine.kind_sync().rootless:
             keepers = [c for c in engine.our_containers_sync(ROLE_KEEPER)
@@ -148,11 +151,10 @@ def keeper_check(service: MLContainerService) -> Check:
         return Check(name, False, str(exc))
     if not is_host_folder(cache):
         return Check(name, True, f"not needed: only your own kernels use {cache} on your rootless engine")
-    try:
-        age = time.time() - os.stat(os.path.join(cache, STAMP)).st_mtime
-    except OSError:
-        return Check(name, False, f"not running for {cache}: folders your kernels create there stay yours "
-                     "(others can read, not add to them)", fix=fix)
+    age = keeper_age(cache)
+    if age is None:
+        return Check(name, False, f"not running for {cache}: models downloaded by one user are not shared with "
+                     "the others, and a HOME someone else made at your name is not set aside", fix=fix)
     if age > 3 * STAMP_EVERY:
         return Check(name, False, f"last seen {int(age)} s ago for {cache}", fix=fix)
     return Check(name, True, f"running for {cache}")

@@ -19,6 +19,7 @@ import atexit
 import contextlib
 import functools
 import io
+import json
 import os
 import re
 import tarfile
@@ -360,6 +361,22 @@ class Engine:
     def images_sync(self) -> list[dict[str, Any]]:
         return self.call_sync(lambda: self.api.images())
 
+    def import_image_sync(self, data: bytes, tag: str, changes: list[str]) -> None:
+        """Make image ``tag`` from a file system given as a tar (``docker import``). Blocking."""
+        repository, _, name = tag.rpartition(":")
+
+        def do_import() -> None:
+            answer = self.api.import_image_from_data(data, repository=repository, tag=name, changes=changes)
+            for line in str(answer).splitlines():
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(event, dict) and event.get("error"):
+                    raise EngineError(f"Could not import {tag}: {event['error']}")
+
+        self.call_sync(do_import)
+
     def remove_image_sync(self, image: str) -> None:
         """Remove a tag (or an image by id); the engine refuses (Conflict) while a container uses it."""
         self.call_sync(lambda: self.api.remove_image(image), image=image)
@@ -401,6 +418,9 @@ class Engine:
         cap_add: list[str] | None = None,
         init: bool = False,
         timeout: float = 120,
+        read_only: bool = False,
+        pids_limit: int | None = None,
+        memory: str | None = None,
     ) -> tuple[int, str, str]:
         """Run a short helper container without network; return (exit code, stdout, stderr).
 
@@ -417,6 +437,9 @@ class Engine:
                 cap_add=cap_add,
                 security_opt=[NO_NEW_PRIVILEGES],
                 init=init or None,
+                read_only=read_only or None,
+                pids_limit=pids_limit,
+                mem_limit=memory,
             )
             with _HELPERS.creating():
                 cid = self.api.create_container(

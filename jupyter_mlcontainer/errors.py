@@ -55,6 +55,10 @@ class WorkspaceNotOnEngineHost(EngineError):
     http_status = 409
 
 
+class HomeRefused(EngineError):
+    """A kernel's bootstrap refused its HOME in the cache (not the user's own private folder)."""
+
+
 class Conflict(EngineError):
     """The engine refused because of the state of something (a name or port taken, a
     container that is not running)."""

@@ -37,9 +37,10 @@ from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 from traitlets import Bool, CaselessStrEnum, CFloat, Dict, Float, Integer, Unicode, default
 
-from . import cache
+from .cache import paths as cache_paths
+from .cache.volume import ensure_cache, forget_home
 from .container_spec import (
-    CONNECTION_FILE_IN_CONTAINER, CONTAINER_PORTS, KERNEL_NETWORK, NETWORK_GATE_ENV, NETWORK_GATE_IN_CONTAINER,
+    CONNECTION_FILE_IN_CONTAINER, CONTAINER_PORTS, HOME_REFUSED_EXIT, KERNEL_NETWORK, NETWORK_GATE_ENV, NETWORK_GATE_IN_CONTAINER,
     ContainerSpec, EngineLocation, GpuRequest, container_user_for, engine_location, gpu_requests, kernel_container,
     kernel_environment, shm_size_for,
 )
@@ -48,7 +49,8 @@ from .connection import curve_keys, ipc_base, ipc_fits, new_connection_dir, publ
 from .deaths import DeathRecord, note_engine_lost, record_death
 from .engine import get_engine
 from .errors import (
-    ContainerNotFound, ContainerNotRunning, EngineError, EngineUnavailable, GpuRequestUnsatisfiable, PortInUse,
+    ContainerNotFound, ContainerNotRunning, EngineError, EngineUnavailable, GpuRequestUnsatisfiable, HomeRefused,
+    PortInUse,
 )
 from .gpu import get_monitor, unsatisfiable_reason
 from .identity import HostUser, current_user, owner_id, passwd_files
@@ -142,7 +144,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         "MLCONTAINER_CACHE_VOLUME; a kernelspec may name another.",
     )
     cache_mount_path = Unicode(
-        cache.DEFAULT_MOUNT_PATH, config=True, help="Where the cache volume is mounted in the container."
+        cache_paths.DEFAULT_MOUNT_PATH, config=True, help="Where the cache volume is mounted in the container."
     )
     workspace = Unicode(
         "",
@@ -376,26 +378,36 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         cwd = os.path.abspath(kwargs.get("cwd") or os.getcwd())
         workspace = self._workspace(cwd)
         self._cwd = cwd
-        cache.ensure_cache_volume(engine, self.cache_volume, facts.image_id, facts.python or "python3")
+        helper = MLContainer(parent=self).helper_image
+        for note in ensure_cache(engine, self.cache_volume, user, helper):
+            self.log.warning("Kernel %s: %s", self.kernel_id, note)
         watcher = get_watcher(engine)
         watcher.start()
 
         key = km.session.key if km is not None else b""
         if not key:
             raise EngineError("The kernel manager has no session key")
-        # A private folder (0700, removed by cleanup): the connection file with the kernel's key,
-        # mounted read-write because ipykernel may rewrite it; one per launch, but on the ipc
-        # transport one per kernel (its sockets' path is the connection clients keep at restarts).
-        if not (self._transport == "ipc" and self.host_ports and self._conn_dir and os.path.isdir(self._conn_dir)):
-            self._conn_dir = new_connection_dir(self.kernel_id)
-        conn_dir = self._conn_dir
-        try:
-            return self._launch_in(conn_dir, engine, facts, user, cwd, workspace, key, cmd, kwargs)
-        except BaseException:
-            if self.container_id is not None:  # e.g. cancelled while waiting for readiness
-                self._discard_container(self.container_id)
-            self._remove_conn_dir()
-            raise
+        for attempt in (1, 2):
+            # A private folder (0700, removed by cleanup): the connection file with the kernel's
+            # key, mounted read-write because ipykernel may rewrite it; one per launch, but on the
+            # ipc transport one per kernel (its sockets' path is the connection clients keep).
+            if not (self._transport == "ipc" and self.host_ports and self._conn_dir and os.path.isdir(self._conn_dir)):
+                self._conn_dir = new_connection_dir(self.kernel_id)
+            conn_dir = self._conn_dir
+            try:
+                return self._launch_in(conn_dir, engine, facts, user, cwd, workspace, key, cmd, kwargs)
+            except BaseException as exc:
+                if self.container_id is not None:  # e.g. cancelled while waiting for readiness
+                    self._discard_container(self.container_id)
+                self._remove_conn_dir()
+                if not isinstance(exc, HomeRefused) or attempt == 2:
+                    raise
+                # Someone put something at the HOME's name since it was made: set it aside, once.
+                self.log.warning("Kernel %s: %s; setting it aside and starting again", self.kernel_id, exc)
+            forget_home(engine, self.cache_volume, user)
+            for note in ensure_cache(engine, self.cache_volume, user, helper):
+                self.log.warning("Kernel %s: %s", self.kernel_id, note)
+        raise AssertionError("unreachable")
 
     def _launch_in(
         self, conn_dir: str, engine: ContainerBackend, facts: ImageFacts, user: HostUser, cwd: str,
@@ -413,7 +425,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             transport=transport,
         )
 
-        home = cache.home_in_cache(self.cache_mount_path, user.name)
+        home = cache_paths.home_in_cache(self.cache_mount_path, user.name)
         gpus = self._resolve_gpus()
         requests = gpu_requests(gpus)
         if requests and self.placement != "swarm":  # a cluster's GPUs are its scheduler's to place
@@ -574,10 +586,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         if not state.get("Running"):
             tail = self._log_tail(cid)
             self.engine.remove_container_sync(cid)
-            raise EngineError(
-                f"The kernel in {self.image} exited during start-up (exit code {state.get('ExitCode', '?')})"
-                + (f":\n{tail.strip()}" if tail.strip() else "")
-            )
+            raise self._exited_error(state.get("ExitCode", "?"), tail)
         if not spec.ports:
             return cid, dict(CONTAINER_PORTS)  # the ipc transport: sockets in the kernel's folder
         try:
@@ -630,12 +639,14 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             tail = self._log_tail(container_id)
             event = watcher.exit_of(container_id)
             self._discard_container(container_id)
-            code = event.exit_code if event else "?"
-            raise EngineError(
-                f"The kernel in {self.image} exited during start-up (exit code {code})"
-                + (f":\n{tail.strip()}" if tail.strip() else "")
-            )
+            raise self._exited_error(event.exit_code if event else "?", tail)
         self.log.debug("Kernel %s: ports answered after %.3f s", self.kernel_id, waited)
+
+    def _exited_error(self, code: Any, tail: str) -> EngineError:
+        """The error for a kernel that exited during start-up, with its last output."""
+        kind = HomeRefused if code == HOME_REFUSED_EXIT else EngineError
+        return kind(f"The kernel in {self.image} exited during start-up (exit code {code})"
+                    + (f":\n{tail.strip()}" if tail.strip() else ""))
 
     def _discard_container(self, container_id: str) -> None:
         """Remove the kernel's container and forget it (a failed launch, and cleanup). Blocking.

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from .backend import ContainerBackend
 from .engine import get_engine
-from .cache import ROLE_KEEPER, remove_cache_keeper
+from .cache.volume import ROLE_KEEPER, remove_cache_keeper
 from .claims import is_spare, kernel_id_of
 from .container_spec import LABEL_CACHE_VOLUME, LABEL_IMAGE, LABEL_KERNEL_NAME, LABEL_OWNER, LABEL_OWNER_USER, LABEL_ROLE, LABEL_SPARE
 from .engine import check_reference

@@ -13,7 +13,7 @@ import os
 from traitlets import Integer, Unicode, default
 from traitlets.config import Config, Configurable
 
-from .cache import DEFAULT_VOLUME
+from .cache.paths import DEFAULT_VOLUME
 
 DEFAULT_CONTEXT_LIMIT_MB = 4096
 
@@ -33,8 +33,18 @@ class MLContainer(Configurable):
         "the kernel user's HOME; shown by the panel and `jupyter mlcontainer status`. An "
         "absolute path names a host folder instead (on the engine's host), which is how users "
         "with an engine each (rootless Docker, Podman) share one cache: an admin makes it once "
-        "(mkdir -p /srv/mlcontainer-cache && chmod 1777 /srv/mlcontainer-cache). A kernelspec "
-        "may name another one. Default: MLCONTAINER_CACHE_VOLUME, else mlcontainer-cache.",
+        "and runs its keeper (sudo mkdir -p /srv/mlcontainer-cache && sudo jupyter mlcontainer "
+        "cache-keeper /srv/mlcontainer-cache). A kernelspec may name another one. Default: "
+        "MLCONTAINER_CACHE_VOLUME, else mlcontainer-cache.",
+    )
+    helper_image = Unicode(
+        config=True,
+        help="The image the cache's keeper and its one-shot set-up run in, with root's rights over "
+        "the cache (on a rootful engine). Empty (the default): an image made on the engine from "
+        "this server's own Python and the package's helper scripts, offline, named "
+        "mlcontainer-helper:<content hash>; never a kernel's image. Set it, pinned by digest "
+        "(name@sha256:...), where the engine runs another CPU architecture than this host; its "
+        "python3 must be on PATH. Default: MLCONTAINER_HELPER_IMAGE.",
     )
     build_context_limit_mb = Integer(
         min=1,
@@ -51,6 +61,10 @@ class MLContainer(Configurable):
     @default("cache_volume")
     def _cache_volume_default(self) -> str:
         return os.environ.get("MLCONTAINER_CACHE_VOLUME", DEFAULT_VOLUME)
+
+    @default("helper_image")
+    def _helper_image_default(self) -> str:
+        return os.environ.get("MLCONTAINER_HELPER_IMAGE", "")
 
     @default("build_context_limit_mb")
     def _limit_default(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cache import DEFAULT_VOLUME, is_host_folder
+from .cache.paths import DEFAULT_VOLUME, is_host_folder
 from .engine import Engine, EngineError
 from .gpu import GpuMonitor
 

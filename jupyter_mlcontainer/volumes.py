@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Any
 
-from .cache import is_host_folder
+from .cache.paths import is_host_folder
 from .claims import kernel_id_of
 from .engine import LABEL_WORKSPACE, Engine
 

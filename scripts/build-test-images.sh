@@ -7,7 +7,8 @@
 #   mlcontainer-test/base:bookworm         Debian bookworm minbase + python3-ipykernel + pip
 #   mlcontainer-test/noipykernel:bookworm  Debian bookworm minbase + Python 3.11 + pip, no ipykernel
 #                                          (like the pytorch/pytorch images)
-#   mlcontainer-test/torch:2.13-cpu        base + the CPU torch 2.13.0 wheel + numpy (and deps)
+#   mlcontainer-test/torch:2.13-cpu        base + the CPU torch 2.13.0 wheel + numpy + huggingface_hub
+#                                          (and deps: what a model notebook loads models with)
 #   mlcontainer-test/nopython:latest       one static file, no Python at all
 #
 # The image matrix (kernel tests run on each; see tests/test_image_matrix.py), shaped like what
@@ -41,6 +42,8 @@ readonly FORCE=${FORCE:-0}
 readonly SUITE=bookworm
 readonly MIRROR=${MLCONTAINER_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 readonly TORCH_VERSION=2.13.0
+# The torch image's recipe: an image built from an older one is rebuilt (the label says which).
+readonly TORCH_RECIPE=2
 
 readonly BASE=mlcontainer-test/base:bookworm
 readonly NOIPYKERNEL=mlcontainer-test/noipykernel:bookworm
@@ -207,20 +210,22 @@ else
 fi
 
 # ---------------------------------------------------------------- torch
-if have_image torch "$TORCH"; then
+torch_recipe() { docker image inspect --format '{{index .Config.Labels "org.jupyter.mlcontainer.test-recipe"}}' "$TORCH" 2>/dev/null || true; }
+if have_image torch "$TORCH" && [ "$(torch_recipe)" = "$TORCH_RECIPE" ]; then
   say "$TORCH present, skipped (FORCE=1 rebuilds)"
 else
   t_torch=$SECONDS
   old=$(image_id "$TORCH")
   ctx="$CACHE/torch-$TORCH_VERSION-context"
-  stamp="$ctx/wheels/.complete"
+  stamp="$ctx/wheels/.complete-$TORCH_RECIPE"
   if refresh_cache || [ ! -e "$stamp" ]; then
-    say "collecting torch $TORCH_VERSION (CPU), numpy and their dependencies as wheels (cp311, manylinux x86_64) ..."
+    say "collecting torch $TORCH_VERSION (CPU), numpy, huggingface_hub and their dependencies as wheels (cp311, manylinux x86_64) ..."
     t0=$SECONDS
-    download_wheels "$ctx/wheels" "torch==$TORCH_VERSION" numpy \
+    download_wheels "$ctx/wheels" "torch==$TORCH_VERSION" numpy huggingface_hub \
       || die "pip download failed (is the torch $TORCH_VERSION CPU wheel in pip's find-links? see: pip config list)"
     ls "$ctx"/wheels/torch-"$TORCH_VERSION"*.whl >/dev/null 2>&1 || die "pip download did not fetch a torch $TORCH_VERSION wheel"
     ls "$ctx"/wheels/numpy-*.whl >/dev/null 2>&1 || die "pip download did not fetch a numpy wheel"
+    ls "$ctx"/wheels/huggingface_hub-*.whl >/dev/null 2>&1 || die "pip download did not fetch a huggingface_hub wheel"
     touch "$stamp"
     say "wheels collected in $(elapsed "$t0"): $(du -sh "$ctx/wheels" | cut -f1), $(find "$ctx/wheels" -name '*.whl' | wc -l) files"
   else
@@ -230,14 +235,15 @@ else
   say "docker build $TORCH ..."
   t0=$SECONDS
   docker build --pull=false --label "org.opencontainers.image.created=$(date -u +%FT%TZ)" \
+    --label "org.jupyter.mlcontainer.test-recipe=$TORCH_RECIPE" \
     -t "$TORCH" "$ctx" >&2 || die "docker build $TORCH failed"
   # Drop the throw-away install stage (it holds the wheels and a second copy of torch).
   docker image prune --force --filter "label=org.jupyter.mlcontainer.build-stage=torch-install" >/dev/null || true
   say "docker build $TORCH took $(elapsed "$t0")"
   SUMMARY+=("docker build torch: $(elapsed "$t0")")
   docker run --rm --network none "$TORCH" \
-    python3 -c "import torch; print(torch.__version__, torch.ones(2).sum())" >&2 \
-    || die "$TORCH: import torch failed"
+    python3 -c "import torch, huggingface_hub; print(torch.__version__, torch.ones(2).sum(), 'huggingface_hub', huggingface_hub.__version__)" >&2 \
+    || die "$TORCH: import torch or huggingface_hub failed"
   SUMMARY+=("torch image total (wheels + build + check): $(elapsed "$t_torch")")
   drop_replaced "$old" "$TORCH"
 fi

@@ -1,14 +1,15 @@
-"""The steps a library takes in the shared cache (huggingface_hub: a filelock lock file, a
-temp file beside the blobs, the mode the umask gives, a rename into place), as kernel cells, and
-the trespasses that must fail: for tests/test_shared_cache.py and tests/test_rootless.py."""
+"""Kernel cells for the shared cache's tests (tests/test_shared_cache.py, tests/test_rootless.py):
+the steps huggingface_hub takes in a user's hub cache (a filelock lock file, a temp file beside the
+blobs, a rename into place under the blob's hash), and everything another user might try on what
+is shared or on someone else's HOME, which must fail."""
 
 from __future__ import annotations
 
 import json
 
-# The first cell of every kernel here: the library steps, and a way to try what must fail.
+# The first cell of every kernel here.
 LIBRARY = r"""
-import errno, fcntl, json, os, stat, tempfile, time
+import errno, fcntl, hashlib, json, os, stat, tempfile, time
 try:
     from filelock import FileLock
 except ImportError:  # an image without it: the same steps filelock takes (open, flock)
@@ -21,11 +22,16 @@ except ImportError:  # an image without it: the same steps filelock takes (open,
         def __exit__(self, *exc):
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
-LOCKS = FileLock.__module__.split(".")[0]  # "filelock", or "__main__" for the stand-in
-HUB = os.path.join(os.environ["HF_HOME"], "hub")
+HUB = os.environ["HF_HUB_CACHE"]
+CACHE = "/opt/mlcontainer/cache"
+STORE = CACHE + "/models/huggingface/hub"
 HOMES = os.path.dirname(os.environ["HOME"])
+CACHE_VARS = ("XDG_CACHE_HOME", "HF_HOME", "HF_HUB_CACHE", "TORCH_HOME", "PIP_CACHE_DIR", "UV_CACHE_DIR",
+              "TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "CUDA_CACHE_PATH", "KERAS_HOME", "CONDA_PKGS_DIRS")
 
-def download(repo, name, text):
+def download(repo, text):
+    # huggingface_hub's steps: a lock, a temp file beside the blobs, a rename to the blob's hash
+    name = hashlib.sha256(text.encode()).hexdigest()
     blobs, locks = os.path.join(HUB, repo, "blobs"), os.path.join(HUB, ".locks", repo)
     os.makedirs(blobs, exist_ok=True)
     os.makedirs(locks, exist_ok=True)
@@ -33,22 +39,32 @@ def download(repo, name, text):
         fd, tmp = tempfile.mkstemp(dir=blobs, suffix=".incomplete")
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        probe = tmp + ".mode"  # the mode a new file gets here (umask, default ACLs)
-        open(probe, "w").close()
-        os.chmod(tmp, stat.S_IMODE(os.stat(probe).st_mode))
-        os.remove(probe)
         os.replace(tmp, os.path.join(blobs, name))
-    return os.path.join(blobs, name)
+    return name
 
-def load(repo, name):
-    with FileLock(os.path.join(HUB, ".locks", repo, name + ".lock"), timeout=30):
-        with open(os.path.join(HUB, repo, "blobs", name)) as f:
-            return f.read()
+def plant(repo, name, text):
+    # a file under a hash name that is not its content's
+    blobs = os.path.join(HUB, repo, "blobs")
+    os.makedirs(blobs, exist_ok=True)
+    with open(os.path.join(blobs, name), "w") as f:
+        f.write(text)
 
-def read_cached(repo, name):
-    # huggingface_hub takes the lock only to download; a file in the cache is read as it is.
-    with open(os.path.join(HUB, repo, "blobs", name)) as f:
-        return f.read()
+def published(repo, name, timeout=30):
+    # the keeper copies a verified blob into the store right after it appears
+    path = os.path.join(STORE, repo, "blobs", name)
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+def in_my_cache(repo, name):
+    path = os.path.join(HUB, repo, "blobs", name)
+    if not os.path.lexists(path):
+        return None
+    with open(path) as f:
+        return {"link": os.path.islink(path), "to_store": os.path.realpath(path).startswith(STORE + "/"), "text": f.read()}
 
 def attempt(action):
     try:
@@ -57,52 +73,45 @@ def attempt(action):
     except OSError as exc:
         return errno.errorcode.get(exc.errno, str(exc.errno))
 
-def when_shared(paths, timeout=10):
-    # The cache's keeper makes new folders (and lock files) the box's right after they appear.
-    deadline = time.monotonic() + timeout
-    while True:
-        found = {os.path.relpath(p, HUB): [oct(stat.S_IMODE(os.lstat(p).st_mode)), os.lstat(p).st_uid] for p in paths}
-        if all(mode in ("0o1777", "0o666") for mode, _ in found.values()) or time.monotonic() > deadline:
-            return found
-        time.sleep(0.02)
+def mine():
+    home = os.environ["HOME"]
+    st = os.stat(home)
+    return {"home_private": [oct(stat.S_IMODE(st.st_mode)), st.st_uid == os.getuid()],
+            "caches_in_home": sorted(v for v in CACHE_VARS if not os.environ[v].startswith(home + "/"))}
 
-def trespass(owner, repo, name):
-    blob = os.path.join(HUB, repo, "blobs", name)
-    fd, mine = tempfile.mkstemp(dir=os.path.dirname(blob))
-    os.close(fd)
+def trespass(other, repo, name):
+    # what must fail for anyone: altering the store, adding to it or to the cache's top, and
+    # anything in another user's HOME
+    blob = os.path.join(STORE, repo, "blobs", name)
+    other_home = os.path.join(HOMES, other)
     return {
-        "delete": attempt(lambda: os.remove(blob)),
-        "modify": attempt(lambda: open(blob, "r+").write("poisoned")),
-        "replace": attempt(lambda: os.replace(mine, blob)),
-        "chmod": attempt(lambda: os.chmod(blob, 0o666)),
-        "move_folder": attempt(lambda: os.rename(os.path.dirname(blob), os.path.dirname(blob) + ".moved")),
-        "read_home": attempt(lambda: os.listdir(os.path.join(HOMES, owner))),
-        "content": open(blob).read(),
+        "store_delete": attempt(lambda: os.remove(blob)),
+        "store_modify": attempt(lambda: open(blob, "r+").write("poisoned")),
+        "store_replace": attempt(lambda: os.rename(tempfile.mkstemp(dir=HUB)[1], blob)),
+        "store_chmod": attempt(lambda: os.chmod(blob, 0o666)),
+        "store_add": attempt(lambda: open(os.path.join(os.path.dirname(blob), "0" * 64), "w").close()),
+        "top_add": attempt(lambda: os.symlink(HUB, os.path.join(CACHE, "triton"))),
+        "other_home_list": attempt(lambda: os.listdir(other_home)),
+        "other_home_plant": attempt(lambda: open(os.path.join(other_home, "x.pth"), "w").close()),
+        "store_content": open(blob).read(),
     }
 """
 
 A_DOWNLOADS = r"""
-blob = download("models--lab--tiny", "weights", "weights of A")
-locks = os.path.join(HUB, ".locks", "models--lab--tiny")
-print(json.dumps({"locks": LOCKS, "blob": oct(stat.S_IMODE(os.stat(blob).st_mode)), "shared": when_shared(
-    [HUB, os.path.dirname(blob), os.path.dirname(os.path.dirname(blob)), locks, os.path.join(locks, "weights.lock")])}))
+name = download("models--lab--tiny", "weights of A")
+print(json.dumps({"name": name, "published": published("models--lab--tiny", name), **mine()}))
 """
 
-B_LOADS_AND_ADDS = r"""
-r = {"read": load("models--lab--tiny", "weights")}
-r["own"] = open(download("models--lab--tiny", "extra", "B's own")).read()
-r.update(trespass("mlctest", "models--lab--tiny", "weights"))
+# B's kernel started after A's download was published: B has it through a link to the store.
+B_LOADS = r"""
+name = hashlib.sha256(b"weights of A").hexdigest()
+r = {"mine": in_my_cache("models--lab--tiny", name), **mine()}
+r.update(trespass("mlctest", "models--lab--tiny", name))
 print(json.dumps(r))
 """
 
-A_USES_B_FILE = r"""
-r = {"read": read_cached("models--lab--tiny", "extra")}
-r.update(trespass("mlctest2", "models--lab--tiny", "extra"))
-print(json.dumps(r))
-"""
-
-DENIED = {"delete": "EPERM", "modify": "EACCES", "replace": "EPERM", "chmod": "EPERM",
-          "move_folder": "EPERM", "read_home": "EACCES"}
+DENIED = {"store_delete": "EACCES", "store_modify": "EACCES", "store_replace": "EACCES", "store_chmod": "EPERM",
+          "store_add": "EACCES", "top_add": "EACCES", "other_home_list": "EACCES", "other_home_plant": "EACCES"}
 
 
 def cell_json(run: dict, index: int) -> dict:

@@ -218,7 +218,7 @@ def test_another_os_user_cannot_plant_code_in_your_home(engine, two_users):
 # -- doctor, as the users it must help: each failing check, made to fail for real -------------
 
 def test_doctor_fails_each_check_with_its_fix(engine, user_env):
-    from jupyter_mlcontainer.cache import remove_cache_volume
+    from jupyter_mlcontainer.cache.volume import remove_cache_volume
     from .conftest import NOIPYKERNEL_IMAGE, SESSION_TAG
 
     volume = f"mlctest-doctor-{SESSION_TAG}"

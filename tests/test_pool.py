@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from jupyter_mlcontainer.cache import remove_cache_volume
+from jupyter_mlcontainer.cache.volume import remove_cache_volume
 
 from .conftest import BASE_IMAGE, IPYKERNEL7_IMAGE, add_spec, execute, our_kernel_containers, wait_until
 

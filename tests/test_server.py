@@ -16,7 +16,7 @@ import uuid
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from jupyter_mlcontainer.cache import remove_cache_volume
+from jupyter_mlcontainer.cache.volume import remove_cache_volume
 from jupyter_mlcontainer.engine import LABEL_KERNEL_ID, LABEL_OWNER, LABEL_ROLE
 from jupyter_mlcontainer.identity import owner_is_dead
 from jupyter_mlcontainer.orphans import reap_orphans

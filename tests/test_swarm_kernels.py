@@ -28,7 +28,7 @@ def shared(swarm):
     os.makedirs(cache)
     os.chmod(cache, 0o1777)
     yield workspace, cache
-    from jupyter_mlcontainer.cache import remove_cache_keeper
+    from jupyter_mlcontainer.cache.volume import remove_cache_keeper
     from jupyter_mlcontainer.swarm import get_swarm
 
     remove_cache_keeper(get_swarm(swarm.manager_url), cache)  # started by the first kernel on it
@@ -75,7 +75,7 @@ async def until(predicate, timeout: float = 60) -> None:
 async def test_a_kernel_runs_as_a_task_on_a_worker_with_the_gpus_it_asked_for(engine, swarm, shared):
     """Also: the cache is each node's own named volume, set up and kept by the cache keeper
     running as a global service (one task per node)."""
-    from jupyter_mlcontainer.cache import ROLE_KEEPER, remove_cache_volume
+    from jupyter_mlcontainer.cache.volume import ROLE_KEEPER, remove_cache_volume
     from jupyter_mlcontainer.swarm import get_swarm
 
     workspace, _ = shared
@@ -542,7 +542,7 @@ def test_a_non_root_users_kernel_on_the_swarm_runs_as_that_user(engine, swarm):
     """A real user (mlctest) starts a Swarm kernel: it runs as the user's uid on the worker,
     knows the user's name (passwd and group travel as Swarm configs), and what it writes in the
     shared workspace is the user's."""
-    from jupyter_mlcontainer.cache import remove_cache_volume
+    from jupyter_mlcontainer.cache.volume import remove_cache_volume
     from jupyter_mlcontainer.swarm import get_swarm
 
     from .box_users import TEST_USER, BoxUser, finished, package_site

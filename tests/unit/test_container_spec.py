@@ -178,7 +178,7 @@ def test_each_engine_kind_gets_gpus_its_own_way():
 
 
 def test_keeper_names_fit_a_swarm_service_name():
-    from jupyter_mlcontainer.cache import keeper_name
+    from jupyter_mlcontainer.cache.volume import keeper_name
 
     assert keeper_name("mlcontainer-cache") == "mlc-cache-keeper-mlcontainer-cache"
     long_one, other = "/srv/shared/" + "x" * 100 + "/cache", "/srv/shared/" + "x" * 100 + "/cache2"

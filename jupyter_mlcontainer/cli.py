@@ -472,8 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
              "someone else made at a user's name",
     )
     ck.add_argument("path", help="the cache folder (c.MLContainer.cache_volume of every user)")
-    ck.add_argument("--max-watches", type=int, default=20000,
-                    help="the most folders it watches with inotify (the rest are looked at every 10 minutes)")
+    ck.add_argument("--max-watches", type=int, default=0,
+                    help="the most folders it watches with inotify (default: 20000, at most an eighth of "
+                         "fs.inotify.max_user_watches; the rest are looked at every 10 minutes)")
     ck.set_defaults(func=cmd_cache_keeper)
 
     clean = sub.add_parser("cleanup", help="remove containers left by Jupyter processes that died")

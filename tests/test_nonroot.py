@@ -16,7 +16,7 @@ import tempfile
 
 import pytest
 
-from .box_users import OTHER_USER, REPO, TEST_USER, USER_VENV, BoxUser, doctor_as, package_site, result
+from .box_users import OTHER_USER, REPO, TEST_USER, USER_VENV, BoxUser, doctor_as, finished, package_site, result
 from .conftest import BASE_IMAGE, TORCH_IMAGE
 
 
@@ -155,15 +155,14 @@ print("RESULT " + json.dumps({
 
 @pytest.fixture
 def two_users(engine, user_env):
-    from jupyter_mlcontainer.cache import ensure_cache_volume, remove_cache_volume
+    from jupyter_mlcontainer.cache.volume import create_cache_volume, remove_cache_volume
 
     subprocess.run(["bash", os.path.join(REPO, "scripts", "setup-test-user.sh")], check=True, capture_output=True)
     volumes = []
 
     def fresh_box():
         volume = f"mlctest-users-{os.getpid()}-{len(volumes)}"
-        image_id = engine.inspect_image_sync(BASE_IMAGE)["Id"]
-        ensure_cache_volume(engine, volume, image_id, "python3")
+        create_cache_volume(engine, volume)
         volumes.append(volume)
         return BoxUser(TEST_USER, user_env, volume), BoxUser(OTHER_USER, user_env, volume)
 
@@ -180,17 +179,19 @@ def two_users(engine, user_env):
 
 def test_another_os_user_cannot_plant_code_in_your_home(engine, two_users):
     """A (mlctest) and B (mlctest2), each with their own kernels on one rootful engine and one
-    cache volume. Whether B comes first (A's start is refused, saying why) or A does (B's
-    writes into A's HOME are denied), no code of B's runs in A's kernel: not as an IPython
-    startup file, a .pth, usercustomize or .bashrc."""
+    cache volume. Whether B comes first (A's start sets B's folder aside and A gets a HOME of
+    its own) or A does (B's writes into A's HOME are denied), no code of B's runs in A's kernel:
+    not as an IPython startup file, a .pth, usercustomize or .bashrc."""
     # B first: the cache has no HOME for A yet, and B's kernel makes one full of code.
     a, b = two_users()
     planted = result(b.kernel(PLANT))
     assert planted["started"] and planted["cells"][0][0] == "ok", planted
     assert planted["cells"][0][1].count("PLANTED") == 4, planted
-    refused = result(a.kernel("print('started')"))
-    assert not refused["started"]
-    assert "HOME" in refused["error"] and f"owner uid {b.pw.pw_uid}" in refused["error"], refused["error"]
+    proc = a.kernel("import os; print(sorted(os.listdir(os.environ['HOME'])), os.stat(os.environ['HOME']).st_uid)")
+    started = finished(proc)
+    assert started["started"] and started["cells"][0][0] == "ok", started
+    assert ".bashrc" not in started["cells"][0][1] and started["cells"][0][1].split()[-1] == str(a.pw.pw_uid), started
+    assert f"home/mlctest (a folder of uid {b.pw.pw_uid}, not mlctest's) was set aside" in proc.stderr.read()
     assert not os.path.exists(os.path.join(a.work, "pwned-by-mlctest2"))
 
     # A first: A's HOME is A's private folder, and B's kernel cannot write into it.
@@ -231,7 +232,7 @@ def test_doctor_fails_each_check_with_its_fix(engine, user_env):
         assert "permission denied on /var/run/docker.sock" in checks["engine"]["detail"]
         assert "group docker" in checks["engine"]["detail"] and "usermod -aG docker nobody" in checks["engine"]["fix"]
 
-        # A HOME in the cache that someone else made: not writable, blocking, with the reason.
+        # A HOME in the cache that someone else made: set aside, said, and the check passes.
         engine.api.create_volume(volume)
         code_, _, err = engine.run_to_completion_sync(
             BASE_IMAGE, ["python3", "-c", f"import os; os.makedirs('/c/home/{TEST_USER}', 0o700)"], user="0:0",
@@ -241,11 +242,21 @@ def test_doctor_fails_each_check_with_its_fix(engine, user_env):
         # An image that lost ipykernel after its kernelspec was written.
         code, checks = doctor_as(user, BASE_IMAGE, NOIPYKERNEL_IMAGE)
         cache = checks[f"cache volume {volume}"]
-        assert code == 1 and not cache["ok"] and cache["blocking"] and "not writable for mlctest" in cache["detail"], cache
-        assert "Permission denied" in cache["detail"] and "docs/security.md" in cache["fix"]
+        assert cache["ok"] and f"home/{TEST_USER} (a folder of uid 0, not {TEST_USER}'s) was set aside" in cache["detail"], cache
         stale = checks["kernel doctor-stale"]
-        assert not stale["ok"] and "ipykernel" in stale["detail"] and "image prepare" in stale["fix"], stale
+        assert code == 1 and not stale["ok"] and "ipykernel" in stale["detail"] and "image prepare" in stale["fix"], stale
         assert checks["kernel doctor-base"]["ok"] and checks["engine"]["ok"]
+
+        # A host folder that is not on the engine's host: blocking, with what the admin does.
+        missing = f"/srv/mlctest-missing-{SESSION_TAG}"
+        elsewhere = BoxUser(TEST_USER, user_env, missing)
+        try:
+            code, checks = doctor_as(elsewhere, BASE_IMAGE)
+        finally:
+            elsewhere.cleanup()
+        cache = checks[f"cache volume {missing}"]
+        assert code == 1 and not cache["ok"] and cache["blocking"], cache
+        assert f"The cache folder {missing} does not exist" in cache["detail"] and f"mkdir -p {missing}" in cache["detail"], cache
     finally:
         outsider.cleanup()
         user.cleanup()

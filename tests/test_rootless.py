@@ -6,7 +6,7 @@ the provisioner) against each engine: start, files owned by the user on the host
 restart on the same ports, an exit reported with its code, shutdown leaving nothing behind.
 Container uid 0 is the user under rootless Docker; Podman keeps the user's own uid (keep-id).
 Also: two users with an engine each sharing a host-folder cache (its keeper run by the admin on
-the host), and GPUs on Podman as CDI devices.
+the host: issue 22's findings 1, 2 and 4 with rootless engines), and GPUs on Podman as CDI devices.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import tempfile
 import pytest
 
 from .box_users import OTHER_USER, REPO, TEST_USER, BoxUser, doctor_as, finished, package_site, result
-from .cache_steps import A_DOWNLOADS, A_USES_B_FILE, B_LOADS_AND_ADDS, DENIED, LIBRARY, cell_json
+from .cache_steps import A_DOWNLOADS, B_LOADS, DENIED, LIBRARY, cell_json
 from .conftest import BASE_IMAGE
 
 LIFECYCLE = r"""
@@ -137,43 +137,70 @@ def test_kernel_lifecycle_on_the_users_own_engine(engines, site, user_name, kind
 @pytest.fixture
 def shared_folder():
     """The cache folder an admin makes once for users with an engine each, and its keeper, which
-    the admin runs on the host as root (README: `jupyter mlcontainer cache-keeper PATH`)."""
+    the admin runs on the host as root (README: `sudo jupyter mlcontainer cache-keeper PATH`)."""
     path = tempfile.mkdtemp(prefix="mlctest-shared-cache-", dir="/srv")
-    os.chmod(path, 0o1777)
     keeper = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_mlcontainer.cache_keeper", path, "--locks-keep-creator"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", "import sys; from jupyter_mlcontainer.cli import main; sys.exit(main(sys.argv[1:]))",
+         "cache-keeper", path],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    assert keeper.stdout.readline().startswith("cache keeper: watching"), keeper.stderr.read()
-    yield path
+    lines = [keeper.stdout.readline()]
+    assert lines[0].startswith("cache keeper: watching"), keeper.stderr.read()
+    yield path, keeper, lines
     keeper.kill()
     assert keeper.wait() == -9, keeper.stderr.read()  # it was still running
     shutil.rmtree(path, ignore_errors=True)
 
 
+def keeper_said(keeper, lines: list[str], text: str) -> None:
+    while not any(text in line for line in lines):
+        line = keeper.stdout.readline()
+        assert line, keeper.stderr.read()
+        lines.append(line)
+
+
+TAKE_B_HOME = r"""
+import json, os
+home = "/opt/mlcontainer/cache/home/mlctest2"
+os.makedirs(home + "/.ipython/profile_default/startup")
+open(home + "/.ipython/profile_default/startup/00-a.py", "w").write("print('CODE OF A RAN')")
+print(json.dumps({"taken": True}))  # the keeper sets it aside at once: it may be gone already
+"""
+
+
 def test_users_with_an_engine_each_share_a_host_folder_cache(engines, site, shared_folder):
-    """A on their rootless Docker downloads; B on theirs loads it and adds their own; A on
-    their Podman uses B's file. Nobody deletes, alters or replaces another's file or reads
-    another's HOME, whatever each engine's user namespace makes of the other's uid."""
-    a = BoxUser(TEST_USER, site, shared_folder, docker_host=engines[TEST_USER]["docker"])
-    b = BoxUser(OTHER_USER, site, shared_folder, docker_host=engines[OTHER_USER]["docker"])
-    a_podman = BoxUser(TEST_USER, site, shared_folder, docker_host=engines[TEST_USER]["podman"])
+    """A on their rootless Docker downloads (the admin's keeper publishes it); B on theirs has it
+    through a link to the store; A on their Podman too. Whatever each engine's user namespace
+    makes of the others' uids, nobody alters the store, adds to the cache's top or reaches
+    another's HOME, and each one's caches are in their own HOME. A took B's HOME's name before
+    B's first kernel: the keeper set it aside, and B's kernel runs in a HOME of its own."""
+    path, keeper, lines = shared_folder
+    a = BoxUser(TEST_USER, site, path, docker_host=engines[TEST_USER]["docker"])
+    b = BoxUser(OTHER_USER, site, path, docker_host=engines[OTHER_USER]["docker"])
+    a_podman = BoxUser(TEST_USER, site, path, docker_host=engines[TEST_USER]["podman"])
     try:
-        downloaded = cell_json(finished(a.kernel(LIBRARY, A_DOWNLOADS)), 1)
-        assert sorted(mode for mode, _ in downloaded["shared"].values()) == ["0o1777"] * 4 + ["0o666"], downloaded
-        hub = os.path.join(shared_folder, "huggingface", "hub")
-        blob = os.path.join(hub, "models--lab--tiny", "blobs", "weights")
-        assert os.stat(blob).st_uid == a.pw.pw_uid  # the user's own uid on the host, not a subordinate one
-        assert os.stat(os.path.dirname(blob)).st_uid == 0  # the folder is the box's
-        assert os.stat(os.path.join(hub, ".locks", "models--lab--tiny", "weights.lock")).st_uid == a.pw.pw_uid
+        run = finished(a.kernel(LIBRARY, A_DOWNLOADS, TAKE_B_HOME))
+        downloaded = cell_json(run, 1)
+        assert downloaded["published"] and downloaded["caches_in_home"] == [], downloaded
+        assert downloaded["home_private"] == ["0o700", True], downloaded  # container root is A here
+        assert cell_json(run, 2) == {"taken": True}
+        blob = os.path.join(path, "models", "huggingface", "hub", "models--lab--tiny", "blobs", downloaded["name"])
+        assert (os.stat(blob).st_uid, oct(os.stat(blob).st_mode & 0o777)) == (0, "0o444")
+        assert os.stat(os.path.join(path, "home", TEST_USER)).st_uid == a.pw.pw_uid  # A's own uid on the host
+        keeper_said(keeper, lines, "home/mlctest2 (a folder of uid")
 
-        used = cell_json(finished(b.kernel(LIBRARY, B_LOADS_AND_ADDS)), 1)
-        assert used["read"] == "weights of A" and used["own"] == "B's own", used
+        proc = b.kernel(LIBRARY, B_LOADS, "import glob, os; print(glob.glob(os.environ['HOME'] + '/.ipython/*/startup/*.py'))")
+        run = finished(proc)
+        used = cell_json(run, 1)
+        assert used["mine"] == {"link": True, "to_store": True, "text": "weights of A"}, used
         assert {k: used[k] for k in DENIED} == DENIED, used
-        assert os.stat(os.path.join(os.path.dirname(blob), "extra")).st_uid == b.pw.pw_uid
+        assert used["home_private"] == ["0o700", True] and used["caches_in_home"] == [], used
+        assert run["cells"][2] == ["ok", "[]\n"], run
+        assert os.stat(os.path.join(path, "home", OTHER_USER)).st_uid == b.pw.pw_uid
 
-        back = cell_json(finished(a_podman.kernel(LIBRARY, A_USES_B_FILE)), 1)
-        assert back["read"] == "B's own" and {k: back[k] for k in DENIED} == DENIED, back
+        back = cell_json(finished(a_podman.kernel(LIBRARY, B_LOADS.replace('"mlctest"', '"mlctest2"'))), 1)
+        assert back["mine"] == {"link": True, "to_store": True, "text": "weights of A"}, back  # A's own copy, now a link
+        assert {k: back[k] for k in DENIED} == DENIED, back
     finally:
         for user in (a, b, a_podman):
             user.cleanup()

@@ -25,7 +25,7 @@ from jupyter_mlcontainer.policy import PathRefused
 from jupyter_mlcontainer.restore import RESTORED_REPOSITORY, plan_restore, restore
 from jupyter_mlcontainer.sharing import METADATA_KEY
 
-from .conftest import BASE_IMAGE, SESSION_TAG, add_spec, our_kernel_containers, running_kernel
+from .conftest import BASE_IMAGE, SESSION_TAG, add_spec, execute, our_kernel_containers, running_kernel
 
 MISSING_IMAGE = "mlctest-hostile/never-built:1"
 
@@ -186,12 +186,16 @@ def test_a_build_context_over_the_limit_is_refused_before_packing(tmp_path):
 # -- finding 3: another user cannot get code run in your kernel through HOME ---------------------
 
 
-async def test_a_home_planted_by_another_user_is_refused(engine, workspace):
-    from jupyter_mlcontainer import cache
+async def test_a_home_planted_by_another_user_is_set_aside(engine, workspace, caplog):
+    """Another uid, first on the cache, makes our HOME with an IPython startup file and opens it
+    to everyone: our start sets it aside (saying so), the kernel runs in a HOME of our own, and
+    the planted code never runs."""
+    from jupyter_mlcontainer.cache.volume import create_cache_volume, ensure_cache, remove_cache_volume
+    from jupyter_mlcontainer.identity import HostUser
 
     volume = f"mlctest-home-{SESSION_TAG}-{uuid.uuid4().hex[:6]}"
-    facts_python = "python3"
-    cache.ensure_cache_volume(engine, volume, engine.inspect_image_sync(BASE_IMAGE)["Id"], facts_python)
+    create_cache_volume(engine, volume)
+    ensure_cache(engine, volume, HostUser(uid=4321, gid=4321, name="attacker"))  # the layout, and its HOME
     victim = current_user()
     marker = workspace / "pwned"
     plant = (
@@ -207,11 +211,15 @@ async def test_a_home_planted_by_another_user_is_refused(engine, workspace):
         mounts=[Mount(target="/c", source=volume, type="volume")], cap_drop=["ALL"],
     )
     assert code == 0, err
-    km = AsyncKernelManager(kernel_name=add_spec(engine, BASE_IMAGE, cache_volume=volume))
-    with pytest.raises(EngineError, match=r"refusing to start: HOME .* is not your private folder \(owner uid 4321"):
-        await km.start_kernel(cwd=str(workspace))
-    assert not marker.exists()
-    assert our_kernel_containers(engine, km.kernel_id) == []
+    try:
+        async with running_kernel(engine, BASE_IMAGE, workspace, cache_volume=volume) as (km, kc):
+            out, reply = await execute(kc, "import os; st = os.stat(os.environ['HOME']); print(oct(st.st_mode & 0o777), st.st_uid)")
+            assert reply["status"] == "ok" and out.split() == ["0o700", str(victim.uid)], out
+        assert not marker.exists()
+        assert any(f"home/{victim.name} (a folder of uid 4321" in r.getMessage() and "set aside" in r.getMessage()
+                   for r in caplog.records), caplog.text
+    finally:
+        remove_cache_volume(engine, volume)
 
 
 # -- finding 8: freeze never writes through a symlink --------------------------------------------

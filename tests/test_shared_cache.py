@@ -123,7 +123,7 @@ r = {"own_copy_is_link": os.path.islink(os.path.join(os.environ["HF_HUB_CACHE"],
 if not r["own_copy_is_link"]:
     with open(blob, "r+b") as f:
         f.write(b"POISONED")
-other = hashlib.sha256({other!r}).hexdigest()
+other = hashlib.sha256(OTHER_BYTES).hexdigest()
 planted = os.path.join(os.environ["HF_HUB_CACHE"], "models--lab--other", "blobs")
 os.makedirs(planted, exist_ok=True)
 with open(os.path.join(planted, other), "wb") as f:
@@ -154,7 +154,7 @@ def test_a_model_one_user_downloaded_is_loaded_by_another_without_a_second_downl
              "lab/other": {"weights.bin": (OTHER, True)}}
     with FakeHub(kernels_gateway(engine), files) as hub:
         setup = HF_CELL.format(endpoint=hub.endpoint)
-        first = finished(a.kernel(setup, A_HF_DOWNLOADS, A_TAMPERS.format(other=OTHER), image=TORCH_IMAGE))
+        first = finished(a.kernel(setup, A_HF_DOWNLOADS, A_TAMPERS.replace("OTHER_BYTES", repr(OTHER)), image=TORCH_IMAGE))
         downloaded, tampered = cell_json(first, 1), cell_json(first, 2)
         assert downloaded == {"model.safetensors": {"sha256": hashlib.sha256(WEIGHTS).hexdigest(), "published": True},
                               "config.json": {"sha256": hashlib.sha256(CONFIG).hexdigest(), "published": True}}, downloaded
@@ -208,11 +208,10 @@ except Exception as exc:
 import huggingface_hub, parso.cache, jedi
 r["token"] = huggingface_hub.get_token()
 home = os.environ["HOME"] + "/"
-r["private"] = {"parso": parso.cache._default_cache_path.startswith(home) if hasattr(parso.cache, "_default_cache_path")
-                else parso.cache._get_default_cache_path().startswith(home),
-                "jedi": jedi.settings.cache_directory.startswith(home),
-                "torch_hub": torch.hub.get_dir().startswith(home),
-                "hf_token_path": huggingface_hub.constants.HF_TOKEN_PATH.startswith(home)}
+r["private"] = {"parso": str(parso.cache._default_cache_path).startswith(home),
+                "jedi": str(jedi.settings.cache_directory).startswith(home),
+                "torch_hub": str(torch.hub.get_dir()).startswith(home),
+                "hf_token_path": str(huggingface_hub.constants.HF_TOKEN_PATH).startswith(home)}
 print(json.dumps(r))
 """
 
@@ -221,6 +220,7 @@ def test_caches_that_hold_code_or_credentials_are_each_users_own(users):
     """Finding 1 (a: jedi/parso caches, b: torch hub code, c: a link at a cache folder nobody had
     made) and finding 2 (Hugging Face tokens): what A writes there is A's own; B's are B's."""
     a, b = users
+    assert finished(b.kernel("print('B was here')"))["cells"][0][0] == "ok"  # B has a HOME (taking it: the test below)
     planted = finished(a.kernel(A_PLANTS, image=TORCH_IMAGE))
     assert planted["cells"][0][0] == "ok", planted
     assert set(json.loads(planted["cells"][0][1].strip().splitlines()[-1]).values()) == {"EACCES"}, planted

@@ -51,6 +51,7 @@ except ImportError:
 TOP_MODE = 0o755
 HOME_MODE = 0o700
 COPY_CHUNK = 1 << 20
+LOST_RESCAN_EVERY = 5.0  # after lost events: the soonest a full look comes again
 RESCAN_EVERY = 600.0  # a full look at every HOME's hub cache: what no watch caught (budget, lost events)
 MAX_WATCHES = 20000
 MAX_REPOS_WATCHED_PER_HOME = 1000
@@ -84,16 +85,33 @@ def _wanted_child(parts, name, is_dir):
     return depth == BLOBS_DEPTH - 1 and name == "blobs"
 
 
+def _fixed_child(parts):
+    """The one name wanted in the folder at ``parts``, where there is only one; else None."""
+    depth = len(parts)
+    if 2 <= depth < 2 + len(USER_HUB):
+        return USER_HUB[depth - 2]
+    return "blobs" if depth == BLOBS_DEPTH - 1 else None
+
+
+def default_max_watches():
+    """At most an eighth of the inotify watches root may hold (other services need theirs)."""
+    try:
+        with open("/proc/sys/fs/inotify/max_user_watches") as f:
+            return max(100, min(MAX_WATCHES, int(f.read()) // 8))
+    except (OSError, ValueError):
+        return MAX_WATCHES
+
+
 class Keeper:
     """The keeper of the cache at ``root``. ``owner``: who owns the shared folders and the store
     (root). ``police_homes``: HOMEs must belong to the user they are named after (the host's
     users; off in a container, which does not know them)."""
 
-    def __init__(self, root, owner=(0, 0), police_homes=False, max_watches=MAX_WATCHES):
+    def __init__(self, root, owner=(0, 0), police_homes=False, max_watches=None):
         self.root = os.path.abspath(root)
         self.owner = tuple(owner)
         self.police_homes = police_homes
-        self.max_watches = max_watches
+        self.max_watches = max_watches or default_max_watches()
         self.reports = []  # what was set aside, in words
         self.rejected = set()  # (dev, ino, size, mtime) of files whose content is not their name
         self.root_fd = os.open(self.root, fsops.DIR_FLAGS)
@@ -103,6 +121,7 @@ class Keeper:
         self._watched = {}  # parts -> wd
         self._repo_watches = {}  # HOME name -> repos watched
         self._warned_budget = False
+        self._lost = False
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -395,7 +414,13 @@ class Keeper:
                     if is_blob_name(name):
                         self.publish_blob_at(parts + (name,))
                 return
-            for name in fsops.entries(fd):
+            fixed = _fixed_child(parts)
+            if fixed is not None:  # a HOME's .cache/huggingface/hub, a repo's blobs: no listing
+                st = fsops.lstat_at(fd, fixed)
+                if st is not None and stat.S_ISDIR(st.st_mode):
+                    self.scan(parts + (fixed,))
+                return
+            for name in fsops.entries(fd):  # home/ (users), a hub cache (repositories)
                 if len(parts) == 1:
                     self.police_home(name)
                 st = fsops.lstat_at(fd, name)
@@ -451,14 +476,28 @@ class Keeper:
         last_stamp = last_scan = time.monotonic()
         while True:
             if poller.poll(STAMP_EVERY * 1000):
-                self._handle(os.read(self._ifd, 65536))
+                self._drain()
             now = time.monotonic()
             if now - last_stamp >= STAMP_EVERY:
                 self.stamp()
                 last_stamp = now
-            if now - last_scan >= rescan_every:
+            # Lost events (the kernel's queue overflowed: one user made folders faster than they
+            # are looked at) are made up for by one look at everything, at most every few seconds.
+            if now - last_scan >= rescan_every or (self._lost and now - last_scan >= LOST_RESCAN_EVERY):
+                self._lost = False
                 self.scan()
-                last_scan = now
+                last_scan = time.monotonic()
+
+    def _drain(self):
+        """Handle every event queued now."""
+        while True:
+            try:
+                data = os.read(self._ifd, 65536)
+            except BlockingIOError:
+                return
+            if not data:
+                return
+            self._handle(data)
 
     def _handle(self, data):
         offset = 0
@@ -467,7 +506,7 @@ class Keeper:
             raw = data[offset + _EVENT.size:offset + _EVENT.size + length].rstrip(b"\0")
             offset += _EVENT.size + length
             if mask & _IN_Q_OVERFLOW:
-                self.scan()  # events were lost: look at everything again
+                self._lost = True  # events were lost: everything is looked at again soon
                 continue
             if mask & (_IN_IGNORED | _IN_DELETE_SELF | _IN_MOVE_SELF):
                 if mask & _IN_MOVE_SELF:
@@ -485,6 +524,8 @@ class Keeper:
                 if is_blob_name(name):
                     self.publish_blob_at(child)
             elif mask & _IN_ISDIR and _wanted_child(parts, name, True):
+                if len(child) == BLOBS_DEPTH - 1 and self._repo_watches.get(child[1], 0) >= MAX_REPOS_WATCHED_PER_HOME:
+                    continue  # a HOME with more repositories than are watched: the periodic look finds them
                 self.scan(child)  # makedirs may have made its children before this folder was watched
 
     def stamp(self):
@@ -513,7 +554,7 @@ def main(argv=None):
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         root = args.pop(0)
-        options = {"--police-homes": False, "--max-watches": MAX_WATCHES, "--rescan-every": RESCAN_EVERY}
+        options = {"--police-homes": False, "--max-watches": 0, "--rescan-every": RESCAN_EVERY}
         prepare = None
         while args:
             flag = args.pop(0)

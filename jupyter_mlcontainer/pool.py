@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import threading
 import time
 import uuid
@@ -110,6 +111,21 @@ def template_of(spec: ContainerSpec, image_id: str, connection_dir: str, workspa
     return Template(key=key, spec=spec, image_id=image_id, files=files, workspace=workspace)
 
 
+def open_fifo_for_writing(path: str) -> int:
+    """An fd to write into the FIFO at ``path``, which lies in a folder the spare's container
+    writes: whatever else is there (a symlink to a file of this host, a regular file, a device
+    node) is refused with OSError, never opened for writing. The entry is pinned without
+    following a link (O_PATH), checked, then opened through that pin, so it cannot be swapped
+    in between."""
+    pin = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISFIFO(os.fstat(pin).st_mode):
+            raise OSError(errno.EINVAL, f"{path} is not the spare's FIFO (a symlink or another file there): refused")
+        return os.open(f"/proc/self/fd/{pin}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    finally:
+        os.close(pin)
+
+
 class WarmPool:
     """The spares of one engine in this process. Thread-safe; blocking methods run in threads."""
 
@@ -150,7 +166,7 @@ class WarmPool:
         deadline = time.monotonic() + 1.0
         while True:
             try:
-                fd = os.open(os.path.join(spare.conn_dir, CLAIM_FIFO), os.O_WRONLY | os.O_NONBLOCK)
+                fd = open_fifo_for_writing(os.path.join(spare.conn_dir, CLAIM_FIFO))
                 break
             except OSError as exc:  # ENXIO: the FIFO exists but its reader is not in open() yet
                 if exc.errno != errno.ENXIO or time.monotonic() > deadline:

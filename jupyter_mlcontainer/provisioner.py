@@ -474,7 +474,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         spare = pool.claim(template.key, facts.image_id) if template is not None and not self.host_ports else None
         if spare is not None:
             container_id, host_ports = self._start_on_spare(pool, spare, spec, conn_dir, key, signature_scheme, curve)
-            conn_dir = spare.conn_dir
+            conn_dir = self._conn_dir  # the spare's folder, or still the launch's own when the start went cold
         else:
             container_id, host_ports = self._create_and_start(spec)
         if template is not None:

@@ -147,6 +147,46 @@ async def test_a_stale_spare_is_never_handed_out(engine, tmp_path, pool_on):
         engine.api.remove_image(tag, force=True)
 
 
+async def test_a_spare_cannot_make_the_server_write_a_file_of_its_host(engine, tmp_path, pool_on):
+    """Issue 22, finding 7: a spare's container (an image's .pth, its user's code) swaps the
+    claim FIFO in its folder for a link to a file of the host. The claim refuses it and writes
+    nothing there; the start goes cold, and the kernel works."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    from jupyter_mlcontainer.pool import get_pool
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the host's file")
+    name = add_spec(engine, BASE_IMAGE, name="pool-claim-link")
+    try:
+        km = AsyncKernelManager(kernel_name=name)
+        await km.start_kernel(cwd=str(tmp_path))
+        await km.shutdown_kernel(now=True)  # the pool learned the kernelspec
+        spare = await a_spare(engine, name)
+        swap = ("import os, time\n"
+                "fifo = '/run/mlcontainer/claim'\n"
+                "while not os.path.exists(fifo): time.sleep(0.01)\n"
+                f"os.unlink(fifo); os.symlink({str(victim)!r}, fifo); print('swapped')")
+        code, out = engine.exec_sync(spare, ["python3", "-c", swap])[:2]
+        assert code == 0 and "swapped" in out, out
+        km = AsyncKernelManager(kernel_name=name)
+        await km.start_kernel(cwd=str(tmp_path))
+        try:
+            assert km.provisioner.container_id != spare  # cold
+            kc = km.client()
+            kc.start_channels()
+            await kc.wait_for_ready(timeout=60)
+            out, reply = await execute(kc, "print('cold and well')")
+            kc.stop_channels()
+            assert reply["status"] == "ok" and "cold and well" in out
+        finally:
+            await km.shutdown_kernel(now=True)
+        assert victim.read_text() == "the host's file"
+        assert spare not in [c["Id"] for c in engine.our_containers_sync()]  # discarded
+    finally:
+        get_pool(engine).close()
+
+
 def test_spares_of_a_killed_server_are_reaped_by_the_next(engine, workspace, tmp_path):
     from jupyter_mlcontainer.container_spec import LABEL_OWNER, LABEL_SPARE
     from jupyter_mlcontainer.orphans import reap_orphans

@@ -127,7 +127,7 @@ class ImagesHandler(BaseHandler):
         self.write_json({"images": await self.run_blocking(self.service.images)})
 
     @tornado.web.authenticated
-    @authorized
+    @authorized("delete")
     async def delete(self) -> None:
         """Remove ``?image=`` (a tag or an id); 409 naming the kernelspecs or kernels using it."""
         image = self.get_query_argument("image", "")
@@ -161,7 +161,7 @@ class JobHandler(BaseHandler):
         self.write_json(self.service.jobs.get(job_id).to_dict())
 
     @tornado.web.authenticated
-    @authorized
+    @authorized("delete")
     async def delete(self, job_id: str) -> None:
         self.write_json(self.service.jobs.cancel(job_id).to_dict())
 
@@ -195,7 +195,7 @@ class KernelspecsHandler(BaseHandler):
 
 class KernelspecHandler(BaseHandler):
     @tornado.web.authenticated
-    @authorized
+    @authorized("delete")
     async def delete(self, name: str) -> None:
         """Remove a container kernelspec (other kernels are refused: not ours to remove)."""
         path = await self.run_blocking(self.service.remove_kernelspec, name)
@@ -213,10 +213,11 @@ class KernelsHandler(BaseHandler):
 
 class KernelHandler(BaseHandler):
     @tornado.web.authenticated
-    @authorized
+    @authorized("delete", resource="kernels")
     async def delete(self, kernel_id: str) -> None:
         """Stop one of this server's container kernels (on its engine or a Swarm), through the
-        server's kernel manager."""
+        server's kernel manager: what jupyter_server's own DELETE /api/kernels/<id> does, so the
+        Authorizer is asked the same question (``delete`` on ``kernels``)."""
         if kernel_id not in self.container_kernels():
             raise tornado.web.HTTPError(404, f"No container kernel {kernel_id} on this server")
         await self.kernel_manager.shutdown_kernel(kernel_id)

@@ -17,6 +17,7 @@ from . import __version__
 from .errors import MLContainerError
 from .images import prepare_image, probe_image_sync
 from .kernelspecs import parse_env_pairs
+from .policy import PrintableStream, printable
 from .service import MLContainerService, cli_service
 
 
@@ -335,7 +336,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
         done = sum(1 for layer in job.layers.values() if layer.get("status") in ("Pull complete", "Already exists"))
         if tty:
             bar = "#" * int(progress * 30)
-            print(f"\r{args.image}  [{bar:<30}] {progress:4.0%}  {done}/{len(job.layers)} layers", end="", file=sys.stderr)
+            print(f"\r{printable(args.image)}  [{bar:<30}] {progress:4.0%}  {done}/{len(job.layers)} layers", end="",
+                  file=getattr(sys.stderr, "raw", sys.stderr))  # its \r is ours
         elif int(progress * 10) > shown:
             shown = int(progress * 10)
             print(f"{args.image}: {progress:.0%} ({done}/{len(job.layers)} layers)", file=sys.stderr)
@@ -486,6 +488,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Everything printed passes through one guard: no control character from a notebook, an
+    # image or an engine reaches the terminal (docs/security.md, "Restoring someone's notebook").
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = PrintableStream(sys.stdout), PrintableStream(sys.stderr)
     try:
         return args.func(args)
     except (MLContainerError, CLIError, ValueError) as exc:  # KernelSpecError is a ValueError
@@ -494,6 +500,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        sys.stdout, sys.stderr = streams
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import stat
 import tarfile
 import tempfile
 import threading
@@ -205,14 +206,14 @@ class JobRegistry:
         return stream
 
     def build_events(
-        self, job: Job, context: BuildContext, tag: str, *, build_args: dict[str, str] | None = None,
+        self, job: Job, context: "BuildContext | PackedContext", tag: str, *, build_args: dict[str, str] | None = None,
         labels: dict[str, str] | None = None,
     ) -> Iterable[dict[str, Any]]:
-        """The engine's events of building ``context`` as ``tag``; the tar is packed here, in the
-        job's thread, and streamed to the engine from its temporary file."""
-        packed = context.pack()
+        """The engine's events of building ``context`` as ``tag``; a context not packed yet is
+        packed here, in the job's thread, and streamed to the engine from its temporary file."""
+        packed = context if isinstance(context, PackedContext) else context.pack()
         try:
-            stream = self.engine.build_stream(packed, tag, build_args=build_args, labels=labels)
+            stream = self.engine.build_stream(packed.file, tag, build_args=build_args, labels=labels)
             job._stream = stream
             yield from stream
         finally:
@@ -267,13 +268,21 @@ class BuildContext:
     """What a Dockerfile's build sends to the engine: the Dockerfile and what its COPY/ADD lines
     name from its folder (not the whole folder: a notebook folder often holds gigabytes of data).
 
-    Made by :func:`collect_context`, which checks every source; :meth:`pack` writes the tar."""
+    Made by :func:`collect_context`, which checks every source. :meth:`digest` and :meth:`pack`
+    read the files the same way (each through the folders opened before it, never following a
+    link), so what a digest was computed from is exactly what a pack of the same bytes sends:
+    :meth:`pack` returns the digest of what it packed, and restore builds only a pack whose
+    digest is the one the user confirmed."""
 
     dockerfile: str
     folder: str
     sources: list[str]  # relative to folder
     size: int
     wheelhouse: str | None = None
+    # source -> the real folder (relative to folder) holding it, as resolved when it was checked:
+    # a source named through a link inside the folder (alias/x, alias -> inside) is read from
+    # there, through real folders only, whatever the link says by the time it is packed.
+    parents: dict[str, str] = field(default_factory=dict)
 
     def digest(self) -> str:
         """sha256 over the Dockerfile and every file and link of the context (not the
@@ -281,35 +290,187 @@ class BuildContext:
         import hashlib
 
         h = hashlib.sha256()
-        with open(self.dockerfile, "rb") as f:
-            h.update(f.read())
-        for name, path in _context_members(self.folder, self.sources):
-            h.update(b"\0" + name.encode() + b"\0")
-            if os.path.islink(path):
-                h.update(b"link:" + os.readlink(path).encode())
-            elif os.path.isfile(path):
-                with open(path, "rb") as f:
-                    for chunk in iter(lambda: f.read(1 << 20), b""):
-                        h.update(chunk)
+        self._walk(lambda name, info, chunks: _hash_member(h, name, info, chunks))
         return h.hexdigest()
 
-    def pack(self) -> IO[bytes]:
-        """The context as a tar in a temporary file (never in memory). Blocking."""
+    def pack(self) -> "PackedContext":
+        """The context as a tar in a temporary file (never in memory), with the digest of what
+        it holds. Blocking."""
+        import hashlib
+
+        h = hashlib.sha256()
         context = tempfile.TemporaryFile()
         try:
             with tarfile.open(fileobj=_SyncedWrites(context), mode="w") as tar:
                 tar.copybufsize = 1 << 20  # big copies: few GIL hand-offs, the event loop stays quick
-                tar.add(self.dockerfile, arcname="Dockerfile")
-                for name in self.sources:
-                    if not (self.wheelhouse and name == "wheelhouse"):
-                        tar.add(os.path.join(self.folder, name), arcname=name)
+
+                def add(name: str, info: tarfile.TarInfo, chunks: Iterable[bytes] | None, hashed: bool = True) -> None:
+                    info.name = name if name else "Dockerfile"
+                    if chunks is None:
+                        tar.addfile(info)
+                        if hashed:
+                            _hash_member(h, name, info, None)
+                        return
+                    data = _Chunks(chunks, h if hashed else None, name)
+                    try:
+                        tar.addfile(info, data)
+                    except OSError as exc:  # tarfile's "unexpected end of data": it shrank
+                        raise ContextChanged(f"{name or 'The Dockerfile'} changed while it was packed ({exc})") from None
+                    data.check(info.size)
+
+                self._walk(add)
                 if self.wheelhouse:
-                    tar.add(self.wheelhouse, arcname="wheelhouse")
+                    _walk_folder(self.wheelhouse, "wheelhouse", lambda n, i, c: add(n, i, c, hashed=False))
         except BaseException:
             context.close()
             raise
         context.seek(0)
-        return context
+        return PackedContext(context, h.hexdigest())
+
+    def _walk(self, visit: Callable[[str, tarfile.TarInfo, Iterable[bytes] | None], None]) -> None:
+        """``visit(name, info, chunks)`` for the Dockerfile (name "") and each member of the
+        context, in a fixed order; ``chunks`` yields a file's bytes (None for a folder or link)."""
+        fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            _visit_entry(fd, os.path.basename(self.dockerfile), "", visit, recurse=False)
+            for name in self.sources:
+                if self.wheelhouse and name == "wheelhouse":
+                    continue
+                real = self.parents.get(name, os.path.dirname(name))
+                parent, last = _open_parent(fd, f"{real}/{os.path.basename(name)}" if real else os.path.basename(name))
+                try:
+                    _visit_entry(parent, last, name, visit)
+                finally:
+                    os.close(parent)
+        finally:
+            os.close(fd)
+
+
+@dataclass
+class PackedContext:
+    """A packed build context (a temporary file, read from the start) and the sha256 of what it
+    holds (:meth:`BuildContext.digest`'s for the same files)."""
+
+    file: IO[bytes]
+    digest: str
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class ContextChanged(ValueError):
+    """A file of a build context changed while it was read (400)."""
+
+
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_parent(root: int, name: str) -> tuple[int, str]:
+    """(an fd of the folder holding ``name``, its last component), every folder on the way
+    opened without following a link: a folder swapped for a link since the plan is refused."""
+    parts = name.split("/")
+    fd = os.dup(root)
+    try:
+        for part in parts[:-1]:
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                raise ContextChanged(f"{name}: {part} is no longer a folder of the context ({exc.strerror})") from None
+            os.close(fd)
+            fd = child
+        return fd, parts[-1]
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _visit_entry(parent: int, entry: str, name: str, visit: Callable[..., None], recurse: bool = True) -> None:
+    st = os.stat(entry, dir_fd=parent, follow_symlinks=False)
+    info = tarfile.TarInfo(name)
+    info.mode, info.mtime = st.st_mode & 0o7777, int(st.st_mtime)
+    if stat.S_ISLNK(st.st_mode) and recurse:
+        info.type, info.linkname = tarfile.SYMTYPE, os.readlink(entry, dir_fd=parent)
+        visit(name, info, None)
+    elif stat.S_ISDIR(st.st_mode) and recurse:
+        info.type = tarfile.DIRTYPE
+        visit(name, info, None)
+        fd = os.open(entry, _DIR_FLAGS, dir_fd=parent)
+        try:
+            for child in sorted(os.listdir(fd)):
+                _visit_entry(fd, child, f"{name}/{child}", visit)
+        finally:
+            os.close(fd)
+    elif stat.S_ISREG(st.st_mode):
+        try:
+            fd = os.open(entry, _READ_FLAGS, dir_fd=parent)
+        except OSError as exc:
+            raise ContextChanged(f"{name or entry}: {exc.strerror}") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ContextChanged(f"{name or entry} is no longer a file")
+            info.size = os.fstat(fd).st_size
+            visit(name, info, _read_chunks(fd))
+        finally:
+            os.close(fd)
+    else:
+        raise ContextChanged(f"{name or entry} is not a file, a folder or a link: refused")
+
+
+def _walk_folder(folder: str, prefix: str, visit: Callable[..., None]) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        info = tarfile.TarInfo(prefix)
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        visit(prefix, info, None)
+        for child in sorted(os.listdir(fd)):
+            _visit_entry(fd, child, f"{prefix}/{child}", visit)
+    finally:
+        os.close(fd)
+
+
+def _read_chunks(fd: int) -> Iterable[bytes]:
+    while True:
+        data = os.read(fd, 1 << 20)
+        if not data:
+            return
+        yield data
+
+
+def _hash_member(h: Any, name: str, info: tarfile.TarInfo, chunks: Iterable[bytes] | None) -> None:
+    if name:
+        h.update(b"\0" + name.encode() + b"\0")
+    if info.issym():
+        h.update(b"link:" + info.linkname.encode())
+    for data in chunks or ():
+        h.update(data)
+
+
+class _Chunks:
+    """A file object over ``chunks`` for tarfile, hashing what it hands out as
+    :func:`_hash_member` does; :meth:`check` says whether the size was what the tar header
+    says (a file that grew or shrank while it was read is refused)."""
+
+    def __init__(self, chunks: Iterable[bytes], h: Any, name: str) -> None:
+        self._it, self._h, self._name, self._buffer, self.seen = iter(chunks), h, name, b"", 0
+        if h is not None and name:
+            h.update(b"\0" + name.encode() + b"\0")
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            data = next(self._it, b"")
+            if not data:
+                break
+            self._buffer += data
+        out, self._buffer = (self._buffer, b"") if size < 0 else (self._buffer[:size], self._buffer[size:])
+        self.seen += len(out)
+        if self._h is not None:
+            self._h.update(out)
+        return out
+
+    def check(self, size: int) -> None:
+        if self.seen != size or next(self._it, b""):
+            raise ContextChanged(f"{self._name or 'The Dockerfile'} changed while it was packed")
 
 
 class _SyncedWrites:
@@ -390,12 +551,16 @@ def collect_context(
                     f"name). Copy less, or raise the limit: c.MLContainer.build_context_limit_mb "
                     f"or MLCONTAINER_BUILD_CONTEXT_LIMIT_MB"
                 )
-    return BuildContext(dockerfile, folder, ordered, size, wheelhouse)
+    parents = {}
+    for name in ordered:
+        real = os.path.relpath(os.path.realpath(os.path.join(folder, os.path.dirname(name))), folder)
+        parents[name] = "" if real == "." else real
+    return BuildContext(dockerfile, folder, ordered, size, wheelhouse, parents)
 
 
 def build_context(dockerfile: str, wheelhouse: str | None = None, limit_mb: int = DEFAULT_CONTEXT_LIMIT_MB) -> IO[bytes]:
     """The checked context of ``dockerfile`` packed into a temporary file. Blocking."""
-    return collect_context(dockerfile, wheelhouse, limit_mb).pack()
+    return collect_context(dockerfile, wheelhouse, limit_mb).pack().file
 
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) :")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
-from typing import Any
+from typing import Any, TextIO
 
 
 class PathRefused(ValueError):
@@ -67,3 +68,32 @@ def write_text_safely(path: str, text: str, mode: int = 0o644) -> None:
 def write_json_safely(path: str, data: Any, mode: int = 0o644) -> None:
     """:func:`write_text_safely` for JSON (state files, caches, connection files)."""
     write_text_safely(path, json.dumps(data), mode)
+
+
+# What a terminal acts on instead of showing: C0 controls but newline and tab (ESC starts the
+# sequences that erase and move: "ESC[2K ESC[1G" after a "#" hid the line before it; CR returns
+# to the line's start), DEL, C1 controls, and the invisible Unicode marks that reorder or hide
+# text (bidirectional overrides and isolates, zero-width characters).
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+
+
+def printable(text: str) -> str:
+    """``text`` as a terminal shows it and nothing more: every control or invisible character
+    written as a visible escape (``\\x1b``, ``\\u202e``), newlines and tabs kept."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class PrintableStream:
+    """A text stream that writes :func:`printable` text: the CLI's stdout and stderr, so that no
+    text from a notebook, an image or an engine (a Dockerfile, a build's output, a file name)
+    moves the cursor or hides a line. ``raw`` is the stream itself, for the CLI's own progress
+    bar (its carriage returns are ours)."""
+
+    def __init__(self, raw: TextIO) -> None:
+        self.raw = raw
+
+    def write(self, text: str) -> int:
+        return self.raw.write(printable(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)

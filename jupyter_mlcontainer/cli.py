@@ -321,6 +321,17 @@ def cmd_cache_keeper(args: argparse.Namespace) -> int:
     return keeper.main([path, "--police-homes", "--max-watches", str(args.max_watches)])
 
 
+def cmd_helper_image(args: argparse.Namespace) -> int:
+    """Make the trusted helper image on the engine (if it is not there) and print its name: what
+    an admin loads on every node of a Swarm (docker save NAME | docker load)."""
+    from .cache.helper_image import helper_image
+
+    svc = service()
+    made = helper_image(svc.engine, svc.settings.helper_image)
+    print(f"{made.ref} (pinned: {made.image})")
+    return 0
+
+
 def cmd_pull(args: argparse.Namespace) -> int:
     """Pull with the job machinery the panel uses: a progress bar on a terminal, a line per
     10 % otherwise (logs stay readable)."""
@@ -478,6 +489,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the most folders it watches with inotify (default: 20000, at most an eighth of "
                          "fs.inotify.max_user_watches; the rest are looked at every 10 minutes)")
     ck.set_defaults(func=cmd_cache_keeper)
+
+    hi = sub.add_parser(
+        "helper-image",
+        help="make the image the cache's keeper runs in (from this Python, never a kernel's image) on the engine, "
+             "and print its name: load it on every node of a Swarm",
+    )
+    hi.set_defaults(func=cmd_helper_image)
 
     clean = sub.add_parser("cleanup", help="remove containers left by Jupyter processes that died")
     clean.add_argument("--dry-run", action="store_true", help="only list them")

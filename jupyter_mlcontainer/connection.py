@@ -39,14 +39,41 @@ def ipc_fits(folder: str) -> bool:
 
 def new_connection_dir(kernel_id: str) -> str:
     """A new private (0700) folder for one launch of ``kernel_id``, in this user's Jupyter
-    runtime folder: never a folder shared with other users, never derived from the kernel
-    manager's connection file (a temp path for standalone managers). It holds the connection
-    file (with the kernel's key) and the passwd/group files; the provisioner removes it."""
+    runtime folder: never derived from the kernel manager's connection file (a temp path for
+    standalone managers). It holds the connection file (with the kernel's key), the passwd/group
+    files and, on the ipc transport, the kernel's sockets; the provisioner removes it.
+
+    A runtime folder too deep for a Unix socket's 107 bytes would force the kernel onto TCP
+    ports, which every local user reaches: the folder is then made where a socket fits instead,
+    under $XDG_RUNTIME_DIR (this user's own) or /tmp, with a random name and mode 0700 (nobody
+    else can enter it or guess it)."""
     from jupyter_core.paths import jupyter_runtime_dir
 
+    prefix = f"mlcontainer-{kernel_id[:8]}-"
     runtime = jupyter_runtime_dir()
+    sample = os.path.join(runtime, prefix + "x" * 8)
+    if not ipc_fits(sample):
+        for base in (os.environ.get("XDG_RUNTIME_DIR", ""), tempfile.gettempdir(), "/tmp"):
+            if base and _private_or_sticky(base) and ipc_fits(os.path.join(base, prefix + "x" * 8)):
+                return tempfile.mkdtemp(prefix=prefix, dir=base)
     os.makedirs(runtime, mode=0o700, exist_ok=True)
-    return tempfile.mkdtemp(prefix=f"mlcontainer-{kernel_id[:8]}-", dir=runtime)
+    return tempfile.mkdtemp(prefix=prefix, dir=runtime)
+
+
+def _private_or_sticky(folder: str) -> bool:
+    """A folder where nobody else can remove or replace what this user makes in it: this user's
+    own and writable by nobody else, or sticky (/tmp)."""
+    import stat
+
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        return False
+    if st.st_uid == os.getuid() and not st.st_mode & 0o022:
+        return True
+    return bool(st.st_mode & stat.S_ISVTX) and st.st_uid in (0, os.getuid())
 
 
 def write_connection_file(
@@ -66,24 +93,30 @@ def write_connection_file(
     return path
 
 
-def curve_keys(image: str, facts: ImageFacts, policy: str, manager: Any) -> dict[str, str]:
+def curve_keys(image: str, facts: ImageFacts, policy: str, manager: Any, shared_network: bool = False) -> dict[str, str]:
     """The CurveZMQ keypair for a kernel of ``image``, or {} when it runs unencrypted.
 
     ``policy`` is the provisioner's ``transport_encryption`` (auto, required, disabled); a kernel
     manager whose own policy is ``required`` makes it required. ``auto`` encrypts whenever the
-    image's kernel can (the probe's ``curve``: ipykernel 7.4+ with a CURVE-enabled pyzmq). The
-    kernel manager keeps the pair, as jupyter_client's local provisioner does: its clients use
-    it, and a restart reuses it, so clients connected before the restart reconnect."""
+    image's kernel can (the probe's ``curve``: ipykernel 7.4+ with a CURVE-enabled pyzmq), and
+    on a ``shared_network`` (the kernel's ports published on another host's or a cluster's
+    network) it is required: there only ``disabled`` runs a kernel in the clear. The kernel
+    manager keeps the pair, as jupyter_client's local provisioner does: its clients use it, and
+    a restart reuses it, so clients connected before the restart reconnect."""
     manager_policy = manager._transport_encryption_policy() if hasattr(manager, "_transport_encryption_policy") else "disabled"
     required = "required" in (policy, manager_policy)
     if policy == "disabled" and not required:
         return {}
     if not (facts.curve and zmq.has("curve")):
-        if required:
+        why = "the server's policy requires it" if required else (
+            "its ports are published on a network other machines share (an engine on another host, a Swarm), where "
+            "anyone who reaches them would read its output")
+        if required or shared_network:
             raise ImageNotUsable(
-                f"Transport encryption is required, but the kernel of {image} cannot encrypt: it "
-                f"needs ipykernel 7.4 or newer (the image has {facts.ipykernel}) with a CURVE-enabled "
-                "pyzmq" + ("" if zmq.has("curve") else ", and so does this server's pyzmq")
+                f"The kernel of {image} cannot encrypt its traffic, and {why}: it needs ipykernel 7.4 or newer "
+                f"(the image has {facts.ipykernel}) with a CURVE-enabled pyzmq"
+                + ("" if zmq.has("curve") else ", and so does this server's pyzmq")
+                + ("" if required else "; or accept it in the clear with the kernelspec option transport_encryption=disabled")
             )
         return {}
     if manager is None:

@@ -212,6 +212,8 @@ class EngineStream:
     """An engine event stream: iterating it raises the typed errors; ``close()`` stops it (a
     cancelled pull stops downloading)."""
 
+    helpers_reach_kernels = True  # a helper container runs on this engine, as its kernels do
+
     def __init__(self, engine: "Engine", stream: Any, image: str | None = None) -> None:
         self._engine, self._stream, self._image = engine, stream, image
 

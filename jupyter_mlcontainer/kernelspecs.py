@@ -23,7 +23,7 @@ from .provisioner import PROVISIONER_NAME
 
 # Options a kernelspec may carry; each is a config trait of DockerKernelProvisioner.
 OPTION_KEYS = ("gpus", "memory", "cpus", "shm_size", "env", "cache_volume", "network", "workspace", "placement",
-               "docker_host", "placement_timeout", "kernel_transport")
+               "docker_host", "placement_timeout", "kernel_transport", "transport_encryption")
 
 
 class KernelSpecError(ValueError):

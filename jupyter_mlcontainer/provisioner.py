@@ -167,8 +167,11 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         config=True,
         help="CurveZMQ encryption of the kernel's traffic, with keys provisioned per kernel as "
         "jupyter_client's local provisioner does: 'auto' encrypts whenever the image's kernel can "
-        "(ipykernel 7.4 or newer with a CURVE-enabled libzmq; the probe tells), 'required' refuses "
-        "to start a kernel that cannot, 'disabled' never encrypts. A kernel manager whose "
+        "(ipykernel 7.4 or newer with a CURVE-enabled libzmq; the probe tells), and where the "
+        "kernel's ports are published on a network other machines share (an engine on another "
+        "host, a Swarm) refuses to start one that cannot; 'required' refuses that everywhere; "
+        "'disabled' never encrypts (the only way to run an older ipykernel on a shared network, "
+        "where anyone who reaches the node reads the kernel's output). A kernel manager whose "
         "transport_encryption is 'required' makes it required too.",
     )
     kernel_transport = CaselessStrEnum(
@@ -415,10 +418,10 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
     ) -> KernelConnectionInfo:
         km = self.parent
         signature_scheme = km.session.signature_scheme if km is not None else "hmac-sha256"
-        curve = curve_keys(self.image, facts, self.transport_encryption, km)
         # A Swarm task's node is known once it is placed: nothing of this host but the workspace
         # is assumed there, and the kernel is reached at its node's address (_create_and_start).
         location = EngineLocation(False, "") if self.placement == "swarm" else engine_location(engine.address)
+        curve = curve_keys(self.image, facts, self.transport_encryption, km, shared_network=not location.local)
         transport = self._transport = self._choose_transport(engine, location, conn_dir)
         write_connection_file(
             conn_dir, key=key, signature_scheme=signature_scheme, kernel_name=getattr(km, "kernel_name", ""), curve=curve,
@@ -518,8 +521,9 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             if wanted == "ipc":
                 raise EngineError(f"kernel_transport 'ipc': the kernel's folder {conn_dir} is too long a path for a Unix "
                                   "socket (107 bytes): set JUPYTER_RUNTIME_DIR to a shorter one, or use 'tcp'")
-            self.log.info("Kernel %s: its folder %s is too deep for Unix sockets (107 bytes): publishing its ports "
-                          "on 127.0.0.1 instead (a shorter JUPYTER_RUNTIME_DIR avoids it)", self.kernel_id, conn_dir)
+            self.log.warning("Kernel %s: its folder %s is too deep for Unix sockets (107 bytes), and no shorter private "
+                             "folder was found: publishing its ports on 127.0.0.1 instead, where other local users "
+                             "reach them (a shorter JUPYTER_RUNTIME_DIR avoids it)", self.kernel_id, conn_dir)
             return "tcp"
         if wanted == "auto" and (not sys.platform.startswith("linux")
                                  or "desktop" in str(engine.info_sync().get("OperatingSystem", "")).lower()):

@@ -55,9 +55,23 @@ _NO_EXEC = "A Swarm manager runs no command in a container on another node (free
 SECRET_PATH = "/run/secrets/mlcontainer-kernel.json"  # the bootstrap copies it where the kernel writes
 
 
+def helper_task(container: SwarmContainerSpec, *, memory: str | None, pids: int | None, restart: str) -> TaskTemplate:
+    """The task of a helper service of ours (the cache keeper, an image probe): its container as
+    given (capabilities dropped, read-only), with a memory and a process limit. A service of API
+    1.41 can be put on no network only by giving it none of its own (it keeps the node's bridge),
+    and has no no-new-privileges field: the keeper sets that on itself; a probe runs with every
+    capability dropped, no mount and no secret, for the milliseconds of an empty program."""
+    resources = Resources(mem_limit=_bytes(memory))
+    if pids:
+        resources.setdefault("Limits", {})["Pids"] = pids
+    return TaskTemplate(container, resources=resources, restart_policy=RestartPolicy(condition=restart))
+
+
 class SwarmBackend:
     """The operations of :class:`~.backend.ContainerBackend` on a Swarm manager (``manager_url``,
     a DOCKER_HOST). Images, probes and volumes go to the manager's own engine."""
+
+    helpers_reach_kernels = False  # a short helper runs on the manager's own engine, not on the nodes
 
     def __init__(self, manager_url: str) -> None:
         self.engine: Engine = get_engine(manager_url)
@@ -116,6 +130,7 @@ class SwarmBackend:
         on a node finds its volume set up."""
         found = [s for s in self.call_sync(lambda: self.api.services(filters={"name": spec.name}))
                  if s["Spec"]["Name"] == spec.name]
+        labels = found[0]["Spec"].get("Labels") or {} if found else spec.labels
         if found:
             service_id = found[0]["ID"]
         else:
@@ -124,8 +139,7 @@ class SwarmBackend:
                 mounts=[Mount(target=m.target, source=m.source, type=m.kind, read_only=m.read_only) for m in spec.mounts],
                 cap_add=spec.cap_add, cap_drop=spec.cap_drop, read_only=spec.read_only,
             )
-            template = TaskTemplate(container, restart_policy=RestartPolicy(condition="any"),
-                                    resources=Resources(mem_limit=_bytes(spec.memory)))
+            template = helper_task(container, memory=spec.memory, pids=spec.pids_limit, restart="any")
             try:
                 service_id = self.call_sync(lambda: self.api.create_service(
                     template, name=spec.name, labels=spec.labels, mode=ServiceMode("global"),
@@ -140,10 +154,21 @@ class SwarmBackend:
             ready = {n["ID"] for n in self.call_sync(self.api.nodes)
                      if (n.get("Status") or {}).get("State") == "ready"
                      and (n.get("Spec") or {}).get("Availability") == "active"}
-            running = {t["NodeID"] for t in self.call_sync(lambda: self.api.tasks(filters={"service": service_id}))
-                       if (t.get("Status") or {}).get("State") == "running"}
+            tasks = self.call_sync(lambda: self.api.tasks(filters={"service": service_id}))
+            running = {t["NodeID"] for t in tasks if (t.get("Status") or {}).get("State") == "running"}
             if ready <= running or time.monotonic() > deadline:
-                return {"Id": service_id, "State": {"Running": ready <= running}}
+                return {"Id": service_id, "State": {"Running": ready <= running}, "Config": {"Labels": labels}}
+            failed = {t["NodeID"]: str(t["Status"].get("Err") or "") for t in tasks if t["NodeID"] in ready - running
+                      and t["Status"].get("State") in ("failed", "rejected") and t["Status"].get("Err")}
+            if failed:
+                nodes = ", ".join(sorted(self._node(node)[0] for node in failed))
+                error = next(iter(failed.values()))
+                if "no such image" in error.lower():
+                    raise EngineError(
+                        f"{spec.name} cannot start on {nodes}: the image {spec.image} is not there. Load it on every "
+                        f"node as the kernels' images are (docker save {spec.image} | docker load, on each node; "
+                        "`jupyter mlcontainer helper-image` makes it and says its name)")
+                raise EngineError(f"{spec.name} cannot start on {nodes}: {error}")
             time.sleep(0.2)
 
     # -- kernels

@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from docker.types import ContainerSpec as SwarmContainerSpec, RestartPolicy, ServiceMode, TaskTemplate
+from docker.types import ContainerSpec as SwarmContainerSpec, ServiceMode
 
 from .container_spec import LABEL_ROLE
 from .errors import ContainerNotFound, EngineError, ImageNotFound
+from .swarm import helper_task
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,12 @@ def image_on_nodes(backend: Any, image: str, python: str, timeout: float = 30.0)
         else:
             states[hostname] = DOWN
     _remove_stale_probes(backend)
-    template = TaskTemplate(
-        SwarmContainerSpec(reference, command=[python, "-c", ""], user=NOBODY, labels={LABEL_ROLE: ROLE_IMAGE_PROBE}),
-        restart_policy=RestartPolicy(condition="none"),
+    # The image is anybody's: its Python runs (an empty program, but its .pth files too) as
+    # nobody, with every capability dropped, read-only, no mount, 64 MB and 16 processes.
+    template = helper_task(
+        SwarmContainerSpec(reference, command=[python, "-c", ""], user=NOBODY, labels={LABEL_ROLE: ROLE_IMAGE_PROBE},
+                           cap_drop=["ALL"], read_only=True),
+        memory="64m", pids=16, restart="none",
     )
     service_id = backend.call_sync(lambda: api.create_service(
         template, name=f"{PROBE_PREFIX}{uuid.uuid4().hex[:10]}", mode=ServiceMode("global-job"),

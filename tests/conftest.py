@@ -325,7 +325,11 @@ def swarm():
     removed at the end of the session (MLC_SWARM_KEEP=1 keeps it for the next run)."""
     from .swarm_cluster import SwarmCluster
 
-    cluster = SwarmCluster(images=(BASE_IMAGE, IPYKERNEL7_IMAGE))
+    from jupyter_mlcontainer.cache.helper_image import helper_image
+    from jupyter_mlcontainer.engine import get_engine
+
+    # The cache keeper's image is on every node, as an admin puts it there (docs/swarm.md).
+    cluster = SwarmCluster(images=(BASE_IMAGE, IPYKERNEL7_IMAGE, helper_image(get_engine()).ref))
     try:
         cluster.up()
         print(f"swarm cluster up in {cluster.setup_seconds:.1f} s")

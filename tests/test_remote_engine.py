@@ -57,7 +57,7 @@ async def test_a_kernel_on_an_engine_on_another_host(remote_engine, jp_fetch, jp
     from jupyter_mlcontainer.engine import get_engine
 
     engine = get_engine(remote_engine.tcp_url)
-    name = add_spec(engine, BASE_IMAGE)
+    name = add_spec(engine, BASE_IMAGE, transport_encryption="disabled")  # ipykernel 6.17: in the clear, on purpose
     model = json.loads((await jp_fetch("api", "kernels", method="POST", body=json.dumps({"name": name, "path": ""}))).body)
     km = jp_serverapp.kernel_manager.get_kernel(model["id"])
     info = km.get_connection_info()
@@ -97,7 +97,7 @@ async def test_a_workspace_missing_on_the_engines_host_is_named(remote_engine, h
     project = hidden_folder / "project"
     project.mkdir()
     engine = get_engine(remote_engine.tcp_url)
-    km = AsyncKernelManager(kernel_name=add_spec(engine, BASE_IMAGE, workspace=str(project)))
+    km = AsyncKernelManager(kernel_name=add_spec(engine, BASE_IMAGE, workspace=str(project), transport_encryption="disabled"))
     with pytest.raises(Exception) as refused:
         await km.start_kernel(cwd=str(project))
     message = str(refused.value)

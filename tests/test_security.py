@@ -568,6 +568,23 @@ async def test_a_kernel_on_unix_sockets_is_out_of_everyone_elses_reach(engine, w
         assert {tried[f"tcp-{p}"] for p in ports} == {"ConnectionRefusedError"}, tried
 
 
+async def test_a_deep_runtime_folder_still_gets_unix_sockets(engine, workspace, tmp_path, monkeypatch):
+    """Issue 22, finding 12: a runtime folder too deep for a Unix socket (107 bytes) used to put
+    the kernel on TCP ports without a word, where other local users reach it. Its folder is made
+    in a short private place instead, and the kernel stays on Unix sockets."""
+    deep = tmp_path / ("a-rather-long-folder-name-" * 4) / "runtime"
+    deep.mkdir(parents=True)
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(deep))
+    async with running_kernel(engine, BASE_IMAGE, workspace) as (km, kc):
+        info = km.get_connection_info()
+        folder = km.provisioner._conn_dir
+        assert info["transport"] == "ipc" and len(f"{info['ip']}-20005".encode()) <= 107, info
+        assert not folder.startswith(str(deep)) and oct(os.stat(folder).st_mode & 0o777) == "0o700", folder
+        out, reply = await execute(kc, "print('over a socket')")
+        assert reply["status"] == "ok" and "over a socket" in out
+    assert not os.path.exists(folder)
+
+
 @pytest.mark.parametrize("image", ["ipykernel7", "debian-6.17"])
 async def test_kernel_output_is_unreadable_from_other_containers(engine, workspace, image):
     """With published ports (kernel_transport 'tcp': an engine elsewhere, Docker Desktop), another

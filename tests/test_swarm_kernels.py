@@ -12,6 +12,7 @@ import shutil
 import time
 import uuid
 
+import docker
 import pytest
 from jupyter_client.manager import AsyncKernelManager
 
@@ -80,7 +81,8 @@ async def test_a_kernel_runs_as_a_task_on_a_worker_with_the_gpus_it_asked_for(en
 
     workspace, _ = shared
     cache = f"mlctest-swarm-cache-{uuid.uuid4().hex[:6]}"
-    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="1",
+    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url,
+                    transport_encryption="disabled", gpus="1",
                     cache_volume=cache, workspace=workspace, shm_size="512m")
     km = AsyncKernelManager(kernel_name=name)
     assert km.kernel_spec.interrupt_mode == "message"  # no signal reaches another node's container
@@ -102,13 +104,29 @@ async def test_a_kernel_runs_as_a_task_on_a_worker_with_the_gpus_it_asked_for(en
         assert reply["status"] == "ok", out
         gpu, cwd, uid, home_mode, cache_mode, shm = out.split()
         assert int(shm) == 512 << 20  # the kernelspec's --shm-size (services have none of their own)
-        assert (home_mode, cache_mode) == ("0o700", "0o1777")  # the node's own volume, set up by its keeper
+        assert (home_mode, cache_mode) == ("0o700", "0o755")  # the node's own volume, set up by its keeper
         client = swarm.client()
         try:
             (keeper,) = client.api.services(filters={"label": f"org.jupyter.mlcontainer.role={ROLE_KEEPER}"})
             assert keeper["Spec"]["Mode"] == {"Global": {}}
-            assert len([t for t in client.api.tasks(filters={"service": keeper["ID"]})
-                        if t["Status"]["State"] == "running"]) == len(swarm.nodes)
+            tasks = [t for t in client.api.tasks(filters={"service": keeper["ID"]}) if t["Status"]["State"] == "running"]
+            assert len(tasks) == len(swarm.nodes)
+            # Issue 22, finding 11: the trusted helper image (never a kernel's), hardened as on one engine.
+            spec = keeper["Spec"]["TaskTemplate"]
+            container = spec["ContainerSpec"]
+            assert container["Image"].startswith("mlcontainer-helper:"), container["Image"]
+            assert (container["CapabilityDrop"], container["CapabilityAdd"], container["ReadOnly"]) == (
+                ["ALL"], ["DAC_OVERRIDE"], True), container
+            assert spec["Resources"]["Limits"]["Pids"] == 16 and spec["Resources"]["Limits"]["MemoryBytes"] == 128 << 20
+            node = swarm.nodes[next(iter(swarm.nodes))]
+            on_node = docker.APIClient(base_url=node.url)
+            try:
+                (mine,) = on_node.containers(filters={"label": f"com.docker.swarm.service.id={keeper['ID']}"})
+                ran = on_node.exec_create(mine["Id"], [container["Command"][0], "-c", "print(open('/proc/1/status').read())"])
+                status = on_node.exec_start(ran).decode()
+            finally:
+                on_node.close()
+            assert "NoNewPrivs:\t1" in status and "CapEff:\t0000000000000002" in status, status  # DAC_OVERRIDE only
         finally:
             client.close()
         service, task, node = kernel_task(swarm, km.kernel_id)
@@ -193,6 +211,24 @@ async def test_an_ipykernel_7_kernel_on_the_swarm_is_encrypted_on_the_nodes_netw
         for sock in plain + keyed:
             sock.close()
     assert our_services(swarm, km.kernel_id) == []
+
+
+async def test_a_kernel_that_cannot_encrypt_is_refused_on_the_swarm_unless_the_kernelspec_accepts_it(engine, swarm, shared):
+    """Issue 22, finding 12: Debian's ipykernel 6.17 cannot encrypt, and on a Swarm its ports are
+    on its node's address: by default it does not start (saying why and what to do); with
+    transport_encryption=disabled in its kernelspec it does, in the clear, on purpose."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    workspace, cache = shared
+    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="none",
+                    cache_volume=cache, workspace=workspace)
+    km = AsyncKernelManager(kernel_name=name)
+    with pytest.raises(Exception) as refused:
+        await km.start_kernel(cwd=workspace)
+    message = str(refused.value)
+    assert "cannot encrypt its traffic" in message and "network other machines share" in message, message
+    assert "transport_encryption=disabled" in message and "ipykernel 7.4" in message, message
+    assert our_services(swarm, km.kernel_id) == []  # refused before anything was created
 
 
 def _build_and_load(tag: str, build: str, nodes: list) -> None:
@@ -282,7 +318,8 @@ async def test_a_swarm_kernel_is_frozen_through_the_kernel_itself(engine, swarm,
     wheels = os.path.join(workspace, "wheels")
     os.makedirs(wheels)
     make_wheel(wheels, name="mlc_swarm_frozen", version="1.5")
-    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="1",
+    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url,
+                    transport_encryption="disabled", gpus="1",
                     cache_volume=cache, workspace=workspace)
     km = AsyncKernelManager(kernel_name=name)
     await km.start_kernel(cwd=workspace)
@@ -331,7 +368,8 @@ async def test_the_panels_stop_reaches_a_swarm_kernel(engine, swarm, shared, jp_
     from tornado.httpclient import HTTPClientError
 
     workspace, cache = shared
-    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="none",
+    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url,
+                    transport_encryption="disabled", gpus="none",
                     cache_volume=cache, workspace=workspace)
     # Started by the server's kernel manager in the shared workspace (its root is elsewhere).
     kernel_id = await jp_serverapp.kernel_manager.start_kernel(kernel_name=name, cwd=workspace)
@@ -346,7 +384,8 @@ async def test_the_panels_stop_reaches_a_swarm_kernel(engine, swarm, shared, jp_
 
 async def test_more_gpus_than_any_node_has_fail_the_start_clearly(engine, swarm, shared):
     workspace, cache = shared
-    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="3",
+    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url,
+                    transport_encryption="disabled", gpus="3",
                     cache_volume=cache, workspace=workspace, placement_timeout="5")
     km = AsyncKernelManager(kernel_name=name)
     with pytest.raises(Exception) as failed:
@@ -380,7 +419,8 @@ async def test_two_kernels_on_one_node_get_its_two_gpus_and_a_third_is_refused(e
     the question of which nodes hold an image."""
     workspace, cache = shared
     worker_1, worker_2 = swarm.workers
-    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="1",
+    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url,
+                    transport_encryption="disabled", gpus="1",
                     cache_volume=cache, workspace=workspace, placement_timeout="5")
     kernels: list[AsyncKernelManager] = []
     _availability(swarm, worker_2, "drain")
@@ -424,7 +464,8 @@ async def test_a_workspace_missing_on_the_node_fails_the_start_naming_node_and_p
     /tmp) fails the start at once, naming the node and the path, instead of a hang."""
     _, cache = shared
     workspace = str(tmp_path)
-    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="none",
+    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url,
+                    transport_encryption="disabled", gpus="none",
                     cache_volume=cache, workspace=workspace)
     km = AsyncKernelManager(kernel_name=name)
     began = time.monotonic()
@@ -447,7 +488,8 @@ async def _dead(km) -> bool:
 
 async def test_a_kernel_whose_node_dies_is_reported_dead_with_the_node(engine, swarm, shared):
     workspace, cache = shared
-    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="1",
+    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url,
+                    transport_encryption="disabled", gpus="1",
                     cache_volume=cache, workspace=workspace)
     km = AsyncKernelManager(kernel_name=name)
     await km.start_kernel(cwd=workspace)
@@ -488,7 +530,8 @@ async def test_the_services_of_a_killed_server_are_reaped_and_no_one_elses(engin
     from jupyter_mlcontainer.settings import MLContainer
 
     workspace, cache = shared
-    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url, gpus="none",
+    name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url,
+                    transport_encryption="disabled", gpus="none",
                     cache_volume=cache, workspace=workspace)
     other = subprocess.Popen([sys.executable, "-c", ORPHAN_MAKER, name, workspace], stdout=subprocess.PIPE, text=True)
     km = AsyncKernelManager(kernel_name=name)
@@ -519,7 +562,8 @@ from jupyter_mlcontainer.kernelspecs import add_kernelspec
 
 async def main(workspace, image, manager):
     name = add_kernelspec(get_engine(), image, name="swarm-user", options={
-        "placement": "swarm", "docker_host": manager, "gpus": "none", "workspace": workspace}).name
+        "placement": "swarm", "docker_host": manager, "gpus": "none", "workspace": workspace,
+        "transport_encryption": "disabled"}).name
     km = AsyncKernelManager(kernel_name=name)
     await km.start_kernel(cwd=workspace)
     kc = km.client()
@@ -547,9 +591,14 @@ def test_a_non_root_users_kernel_on_the_swarm_runs_as_that_user(engine, swarm):
 
     from .box_users import TEST_USER, BoxUser, finished, package_site
 
+    from jupyter_mlcontainer.cache.helper_image import helper_image
+
     site = package_site()
     volume = f"mlctest-swarm-user-{uuid.uuid4().hex[:6]}"
     user = BoxUser(TEST_USER, site, volume)
+    # The user's server runs another Python than root's: on a Swarm, every server names the one
+    # helper image the admin loaded on the nodes (docs/swarm.md), pinned by its id.
+    user.env["MLCONTAINER_HELPER_IMAGE"] = helper_image(engine).image
     workspace = os.path.join(swarm.shared, f"user-{uuid.uuid4().hex[:8]}")
     os.makedirs(workspace)
     os.chown(workspace, user.pw.pw_uid, user.pw.pw_gid)
@@ -563,3 +612,32 @@ def test_a_non_root_users_kernel_on_the_swarm_runs_as_that_user(engine, swarm):
         shutil.rmtree(workspace, ignore_errors=True)
         shutil.rmtree(site, ignore_errors=True)
         remove_cache_volume(get_swarm(swarm.manager_url), volume)
+
+
+def test_an_image_probe_on_the_swarm_runs_the_image_with_nothing_to_gain(swarm):
+    """Issue 22, finding 11: the job that asks each node whether it holds an image runs that
+    image's Python (anybody's code: its .pth files run too). It runs as nobody with every
+    capability dropped, a read-only root, no mount, and memory and process limits."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from jupyter_mlcontainer.container_spec import LABEL_ROLE
+    from jupyter_mlcontainer.swarm import get_swarm
+    from jupyter_mlcontainer.swarm_images import ROLE_IMAGE_PROBE, image_on_nodes
+
+    client = swarm.client()
+    seen: list = []
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(image_on_nodes, get_swarm(swarm.manager_url), BASE_IMAGE, "python3")
+            while not seen and not answer.done():  # the job lives for the second it takes to answer
+                seen = client.api.services(filters={"label": f"{LABEL_ROLE}={ROLE_IMAGE_PROBE}"})
+            held = answer.result()
+    finally:
+        client.close()
+    assert set(held.values()) == {"present"}, held
+    assert seen, "the probe's job was never seen"
+    task = seen[0]["Spec"]["TaskTemplate"]
+    container = task["ContainerSpec"]
+    assert (container["User"], container["CapabilityDrop"], container["ReadOnly"]) == ("65534:65534", ["ALL"], True), container
+    assert not container.get("Mounts") and not container.get("Secrets"), container
+    assert task["Resources"]["Limits"] == {"MemoryBytes": 64 << 20, "Pids": 16}, task["Resources"]

@@ -10,7 +10,9 @@ shared libraries the helper scripts load, and the scripts in ``cache/scripts``. 
 base image, no package index: it is made offline, on any engine this server reaches (remote
 ones too: the engine's API takes the file system as a tar), tagged by the SHA-256 of its content
 (``mlcontainer-helper:<hash>``) and run by image id. An engine of another CPU architecture than
-this host cannot run it: ``c.MLContainer.helper_image`` then names an image pinned by digest.
+this host cannot run it, and a Swarm's nodes need one image that every user's server runs:
+``c.MLContainer.helper_image`` then names an image pinned by digest (``jupyter mlcontainer
+helper-image`` makes one and prints its id).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from ..errors import EngineError
 
 HELPER_REPOSITORY = "mlcontainer-helper"
 LABEL_HELPER = "org.jupyter.mlcontainer.helper"  # the content's SHA-256, on the image and its containers
+LABEL_HELPER_SCRIPTS = "org.jupyter.mlcontainer.helper-scripts"  # the scripts' SHA-256 (any interpreter)
+LABEL_HELPER_PYTHON = "org.jupyter.mlcontainer.helper-python"  # its Python's path in the image
 SCRIPTS_IN_IMAGE = "/mlc"
 SCRIPTS = ("layout.py", "fsops.py", "keeper.py")
 _SCRIPTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts")
@@ -46,10 +50,20 @@ class HelperImage:
     ref: str
     python: str
     digest: str  # what the containers are labelled with (LABEL_HELPER)
+    scripts: str = ""  # the helper scripts' version (LABEL_HELPER_SCRIPTS): a keeper of another is replaced
 
     def command(self, script: str, *args: str) -> list[str]:
         # -S: no site (no .pth, no sitecustomize); -E: no PYTHON* variables; -s: no user site.
         return [self.python, "-S", "-E", "-s", f"{SCRIPTS_IN_IMAGE}/{script}", *args]
+
+
+def scripts_digest() -> str:
+    """The SHA-256 of the helper scripts: which keeper a running one is, whatever its Python."""
+    h = hashlib.sha256()
+    for name in SCRIPTS:
+        with open(os.path.join(_SCRIPTS_DIR, name), "rb") as f:
+            h.update(name.encode() + b"\0" + f.read() + b"\0")
+    return h.hexdigest()
 
 
 def _interpreter() -> str:
@@ -135,7 +149,9 @@ def helper_image(engine, configured: str = "", python: str = "python3") -> Helpe
             raise EngineError(f"c.MLContainer.helper_image {configured!r} must be pinned by digest "
                               "(name@sha256:... or sha256:<image id>): it runs with root's rights over the cache")
         attrs = engine.inspect_image_sync(configured.strip())
-        return HelperImage(attrs["Id"], configured.strip(), python, attrs["Id"])
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        return HelperImage(attrs["Id"], configured.strip(), labels.get(LABEL_HELPER_PYTHON) or python, attrs["Id"],
+                           labels.get(LABEL_HELPER_SCRIPTS, "configured"))
     key = engine.base_url or "default"
     with _lock:
         if key in _made:
@@ -149,11 +165,13 @@ def helper_image(engine, configured: str = "", python: str = "python3") -> Helpe
                 attrs = None
         except EngineError:
             attrs = None
+        scripts = scripts_digest()
         if attrs is None:
-            engine.import_image_sync(data, tag, changes=[f"LABEL {LABEL_HELPER}={digest}", "ENV LANG=C.UTF-8",
-                                                         f"ENV LD_LIBRARY_PATH={library_path}"])
+            engine.import_image_sync(data, tag, changes=[
+                f"LABEL {LABEL_HELPER}={digest}", f"LABEL {LABEL_HELPER_SCRIPTS}={scripts}",
+                f"LABEL {LABEL_HELPER_PYTHON}={interpreter}", "ENV LANG=C.UTF-8", f"ENV LD_LIBRARY_PATH={library_path}"])
             attrs = engine.inspect_image_sync(tag)
-        made = _made[key] = HelperImage(attrs["Id"], tag, interpreter, digest)
+        made = _made[key] = HelperImage(attrs["Id"], tag, interpreter, digest, scripts)
         return made
 
 

@@ -28,7 +28,7 @@ from ..errors import Conflict, ContainerNotFound, EngineError
 from ..identity import HostUser
 from ..policy import write_json_safely
 from ..state import state_dir
-from .helper_image import LABEL_HELPER, HelperImage, helper_image
+from .helper_image import LABEL_HELPER, LABEL_HELPER_SCRIPTS, HelperImage, helper_image
 from .paths import is_host_folder
 from .scripts.layout import LAYOUT
 
@@ -132,7 +132,8 @@ def keeper_spec(cache: str, helper: HelperImage) -> ContainerSpec:
         entrypoint=helper.command("keeper.py", KEEPER_MOUNT),
         command=[],
         user="0:0",
-        labels={LABEL_ROLE: ROLE_KEEPER, LABEL_CACHE_VOLUME: cache, LABEL_HELPER: helper.digest},
+        labels={LABEL_ROLE: ROLE_KEEPER, LABEL_CACHE_VOLUME: cache, LABEL_HELPER: helper.digest,
+                LABEL_HELPER_SCRIPTS: helper.scripts},
         mounts=[MountSpec(target=KEEPER_MOUNT, source=cache, kind="bind" if is_host_folder(cache) else "volume")],
         cap_drop=["ALL"],
         cap_add=KEEPER_CAPS,
@@ -145,12 +146,13 @@ def keeper_spec(cache: str, helper: HelperImage) -> ContainerSpec:
 
 
 def keep_cache(engine, cache: str, helper: HelperImage) -> None:
-    """Start the cache's keeper unless it runs; one that an earlier version started (from a
-    kernel's image, or another helper image) is replaced."""
+    """Start the cache's keeper unless it runs. One that an earlier version started (from a
+    kernel's image: no helper label), or one of other scripts, is replaced; one that another
+    user's server started from its own Python, with the same scripts, is kept."""
     spec = keeper_spec(cache, helper)
     attrs = engine.call_sync(engine.ensure_service_sync, spec)
     labels = (attrs.get("Config") or {}).get("Labels") or (attrs.get("Spec") or {}).get("Labels") or {}
-    if labels.get(LABEL_HELPER) != helper.digest:
+    if LABEL_HELPER not in labels or labels.get(LABEL_HELPER_SCRIPTS) != helper.scripts:
         log.info("Cache %s: replacing its keeper %s, which runs another image", cache, spec.name)
         remove_cache_keeper(engine, cache)
         engine.call_sync(engine.ensure_service_sync, spec)

@@ -197,7 +197,10 @@ class Keeper:
         fd = fsops.open_dir(self.aside_fd, folder)
         try:
             for name in legacy:
-                os.rename(name, name, src_dir_fd=self.root_fd, dst_dir_fd=fd)
+                try:
+                    os.rename(name, name, src_dir_fd=self.root_fd, dst_dir_fd=fd)
+                except FileNotFoundError:
+                    pass  # another node's keeper moved it (a Swarm's shared folder)
         finally:
             os.close(fd)
         message = ("the earlier version's shared folders (%s) were set aside in %s/%s: nothing in them is used any more; "
@@ -543,6 +546,17 @@ class Keeper:
             os.close(fd)
 
 
+def no_new_privileges():
+    """PR_SET_NO_NEW_PRIVS on this process (and what it starts, which is nothing): where the
+    container's runtime could not set it (a Swarm service), the keeper sets it itself."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(38, *(ctypes.c_ulong(v) for v in (1, 0, 0, 0)))
+    except (OSError, AttributeError):
+        pass
+
+
 USAGE = ("usage: keeper.py ROOT [--police-homes] [--max-watches N] [--rescan-every S]\n"
          "       keeper.py ROOT --prepare-home NAME UID GID\n")
 
@@ -570,6 +584,7 @@ def main(argv=None):
     except (IndexError, ValueError):
         sys.stderr.write(USAGE)
         return 2
+    no_new_privileges()
     keeper = Keeper(root, (os.getuid(), os.getgid()), police_homes=options["--police-homes"],
                     max_watches=options["--max-watches"])
     if prepare is not None:

@@ -55,6 +55,8 @@ def cmd_kernel_add(args: argparse.Namespace) -> int:
         "shm_size": args.shm_size,
         "env": parse_env_pairs(args.env),
     }
+    for key, value in parse_env_pairs(args.option).items():  # placement=swarm, transport_encryption=disabled, ...
+        options[key] = value
     prefix = sys.prefix if args.sys_prefix else args.prefix
     spec = svc.add_kernelspec(
         image, name=args.name, display=args.display_name, options=options, user=not prefix, prefix=prefix, facts=facts,
@@ -394,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--cpus", help="CPU limit, e.g. 4")
     add.add_argument("--shm-size", help="/dev/shm size, e.g. 2g (default: auto)")
     add.add_argument("--env", action="append", metavar="KEY=VALUE", help="environment variable (repeatable)")
+    add.add_argument("--option", action="append", metavar="KEY=VALUE",
+                     help="any other kernel option of the kernelspec (repeatable): placement, docker_host, cache_volume, "
+                          "workspace, network, kernel_transport, transport_encryption, placement_timeout")
     where = add.add_mutually_exclusive_group()
     where.add_argument("--user", action="store_true", help="install for the current user (default)")
     where.add_argument("--sys-prefix", action="store_true", help="install into this Python's prefix (venv/conda)")

@@ -212,8 +212,6 @@ class EngineStream:
     """An engine event stream: iterating it raises the typed errors; ``close()`` stops it (a
     cancelled pull stops downloading)."""
 
-    helpers_reach_kernels = True  # a helper container runs on this engine, as its kernels do
-
     def __init__(self, engine: "Engine", stream: Any, image: str | None = None) -> None:
         self._engine, self._stream, self._image = engine, stream, image
 
@@ -240,6 +238,8 @@ class Engine:
     created lazily and re-created after the engine was unreachable, so a server that
     started before dockerd recovers without a restart.
     """
+
+    helpers_reach_kernels = True  # a helper container runs on this engine, as its kernels do
 
     def __init__(self, base_url: str | None = None, max_workers: int = 16) -> None:
         self.base_url = base_url

@@ -66,10 +66,12 @@ def test_remove_only_container_kernels(engine):
 
 
 def test_cli_kernel_add_list_remove(engine):
-    result = cli("kernel", "add", BASE_IMAGE, "--name", "cli-kernel", "--gpus", "none", "--env", "X=1", "--json")
+    result = cli("kernel", "add", BASE_IMAGE, "--name", "cli-kernel", "--gpus", "none", "--env", "X=1",
+                 "--option", "kernel_transport=tcp", "--option", "transport_encryption=disabled", "--json")
     assert result.returncode == 0, result.stderr
     added = json.loads(result.stdout)
-    assert added["config"] == {"gpus": "none", "env": {"X": "1"}}
+    assert added["config"] == {"gpus": "none", "env": {"X": "1"}, "kernel_transport": "tcp",
+                               "transport_encryption": "disabled"}
     listed = cli("kernel", "list")
     assert "cli-kernel" in listed.stdout and BASE_IMAGE in listed.stdout
     ks = subprocess.run([sys.executable, "-m", "jupyter", "kernelspec", "list", "--json"], capture_output=True, text=True)
@@ -84,6 +86,7 @@ def test_cli_errors_are_messages_not_tracebacks(engine):
         (("kernel", "add", NOIPYKERNEL_IMAGE), "image prepare"),
         (("kernel", "add", NOPYTHON_IMAGE), "no Python interpreter"),
         (("kernel", "add", BASE_IMAGE, "--env", "NOEQUALS"), "expected KEY=VALUE"),
+        (("kernel", "add", BASE_IMAGE, "--option", "colour=blue"), "Unknown kernel option 'colour'"),
         (("kernel", "remove", "nothing-here"), "No kernelspec"),
     ):
         result = cli(*args)

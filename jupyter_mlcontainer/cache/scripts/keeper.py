@@ -307,6 +307,7 @@ class Keeper:
             if not stat.S_ISREG(st.st_mode) or (owner_uid is not None and st.st_uid != owner_uid) or key in self.rejected:
                 return "refused"
             os.set_blocking(fd, True)
+            began = time.monotonic()
             tmp = ".%s.%d.%d" % (name, os.getpid(), time.monotonic_ns())
             out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                           dir_fd=self.incoming_fd)
@@ -341,7 +342,8 @@ class Keeper:
                 return "present"
             finally:
                 os.close(store_blobs)
-            log("published %s/blobs/%s (%d bytes) from %s" % (repo, name, st.st_size, source))
+            log("published %s/blobs/%s (%d bytes, verified in %.3f s) from %s" % (
+                repo, name, st.st_size, time.monotonic() - began, source))
             return "published"
         except OSError as exc:
             log("could not publish %s/blobs/%s from %s: %s" % (repo, name, source, exc))

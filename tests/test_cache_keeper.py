@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import select
+import queue
 import shutil
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import pytest
@@ -41,6 +42,13 @@ class RunningKeeper:
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self._queue.put(line)
+        self._queue.put(None)
 
     def wait_for(self, text: str, timeout: float = 60) -> str:
         """The keeper's first output line holding ``text`` (it is never silent for long:
@@ -50,11 +58,11 @@ class RunningKeeper:
             if text in line:
                 return line
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stdout], [], [], deadline - time.monotonic())
-            if not ready:
+            try:
+                line = self._queue.get(timeout=deadline - time.monotonic())
+            except queue.Empty:
                 break
-            line = self.proc.stdout.readline()
-            if not line:
+            if line is None:
                 raise AssertionError(f"the keeper exited: {self.proc.stderr.read()[-2000:]}")
             self.lines.append(line)
             if text in line:

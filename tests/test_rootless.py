@@ -162,9 +162,12 @@ def keeper_said(keeper, lines: list[str], text: str) -> None:
 TAKE_B_HOME = r"""
 import json, os
 home = "/opt/mlcontainer/cache/home/mlctest2"
-os.makedirs(home + "/.ipython/profile_default/startup")
-open(home + "/.ipython/profile_default/startup/00-a.py", "w").write("print('CODE OF A RAN')")
-print(json.dumps({"taken": True}))  # the keeper sets it aside at once: it may be gone already
+try:  # the keeper sets it aside at once: it may be gone before the file is written
+    os.makedirs(home + "/.ipython/profile_default/startup")
+    open(home + "/.ipython/profile_default/startup/00-a.py", "w").write("print('CODE OF A RAN')")
+except FileNotFoundError:
+    pass
+print(json.dumps({"taken": True}))
 """
 
 

@@ -148,12 +148,24 @@ class Keeper:
             self.incoming_fd = fsops.ensure_dir(store_fd, INCOMING[1], SET_ASIDE_MODE, self.owner, aside, "models-incoming")
         finally:
             os.close(store_fd)
+        self._clear_incoming()
         st = fsops.lstat_at(self.root_fd, STAMP)
         if st is not None and not (stat.S_ISREG(st.st_mode) and st.st_uid == self.owner[0] and st.st_nlink == 1):
             moved = fsops.set_aside(self.root_fd, STAMP, self.aside_fd, "stamp")
             self.reports.append("%s (%s of uid %d) was set aside as %s" % (STAMP, fsops.kind_of(st.st_mode), st.st_uid, moved))
         for line in self.reports:
             log(line)
+
+    def _clear_incoming(self, older_than=3600.0):
+        """Remove copies a keeper left behind in .incoming (killed while it copied)."""
+        now = time.time()
+        for name in list(fsops.entries(self.incoming_fd)):
+            st = fsops.lstat_at(self.incoming_fd, name)
+            if st is not None and now - st.st_mtime > older_than and not stat.S_ISDIR(st.st_mode):
+                try:
+                    os.unlink(name, dir_fd=self.incoming_fd)
+                except OSError:
+                    pass
 
     def _ensure_set_aside(self):
         st = fsops.lstat_at(self.root_fd, SET_ASIDE)

@@ -17,12 +17,6 @@ from dataclasses import dataclass, field
 from .cache.paths import CACHE_MOUNT_ENV, is_host_folder
 from .identity import HostUser
 
-
-def _script_source(name: str) -> str:
-    """The text of an in-container script of the cache (run by the bootstrap with the image's Python)."""
-    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "cache", "scripts", name)) as f:
-        return f.read()
-
 LABEL_PREFIX = "org.jupyter.mlcontainer"
 LABEL_ROLE = f"{LABEL_PREFIX}.role"  # "kernel" | "probe" | "init" | "kernel-network"
 LABEL_KERNEL_ID = f"{LABEL_PREFIX}.kernel-id"
@@ -92,10 +86,19 @@ _HOME_CHECK = (
     "    if not stat.S_ISDIR(st.st_mode) or st.st_uid != me or st.st_mode & 0o022:\n"
     "        refuse('HOME %s is not your private folder (%s, owner uid %d, you are uid %d, mode %o). Someone '\n"
     "               'else may have put files there that a kernel would run at start (IPython startup, .pth). '\n"
-    "               'Start the kernel again: its folder is set aside and a new one made'\n"
+    "               'A start sets such a folder aside where it can (a rootful engine, a host folder whose '\n"
+    "               'keeper runs); elsewhere an admin moves it away'\n"
     "               % (home, 'a link' if stat.S_ISLNK(st.st_mode) else 'a folder' if stat.S_ISDIR(st.st_mode) else 'a file',\n"
     "                  st.st_uid, me, stat.S_IMODE(st.st_mode)))\n"
 )
+
+
+def _script_source(name: str) -> str:
+    """The text of an in-container script of the cache (the bootstrap runs it with the image's Python)."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "cache", "scripts", name)) as f:
+        return f.read()
+
+
 # Then the model store's verified blobs are linked into the user's own hub cache
 # (cache/scripts/link_models.py: a model another user downloaded loads without a download).
 _LINK_MODELS = _script_source("link_models.py") + (

@@ -75,7 +75,8 @@ def test_the_link_step_links_the_stores_blobs_into_the_users_hub_cache(store, tm
     assert not (hub / "not-a-repo").exists()
     # Nothing changed in the store: nothing to look at again.
     assert link_models(str(store / "models" / "huggingface" / "hub"), str(hub)) == 0
-    assert json.loads((hub / ".mlcontainer-links").read_text()).keys() == {"models--lab--tiny", "datasets--lab--set"}
+    assert json.loads((hub.parent / ".mlcontainer-links.json").read_text()).keys() == {"models--lab--tiny", "datasets--lab--set"}
+    assert sorted(p.name for p in hub.iterdir()) == ["datasets--lab--set", "models--lab--tiny"]  # nothing else in the hub
 
 
 def test_the_link_step_never_replaces_what_is_not_the_users_own_copy(store, tmp_path):

@@ -9,7 +9,8 @@ repository (refs, snapshots) is taken. A blob the user downloaded themselves tha
 too becomes a link, so a shared model takes its disk space once.
 
 Only names are compared and links made: nothing is read, and a repo folder is looked at again
-only when the store's folder changed (its mtime, kept in ``.mlcontainer-links`` in the hub cache).
+only when the store's folder changed (its mtime, kept in ``.mlcontainer-links.json`` beside the
+hub cache: a file inside it would be a "corrupted repo" to huggingface_hub's cache scan).
 Self-contained (the bootstrap runs this file's text with the image's own Python): standard library
 only, no import of the package.
 """
@@ -21,7 +22,7 @@ import stat
 
 _REPO = re.compile(r"^(models|datasets|spaces)--[A-Za-z0-9][A-Za-z0-9._-]*(--[A-Za-z0-9._-]+)*$")
 _BLOB = re.compile(r"^([0-9a-f]{40}|[0-9a-f]{64})$")
-_STATE = ".mlcontainer-links"
+_STATE = ".mlcontainer-links.json"
 
 
 def link_models(store_hub, hub):
@@ -32,7 +33,7 @@ def link_models(store_hub, hub):
         repos = sorted(name for name in os.listdir(store_hub) if _REPO.match(name))
     except OSError:
         return 0
-    state_path = os.path.join(hub, _STATE)
+    state_path = os.path.join(os.path.dirname(os.path.normpath(hub)), _STATE)
     try:
         with open(state_path) as f:
             seen = json.load(f)
@@ -64,6 +65,7 @@ def link_models(store_hub, hub):
         changed = True
     if changed:
         try:
+            os.makedirs(os.path.dirname(state_path), exist_ok=True)
             tmp = "%s.%d" % (state_path, os.getpid())
             with open(tmp, "w") as f:
                 json.dump(seen, f)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from .engine import LABEL_PREFIX, LABEL_ROLE, Engine, EngineError, reference_parts
+from .cache.helper_image import LABEL_HELPER as HELPER_LABEL
 from .errors import ImageNotFound
 from .policy import write_json_safely
 from .state import state_dir
@@ -350,6 +351,8 @@ class ImageInventory:
             tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
             if not tags:
                 continue  # intermediate / dangling layers
+            if (image.get("Labels") or {}).get(HELPER_LABEL):
+                continue  # the cache keeper's own image (cache/helper_image.py): not one to run notebooks in
             rows.append(self._row(image["Id"], tags, image.get("RepoDigests") or [], image.get("Size"),
                                   image.get("Created"), image.get("Labels") or {}, kernelspecs_by_image))
         return rows

@@ -236,7 +236,7 @@ class MLContainerService:
             kernels = ", ".join(sorted(kernel_id_of(c) or c["Id"][:12] for c in users))
             raise Conflict(f"{image} is used by kernel container(s) of kernel(s) {kernels}: stop them first")
         for keeper in self.engine.containers_sync([f"{LABEL_ROLE}={ROLE_KEEPER}"]):
-            if keeper.get("ImageID") == image_id:  # the next kernel start runs it from its own image
+            if keeper.get("ImageID") == image_id:  # the next kernel start runs it again, from the helper image
                 remove_cache_keeper(self.engine, (keeper.get("Labels") or {}).get(LABEL_CACHE_VOLUME, ""))
         self.engine.remove_image_sync(image)
         return {"removed": image, "id": image_id}

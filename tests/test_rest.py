@@ -53,6 +53,11 @@ async def test_images_with_facts_and_kernelspecs(engine, jp_fetch):
     assert row["id"].startswith("sha256:") and row["size"] > 0
     assert row["facts"]["python_version"].startswith("3.11") and row["facts"]["ipykernel"]
     assert name in row["kernelspecs"]
+    # The cache keeper's own image is no image to run notebooks in: not listed.
+    from jupyter_mlcontainer.cache.helper_image import helper_image
+
+    helper = helper_image(engine)
+    assert not any(helper.ref in i["tags"] for i in (await get(jp_fetch, "images"))["images"])
 
 
 async def test_a_swarm_that_does_not_answer_leaves_the_image_list_whole(engine, jp_fetch, tmp_path):

@@ -171,8 +171,21 @@ def helper_image(engine, configured: str = "", python: str = "python3") -> Helpe
                 f"LABEL {LABEL_HELPER}={digest}", f"LABEL {LABEL_HELPER_SCRIPTS}={scripts}",
                 f"LABEL {LABEL_HELPER_PYTHON}={interpreter}", "ENV LANG=C.UTF-8", f"ENV LD_LIBRARY_PATH={library_path}"])
             attrs = engine.inspect_image_sync(tag)
+            _remove_older(engine, scripts)
         made = _made[key] = HelperImage(attrs["Id"], tag, interpreter, digest, scripts)
         return made
+
+
+def _remove_older(engine, scripts: str) -> None:
+    """Remove helper images of other helper scripts (earlier versions'), where no container uses
+    them; those of other Pythons with these scripts stay (another user's server runs one)."""
+    for image in engine.images_sync():
+        labels = image.get("Labels") or {}
+        if LABEL_HELPER in labels and labels.get(LABEL_HELPER_SCRIPTS) != scripts:
+            try:
+                engine.remove_image_sync(image["Id"])
+            except EngineError:
+                pass  # a keeper still runs it: the next kernel start replaces that keeper
 
 
 def forget_helper_images() -> None:

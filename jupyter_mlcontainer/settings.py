@@ -42,9 +42,10 @@ class MLContainer(Configurable):
         help="The image the cache's keeper and its one-shot set-up run in, with root's rights over "
         "the cache (on a rootful engine). Empty (the default): an image made on the engine from "
         "this server's own Python and the package's helper scripts, offline, named "
-        "mlcontainer-helper:<content hash>; never a kernel's image. Set it, pinned by digest "
-        "(name@sha256:...), where the engine runs another CPU architecture than this host; its "
-        "python3 must be on PATH. Default: MLCONTAINER_HELPER_IMAGE.",
+        "mlcontainer-helper:<content hash>; never a kernel's image. Set it where every server "
+        "must run one image (a Swarm, whose nodes hold it) or where the engine runs another CPU "
+        "architecture than this host: the id that `jupyter mlcontainer helper-image` prints (run "
+        "where the architecture matches), or name@sha256:... Default: MLCONTAINER_HELPER_IMAGE.",
     )
     build_context_limit_mb = Integer(
         min=1,

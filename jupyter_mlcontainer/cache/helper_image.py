@@ -142,16 +142,22 @@ _made: dict[str, HelperImage] = {}  # engine address -> the image made on it
 
 
 def helper_image(engine, configured: str = "", python: str = "python3") -> HelperImage:
-    """The trusted helper image on ``engine``: ``configured`` (an image pinned by digest, with
-    ``python``) or the one made from this server's Python, imported once per engine. Blocking."""
+    """The trusted helper image on ``engine``: ``configured`` (one that `jupyter mlcontainer
+    helper-image` made, with these helper scripts, pinned by digest) or the one made from this
+    server's Python, imported once per engine. Blocking."""
     if configured:
         if not _PINNED.search(configured.strip()):
             raise EngineError(f"c.MLContainer.helper_image {configured!r} must be pinned by digest "
                               "(name@sha256:... or sha256:<image id>): it runs with root's rights over the cache")
         attrs = engine.inspect_image_sync(configured.strip())
         labels = (attrs.get("Config") or {}).get("Labels") or {}
+        if labels.get(LABEL_HELPER_SCRIPTS) != scripts_digest():
+            raise EngineError(
+                f"c.MLContainer.helper_image {configured!r} is not this version's helper image (it carries "
+                f"{'other helper scripts' if LABEL_HELPER_SCRIPTS in labels else 'no helper scripts'}): make it with "
+                "`jupyter mlcontainer helper-image` and name the id it prints")
         return HelperImage(attrs["Id"], configured.strip(), labels.get(LABEL_HELPER_PYTHON) or python, attrs["Id"],
-                           labels.get(LABEL_HELPER_SCRIPTS, "configured"))
+                           labels[LABEL_HELPER_SCRIPTS])
     key = engine.base_url or "default"
     with _lock:
         if key in _made:

@@ -226,17 +226,20 @@ class KernelHandler(BaseHandler):
 
 
 class FreezeHandler(BaseHandler):
-    async def runtime_environment(self, km: Any) -> dict[str, str]:
-        """The kernel's environment, asked through a client of its own. A restart meanwhile
-        (the question may have gone to the kernel that stopped) ends the wait at once, so that
-        the freeze starts over on the new container rather than waiting out the timeout."""
+    async def runtime_environment(self, km: Any, container: str | None) -> dict[str, str]:
+        """The environment of the kernel in ``container``, asked through a client of its own. A
+        restart meanwhile (the question may have gone to the kernel that stopped) ends the wait
+        at once, so that the freeze starts over on the new container rather than waiting out the
+        timeout. The provisioner names its new container only once that kernel answers: until
+        then it may still name the one before, which is no restart of ``container``."""
         client = private_client(km)
         client.start_channels()
-        container = getattr(km.provisioner, "container_id", None)
+        before = getattr(km.provisioner, "container_id", None)
         asking = asyncio.ensure_future(kernel_environment(client))
         try:
             while not (await asyncio.wait({asking}, timeout=0.1))[0]:
-                if getattr(km.provisioner, "container_id", None) != container:
+                now = getattr(km.provisioner, "container_id", None)
+                if now is not None and now != before and now != container:
                     asking.cancel()
                     raise KernelEnvironmentUnavailable("The kernel restarted while its environment was read")
             return asking.result()
@@ -274,7 +277,7 @@ class FreezeHandler(BaseHandler):
             container_id = None
             try:
                 container_id = await self.run_blocking(self.service.container_of_kernel, kernel_id)
-                runtime_env = await self.runtime_environment(km)
+                runtime_env = await self.runtime_environment(km, container_id)
                 result, record = await self.run_blocking(lambda: self.service.freeze(
                     container_id, runtime_env, connection_info=km.get_connection_info(), force=bool(body.get("force")),
                     notebook=path,

@@ -93,3 +93,21 @@ export function formatDate(
   }
   return date.toISOString().slice(0, 10);
 }
+
+/**
+ * Text from a notebook someone sent (a Dockerfile, file names) as it really is: each control
+ * or invisible character (bidirectional overrides reorder what a line shows; a carriage return
+ * starts a line that Docker does not see) written as a visible escape, as the CLI shows it.
+ */
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, ch => {
+    const code = ch.charCodeAt(0);
+    return code <= 0xff
+      ? `\\x${code.toString(16).padStart(2, '0')}`
+      : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
+}
+
+const UNPRINTABLE =
+  // eslint-disable-next-line no-control-regex
+  /[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g;

@@ -18,7 +18,7 @@ import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { TranslationBundle } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 
-import { errorMessage, formatBytes, percent } from './format';
+import { errorMessage, formatBytes, percent, printable } from './format';
 import { MLContainerModel } from './model';
 import { IFreezeRecord, IJob, IRestorePlan } from './tokens';
 
@@ -142,9 +142,10 @@ function planView(plan: IRestorePlan, trans: TranslationBundle): HTMLElement {
   const node = document.createElement('div');
   node.className = 'mlc-restore-dialog';
   node.dataset.testid = 'mlc-restore-dialog';
+  // Every text here comes from the notebook, or names what it names: shown as it really is.
   const add = (tag: string, text: string, testid?: string): HTMLElement => {
     const element = document.createElement(tag);
-    element.textContent = text;
+    element.textContent = printable(text);
     if (testid) {
       element.dataset.testid = testid;
     }

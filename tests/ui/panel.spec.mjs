@@ -470,7 +470,7 @@ test.describe('ML Containers panel', () => {
         format: 'text',
         // Its own text each run: a restore built from the same files earlier is reused
         // ("built here earlier"), which is not what this test is about.
-        content: `FROM ${KERNEL_IMAGE}\nLABEL org.jupyter.mlcontainer.test="restored-ui-${stamp}"\n`
+        content: `FROM ${KERNEL_IMAGE}\nLABEL org.jupyter.mlcontainer.test="restored-ui-${stamp}"\n# \u202e hidden \x1b[2K\n`
       })
     });
     const path = `${folder}/frozen.ipynb`;
@@ -499,6 +499,10 @@ test.describe('ML Containers panel', () => {
     await expect(dialog).toContainText(image, { timeout: 60_000 });
     await expect(dialog.getByTestId('mlc-restore-dockerfile')).toContainText(
       `LABEL org.jupyter.mlcontainer.test="restored-ui-${stamp}"`
+    );
+    // What would reorder or hide text on screen is shown as an escape (issue 22, finding 6).
+    await expect(dialog.getByTestId('mlc-restore-dockerfile')).toContainText(
+      '# \\u202e hidden \\x1b[2K'
     );
     await expect(dialog.getByTestId('mlc-restore-kernelspec')).toContainText(
       kernelspec

@@ -22,9 +22,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from jupyter_client.manager import AsyncKernelManager  # noqa: E402
 
-from jupyter_mlcontainer.engine import get_engine  # noqa: E402
-from jupyter_mlcontainer.freeze import freeze_container  # noqa: E402
-from jupyter_mlcontainer.kernelspecs import add_kernelspec  # noqa: E402
+from jupyter_mlcontainer.engines.docker import get_engine  # noqa: E402
+from jupyter_mlcontainer.environments.freeze import freeze_container  # noqa: E402
+from jupyter_mlcontainer.kernels.kernelspecs import add_kernelspec  # noqa: E402
 from tests.test_freeze import make_wheel  # noqa: E402
 
 

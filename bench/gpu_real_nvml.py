@@ -1,4 +1,4 @@
-"""Check the real NVML path of :mod:`jupyter_mlcontainer.gpu` on a machine with a GPU.
+"""Check the real NVML path of :mod:`jupyter_mlcontainer.machine.gpu` on a machine with a GPU.
 
 CI has no GPU and tests GPU code against the fake NVML layer; this script is what a
 session with a lent GPU runs to check the same code against the real driver. It needs
@@ -24,7 +24,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from jupyter_mlcontainer.gpu import GpuMonitor, attribute_processes, container_id_of_pid  # noqa: E402
+from jupyter_mlcontainer.machine.gpu import GpuMonitor, attribute_processes, container_id_of_pid  # noqa: E402
 
 HOLDER = """
 import sys, time, torch

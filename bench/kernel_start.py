@@ -221,14 +221,14 @@ class Spares:
     describe() and blocked on its claim FIFO (its imports done)."""
 
     def __init__(self, engine) -> None:
-        from jupyter_mlcontainer.pool import get_pool
+        from jupyter_mlcontainer.kernels.pool import get_pool
 
         self.engine = engine
         self.pool = get_pool(engine)
         self.primed: set[str] = set()  # kernelspecs started with the pool on at least once
 
     def idle(self, kernel_name: str) -> str | None:
-        from jupyter_mlcontainer.pool import CLAIM_FIFO
+        from jupyter_mlcontainer.kernels.pool import CLAIM_FIFO
 
         listed = {row["container_id"] for row in self.pool.describe() if row["kernelspec"] == kernel_name}
         for spare in self.pool.spares():
@@ -286,9 +286,9 @@ async def main() -> None:
     if args.gp_child:
         return await gp_child(*args.gp_child)
 
-    from jupyter_mlcontainer.engine import get_engine
-    from jupyter_mlcontainer.images import probe_image_sync
-    from jupyter_mlcontainer.kernelspecs import add_kernelspec
+    from jupyter_mlcontainer.engines.docker import get_engine
+    from jupyter_mlcontainer.environments.images import probe_image_sync
+    from jupyter_mlcontainer.kernels.kernelspecs import add_kernelspec
 
     tmp = tempfile.mkdtemp(prefix="mlc-bench-")
     os.environ.setdefault("JUPYTER_DATA_DIR", os.path.join(tmp, "data"))

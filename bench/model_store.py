@@ -27,9 +27,9 @@ os.environ.setdefault("MLCONTAINER_WARM_POOL", "0")
 from jupyter_client.manager import AsyncKernelManager  # noqa: E402
 
 from jupyter_mlcontainer.cache.volume import ensure_cache, keeper_name, remove_cache_volume  # noqa: E402
-from jupyter_mlcontainer.engine import get_engine  # noqa: E402
-from jupyter_mlcontainer.identity import current_user  # noqa: E402
-from jupyter_mlcontainer.kernelspecs import add_kernelspec  # noqa: E402
+from jupyter_mlcontainer.engines.docker import get_engine  # noqa: E402
+from jupyter_mlcontainer.core.identity import current_user  # noqa: E402
+from jupyter_mlcontainer.kernels.kernelspecs import add_kernelspec  # noqa: E402
 
 IMAGE = "mlcontainer-test/base:bookworm"
 WRITE_BLOB = r"""
@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     engine = get_engine()
-    from jupyter_mlcontainer.identity import HostUser
+    from jupyter_mlcontainer.core.identity import HostUser
 
     bench_user = HostUser(4242, 4242, "bench")
     volumes = [f"mlc-bench-store-{uuid.uuid4().hex[:6]}", f"mlc-bench-empty-{uuid.uuid4().hex[:6]}"]

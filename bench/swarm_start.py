@@ -26,8 +26,8 @@ sys.path.insert(0, REPO)
 
 from jupyter_client.manager import AsyncKernelManager  # noqa: E402
 
-from jupyter_mlcontainer.engine import get_engine  # noqa: E402
-from jupyter_mlcontainer.kernelspecs import add_kernelspec  # noqa: E402
+from jupyter_mlcontainer.engines.docker import get_engine  # noqa: E402
+from jupyter_mlcontainer.kernels.kernelspecs import add_kernelspec  # noqa: E402
 from tests.swarm_cluster import SwarmCluster  # noqa: E402
 
 IMAGE = "mlcontainer-test/base:bookworm"
@@ -87,7 +87,7 @@ async def main() -> None:
         from jupyter_client.kernelspec import KernelSpecManager
 
         from jupyter_mlcontainer.cache.volume import remove_cache_keeper
-        from jupyter_mlcontainer.swarm import get_swarm
+        from jupyter_mlcontainer.engines.swarm import get_swarm
 
         for name in (local, swarm):
             KernelSpecManager().remove_kernel_spec(name)

@@ -11,6 +11,6 @@ def _jupyter_labextension_paths():
 
 
 def _jupyter_server_extension_points():
-    from .app import MLContainerApp
+    from .server.app import MLContainerApp
 
     return [{"module": "jupyter_mlcontainer", "app": MLContainerApp}]

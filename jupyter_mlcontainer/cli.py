@@ -14,10 +14,10 @@ import sys
 from typing import Any, Sequence
 
 from . import __version__
-from .errors import MLContainerError
-from .images import prepare_image, probe_image_sync
-from .kernelspecs import parse_env_pairs
-from .policy import PrintableStream, printable
+from .core.errors import MLContainerError
+from .environments.images import prepare_image, probe_image_sync
+from .kernels.kernelspecs import parse_env_pairs
+from .core.policy import PrintableStream, printable
 from .service import MLContainerService, cli_service
 
 
@@ -110,9 +110,9 @@ def cmd_image_probe(args: argparse.Namespace) -> int:
 
 def cmd_image_nodes(args: argparse.Namespace) -> int:
     """Which nodes of each Swarm (--swarm, else those the kernelspecs name) hold IMAGE."""
-    from .errors import ImageNotFound
-    from .swarm import get_swarm
-    from .swarm_images import image_on_nodes
+    from .core.errors import ImageNotFound
+    from .engines.swarm import get_swarm
+    from .engines.swarm_images import image_on_nodes
 
     svc = service()
     managers = [args.swarm] if args.swarm else [b.base_url for b in svc.backends() if b is not svc.engine]
@@ -160,7 +160,7 @@ def cmd_image_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .identity import current_user
+    from .core.identity import current_user
 
     svc = service()
     status = svc.status()
@@ -209,7 +209,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    from .identity import current_user
+    from .core.identity import current_user
 
     orphans = service().orphans(remove=not args.dry_run)
     verb = "Would remove" if args.dry_run else "Removed"
@@ -229,8 +229,8 @@ def cmd_freeze(args: argparse.Namespace) -> int:
 
     from jupyter_core.paths import jupyter_runtime_dir
 
-    from .freeze import kernel_environment_from_file
-    from .identity import current_user
+    from .environments.freeze import kernel_environment_from_file
+    from .core.identity import current_user
     from .service import KernelContainer
 
     svc = service()
@@ -295,7 +295,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_export_binder(args: argparse.Namespace) -> int:
-    from .sharing import export_binder
+    from .environments.sharing import export_binder
 
     folder = export_binder(args.repo, args.dockerfile, overwrite=args.force)
     print(f"Wrote {folder}/Dockerfile and {folder}/requirements-binder.txt (commit them; Binder builds from the repository)")
@@ -303,7 +303,7 @@ def cmd_export_binder(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .doctor import report, run_checks
+    from .machine.doctor import report, run_checks
 
     text, code = report(run_checks(service()), args.json)
     print(text)
@@ -366,7 +366,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from .jobs import follow
+    from .environments.jobs import follow
 
     build_args = parse_env_pairs(args.build_arg)
     job = service().build(args.dockerfile, args.tag, wheelhouse=args.wheelhouse, build_args=build_args)

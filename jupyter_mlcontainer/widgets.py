@@ -73,8 +73,8 @@ class EngineSource:
         self.service = cli_service()
 
     def fetch(self, endpoint: str) -> dict[str, Any]:
-        from .errors import EngineError
-        from .identity import current_user
+        from .core.errors import EngineError
+        from .core.identity import current_user
 
         user = current_user().name
         try:

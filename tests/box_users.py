@@ -46,7 +46,7 @@ def package_site() -> str:
         f.write("Metadata-Version: 2.1\nName: jupyter-mlcontainer\nVersion: 0.0.0\n")
     with open(os.path.join(dist, "entry_points.txt"), "w") as f:
         f.write("[jupyter_client.kernel_provisioners]\n"
-                "mlcontainer-docker = jupyter_mlcontainer.provisioner:DockerKernelProvisioner\n")
+                "mlcontainer-docker = jupyter_mlcontainer.kernels.provisioner:DockerKernelProvisioner\n")
     for root, dirs, files in os.walk(site):
         for name in dirs:
             os.chmod(os.path.join(root, name), 0o755)
@@ -58,8 +58,8 @@ def package_site() -> str:
 USER_KERNEL = r"""
 import asyncio, json, sys
 from jupyter_client.manager import AsyncKernelManager
-from jupyter_mlcontainer.engine import get_engine
-from jupyter_mlcontainer.kernelspecs import add_kernelspec
+from jupyter_mlcontainer.engines.docker import get_engine
+from jupyter_mlcontainer.kernels.kernelspecs import add_kernelspec
 
 async def run(kc, code):
     out = []
@@ -156,9 +156,9 @@ def finished(proc: subprocess.Popen, timeout: float = 300) -> dict:
 DOCTOR = r"""
 import json, sys
 from jupyter_mlcontainer.cli import main
-from jupyter_mlcontainer.engine import get_engine
-from jupyter_mlcontainer.images import ImageFacts
-from jupyter_mlcontainer.kernelspecs import add_kernelspec
+from jupyter_mlcontainer.engines.docker import get_engine
+from jupyter_mlcontainer.environments.images import ImageFacts
+from jupyter_mlcontainer.kernels.kernelspecs import add_kernelspec
 
 image, stale_image = sys.argv[1], sys.argv[2]
 if image:

@@ -49,7 +49,7 @@ def _session_environment(tmp_path_factory):
     # double every test's containers (MLCONTAINER_WARM_POOL is the pool size; 0 is off).
     os.environ["MLCONTAINER_WARM_POOL"] = "0"
     yield
-    from jupyter_mlcontainer.engine import get_engine
+    from jupyter_mlcontainer.engines.docker import get_engine
 
     engine = get_engine()
     try:
@@ -65,7 +65,7 @@ def _session_environment(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def engine():
-    from jupyter_mlcontainer.engine import get_engine
+    from jupyter_mlcontainer.engines.docker import get_engine
 
     engine = get_engine()
     engine.info_sync()  # raises EngineUnavailable with a clear message
@@ -130,7 +130,7 @@ def jp_root_dir(workspace):
 
 
 def our_kernel_containers(engine, kernel_id: str | None = None) -> list[dict[str, Any]]:
-    from jupyter_mlcontainer.engine import LABEL_CACHE_VOLUME, LABEL_KERNEL_ID
+    from jupyter_mlcontainer.engines.docker import LABEL_CACHE_VOLUME, LABEL_KERNEL_ID
 
     # Only this test session's containers (they use its cache volume).
     found = [
@@ -143,7 +143,7 @@ def our_kernel_containers(engine, kernel_id: str | None = None) -> list[dict[str
 
 
 def add_spec(engine, image: str, **options: Any) -> str:
-    from jupyter_mlcontainer.kernelspecs import add_kernelspec
+    from jupyter_mlcontainer.kernels.kernelspecs import add_kernelspec
 
     require_image(engine, image)
     name = options.pop("name", None) or f"t-{uuid.uuid4().hex[:8]}"
@@ -326,7 +326,7 @@ def swarm():
     from .swarm_cluster import SwarmCluster
 
     from jupyter_mlcontainer.cache.helper_image import helper_image
-    from jupyter_mlcontainer.engine import get_engine
+    from jupyter_mlcontainer.engines.docker import get_engine
 
     # The cache keeper's image is on every node, as an admin puts it there (docs/swarm.md).
     cluster = SwarmCluster(images=(BASE_IMAGE, IPYKERNEL7_IMAGE, helper_image(get_engine()).ref))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from jupyter_mlcontainer.handlers import route_table
+from jupyter_mlcontainer.server.handlers import route_table
 
 from .test_authorization import concrete
 

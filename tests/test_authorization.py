@@ -13,7 +13,7 @@ import pytest
 from jupyter_server.auth.authorizer import Authorizer
 from tornado.httpclient import HTTPClientError
 
-from jupyter_mlcontainer.handlers import route_table
+from jupyter_mlcontainer.server.handlers import route_table
 
 
 class ReadOnlyAuthorizer(Authorizer):

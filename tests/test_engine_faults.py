@@ -44,7 +44,7 @@ class LogLines(logging.Handler):
 
 
 async def test_engine_stop_and_start_while_kernels_run(private_engine, jp_fetch, jp_serverapp, workspace):
-    from jupyter_mlcontainer.engine import get_engine
+    from jupyter_mlcontainer.engines.docker import get_engine
 
     log = LogLines()
     for logger in (jp_serverapp.log, logging.getLogger()):

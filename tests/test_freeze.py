@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from jupyter_mlcontainer.freeze import (
+from jupyter_mlcontainer.environments.freeze import (
     FreezeError,
     container_inventory,
     diff_conda,
@@ -24,7 +24,7 @@ from jupyter_mlcontainer.freeze import (
     render_dockerfile,
     user_env,
 )
-from jupyter_mlcontainer.jobs import JobRegistry
+from jupyter_mlcontainer.environments.jobs import JobRegistry
 
 from .conftest import BASE_IMAGE, SESSION_TAG, TORCH_IMAGE, add_spec, execute, running_kernel, wait_until
 
@@ -359,7 +359,7 @@ async def test_freeze_reads_the_kernels_environment_every_time_under_load(engine
     the freeze with the reason instead of a Dockerfile without them."""
     import subprocess
 
-    from jupyter_mlcontainer.freeze import KernelEnvironmentUnavailable
+    from jupyter_mlcontainer.environments.freeze import KernelEnvironmentUnavailable
 
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:

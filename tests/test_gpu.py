@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_mlcontainer.container_spec import GpuRequest
-from jupyter_mlcontainer.container_spec import gpu_requests as gpu_device_requests
-from jupyter_mlcontainer.gpu import GpuMonitor, container_id_of_pid
+from jupyter_mlcontainer.kernels.container_spec import GpuRequest
+from jupyter_mlcontainer.kernels.container_spec import gpu_requests as gpu_device_requests
+from jupyter_mlcontainer.machine.gpu import GpuMonitor, container_id_of_pid
 from jupyter_mlcontainer.testing.fake_nvml import FakeNVML
 
 H100 = {
@@ -95,7 +95,7 @@ IDLE = {"name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-bbbb", "memory_total": 80 
 
 
 def test_requests_beyond_the_host_name_its_gpus():
-    from jupyter_mlcontainer.gpu import unsatisfiable_reason as reason_for
+    from jupyter_mlcontainer.machine.gpu import unsatisfiable_reason as reason_for
 
     def unsatisfiable_reason(spec, state):
         return reason_for(gpu_device_requests(spec), state)

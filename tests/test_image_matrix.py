@@ -19,9 +19,9 @@ import pytest
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.paths import jupyter_runtime_dir
 
-from jupyter_mlcontainer.freeze import freeze_container, kernel_environment
-from jupyter_mlcontainer.images import probe_image_sync
-from jupyter_mlcontainer.container_spec import CONTAINER_PORTS
+from jupyter_mlcontainer.environments.freeze import freeze_container, kernel_environment
+from jupyter_mlcontainer.environments.images import probe_image_sync
+from jupyter_mlcontainer.kernels.container_spec import CONTAINER_PORTS
 
 from .conftest import (
     wait_for_status,

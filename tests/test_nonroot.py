@@ -23,8 +23,8 @@ from .conftest import BASE_IMAGE, TORCH_IMAGE
 SCRIPT = r"""
 import asyncio, json, os, sys
 from jupyter_client.manager import AsyncKernelManager
-from jupyter_mlcontainer.kernelspecs import add_kernelspec
-from jupyter_mlcontainer.engine import get_engine
+from jupyter_mlcontainer.kernels.kernelspecs import add_kernelspec
+from jupyter_mlcontainer.engines.docker import get_engine
 
 async def main(workspace, marker):
     results = {}
@@ -133,11 +133,11 @@ for path, text in targets.items():
 
 ACT_ON_OTHERS = r"""
 import json, sys
-from jupyter_mlcontainer.engine import get_engine
-from jupyter_mlcontainer.freeze import container_of_kernel
-from jupyter_mlcontainer.identity import current_user, owner_id
-from jupyter_mlcontainer.kernels import list_kernel_containers
-from jupyter_mlcontainer.orphans import find_orphans, reap_orphans
+from jupyter_mlcontainer.engines.docker import get_engine
+from jupyter_mlcontainer.environments.freeze import container_of_kernel
+from jupyter_mlcontainer.core.identity import current_user, owner_id
+from jupyter_mlcontainer.kernels.listing import list_kernel_containers
+from jupyter_mlcontainer.kernels.orphans import find_orphans, reap_orphans
 engine = get_engine()
 try:
     container_of_kernel(engine, sys.argv[1], owner_id())

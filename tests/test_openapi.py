@@ -1,4 +1,4 @@
-"""The REST API's OpenAPI description (jupyter_mlcontainer/openapi.json) matches the routes as
+"""The REST API's OpenAPI description (jupyter_mlcontainer/server/openapi.json) matches the routes as
 registered, and every route is fuzzed from it (schemathesis + hypothesis) against a real server
 on the real engine: never a 500, never a traceback in an answer, every error a JSON message,
 and no container left by a rejected request."""
@@ -13,12 +13,12 @@ import time
 
 import pytest
 
-from jupyter_mlcontainer.handlers import route_table
+from jupyter_mlcontainer.server.handlers import route_table
 
 from .test_authentication import implemented
 from .test_server import _free_port, _start_server, _wait_http
 
-SPEC_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "jupyter_mlcontainer", "openapi.json")
+SPEC_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "jupyter_mlcontainer", "server", "openapi.json")
 
 
 def spec() -> dict:
@@ -40,7 +40,7 @@ def test_fuzz_every_route(engine, workspace, tmp_path):
     import schemathesis
     from hypothesis import HealthCheck, given, settings
 
-    from jupyter_mlcontainer.container_spec import LABEL_ROLE
+    from jupyter_mlcontainer.kernels.container_spec import LABEL_ROLE
 
     port = _free_port()
     server = _start_server(workspace, port, tmp_path / "server.log", os.environ.copy())

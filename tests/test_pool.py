@@ -23,7 +23,7 @@ def pool_on(monkeypatch):
 
 
 def spares_of(engine, kernelspec: str) -> list[str]:
-    from jupyter_mlcontainer.pool import get_pool
+    from jupyter_mlcontainer.kernels.pool import get_pool
 
     return [s["container_id"] for s in get_pool(engine).describe() if s["kernelspec"] == kernelspec]
 
@@ -101,7 +101,7 @@ async def test_a_claimed_spare_is_the_notebooks_kernel(engine, jp_fetch, jp_serv
     for started in (first, session):
         await jp_fetch("api", "sessions", started["id"], method="DELETE")
     assert our_kernel_containers(engine, kernel_id) == []
-    from jupyter_mlcontainer.claims import claim_of
+    from jupyter_mlcontainer.kernels.claims import claim_of
 
     assert claim_of(spare) is None
 
@@ -111,7 +111,7 @@ async def test_a_stale_spare_is_never_handed_out(engine, tmp_path, pool_on):
     that has since changed: neither is claimed, both are removed."""
     from jupyter_client.manager import AsyncKernelManager
 
-    from jupyter_mlcontainer.jobs import JobRegistry
+    from jupyter_mlcontainer.environments.jobs import JobRegistry
 
     tag = f"mlcontainer-test/pool-rebuilt:{os.getpid()}"
 
@@ -141,7 +141,7 @@ async def test_a_stale_spare_is_never_handed_out(engine, tmp_path, pool_on):
         assert await start(name) != fresh
         assert fresh not in [c["Id"] for c in engine.our_containers_sync()]
     finally:
-        from jupyter_mlcontainer.pool import get_pool
+        from jupyter_mlcontainer.kernels.pool import get_pool
 
         get_pool(engine).close()
         engine.api.remove_image(tag, force=True)
@@ -153,7 +153,7 @@ async def test_a_spare_cannot_make_the_server_write_a_file_of_its_host(engine, t
     nothing there; the start goes cold, and the kernel works."""
     from jupyter_client.manager import AsyncKernelManager
 
-    from jupyter_mlcontainer.pool import get_pool
+    from jupyter_mlcontainer.kernels.pool import get_pool
 
     victim = tmp_path / "victim.txt"
     victim.write_text("the host's file")
@@ -188,8 +188,8 @@ async def test_a_spare_cannot_make_the_server_write_a_file_of_its_host(engine, t
 
 
 def test_spares_of_a_killed_server_are_reaped_by_the_next(engine, workspace, tmp_path):
-    from jupyter_mlcontainer.container_spec import LABEL_OWNER, LABEL_SPARE
-    from jupyter_mlcontainer.orphans import reap_orphans
+    from jupyter_mlcontainer.kernels.container_spec import LABEL_OWNER, LABEL_SPARE
+    from jupyter_mlcontainer.kernels.orphans import reap_orphans
 
     from .test_server import _free_port, _request, _start_server, _wait_http
 
@@ -236,7 +236,7 @@ def test_spares_of_a_killed_server_are_reaped_by_the_next(engine, workspace, tmp
 async def test_pool_off_makes_no_spare(engine, tmp_path, monkeypatch):
     from jupyter_client.manager import AsyncKernelManager
 
-    from jupyter_mlcontainer.container_spec import LABEL_SPARE
+    from jupyter_mlcontainer.kernels.container_spec import LABEL_SPARE
 
     monkeypatch.setenv("MLCONTAINER_WARM_POOL", "0")
     km = AsyncKernelManager(kernel_name=add_spec(engine, BASE_IMAGE))
@@ -286,7 +286,7 @@ async def test_a_spare_sees_what_pip_installed_after_it_started(engine, workspac
         await first.shutdown_kernel(now=True)
         if second.has_kernel:
             await second.shutdown_kernel(now=True)
-        from jupyter_mlcontainer.pool import get_pool
+        from jupyter_mlcontainer.kernels.pool import get_pool
 
         get_pool(engine).close()
         remove_cache_volume(engine, f"mlctest-pool-pip-{SESSION_TAG}")

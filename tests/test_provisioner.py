@@ -12,10 +12,10 @@ import pytest
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.paths import jupyter_runtime_dir
 
-from jupyter_mlcontainer.engine import EngineUnavailable, GpuRequestUnsatisfiable, GpuRuntimeMissing, ImageNotFound
-from jupyter_mlcontainer.images import ImageNotUsable
-from jupyter_mlcontainer.deaths import last_death
-from jupyter_mlcontainer.container_spec import CONTAINER_PORTS, KERNEL_NETWORK
+from jupyter_mlcontainer.engines.docker import EngineUnavailable, GpuRequestUnsatisfiable, GpuRuntimeMissing, ImageNotFound
+from jupyter_mlcontainer.environments.images import ImageNotUsable
+from jupyter_mlcontainer.kernels.deaths import last_death
+from jupyter_mlcontainer.kernels.container_spec import CONTAINER_PORTS, KERNEL_NETWORK
 
 from .conftest import (
     wait_for_status,
@@ -286,7 +286,7 @@ async def test_env_options_and_cpus(engine, workspace):
 
 
 async def test_gpu_request_without_nvidia_runtime_fails_cleanly(engine, workspace, monkeypatch):
-    from jupyter_mlcontainer.engine import Engine
+    from jupyter_mlcontainer.engines.docker import Engine
 
     if engine.has_nvidia_runtime_sync():  # a GPU host: the same request is real passthrough
         async with running_kernel(engine, BASE_IMAGE, workspace, gpus="0") as (km, kc):
@@ -317,7 +317,7 @@ async def test_gpu_request_without_nvidia_runtime_fails_cleanly(engine, workspac
 
 
 async def test_auto_gpus_without_runtime_means_no_device_request(engine, workspace, tmp_path, monkeypatch):
-    from jupyter_mlcontainer import gpu
+    from jupyter_mlcontainer.machine import gpu
 
     fake = tmp_path / "nvml.json"
     fake.write_text(json.dumps({"gpus": [{"name": "NVIDIA H100", "uuid": "GPU-1", "memory_total": 1 << 36}]}))
@@ -348,7 +348,7 @@ async def test_missing_image_fails_at_start_with_a_clear_message(engine, workspa
 
 
 async def test_image_without_ipykernel_or_python(engine, workspace):
-    from jupyter_mlcontainer.kernelspecs import add_kernelspec
+    from jupyter_mlcontainer.kernels.kernelspecs import add_kernelspec
 
     with pytest.raises(ImageNotUsable, match="not ipykernel.*image prepare"):
         add_kernelspec(engine, NOIPYKERNEL_IMAGE)
@@ -406,7 +406,7 @@ async def test_no_gpu_overrides_the_images_nvidia_env(engine, workspace, gpus):
 
 
 async def test_more_gpus_than_the_host_has_is_refused_with_its_gpus(engine, workspace, tmp_path, monkeypatch):
-    from jupyter_mlcontainer import gpu
+    from jupyter_mlcontainer.machine import gpu
 
     fake = tmp_path / "nvml.json"
     fake.write_text(json.dumps({"gpus": [

@@ -9,7 +9,7 @@ import threading
 import pytest
 import zmq
 
-from jupyter_mlcontainer.readiness import KernelNotReady, wait_for_kernel_ports, zmq_socket_answers
+from jupyter_mlcontainer.kernels.readiness import KernelNotReady, wait_for_kernel_ports, zmq_socket_answers
 
 
 @pytest.fixture

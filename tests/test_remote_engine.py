@@ -54,7 +54,7 @@ def jp_server_config(workspace, remote_engine):
 
 
 async def test_a_kernel_on_an_engine_on_another_host(remote_engine, jp_fetch, jp_serverapp, workspace):
-    from jupyter_mlcontainer.engine import get_engine
+    from jupyter_mlcontainer.engines.docker import get_engine
 
     engine = get_engine(remote_engine.tcp_url)
     name = add_spec(engine, BASE_IMAGE, transport_encryption="disabled")  # ipykernel 6.17: in the clear, on purpose
@@ -91,7 +91,7 @@ async def test_a_kernel_on_an_engine_on_another_host(remote_engine, jp_fetch, jp
 async def test_a_workspace_missing_on_the_engines_host_is_named(remote_engine, hidden_folder, monkeypatch):
     from jupyter_client.manager import AsyncKernelManager
 
-    from jupyter_mlcontainer.engine import get_engine
+    from jupyter_mlcontainer.engines.docker import get_engine
 
     monkeypatch.setenv("DOCKER_HOST", remote_engine.tcp_url)
     project = hidden_folder / "project"
@@ -114,9 +114,9 @@ def test_the_engine_on_the_network_answers_only_its_certificate_holders(remote_e
     import docker
     from docker.tls import TLSConfig
 
-    from jupyter_mlcontainer.engine import Engine
+    from jupyter_mlcontainer.engines.docker import Engine
 
-    from jupyter_mlcontainer.errors import EngineUnavailable
+    from jupyter_mlcontainer.core.errors import EngineUnavailable
 
     ca = os.path.join(remote_engine.client_certs, "ca.pem")
     for tls in (False, TLSConfig(ca_cert=ca, verify=True)):

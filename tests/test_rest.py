@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from jupyter_mlcontainer.errors import EngineError
+from jupyter_mlcontainer.core.errors import EngineError
 from tornado.httpclient import HTTPClientError
 
 from .conftest import BASE_IMAGE, add_spec, our_kernel_containers, wait_until
@@ -65,8 +65,8 @@ async def test_a_swarm_that_does_not_answer_leaves_the_image_list_whole(engine, 
     ever, the Swarm entry of an image says the cluster could not be asked (the nodes are asked
     in the background), and an image only that cluster would hold is left out; the status says
     the Swarm is not reachable, and the other views answer."""
-    from jupyter_mlcontainer.images import probe_image_sync
-    from jupyter_mlcontainer.kernelspecs import add_kernelspec
+    from jupyter_mlcontainer.environments.images import probe_image_sync
+    from jupyter_mlcontainer.kernels.kernelspecs import add_kernelspec
 
     gone = f"unix://{tmp_path}/no-manager.sock"
     name = add_spec(engine, BASE_IMAGE, name=f"rest-swarm-{uuid.uuid4().hex[:6]}", placement="swarm", docker_host=gone)
@@ -143,7 +143,7 @@ async def test_gpus_without_nvml_is_a_state(jp_fetch):
 
 
 async def test_gpus_map_processes_to_notebooks(engine, jp_fetch, tmp_path, monkeypatch):
-    from jupyter_mlcontainer import gpu
+    from jupyter_mlcontainer.machine import gpu
 
     name = add_spec(engine, BASE_IMAGE)
     body = json.dumps({"path": "gpu.ipynb", "type": "notebook", "name": "gpu.ipynb", "kernel": {"name": name}})
@@ -256,7 +256,7 @@ async def test_pull_errors_and_cancel(engine, jp_fetch, registry, slow_registry)
 
 async def test_engine_down_gives_503_and_server_lives(jp_fetch, jp_serverapp, tmp_path):
     from jupyter_mlcontainer.service import MLContainerService
-    from jupyter_mlcontainer.settings import MLContainer
+    from jupyter_mlcontainer.core.settings import MLContainer
 
     settings = jp_serverapp.web_app.settings
     working = settings["mlcontainer"]
@@ -318,8 +318,8 @@ async def test_a_freeze_during_a_restart_freezes_the_new_container(engine, jp_fe
 async def test_build_and_restore_endpoints(engine, jp_fetch, workspace):
     import nbformat
 
-    from jupyter_mlcontainer.freeze import freeze_container
-    from jupyter_mlcontainer.sharing import environment_record, frozen_names, record_in_notebook
+    from jupyter_mlcontainer.environments.freeze import freeze_container
+    from jupyter_mlcontainer.environments.sharing import environment_record, frozen_names, record_in_notebook
 
     from .conftest import running_kernel
 

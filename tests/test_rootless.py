@@ -27,9 +27,9 @@ from .conftest import BASE_IMAGE
 LIFECYCLE = r"""
 import asyncio, json, os, sys, time
 from jupyter_client.manager import AsyncKernelManager
-from jupyter_mlcontainer.deaths import last_death
-from jupyter_mlcontainer.engine import get_engine
-from jupyter_mlcontainer.kernelspecs import add_kernelspec
+from jupyter_mlcontainer.kernels.deaths import last_death
+from jupyter_mlcontainer.engines.docker import get_engine
+from jupyter_mlcontainer.kernels.kernelspecs import add_kernelspec
 
 async def run(kc, code, timeout=60):
     out = []
@@ -212,8 +212,8 @@ def test_users_with_an_engine_each_share_a_host_folder_cache(engines, site, shar
 GPU_KERNELS = r"""
 import asyncio, json, os, sys
 from jupyter_client.manager import AsyncKernelManager
-from jupyter_mlcontainer.engine import get_engine
-from jupyter_mlcontainer.kernelspecs import add_kernelspec
+from jupyter_mlcontainer.engines.docker import get_engine
+from jupyter_mlcontainer.kernels.kernelspecs import add_kernelspec
 
 async def main(workspace, image):
     engine, r = get_engine(), {"gpu_devices": get_engine().kind_sync().gpu_devices}

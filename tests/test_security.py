@@ -17,13 +17,13 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from tornado.httpclient import HTTPClientError
 
-from jupyter_mlcontainer.engine import EngineError
-from jupyter_mlcontainer.freeze import FreezeError, freeze_container
-from jupyter_mlcontainer.identity import current_user
-from jupyter_mlcontainer.jobs import build_context
-from jupyter_mlcontainer.policy import PathRefused
-from jupyter_mlcontainer.restore import RESTORED_REPOSITORY, plan_restore, restore
-from jupyter_mlcontainer.sharing import METADATA_KEY
+from jupyter_mlcontainer.engines.docker import EngineError
+from jupyter_mlcontainer.environments.freeze import FreezeError, freeze_container
+from jupyter_mlcontainer.core.identity import current_user
+from jupyter_mlcontainer.environments.jobs import build_context
+from jupyter_mlcontainer.core.policy import PathRefused
+from jupyter_mlcontainer.environments.restore import RESTORED_REPOSITORY, plan_restore, restore
+from jupyter_mlcontainer.environments.sharing import METADATA_KEY
 
 from .conftest import BASE_IMAGE, SESSION_TAG, add_spec, execute, our_kernel_containers, running_kernel
 
@@ -116,9 +116,9 @@ def test_restore_never_replaces_a_kernelspec_in_any_case(engine, tmp_path):
 
 
 def test_restore_shows_its_plan_and_builds_under_a_name_of_its_own(engine, tmp_path):
-    from jupyter_mlcontainer.freeze import RestorePlanChanged
-    from jupyter_mlcontainer.jobs import JobRegistry
-    from jupyter_mlcontainer.restore import CONTEXT_LABEL, start_restore
+    from jupyter_mlcontainer.environments.freeze import RestorePlanChanged
+    from jupyter_mlcontainer.environments.jobs import JobRegistry
+    from jupyter_mlcontainer.environments.restore import CONTEXT_LABEL, start_restore
 
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -205,8 +205,8 @@ def test_restore_builds_exactly_the_files_that_were_confirmed(engine, tmp_path, 
     """Issue 22, finding 5: the record names a registry image, so restore first tries the pull
     (which fails after a while) and then builds. Swapping the Dockerfile and a COPY'd folder (for
     a link out) right after confirming changes nothing: the build sends what was confirmed."""
-    from jupyter_mlcontainer.jobs import JobRegistry
-    from jupyter_mlcontainer.restore import start_restore
+    from jupyter_mlcontainer.environments.jobs import JobRegistry
+    from jupyter_mlcontainer.environments.restore import start_restore
 
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -261,7 +261,7 @@ def test_the_clis_plan_shows_every_line_a_terminal_would_hide(engine, tmp_path, 
 
 
 def test_a_build_context_over_the_limit_is_refused_before_packing(tmp_path):
-    from jupyter_mlcontainer.jobs import ContextTooLarge, collect_context
+    from jupyter_mlcontainer.environments.jobs import ContextTooLarge, collect_context
 
     (tmp_path / "weights").mkdir()
     (tmp_path / "weights" / "model.bin").write_bytes(os.urandom(2 << 20))
@@ -279,7 +279,7 @@ async def test_a_home_planted_by_another_user_is_set_aside(engine, workspace, ca
     to everyone: our start sets it aside (saying so), the kernel runs in a HOME of our own, and
     the planted code never runs."""
     from jupyter_mlcontainer.cache.volume import create_cache_volume, ensure_cache, remove_cache_volume
-    from jupyter_mlcontainer.identity import HostUser
+    from jupyter_mlcontainer.core.identity import HostUser
 
     volume = f"mlctest-home-{SESSION_TAG}-{uuid.uuid4().hex[:6]}"
     create_cache_volume(engine, volume)
@@ -342,8 +342,8 @@ async def test_freeze_of_a_kernel_this_server_did_not_start_is_404(engine, jp_fe
 SECOND_SERVER = r"""
 import asyncio, json, os, sys
 from jupyter_client.manager import AsyncKernelManager
-from jupyter_mlcontainer.engine import get_engine
-from jupyter_mlcontainer.orphans import find_orphans
+from jupyter_mlcontainer.engines.docker import get_engine
+from jupyter_mlcontainer.kernels.orphans import find_orphans
 
 async def main():
     km = AsyncKernelManager(kernel_name=sys.argv[1])
@@ -364,9 +364,9 @@ async def test_a_server_in_another_pid_namespace_never_reaps_our_kernels(engine,
     import subprocess
     import sys
 
-    from jupyter_mlcontainer.engine import LABEL_OWNER
-    from jupyter_mlcontainer.identity import owner_is_dead
-    from jupyter_mlcontainer.orphans import find_orphans, reap_orphans
+    from jupyter_mlcontainer.engines.docker import LABEL_OWNER
+    from jupyter_mlcontainer.core.identity import owner_is_dead
+    from jupyter_mlcontainer.kernels.orphans import find_orphans, reap_orphans
 
     from .conftest import REPO_ROOT, wait_until
 
@@ -542,7 +542,7 @@ async def test_a_kernel_on_unix_sockets_is_out_of_everyone_elses_reach(engine, w
     nothing answers on the container's bridge address; nothing is published."""
     import subprocess
 
-    from jupyter_mlcontainer.container_spec import CONTAINER_PORTS, KERNEL_NETWORK
+    from jupyter_mlcontainer.kernels.container_spec import CONTAINER_PORTS, KERNEL_NETWORK
 
     from .box_users import TEST_USER
     from .conftest import execute
@@ -594,7 +594,7 @@ async def test_kernel_output_is_unreadable_from_other_containers(engine, workspa
     container reaches a kernel of Debian's 6.17, which cannot encrypt."""
     import asyncio
 
-    from jupyter_mlcontainer.container_spec import CONTAINER_PORTS, KERNEL_NETWORK
+    from jupyter_mlcontainer.kernels.container_spec import CONTAINER_PORTS, KERNEL_NETWORK
 
     from .conftest import IPYKERNEL7_IMAGE, execute
 

@@ -17,9 +17,9 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from jupyter_mlcontainer.cache.volume import remove_cache_volume
-from jupyter_mlcontainer.engine import LABEL_KERNEL_ID, LABEL_OWNER, LABEL_ROLE
-from jupyter_mlcontainer.identity import owner_is_dead
-from jupyter_mlcontainer.orphans import reap_orphans
+from jupyter_mlcontainer.engines.docker import LABEL_KERNEL_ID, LABEL_OWNER, LABEL_ROLE
+from jupyter_mlcontainer.core.identity import owner_is_dead
+from jupyter_mlcontainer.kernels.orphans import reap_orphans
 
 from .conftest import BASE_IMAGE, REPO_ROOT, add_spec, execute, our_kernel_containers, wait_until
 
@@ -58,8 +58,8 @@ async def test_kernelspecs_and_session_in_notebook_folder(engine, jp_fetch, jp_s
 # its probe containers exists, then exits at once: as a server stopped right after a listing.
 LIST_AND_EXIT = r"""
 import time
-from jupyter_mlcontainer.engine import LABEL_OWNER
-from jupyter_mlcontainer.identity import owner_id
+from jupyter_mlcontainer.engines.docker import LABEL_OWNER
+from jupyter_mlcontainer.core.identity import owner_id
 from jupyter_mlcontainer.service import cli_service
 
 service = cli_service()
@@ -107,7 +107,7 @@ async def test_kernel_start_failure_is_reported_and_server_survives(engine, jp_f
     assert our_kernel_containers(engine) == []
 
 
-HOLD_LEASE = "import sys; from jupyter_mlcontainer.identity import owner_id; print(owner_id(), flush=True); sys.stdin.read()"
+HOLD_LEASE = "import sys; from jupyter_mlcontainer.core.identity import owner_id; print(owner_id(), flush=True); sys.stdin.read()"
 
 
 def test_reap_removes_only_dead_owners(engine):

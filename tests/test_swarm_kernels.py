@@ -30,7 +30,7 @@ def shared(swarm):
     os.chmod(cache, 0o1777)
     yield workspace, cache
     from jupyter_mlcontainer.cache.volume import remove_cache_keeper
-    from jupyter_mlcontainer.swarm import get_swarm
+    from jupyter_mlcontainer.engines.swarm import get_swarm
 
     remove_cache_keeper(get_swarm(swarm.manager_url), cache)  # started by the first kernel on it
     shutil.rmtree(root, ignore_errors=True)
@@ -77,7 +77,7 @@ async def test_a_kernel_runs_as_a_task_on_a_worker_with_the_gpus_it_asked_for(en
     """Also: the cache is each node's own named volume, set up and kept by the cache keeper
     running as a global service (one task per node)."""
     from jupyter_mlcontainer.cache.volume import ROLE_KEEPER, remove_cache_volume
-    from jupyter_mlcontainer.swarm import get_swarm
+    from jupyter_mlcontainer.engines.swarm import get_swarm
 
     workspace, _ = shared
     cache = f"mlctest-swarm-cache-{uuid.uuid4().hex[:6]}"
@@ -138,7 +138,7 @@ async def test_a_kernel_runs_as_a_task_on_a_worker_with_the_gpus_it_asked_for(en
             {"DiscreteResourceSpec": {"Kind": GPU_RESOURCE, "Value": 1}}]
         # The status shows the cluster: every node, its GPUs, and which kernel holds this one.
         from jupyter_mlcontainer.service import MLContainerService
-        from jupyter_mlcontainer.settings import MLContainer
+        from jupyter_mlcontainer.core.settings import MLContainer
 
         status = await asyncio.get_running_loop().run_in_executor(None, MLContainerService(MLContainer()).status)
         (cluster,) = [c for c in status["clusters"] if c["manager"] == swarm.manager_url]
@@ -174,7 +174,7 @@ async def test_a_kernel_runs_as_a_task_on_a_worker_with_the_gpus_it_asked_for(en
         # The kernel process ends by itself: noticed from the task's state, with its code.
         kc.execute("import os; os._exit(3)")
         await until(lambda: _dead(km), timeout=60)
-        from jupyter_mlcontainer.deaths import last_death
+        from jupyter_mlcontainer.kernels.deaths import last_death
 
         death = last_death(km.kernel_id)
         assert death is not None and death.message() == "Kernel process exited with code 3", death
@@ -308,9 +308,9 @@ async def test_a_swarm_kernel_is_frozen_through_the_kernel_itself(engine, swarm,
     and Swarm's variables are not, the kernel's namespace gains nothing, and the Dockerfile says
     which check it could not do there. The kernel also runs with no-new-privileges, which the
     bootstrap sets (a service has no option for it)."""
-    from jupyter_mlcontainer.freeze import FreezeError, kernel_environment
+    from jupyter_mlcontainer.environments.freeze import FreezeError, kernel_environment
     from jupyter_mlcontainer.service import MLContainerService
-    from jupyter_mlcontainer.settings import MLContainer
+    from jupyter_mlcontainer.core.settings import MLContainer
 
     from .test_freeze import make_wheel
 
@@ -446,8 +446,8 @@ async def test_two_kernels_on_one_node_get_its_two_gpus_and_a_third_is_refused(e
             await third.start_kernel(cwd=workspace)
         assert "No node of the cluster can take the kernel within 5 s" in str(refused.value), refused.value
         # A drained node is not asked which images it holds: it takes no task.
-        from jupyter_mlcontainer.swarm import get_swarm
-        from jupyter_mlcontainer.swarm_images import image_on_nodes
+        from jupyter_mlcontainer.engines.swarm import get_swarm
+        from jupyter_mlcontainer.engines.swarm_images import image_on_nodes
 
         held = await asyncio.get_running_loop().run_in_executor(
             None, image_on_nodes, get_swarm(swarm.manager_url), BASE_IMAGE, "python3")
@@ -497,7 +497,7 @@ async def test_a_kernel_whose_node_dies_is_reported_dead_with_the_node(engine, s
     try:
         swarm.stop_node(node, kill=True)  # as a server that loses power
         await until(lambda: _dead(km), timeout=60)
-        from jupyter_mlcontainer.deaths import last_death
+        from jupyter_mlcontainer.kernels.deaths import last_death
 
         death = last_death(km.kernel_id)
         assert death is not None and f"Swarm node {node}, where it ran, is down" in death.message(), death
@@ -527,7 +527,7 @@ async def test_the_services_of_a_killed_server_are_reaped_and_no_one_elses(engin
     import sys
 
     from jupyter_mlcontainer.service import MLContainerService
-    from jupyter_mlcontainer.settings import MLContainer
+    from jupyter_mlcontainer.core.settings import MLContainer
 
     workspace, cache = shared
     name = add_spec(engine, BASE_IMAGE, placement="swarm", docker_host=swarm.manager_url,
@@ -557,8 +557,8 @@ async def test_the_services_of_a_killed_server_are_reaped_and_no_one_elses(engin
 SWARM_USER_KERNEL = r"""
 import asyncio, json, sys
 from jupyter_client.manager import AsyncKernelManager
-from jupyter_mlcontainer.engine import get_engine
-from jupyter_mlcontainer.kernelspecs import add_kernelspec
+from jupyter_mlcontainer.engines.docker import get_engine
+from jupyter_mlcontainer.kernels.kernelspecs import add_kernelspec
 
 async def main(workspace, image, manager):
     name = add_kernelspec(get_engine(), image, name="swarm-user", options={
@@ -587,7 +587,7 @@ def test_a_non_root_users_kernel_on_the_swarm_runs_as_that_user(engine, swarm):
     knows the user's name (passwd and group travel as Swarm configs), and what it writes in the
     shared workspace is the user's."""
     from jupyter_mlcontainer.cache.volume import remove_cache_volume
-    from jupyter_mlcontainer.swarm import get_swarm
+    from jupyter_mlcontainer.engines.swarm import get_swarm
 
     from .box_users import TEST_USER, BoxUser, finished, package_site
 
@@ -620,9 +620,9 @@ def test_an_image_probe_on_the_swarm_runs_the_image_with_nothing_to_gain(swarm):
     capability dropped, a read-only root, no mount, and memory and process limits."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from jupyter_mlcontainer.container_spec import LABEL_ROLE
-    from jupyter_mlcontainer.swarm import get_swarm
-    from jupyter_mlcontainer.swarm_images import ROLE_IMAGE_PROBE, image_on_nodes
+    from jupyter_mlcontainer.kernels.container_spec import LABEL_ROLE
+    from jupyter_mlcontainer.engines.swarm import get_swarm
+    from jupyter_mlcontainer.engines.swarm_images import ROLE_IMAGE_PROBE, image_on_nodes
 
     client = swarm.client()
     seen: list = []

@@ -8,7 +8,7 @@ import json
 
 import ipywidgets as w
 
-from jupyter_mlcontainer import gpu
+from jupyter_mlcontainer.machine import gpu
 from jupyter_mlcontainer.widgets import Dashboard, EngineSource, RestSource
 
 from .conftest import BASE_IMAGE, CACHE_VOLUME, add_spec, our_kernel_containers, running_kernel

@@ -29,7 +29,7 @@ import tarfile
 import threading
 from dataclasses import dataclass
 
-from ..errors import EngineError
+from ..core.errors import EngineError
 
 HELPER_REPOSITORY = "mlcontainer-helper"
 LABEL_HELPER = "org.jupyter.mlcontainer.helper"  # the content's SHA-256, on the image and its containers

@@ -15,9 +15,9 @@ import os
 import stat
 import time
 
-from ..container_spec import engine_location
-from ..errors import EngineError
-from ..identity import HostUser
+from ..kernels.container_spec import engine_location
+from ..core.errors import EngineError
+from ..core.identity import HostUser
 from .scripts.fsops import kind_of
 from .scripts.layout import HOMES, HOMES_MODE, STAMP, STAMP_EVERY
 

@@ -23,11 +23,11 @@ import re
 import threading
 import time
 
-from ..container_spec import LABEL_CACHE_VOLUME, LABEL_ROLE, LABEL_VOLUME_CACHE, ContainerSpec, MountSpec
-from ..errors import Conflict, ContainerNotFound, EngineError
-from ..identity import HostUser
-from ..policy import write_json_safely
-from ..state import state_dir
+from ..kernels.container_spec import LABEL_CACHE_VOLUME, LABEL_ROLE, LABEL_VOLUME_CACHE, ContainerSpec, MountSpec
+from ..core.errors import Conflict, ContainerNotFound, EngineError
+from ..core.identity import HostUser
+from ..core.policy import write_json_safely
+from ..core.state import state_dir
 from .helper_image import LABEL_HELPER, LABEL_HELPER_SCRIPTS, HelperImage, helper_image
 from .paths import is_host_folder
 from .scripts.layout import LAYOUT

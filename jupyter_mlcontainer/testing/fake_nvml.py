@@ -1,4 +1,4 @@
-"""A fake NVML binding with the subset of pynvml's API that :mod:`jupyter_mlcontainer.gpu` uses.
+"""A fake NVML binding with the subset of pynvml's API that :mod:`jupyter_mlcontainer.machine.gpu` uses.
 
 For CI and demos on machines without a GPU. Describe GPUs in a JSON file::
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import inspect
 
-from jupyter_mlcontainer.backend import ContainerBackend
-from jupyter_mlcontainer.engine import Engine
+from jupyter_mlcontainer.engines.base import ContainerBackend
+from jupyter_mlcontainer.engines.docker import Engine
 
 
 def test_the_engine_implements_the_backend_seam():

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from jupyter_mlcontainer import deaths, jobs, watcher
-from jupyter_mlcontainer.engine import Engine
+from jupyter_mlcontainer.environments import jobs
+from jupyter_mlcontainer.kernels import deaths, watcher
+from jupyter_mlcontainer.engines.docker import Engine
 
 
 def test_finished_jobs_are_bounded_and_running_ones_kept():

@@ -16,7 +16,7 @@ from jupyter_mlcontainer.cache.scripts import fsops
 from jupyter_mlcontainer.cache.scripts.keeper import Keeper
 from jupyter_mlcontainer.cache.scripts.layout import blob_matches, is_blob_name
 from jupyter_mlcontainer.cache.scripts.link_models import link_models, link_models_from_env
-from jupyter_mlcontainer.policy import printable
+from jupyter_mlcontainer.core.policy import printable
 
 
 def git_sha1(data: bytes) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 
-from jupyter_mlcontainer.connection import ipc_base, ipc_fits, write_connection_file
-from jupyter_mlcontainer.container_spec import CONTAINER_PORTS
+from jupyter_mlcontainer.kernels.connection import ipc_base, ipc_fits, write_connection_file
+from jupyter_mlcontainer.kernels.container_spec import CONTAINER_PORTS
 
 
 def test_on_ipc_the_kernel_binds_sockets_in_its_folder_as_the_container_sees_it(tmp_path):

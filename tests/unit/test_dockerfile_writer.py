@@ -7,7 +7,7 @@ import pytest
 
 
 def test_the_writer_escapes_or_refuses():
-    from jupyter_mlcontainer.dockerfile import Unrepresentable, comment, env_instruction, requirement_line
+    from jupyter_mlcontainer.environments.dockerfile import Unrepresentable, comment, env_instruction, requirement_line
 
     assert env_instruction("A", 'x"$y\\') == 'ENV A="x\\"\\$y\\\\"'
     assert comment("one\ntwo\rthree") == "# one\\ntwo\\rthree"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_mlcontainer.engine import _sdk_environment
+from jupyter_mlcontainer.engines.docker import _sdk_environment
 
 TLS = {"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/home/u/.docker/gpu-box"}
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_mlcontainer.errors import (
+from jupyter_mlcontainer.core.errors import (
     ContainerNotFound, ContainerNotRunning, EngineError, EngineUnavailable, GpuRuntimeMissing, ImageNotFound, PortInUse,
     status_for,
 )
-from jupyter_mlcontainer.freeze import KernelContainerNotFound, OutputExists, RestorePlanChanged
-from jupyter_mlcontainer.images import ImageNotUsable
-from jupyter_mlcontainer.jobs import ContextTooLarge, JobNotFound
-from jupyter_mlcontainer.policy import PathRefused
-from jupyter_mlcontainer.settings import MLContainer, server_config
+from jupyter_mlcontainer.environments.freeze import KernelContainerNotFound, OutputExists, RestorePlanChanged
+from jupyter_mlcontainer.environments.images import ImageNotUsable
+from jupyter_mlcontainer.environments.jobs import ContextTooLarge, JobNotFound
+from jupyter_mlcontainer.core.policy import PathRefused
+from jupyter_mlcontainer.core.settings import MLContainer, server_config
 
 
 @pytest.mark.parametrize("exc, status", [

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_mlcontainer.container_spec import has_user_site, kernel_environment
-from jupyter_mlcontainer.identity import HostUser
+from jupyter_mlcontainer.kernels.container_spec import has_user_site, kernel_environment
+from jupyter_mlcontainer.core.identity import HostUser
 
 ROOT = HostUser(uid=0, gid=0, name="root")
 IMAGE_PATH = "/opt/conda/bin:/usr/bin:/bin"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jupyter_mlcontainer.pool import template_of
+from jupyter_mlcontainer.kernels.pool import template_of
 
 from .test_container_spec import environment, spec
 

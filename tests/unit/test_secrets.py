@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_mlcontainer.freeze.diff import looks_secret, user_env
+from jupyter_mlcontainer.environments.freeze.diff import looks_secret, user_env
 
 SECRETS = [
     ("HF_TOKEN", "hf_abcdefghijklmnop"), ("AWS_SECRET_ACCESS_KEY", "x"), ("AWS_ACCESS_KEY_ID", "AKIAABCDEFGHIJKLMNOP"),

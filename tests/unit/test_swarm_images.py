@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_mlcontainer.swarm_images import _answer, _seconds
+from jupyter_mlcontainer.engines.swarm_images import _answer, _seconds
 
 
 @pytest.mark.parametrize("status, said", [

@@ -1,0 +1,2 @@
+"""The Jupyter server extension: the app, the REST handlers, the HTTP error mapping, OpenAPI.
+"""

@@ -1,0 +1,400 @@
+"""Thin REST handlers under ``{base_url}mlcontainer/api/``: parse, call the service, map errors.
+
+Every operation is a method of :class:`~.service.MLContainerService` (the CLI and the widgets
+call the same ones); blocking calls run in the engine's thread pool, never on the event loop.
+The project's errors become JSON ``{"message": ...}`` with the status each error carries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+from typing import Any, Callable
+
+import tornado.web
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+
+from ..engines.docker import check_reference
+from ..core.errors import MLContainerError, NotFound, RequestTooLarge, status_for
+from ..environments.freeze import KernelContainerNotFound, KernelEnvironmentUnavailable, kernel_environment
+from ..environments.freeze.kernel_env import private_client
+from ..environments.jobs import JobNotFound
+from ..kernels.kernelspecs import parse_env_pairs
+from ..core.policy import resolve_under
+from ..kernels.provisioner import DockerKernelProvisioner
+from ..service import MLContainerService
+from ..environments.sharing import METADATA_KEY
+
+_DOMAIN_ERRORS = (MLContainerError, ValueError, JobNotFound)
+MAX_BODY = 1 << 20
+
+
+# The resource a deployment's Authorizer sees for every route here (JupyterHub scopes, read-only
+# shares): GET is "read", POST "write", DELETE "delete"; routes that run code (freeze asks the
+# kernel; build and restore run a Dockerfile's RUN lines) are "execute".
+AUTH_RESOURCE = "mlcontainer"
+
+
+class BaseHandler(APIHandler):
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def service(self) -> MLContainerService:
+        return self.settings["mlcontainer"]
+
+    async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run blocking service code in the engine's thread pool, off the event loop."""
+        return await self.service.engine.run_blocking(fn, *args)
+
+    def prepare(self):  # type: ignore[override]
+        """Refuse bodies over :data:`MAX_BODY` before reading them (every route takes small JSON)."""
+        length = self.request.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > MAX_BODY:
+            raise RequestTooLarge(f"The request body is {int(length)} bytes; this API takes at most 1 MB")
+        return super().prepare()
+
+    def json_body(self) -> dict[str, Any]:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise ValueError("The request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ValueError("The request body must be a JSON object")
+        return body
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data, default=str))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        exc = exc_info[1] if exc_info else None
+        if isinstance(exc, _DOMAIN_ERRORS):
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps({"message": str(exc), "error": type(exc).__name__}))
+            return
+        super().write_error(status_code, **kwargs)
+
+    def log_exception(self, typ, value, tb) -> None:  # domain errors are expected: no traceback
+        if isinstance(value, _DOMAIN_ERRORS):
+            self.log.warning("%s %s: %s", self.request.method, self.request.uri, value)
+            return
+        super().log_exception(typ, value, tb)
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        if exc_info and isinstance(exc_info[1], _DOMAIN_ERRORS) and status_code == 500:
+            status_code = status_for(exc_info[1])
+        super().send_error(status_code, **kwargs)
+
+    async def notebook_paths(self) -> dict[str, str]:
+        """kernel id -> notebook path, from the server's sessions."""
+        sessions = await self.session_manager.list_sessions()
+        return {s["kernel"]["id"]: s.get("path") for s in sessions if s.get("kernel")}
+
+    def container_kernels(self) -> dict[str, dict[str, Any]]:
+        """kernel id -> kernelspec, image, container id of the kernel manager's container kernels
+        (this server's own, wherever they run)."""
+        known = {}
+        for kernel_id in self.kernel_manager.list_kernel_ids():
+            km = self.kernel_manager.get_kernel(kernel_id)
+            provisioner = getattr(km, "provisioner", None)
+            if isinstance(provisioner, DockerKernelProvisioner):
+                known[kernel_id] = {
+                    "kernelspec": km.kernel_name,
+                    "image": provisioner.image,
+                    "container_id": provisioner.container_id,
+                }
+        return known
+
+
+class StatusHandler(BaseHandler):
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.write_json(await self.run_blocking(self.service.status))
+
+
+class ImagesHandler(BaseHandler):
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.write_json({"images": await self.run_blocking(self.service.images)})
+
+    @tornado.web.authenticated
+    @authorized("delete")
+    async def delete(self) -> None:
+        """Remove ``?image=`` (a tag or an id); 409 naming the kernelspecs or kernels using it."""
+        image = self.get_query_argument("image", "")
+        if not image:
+            raise ValueError("Give the image to remove: ?image=repo:tag (or its id)")
+        self.write_json(await self.run_blocking(self.service.remove_image, image))
+
+
+class PullHandler(BaseHandler):
+    @tornado.web.authenticated
+    @authorized
+    async def post(self) -> None:
+        image = self.json_body().get("image")
+        if not isinstance(image, str):
+            raise ValueError('Give the image to pull: {"image": "repo:tag"}')
+        job = self.service.pull(image)
+        self.write_json({"job": job.to_dict()}, status=202)
+
+
+class JobsHandler(BaseHandler):
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.write_json({"jobs": [job.to_dict() for job in self.service.jobs.list()]})
+
+
+class JobHandler(BaseHandler):
+    @tornado.web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        self.write_json(self.service.jobs.get(job_id).to_dict())
+
+    @tornado.web.authenticated
+    @authorized("delete")
+    async def delete(self, job_id: str) -> None:
+        self.write_json(self.service.jobs.cancel(job_id).to_dict())
+
+
+class KernelspecsHandler(BaseHandler):
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        specs = await self.run_blocking(self.service.kernelspecs)
+        self.write_json({"kernelspecs": [spec.to_dict() for spec in specs]})
+
+    @tornado.web.authenticated
+    @authorized
+    async def post(self) -> None:
+        body = self.json_body()
+        image = body.get("image")
+        if not isinstance(image, str) or not image.strip():
+            raise ValueError('Give the image: {"image": "repo:tag"}')
+        env = body.get("env") or {}
+        if isinstance(env, list):
+            env = parse_env_pairs(env)
+        options = {key: body.get(key) for key in ("gpus", "memory", "cpus", "shm_size")}
+        options["env"] = env
+        spec = await self.run_blocking(
+            lambda: self.service.add_kernelspec(
+                image.strip(), name=body.get("name"), display=body.get("display_name"), options=options
+            )
+        )
+        self.write_json({"kernelspec": spec.to_dict()}, status=201)
+
+
+class KernelspecHandler(BaseHandler):
+    @tornado.web.authenticated
+    @authorized("delete")
+    async def delete(self, name: str) -> None:
+        """Remove a container kernelspec (other kernels are refused: not ours to remove)."""
+        path = await self.run_blocking(self.service.remove_kernelspec, name)
+        self.write_json({"removed": name, "resource_dir": path})
+
+
+class KernelsHandler(BaseHandler):
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        paths = await self.notebook_paths()
+        kernels = await self.run_blocking(functools.partial(self.service.kernels, paths, known=self.container_kernels()))
+        self.write_json({"kernels": kernels})
+
+
+class KernelHandler(BaseHandler):
+    @tornado.web.authenticated
+    @authorized("delete", resource="kernels")
+    async def delete(self, kernel_id: str) -> None:
+        """Stop one of this server's container kernels (on its engine or a Swarm), through the
+        server's kernel manager: what jupyter_server's own DELETE /api/kernels/<id> does, so the
+        Authorizer is asked the same question (``delete`` on ``kernels``)."""
+        if kernel_id not in self.container_kernels():
+            raise tornado.web.HTTPError(404, f"No container kernel {kernel_id} on this server")
+        await self.kernel_manager.shutdown_kernel(kernel_id)
+        self.set_status(204)
+        self.finish()
+
+
+class FreezeHandler(BaseHandler):
+    async def runtime_environment(self, km: Any, container: str | None) -> dict[str, str]:
+        """The environment of the kernel in ``container``, asked through a client of its own. A
+        restart meanwhile (the question may have gone to the kernel that stopped) ends the wait
+        at once, so that the freeze starts over on the new container rather than waiting out the
+        timeout. The provisioner names its new container only once that kernel answers: until
+        then it may still name the one before, which is no restart of ``container``."""
+        client = private_client(km)
+        client.start_channels()
+        before = getattr(km.provisioner, "container_id", None)
+        asking = asyncio.ensure_future(kernel_environment(client))
+        try:
+            while not (await asyncio.wait({asking}, timeout=0.1))[0]:
+                now = getattr(km.provisioner, "container_id", None)
+                if now is not None and now != before and now != container:
+                    asking.cancel()
+                    raise KernelEnvironmentUnavailable("The kernel restarted while its environment was read")
+            return asking.result()
+        finally:
+            client.stop_channels()
+
+    async def replaced(self, kernel_id: str, container_id: str | None, timeout: float = 30) -> bool:
+        """Did a restart replace ``container_id``? Waits (bounded) for the new container."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            try:
+                current = await self.run_blocking(self.service.container_of_kernel, kernel_id)
+            except GONE:
+                current = None  # between the old container and the new one
+            if current is not None:
+                return current != container_id
+            await asyncio.sleep(0.1)
+        return False
+
+    @tornado.web.authenticated
+    @authorized("execute")
+    async def post(self, kernel_id: str) -> None:
+        """Freeze a running container kernel into the notebook's folder (409 if files exist)."""
+        body = self.json_body()
+        # Only this server's kernels: the kernel id alone also matches containers of other
+        # servers (other users) on the same engine.
+        if kernel_id not in self.kernel_manager:
+            raise tornado.web.HTTPError(404, f"No container kernel {kernel_id} on this server")
+        notebook = (await self.notebook_paths()).get(kernel_id)
+        path = os.path.join(self.settings.get("server_root_dir", ""), notebook) if notebook else None
+        km = self.kernel_manager.get_kernel(kernel_id)
+        for attempt in range(1, RESTARTS_DURING_FREEZE + 2):
+            await asyncio.wait_for(asyncio.shield(km.ready), timeout=180)  # a restart in progress
+            container_id = None
+            try:
+                container_id = await self.run_blocking(self.service.container_of_kernel, kernel_id)
+                runtime_env = await self.runtime_environment(km, container_id)
+                result, record = await self.run_blocking(lambda: self.service.freeze(
+                    container_id, runtime_env, connection_info=km.get_connection_info(), force=bool(body.get("force")),
+                    notebook=path,
+                ))
+                break
+            except (KernelEnvironmentUnavailable, *GONE):
+                # A restart replaced the container under the freeze: freeze the new one.
+                if attempt > RESTARTS_DURING_FREEZE or not await self.replaced(kernel_id, container_id):
+                    raise
+                self.log.info("Kernel %s restarted while it was frozen; freezing its new container", kernel_id)
+        data = result.to_dict()
+        if record is not None:
+            # The front end puts this into the open notebook's metadata (writing the file here
+            # would fight with the unsaved document in the browser).
+            data["notebook_path"] = notebook
+            data["notebook_metadata"] = {METADATA_KEY: record}
+        self.write_json(data, status=201)
+
+
+# A freeze that overlaps a kernel restart starts over on the new container this many times.
+RESTARTS_DURING_FREEZE = 2
+GONE = (NotFound, KernelContainerNotFound)  # a container that a restart removed
+
+
+def _local_path(handler: APIHandler, relative: str) -> str:
+    """A path the client names relative to the server root, refused if it leaves the root."""
+    root = handler.settings.get("server_root_dir") or os.getcwd()
+    return resolve_under(root, relative.lstrip("/") or ".", "Path", base_name="the server's root directory")
+
+
+class BuildHandler(BaseHandler):
+    @tornado.web.authenticated
+    @authorized("execute")
+    async def post(self) -> None:
+        """Build an image from a Dockerfile under the server root: 202 with the job to follow."""
+        body = self.json_body()
+        dockerfile, tag = body.get("dockerfile"), body.get("tag")
+        if not isinstance(dockerfile, str) or not isinstance(tag, str) or not tag.strip():
+            raise ValueError('Give {"dockerfile": "folder/Dockerfile", "tag": "name:tag"}')
+        raw_args = body.get("build_args") or {}
+        if not isinstance(raw_args, dict) or not all(isinstance(v, (str, int, float)) for v in raw_args.values()):
+            raise ValueError('build_args: give names and values, {"PIP_NO_INDEX": "1"}')
+        build_args = {str(k): str(v) for k, v in raw_args.items()}
+        check_reference(tag.strip())
+        path = _local_path(self, dockerfile)
+        # The context is checked from the thread pool: a large one never stalls the loop.
+        job = await self.run_blocking(lambda: self.service.build(path, tag.strip(), build_args=build_args))
+        self.write_json({"job": job.to_dict()}, status=202)
+
+
+class RestoreHandler(BaseHandler):
+    """Restore a frozen notebook's kernel: GET shows the plan, POST does it (restore.py)."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        """The plan for ``?path=``: image and where it comes from, the Dockerfile's text and the
+        files its build would send, the kernelspec it would write, and the fingerprint that
+        POST must send back. Changes nothing."""
+        path = self.get_query_argument("path", "")
+        if not path:
+            raise ValueError("Give the notebook: ?path=folder/notebook.ipynb")
+        plan = await self.run_blocking(self.service.restore_plan, _local_path(self, path))
+        self.write_json(plan.public())
+
+    @tornado.web.authenticated
+    @authorized("execute")
+    async def post(self) -> None:
+        """Do the plan the user saw: {"path", "fingerprint"}. 200 {"kernelspec", ...} when the
+        image is here, else 202 {"job"} pulling or building it (the job's result names the
+        kernelspec once written). 409 when anything changed since the plan was shown."""
+        body = self.json_body()
+        path, fingerprint = body.get("path"), body.get("fingerprint")
+        if not isinstance(path, str) or not isinstance(fingerprint, str):
+            raise ValueError(
+                'Give the notebook and the plan you confirmed: {"path": "folder/notebook.ipynb", '
+                '"fingerprint": "..."} (GET notebooks/restore?path=... shows the plan)'
+            )
+        outcome = await self.run_blocking(self.service.start_restore, _local_path(self, path), fingerprint)
+        if "job" in outcome:
+            self.write_json({"job": outcome["job"].to_dict()}, status=202)
+        else:
+            self.write_json(outcome)
+
+
+class GpusHandler(BaseHandler):
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        paths = await self.notebook_paths()
+        self.write_json(await self.run_blocking(self.service.gpus, paths))
+
+
+class VolumesHandler(BaseHandler):
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.write_json(await self.run_blocking(self.service.volumes))
+
+
+def route_table() -> list[tuple[str, type]]:
+    """Routes relative to the server's base_url (ExtensionApp prepends it)."""
+    prefix = "/mlcontainer/api"
+    routes = [
+        ("status", StatusHandler),
+        ("images", ImagesHandler),
+        ("images/pull", PullHandler),
+        ("jobs", JobsHandler),
+        (r"jobs/(?P<job_id>[0-9a-f]+)", JobHandler),
+        ("kernelspecs", KernelspecsHandler),
+        (r"kernelspecs/(?P<name>[A-Za-z0-9._-]+)", KernelspecHandler),
+        ("kernels", KernelsHandler),
+        (r"kernels/(?P<kernel_id>[0-9a-fA-F-]+)", KernelHandler),
+        (r"kernels/(?P<kernel_id>[0-9a-fA-F-]+)/freeze", FreezeHandler),
+        ("images/build", BuildHandler),
+        ("notebooks/restore", RestoreHandler),
+        ("gpus", GpusHandler),
+        ("volumes", VolumesHandler),
+    ]
+    return [(url_path_join(prefix, path), handler) for path, handler in routes]

@@ -52,7 +52,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest  # noqa: E402
 from tornado.websocket import websocket_connect  # noqa: E402
 
 from bench.rest_latency import TOKEN, call, free_port  # noqa: E402
-from jupyter_mlcontainer.kernels.container_spec import LABEL_KERNEL_ID, LABEL_OWNER, LABEL_ROLE  # noqa: E402
+from jupyter_mlcontainer.core.labels import LABEL_KERNEL_ID, LABEL_OWNER, LABEL_ROLE
 from jupyter_mlcontainer.engines.docker import get_engine, reference_parts  # noqa: E402
 from jupyter_mlcontainer.core.identity import LEASE_SUFFIX  # noqa: E402
 

@@ -18,15 +18,21 @@ from .engines.base import ContainerBackend
 from .engines.docker import get_engine
 from .cache.volume import ROLE_KEEPER, remove_cache_keeper
 from .kernels.claims import is_spare, kernel_id_of
-from .kernels.container_spec import LABEL_CACHE_VOLUME, LABEL_IMAGE, LABEL_KERNEL_NAME, LABEL_OWNER, LABEL_OWNER_USER, LABEL_ROLE, LABEL_SPARE
+from .core.labels import (
+    LABEL_CACHE_VOLUME, LABEL_IMAGE, LABEL_KERNEL_NAME, LABEL_OWNER, LABEL_OWNER_USER, LABEL_ROLE, LABEL_SPARE,
+)
 from .engines.docker import check_reference
 from .core.errors import Conflict, EngineError, EngineUnavailable
-from .environments.freeze import FreezeError, FreezeResult, KernelContainerNotFound, KernelRunner, container_of_kernel, freeze_container
+from .environments.freeze import (
+    FreezeError, FreezeResult, KernelContainerNotFound, KernelRunner, container_of_kernel, freeze_container,
+)
 from .machine.gpu import GpuMonitor, attribute_processes, get_monitor
 from .core.identity import owner_id
 from .environments.images import ImageInventory
 from .environments.jobs import Job, JobRegistry
-from .kernels.listing import StatsCollector, container_kernels, kernel_ids_by_container, list_kernel_containers, rows_without_engine
+from .kernels.listing import (
+    StatsCollector, container_kernels, kernel_ids_by_container, list_kernel_containers, rows_without_engine,
+)
 from .kernels.kernelspecs import ContainerKernelSpec, add_kernelspec, list_kernelspecs, remove_kernelspec
 from .kernels.orphans import Orphan, find_orphans, forget_dead_leases, reap_orphans
 from .kernels.pool import get_pool

@@ -130,7 +130,7 @@ def jp_root_dir(workspace):
 
 
 def our_kernel_containers(engine, kernel_id: str | None = None) -> list[dict[str, Any]]:
-    from jupyter_mlcontainer.engines.docker import LABEL_CACHE_VOLUME, LABEL_KERNEL_ID
+    from jupyter_mlcontainer.core.labels import LABEL_CACHE_VOLUME, LABEL_KERNEL_ID
 
     # Only this test session's containers (they use its cache volume).
     found = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_mlcontainer.kernels.container_spec import GpuRequest
+from jupyter_mlcontainer.engines.base import GpuRequest
 from jupyter_mlcontainer.kernels.container_spec import gpu_requests as gpu_device_requests
 from jupyter_mlcontainer.machine.gpu import GpuMonitor, container_id_of_pid
 from jupyter_mlcontainer.testing.fake_nvml import FakeNVML

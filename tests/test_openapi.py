@@ -40,7 +40,7 @@ def test_fuzz_every_route(engine, workspace, tmp_path):
     import schemathesis
     from hypothesis import HealthCheck, given, settings
 
-    from jupyter_mlcontainer.kernels.container_spec import LABEL_ROLE
+    from jupyter_mlcontainer.core.labels import LABEL_ROLE
 
     port = _free_port()
     server = _start_server(workspace, port, tmp_path / "server.log", os.environ.copy())

@@ -188,7 +188,7 @@ async def test_a_spare_cannot_make_the_server_write_a_file_of_its_host(engine, t
 
 
 def test_spares_of_a_killed_server_are_reaped_by_the_next(engine, workspace, tmp_path):
-    from jupyter_mlcontainer.kernels.container_spec import LABEL_OWNER, LABEL_SPARE
+    from jupyter_mlcontainer.core.labels import LABEL_OWNER, LABEL_SPARE
     from jupyter_mlcontainer.kernels.orphans import reap_orphans
 
     from .test_server import _free_port, _request, _start_server, _wait_http
@@ -236,7 +236,7 @@ def test_spares_of_a_killed_server_are_reaped_by_the_next(engine, workspace, tmp
 async def test_pool_off_makes_no_spare(engine, tmp_path, monkeypatch):
     from jupyter_client.manager import AsyncKernelManager
 
-    from jupyter_mlcontainer.kernels.container_spec import LABEL_SPARE
+    from jupyter_mlcontainer.core.labels import LABEL_SPARE
 
     monkeypatch.setenv("MLCONTAINER_WARM_POOL", "0")
     km = AsyncKernelManager(kernel_name=add_spec(engine, BASE_IMAGE))

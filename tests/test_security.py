@@ -364,7 +364,7 @@ async def test_a_server_in_another_pid_namespace_never_reaps_our_kernels(engine,
     import subprocess
     import sys
 
-    from jupyter_mlcontainer.engines.docker import LABEL_OWNER
+    from jupyter_mlcontainer.core.labels import LABEL_OWNER
     from jupyter_mlcontainer.core.identity import owner_is_dead
     from jupyter_mlcontainer.kernels.orphans import find_orphans, reap_orphans
 

@@ -17,7 +17,7 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from jupyter_mlcontainer.cache.volume import remove_cache_volume
-from jupyter_mlcontainer.engines.docker import LABEL_KERNEL_ID, LABEL_OWNER, LABEL_ROLE
+from jupyter_mlcontainer.core.labels import LABEL_KERNEL_ID, LABEL_OWNER, LABEL_ROLE
 from jupyter_mlcontainer.core.identity import owner_is_dead
 from jupyter_mlcontainer.kernels.orphans import reap_orphans
 

@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 
-from jupyter_mlcontainer.kernels.container_spec import LABEL_CACHE_VOLUME, LABEL_ROLE
+from jupyter_mlcontainer.core.labels import LABEL_CACHE_VOLUME, LABEL_ROLE
 
 from .box_users import OTHER_USER, TEST_USER, BoxUser, finished, package_site, result
 from .cache_steps import A_DOWNLOADS, B_LOADS, DENIED, LIBRARY, cell_json

@@ -11,7 +11,9 @@ from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 
 from jupyter_mlcontainer.environments.freeze import freeze_container, kernel_environment
-from jupyter_mlcontainer.environments.sharing import METADATA_KEY, environment_record, export_binder, frozen_names, record_in_notebook
+from jupyter_mlcontainer.environments.sharing import (
+    METADATA_KEY, environment_record, export_binder, frozen_names, record_in_notebook,
+)
 
 from .conftest import BASE_IMAGE, execute, running_kernel
 from .test_freeze import hadolint_errors

@@ -620,7 +620,7 @@ def test_an_image_probe_on_the_swarm_runs_the_image_with_nothing_to_gain(swarm):
     capability dropped, a read-only root, no mount, and memory and process limits."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from jupyter_mlcontainer.kernels.container_spec import LABEL_ROLE
+    from jupyter_mlcontainer.core.labels import LABEL_ROLE
     from jupyter_mlcontainer.engines.swarm import get_swarm
     from jupyter_mlcontainer.engines.swarm_images import ROLE_IMAGE_PROBE, image_on_nodes
 

@@ -15,7 +15,7 @@ import os
 import stat
 import time
 
-from ..kernels.container_spec import engine_location
+from ..engines.base import engine_location
 from ..core.errors import EngineError
 from ..core.identity import HostUser
 from .scripts.fsops import kind_of

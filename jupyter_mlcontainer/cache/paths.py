@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ..core.settings import DEFAULT_VOLUME  # noqa: F401  (where the cache is, by default)
 from .scripts.layout import HOMES, STORE_HUB, USER_HUB
 
-DEFAULT_VOLUME = "mlcontainer-cache"
 DEFAULT_MOUNT_PATH = "/opt/mlcontainer/cache"
 # The variable that tells a kernel's bootstrap where the cache is mounted (popped before the
 # kernel runs): it links the model store's blobs into the user's hub cache (link_models.py).

@@ -23,7 +23,8 @@ import re
 import threading
 import time
 
-from ..kernels.container_spec import LABEL_CACHE_VOLUME, LABEL_ROLE, LABEL_VOLUME_CACHE, ContainerSpec, MountSpec
+from ..core.labels import LABEL_CACHE_VOLUME, LABEL_ROLE, LABEL_VOLUME_CACHE
+from ..engines.base import ContainerSpec, MountSpec
 from ..core.errors import Conflict, ContainerNotFound, EngineError
 from ..core.identity import HostUser
 from ..core.policy import write_json_safely

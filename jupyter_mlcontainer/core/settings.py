@@ -13,9 +13,9 @@ import os
 from traitlets import Integer, Unicode, default
 from traitlets.config import Config, Configurable
 
-from ..cache.paths import DEFAULT_VOLUME
 
 DEFAULT_CONTEXT_LIMIT_MB = 4096
+DEFAULT_VOLUME = "mlcontainer-cache"  # the cache every kernel mounts, unless configured
 
 
 class MLContainer(Configurable):

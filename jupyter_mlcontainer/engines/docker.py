@@ -31,14 +31,15 @@ import docker
 import docker.errors
 from docker.types import DeviceRequest, Mount
 
-from ..kernels.container_spec import (  # noqa: F401  (labels re-exported: one spelling for every module)
-    LABEL_CACHE_VOLUME, LABEL_GPUS, LABEL_IMAGE, LABEL_INJECTED_ENV, LABEL_KERNEL_ID, LABEL_KERNEL_NAME, LABEL_LIMITS_IGNORED,
-    LABEL_OWNER, LABEL_OWNER_USER, LABEL_PREFIX, LABEL_ROLE, LABEL_VOLUME_CACHE, LABEL_WORKSPACE,
-    CDI_GPU_KIND, NO_NEW_PRIVILEGES, ContainerSpec, EngineKind, FileSpec, GpuRequest, cdi_devices,
+from ..core.labels import (
+    LABEL_CACHE_VOLUME, LABEL_GPUS, LABEL_IMAGE, LABEL_INJECTED_ENV, LABEL_KERNEL_ID, LABEL_KERNEL_NAME,
+    LABEL_LIMITS_IGNORED, LABEL_OWNER, LABEL_OWNER_USER, LABEL_PREFIX, LABEL_ROLE, LABEL_VOLUME_CACHE,
+    LABEL_WORKSPACE,
 )
+from .base import CDI_GPU_KIND, NO_NEW_PRIVILEGES, ContainerSpec, EngineKind, FileSpec, GpuRequest, cdi_devices
 from ..core.errors import (  # noqa: F401  (re-exported for callers that catch them)
-    BadEngineRequest, Conflict, ContainerNotFound, ContainerNotRunning, EngineError, EngineUnavailable, GpuRequestUnsatisfiable,
-    GpuRuntimeMissing, ImageNotFound, NotFound, PortInUse, WorkspaceNotOnEngineHost,
+    BadEngineRequest, Conflict, ContainerNotFound, ContainerNotRunning, EngineError, EngineUnavailable,
+    GpuRequestUnsatisfiable, GpuRuntimeMissing, ImageNotFound, NotFound, PortInUse, WorkspaceNotOnEngineHost,
 )
 from ..core.identity import owner_id
 
@@ -351,7 +352,7 @@ class Engine:
             str(dev.get("ID", "")).startswith(CDI_GPU_KIND) for dev in cdi if isinstance(dev, dict)
         ):
             return True
-        from ..kernels.container_spec import engine_location
+        from .base import engine_location
 
         return self.kind_sync().product == "podman" and engine_location(self.address).local and local_cdi_gpu_specs() != []
 
@@ -479,7 +480,7 @@ class Engine:
         """Create ``spec`` through Podman's own API. Its Docker-compatible API drops GPU requests
         without a word (DeviceRequests are ignored, CDI names in Devices refused; podman#19338,
         #22645); its own API takes CDI devices (nvidia.com/gpu=0), as `podman run --device` does."""
-        from ..kernels.container_spec import parse_size
+        from .base import parse_size
 
         limits: dict[str, Any] = {}
         if spec.memory:

@@ -37,10 +37,8 @@ from docker.types import (
     SecretReference, ServiceMode, TaskTemplate,
 )
 
-from ..kernels.container_spec import (
-    CONNECTION_FILE_IN_CONTAINER, CONNECTION_SECRET_ENV, LABEL_IMAGE, LABEL_KERNEL_ID, LABEL_ROLE, NO_NEW_PRIVS_ENV,
-    ContainerSpec, EngineKind,
-)
+from .base import CONNECTION_FILE_IN_CONTAINER, CONNECTION_SECRET_ENV, NO_NEW_PRIVS_ENV, ContainerSpec, EngineKind
+from ..core.labels import LABEL_IMAGE, LABEL_KERNEL_ID, LABEL_ROLE
 from .docker import Engine, get_engine, missing_bind_source
 from ..core.errors import ContainerNotFound, EngineError, GpuRequestUnsatisfiable, WorkspaceNotOnEngineHost
 
@@ -502,7 +500,7 @@ class TaskEnds:
 
 
 def _bytes(size: str | None) -> int | None:
-    from ..kernels.container_spec import parse_size
+    from .base import parse_size
 
     return parse_size(size) if size else None
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from docker.types import ContainerSpec as SwarmContainerSpec, ServiceMode
 
-from ..kernels.container_spec import LABEL_ROLE
+from ..core.labels import LABEL_ROLE
 from ..core.errors import ContainerNotFound, EngineError, ImageNotFound
 from .swarm import helper_task
 

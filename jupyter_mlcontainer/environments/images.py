@@ -15,7 +15,8 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from ..engines.docker import LABEL_PREFIX, LABEL_ROLE, Engine, EngineError, reference_parts
+from ..core.labels import LABEL_PREFIX, LABEL_ROLE
+from ..engines.docker import Engine, EngineError, reference_parts
 from ..cache.helper_image import LABEL_HELPER as HELPER_LABEL
 from ..core.errors import ImageNotFound
 from ..core.policy import write_json_safely

@@ -14,7 +14,7 @@ import json
 import os
 from typing import Any
 
-from .container_spec import LABEL_KERNEL_ID, LABEL_KERNEL_NAME, LABEL_SPARE
+from ..core.labels import LABEL_KERNEL_ID, LABEL_KERNEL_NAME, LABEL_SPARE
 from ..core.policy import write_json_safely
 
 

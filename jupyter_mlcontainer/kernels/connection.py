@@ -12,7 +12,8 @@ from typing import Any
 
 import zmq
 
-from .container_spec import CONNECTION_DIR_IN_CONTAINER, CONTAINER_PORTS
+from ..engines.base import CONNECTION_DIR_IN_CONTAINER
+from .container_spec import CONTAINER_PORTS
 from ..environments.images import ImageFacts, ImageNotUsable
 from ..core.policy import write_json_safely
 

@@ -15,33 +15,22 @@ import re
 from dataclasses import dataclass, field
 
 from ..cache.paths import CACHE_MOUNT_ENV, is_host_folder
+from ..engines.base import (
+    CONNECTION_DIR_IN_CONTAINER, CONNECTION_FILE_IN_CONTAINER, CONNECTION_SECRET_ENV, ContainerSpec, EngineKind,
+    EngineLocation, FileSpec, GpuRequest, MountSpec, NO_NEW_PRIVS_ENV, parse_size,
+)
+from ..core.labels import (
+    LABEL_CACHE_VOLUME, LABEL_GPUS, LABEL_IMAGE, LABEL_INJECTED_ENV, LABEL_KERNEL_ID, LABEL_KERNEL_NAME,
+    LABEL_LIMITS_IGNORED, LABEL_OWNER, LABEL_OWNER_USER, LABEL_ROLE, LABEL_WORKSPACE,
+)
 from ..core.identity import HostUser
 
-LABEL_PREFIX = "org.jupyter.mlcontainer"
-LABEL_ROLE = f"{LABEL_PREFIX}.role"  # "kernel" | "probe" | "init" | "kernel-network"
-LABEL_KERNEL_ID = f"{LABEL_PREFIX}.kernel-id"
-LABEL_KERNEL_NAME = f"{LABEL_PREFIX}.kernel-name"
-LABEL_OWNER = f"{LABEL_PREFIX}.owner"  # the owning process's lease id (identity.owner_id)
-LABEL_OWNER_USER = f"{LABEL_PREFIX}.owner-user"
-LABEL_WORKSPACE = f"{LABEL_PREFIX}.workspace"
-LABEL_CACHE_VOLUME = f"{LABEL_PREFIX}.cache-volume"
-LABEL_VOLUME_CACHE = f"{LABEL_PREFIX}.cache"  # on the cache volume itself
-LABEL_IMAGE = f"{LABEL_PREFIX}.image"  # the image reference the kernelspec names
-LABEL_SPARE = f"{LABEL_PREFIX}.spare"  # a warm pool's spare: its template's key (claims.py maps it to a kernel)
-LABEL_LIMITS_IGNORED = f"{LABEL_PREFIX}.limits-ignored"  # limits asked for that the engine cannot enforce
-LABEL_INJECTED_ENV = f"{LABEL_PREFIX}.injected-env"  # names of variables we set (not the user's)
-LABEL_GPUS = f"{LABEL_PREFIX}.gpus"
-
-# "=" and not ":": dockerd logs a deprecation warning for the ':' form at every container start.
-NO_NEW_PRIVILEGES = "no-new-privileges=true"
 
 # Ports the kernel binds inside its own network namespace; the host side is chosen by the engine.
 # Below the ephemeral range (32768-60999 in every new network namespace): ipykernel connects a
 # socket to its own shell port before it binds iopub and heartbeat, and that connection's source
 # port, drawn from the ephemeral range, once took iopub's port (50002) and the kernel died at start.
 CONTAINER_PORTS = {"shell_port": 20001, "iopub_port": 20002, "stdin_port": 20003, "control_port": 20004, "hb_port": 20005}
-CONNECTION_DIR_IN_CONTAINER = "/run/mlcontainer"
-CONNECTION_FILE_IN_CONTAINER = f"{CONNECTION_DIR_IN_CONTAINER}/kernel.json"
 # The network kernel containers join unless configured otherwise (engine.ensure_kernel_network_sync).
 KERNEL_NETWORK = "mlcontainer-kernels"
 
@@ -137,7 +126,6 @@ _SWARM_GPUS = (
 )
 # A Swarm task gets its connection file as a (read-only) secret; the kernel writes its file
 # back, so it is copied to the writable place its argv names, for the kernel's user alone.
-CONNECTION_SECRET_ENV = "MLCONTAINER_CONNECTION_SECRET"
 _CONNECTION_FROM_SECRET = (
     f"secret = os.environ.pop({CONNECTION_SECRET_ENV!r}, None)\n"
     "if secret:\n"
@@ -151,7 +139,6 @@ _CONNECTION_FROM_SECRET = (
 # no field for it in API 1.41): the bootstrap sets it on itself before the kernel, which inherits
 # it with everything it starts (a setuid binary such as sudo no longer raises privileges). A
 # kernel that cannot have it does not start.
-NO_NEW_PRIVS_ENV = "MLCONTAINER_NO_NEW_PRIVS"
 _NO_NEW_PRIVS = (
     f"if os.environ.pop({NO_NEW_PRIVS_ENV!r}, None):\n"
     "    try:\n"
@@ -255,133 +242,6 @@ SPARE_BOOTSTRAP = _HOME_CHECK + _USER_SITE + (
 ) + _RUN_OR_EXEC
 
 
-@dataclass(frozen=True)
-class EngineKind:
-    """Which engine answers, as far as a container's uids go. Under a rootless engine (one per
-    user, run by that user) container uid 0 *is* the user on the host and any other container uid
-    is one of the user's subordinate uids, which can read neither the workspace nor the
-    connection folder; a rootful engine runs container uids as the same host uids."""
-
-    product: str = "docker"  # "docker" or "podman"
-    rootless: bool = False
-    cgroup_version: str = "2"
-    cgroup_driver: str = ""
-    # How GPUs are asked for: "runtime" (the NVIDIA runtime's device requests, Docker's --gpus)
-    # or "cdi" (Container Device Interface names, nvidia.com/gpu=0: Podman, and Docker 25+
-    # whose engine lists CDI devices and has no NVIDIA runtime).
-    gpu_devices: str = "runtime"
-
-    @property
-    def title(self) -> str:
-        name = "Podman" if self.product == "podman" else "Docker"
-        return f"rootless {name}" if self.rootless else name
-
-    @property
-    def uid_model(self) -> str:
-        """How the kernel gets the user's files: ``same-uid`` (rootful: the host uid:gid
-        inside), ``root-is-user`` (rootless Docker: container uid 0), ``keep-id`` (rootless
-        Podman: its user namespace maps the user's own uid inside)."""
-        if not self.rootless:
-            return "same-uid"
-        return "keep-id" if self.product == "podman" else "root-is-user"
-
-    @property
-    def limits_ignored_reason(self) -> str:
-        """Why memory and CPU limits would be silently dropped by this engine ("" if enforced)."""
-        if self.rootless and (self.cgroup_version == "1" or self.cgroup_driver == "none"):
-            return (f"{self.title} on cgroup v{self.cgroup_version} cannot enforce memory or CPU limits "
-                    "(it needs cgroup v2 with systemd delegation)")
-        return ""
-
-
-@dataclass(frozen=True)
-class EngineLocation:
-    """Where the engine runs, seen from the Jupyter server: on this host (bind mounts of this
-    host's folders work, ports published on 127.0.0.1 are reachable) or on another one (only the
-    workspace is expected there, at the same path; ports are published on ``address``)."""
-
-    local: bool
-    address: str  # where the kernel's published ports are reached
-
-
-def engine_location(docker_host: str | None) -> EngineLocation:
-    """``DOCKER_HOST`` (or ``c.MLContainer.docker_host``) -> :class:`EngineLocation`.
-    unix:// and npipe:// sockets and tcp:// to a loopback address are this host; tcp:// and
-    ssh:// to any other host are remote."""
-    from urllib.parse import urlsplit
-
-    url = (docker_host or "").strip()
-    if not url or url.startswith(("unix://", "npipe://", "/")):
-        return EngineLocation(True, "127.0.0.1")
-    host = urlsplit(url if "://" in url else f"tcp://{url}").hostname or ""
-    if host in ("localhost", "127.0.0.1", "::1"):
-        return EngineLocation(True, "127.0.0.1")
-    return EngineLocation(False, host)
-
-
-@dataclass(frozen=True)
-class FileSpec:
-    """A file an engine copies into a container before starting it (for engines on another
-    host, which cannot bind-mount this host's private folder)."""
-
-    path: str
-    content: bytes
-    mode: int
-    uid: int
-    gid: int
-
-
-@dataclass(frozen=True)
-class MountSpec:
-    target: str
-    source: str
-    kind: str = "bind"  # "bind" | "volume"
-    read_only: bool = False
-
-
-@dataclass(frozen=True)
-class GpuRequest:
-    """GPUs asked of the engine: ``count`` of them (-1: all), or the listed ``device_ids``."""
-
-    count: int | None = None
-    device_ids: tuple[str, ...] = ()
-
-
-@dataclass
-class ContainerSpec:
-    """Everything an engine needs to create and start one container."""
-
-    image: str
-    command: list[str]
-    name: str | None = None
-    entrypoint: list[str] | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    working_dir: str | None = None
-    user: str = ""
-    labels: dict[str, str] = field(default_factory=dict)
-    # container port -> wanted host port on 127.0.0.1 (None: the engine picks one)
-    ports: dict[int, int | None] = field(default_factory=dict)
-    mounts: list[MountSpec] = field(default_factory=list)
-    gpus: list[GpuRequest] = field(default_factory=list)
-    memory: str | None = None
-    nano_cpus: int | None = None
-    shm_size: str | None = None
-    cap_drop: list[str] | None = None
-    cap_add: list[str] | None = None
-    read_only: bool = False
-    pids_limit: int | None = None
-    restart_policy: str | None = None  # "unless-stopped" for a service (the cache keeper); kernels: none
-    init: bool = False
-    network: str | None = None
-    # Started on no network, then joined to this one: the engine's network set-up (~0.06 s)
-    # runs while the kernel imports (the provisioner's cold start on Unix sockets).
-    network_after_start: str | None = None
-    security_opt: list[str] = field(default_factory=lambda: [NO_NEW_PRIVILEGES])
-    userns: str | None = None  # Podman's "keep-id"
-    files: list[FileSpec] = field(default_factory=list)  # copied in between create and start
-    publish_ip: str = "127.0.0.1"  # the address the kernel's ports are published on
-    placement_timeout: float = 60.0  # a cluster: how long the task may wait for a node
-
 
 def gpu_requests(spec: str) -> list[GpuRequest]:
     """Map a ``--gpus`` value to GPU requests.
@@ -411,35 +271,6 @@ def gpu_requests(spec: str) -> list[GpuRequest]:
         f"--gpus {spec!r} is not understood: use all, none, a count (2), or device indices / "
         "UUIDs separated by commas (0,1 or GPU-xxxx)"
     )
-
-
-CDI_GPU_KIND = "nvidia.com/gpu"  # the kind `nvidia-ctk cdi generate` writes
-
-
-def cdi_devices(gpus: list[GpuRequest]) -> list[str]:
-    """GPU requests as CDI device names: ``all``, the listed indices or UUIDs, or for a count N
-    the first N indices (what the NVIDIA runtime picks for ``--gpus N``)."""
-    names: list[str] = []
-    for request in gpus:
-        if request.device_ids:
-            names += [f"{CDI_GPU_KIND}={device}" for device in request.device_ids]
-        elif request.count == -1:
-            names.append(f"{CDI_GPU_KIND}=all")
-        elif request.count:
-            names += [f"{CDI_GPU_KIND}={index}" for index in range(request.count)]
-    return names
-
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)b?\s*$", re.I)
-
-
-def parse_size(value: str) -> int:
-    """``512m``, ``8g``, ``1.5g``, ``1048576`` -> bytes (Docker's units: powers of 1024)."""
-    match = _SIZE.match(str(value))
-    if not match:
-        raise ValueError(f"{value!r} is not a size: use a number with k, m, g or t (512m, 8g)")
-    number, unit = match.groups()
-    return int(float(number) * 1024 ** "bkmgt".index((unit or "b").lower()))
 
 
 def shm_size_for(setting: str, memory: str | None, engine_memory: int) -> str | None:

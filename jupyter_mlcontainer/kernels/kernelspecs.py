@@ -15,10 +15,11 @@ from typing import Any
 
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
-from .container_spec import gpu_requests, parse_size
+from .container_spec import gpu_requests
+from ..engines.base import parse_size
 from ..engines.docker import Engine, check_reference
 from ..environments.images import ImageFacts, ImageNotUsable, display_name, probe_image_sync, slug, unusable_reason
-from .container_spec import CONNECTION_FILE_IN_CONTAINER
+from ..engines.base import CONNECTION_FILE_IN_CONTAINER
 from .provisioner import PROVISIONER_NAME
 
 # Options a kernelspec may carry; each is a config trait of DockerKernelProvisioner.

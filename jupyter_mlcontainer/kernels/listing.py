@@ -11,17 +11,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ..engines.docker import (
-    LABEL_CACHE_VOLUME,
-    LABEL_GPUS,
-    LABEL_IMAGE,
-    LABEL_LIMITS_IGNORED,
-    LABEL_OWNER,
-    LABEL_OWNER_USER,
-    LABEL_PREFIX,
+from ..core.labels import (
+    LABEL_CACHE_VOLUME, LABEL_GPUS, LABEL_IMAGE, LABEL_LIMITS_IGNORED, LABEL_OWNER, LABEL_OWNER_USER, LABEL_PREFIX,
     LABEL_WORKSPACE,
-    Engine,
 )
+from ..engines.docker import Engine
 from ..core.identity import owner_id
 from .claims import kernel_id_of, kernel_name_of
 from .deaths import last_death

@@ -12,7 +12,8 @@ import logging
 from dataclasses import dataclass
 
 from .claims import is_spare, kernel_id_of
-from ..engines.docker import LABEL_OWNER, LABEL_ROLE, Engine
+from ..core.labels import LABEL_OWNER, LABEL_ROLE
+from ..engines.docker import Engine
 from ..core.identity import dead_owners, forget_dead_owner, owner_is_dead
 
 log = logging.getLogger(__name__)

@@ -42,10 +42,9 @@ from typing import Any
 from ..engines.base import ContainerBackend
 from .claims import forget_claim
 from .connection import new_connection_dir, published_ports
-from .container_spec import (
-    CONNECTION_DIR_IN_CONTAINER, CONTAINER_PORTS, LABEL_INJECTED_ENV, LABEL_KERNEL_ID, LABEL_KERNEL_NAME, LABEL_SPARE,
-    SPARE_BOOTSTRAP, ContainerSpec,
-)
+from ..engines.base import CONNECTION_DIR_IN_CONTAINER, ContainerSpec
+from .container_spec import CONTAINER_PORTS, SPARE_BOOTSTRAP
+from ..core.labels import LABEL_INJECTED_ENV, LABEL_KERNEL_ID, LABEL_KERNEL_NAME, LABEL_SPARE
 from ..core.errors import EngineError, EngineUnavailable
 from ..core.policy import write_text_safely
 

@@ -39,10 +39,10 @@ from traitlets import Bool, CaselessStrEnum, CFloat, Dict, Float, Integer, Unico
 
 from ..cache import paths as cache_paths
 from ..cache.volume import ensure_cache, forget_home
+from ..engines.base import CONNECTION_FILE_IN_CONTAINER, ContainerSpec, EngineLocation, GpuRequest, engine_location
 from .container_spec import (
-    CONNECTION_FILE_IN_CONTAINER, CONTAINER_PORTS, HOME_REFUSED_EXIT, KERNEL_NETWORK, NETWORK_GATE_ENV, NETWORK_GATE_IN_CONTAINER,
-    ContainerSpec, EngineLocation, GpuRequest, container_user_for, engine_location, gpu_requests, kernel_container,
-    kernel_environment, shm_size_for,
+    CONTAINER_PORTS, HOME_REFUSED_EXIT, KERNEL_NETWORK, NETWORK_GATE_ENV, NETWORK_GATE_IN_CONTAINER,
+    container_user_for, gpu_requests, kernel_container, kernel_environment, shm_size_for,
 )
 from ..engines.base import ContainerBackend
 from .connection import curve_keys, ipc_base, ipc_fits, new_connection_dir, published_ports, write_connection_file

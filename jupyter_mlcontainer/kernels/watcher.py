@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .claims import forget_claim
-from ..engines.docker import LABEL_ROLE, Engine
+from ..core.labels import LABEL_ROLE
+from ..engines.docker import Engine
 
 log = logging.getLogger(__name__)
 

@@ -135,7 +135,7 @@ def keeper_check(service: MLContainerService) -> Check:
     from ..cache.paths import is_host_folder
     from ..cache.volume import ROLE_KEEPER
     from ..cache.scripts.layout import STAMP_EVERY
-    from ..kernels.container_spec import LABEL_CACHE_VOLUME
+    from ..core.labels import LABEL_CACHE_VOLUME
 
     cache, engine = service.cache_volume, service.engine
     name = "cache keeper"
@@ -187,7 +187,8 @@ def gpu_container_check(service: MLContainerService, image: str) -> Check | None
     no capabilities, removed afterwards."""
     import uuid
 
-    from ..kernels.container_spec import LABEL_OWNER, LABEL_ROLE, ContainerSpec, GpuRequest
+    from ..core.labels import LABEL_OWNER, LABEL_ROLE
+    from ..engines.base import ContainerSpec, GpuRequest
     from ..core.identity import owner_id
     from ..environments.images import probe_image_sync
 

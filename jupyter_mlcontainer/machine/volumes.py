@@ -8,7 +8,8 @@ from typing import Any
 
 from ..cache.paths import is_host_folder
 from ..kernels.claims import kernel_id_of
-from ..engines.docker import LABEL_WORKSPACE, Engine
+from ..core.labels import LABEL_WORKSPACE
+from ..engines.docker import Engine
 
 _SIZE_TTL = 60.0  # `docker system df -v` walks every volume: ask at most once a minute
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_mlcontainer.kernels.container_spec import (
-    EngineKind,
-    CONNECTION_DIR_IN_CONTAINER, CONTAINER_PORTS, LABEL_GPUS, LABEL_INJECTED_ENV, LABEL_KERNEL_ID, LABEL_OWNER,
-    NO_NEW_PRIVILEGES, GpuRequest, MountSpec, gpu_requests, kernel_container, kernel_environment, parse_size,
-    shm_size_for,
+from jupyter_mlcontainer.engines.base import (
+    EngineKind, CONNECTION_DIR_IN_CONTAINER, NO_NEW_PRIVILEGES, GpuRequest, MountSpec, parse_size,
 )
+from jupyter_mlcontainer.kernels.container_spec import (
+    CONTAINER_PORTS, gpu_requests, kernel_container, kernel_environment, shm_size_for,
+)
+from jupyter_mlcontainer.core.labels import LABEL_GPUS, LABEL_INJECTED_ENV, LABEL_KERNEL_ID, LABEL_OWNER
 from jupyter_mlcontainer.core.identity import HostUser
 
 USER = HostUser(uid=1234, gid=1234, name="ada")
@@ -133,7 +134,7 @@ def test_limits_a_rootless_engine_on_cgroup_v1_would_drop_are_named():
 
 
 def test_where_the_engine_is_decides_what_may_be_mounted():
-    from jupyter_mlcontainer.kernels.container_spec import EngineLocation, engine_location
+    from jupyter_mlcontainer.engines.base import EngineLocation, engine_location
 
     local = EngineLocation(True, "127.0.0.1")
     for url in ("", None, "unix:///var/run/docker.sock", "unix:///run/user/1000/docker.sock", "tcp://127.0.0.1:2375",
@@ -144,7 +145,7 @@ def test_where_the_engine_is_decides_what_may_be_mounted():
 
 
 def test_an_engine_on_another_host_gets_the_files_not_this_hosts_folders():
-    from jupyter_mlcontainer.kernels.container_spec import EngineLocation
+    from jupyter_mlcontainer.engines.base import EngineLocation
 
     folder = "/run/user/1234/jupyter/mlcontainer-01234567-x"
     files = {"kernel.json": b'{"key": "k"}', "passwd-1": b"ada:x:1234:1234::/c/home/ada:/bin/sh\n", "group-1": b"ada:x:1234:\n"}
@@ -157,7 +158,8 @@ def test_an_engine_on_another_host_gets_the_files_not_this_hosts_folders():
 
 
 def test_gpu_requests_as_cdi_device_names():
-    from jupyter_mlcontainer.kernels.container_spec import cdi_devices, gpu_requests
+    from jupyter_mlcontainer.engines.base import cdi_devices
+    from jupyter_mlcontainer.kernels.container_spec import gpu_requests
 
     assert cdi_devices(gpu_requests("all")) == ["nvidia.com/gpu=all"]
     assert cdi_devices(gpu_requests("2")) == ["nvidia.com/gpu=0", "nvidia.com/gpu=1"]
@@ -166,7 +168,8 @@ def test_gpu_requests_as_cdi_device_names():
 
 
 def test_each_engine_kind_gets_gpus_its_own_way():
-    from jupyter_mlcontainer.kernels.container_spec import EngineKind, gpu_requests
+    from jupyter_mlcontainer.engines.base import EngineKind
+    from jupyter_mlcontainer.kernels.container_spec import gpu_requests
     from jupyter_mlcontainer.engines.docker import _gpu_options
 
     two = gpu_requests("2")

@@ -14,10 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...kernels.claims import kernel_containers
-from ...engines.docker import (
-    LABEL_IMAGE, LABEL_INJECTED_ENV, LABEL_OWNER, LABEL_OWNER_USER, LABEL_ROLE, LABEL_WORKSPACE, Engine,
-    EngineError, reference_parts,
-)
+from ...core.labels import LABEL_IMAGE, LABEL_INJECTED_ENV, LABEL_OWNER, LABEL_OWNER_USER, LABEL_ROLE, LABEL_WORKSPACE
+from ...engines.docker import Engine, EngineError, reference_parts
 from ...machine.gpu import get_monitor
 from ..images import probe_image_sync
 from ...core.policy import write_text_safely

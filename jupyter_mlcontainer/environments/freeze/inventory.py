@@ -15,7 +15,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from ...engines.docker import LABEL_ROLE, Engine
+from ...core.labels import LABEL_ROLE
+from ...engines.docker import Engine
 from ..images import probe_image_sync
 from ...core.policy import write_json_safely
 from ...core.state import state_dir

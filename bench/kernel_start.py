@@ -287,7 +287,7 @@ async def main() -> None:
         return await gp_child(*args.gp_child)
 
     from jupyter_mlcontainer.engines.docker import get_engine
-    from jupyter_mlcontainer.environments.images import probe_image_sync
+    from jupyter_mlcontainer.images.probe import probe_image_sync
     from jupyter_mlcontainer.kernels.kernelspecs import add_kernelspec
 
     tmp = tempfile.mkdtemp(prefix="mlc-bench-")

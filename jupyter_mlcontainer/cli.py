@@ -13,9 +13,8 @@ import os
 import sys
 from typing import Any, Sequence
 
-from . import __version__
 from .core.errors import MLContainerError
-from .environments.images import prepare_image, probe_image_sync
+from .images.probe import prepare_image, probe_image_sync
 from .kernels.kernelspecs import parse_env_pairs
 from .core.policy import PrintableStream, printable
 from .service import MLContainerService, cli_service
@@ -27,6 +26,15 @@ class CLIError(Exception):
 
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("jupyter-mlcontainer")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0.0.0+unknown"
 
 
 def service() -> MLContainerService:
@@ -303,7 +311,7 @@ def cmd_export_binder(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .machine.doctor import report, run_checks
+    from .service.doctor import report, run_checks
 
     text, code = report(run_checks(service()), args.json)
     print(text)
@@ -366,7 +374,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from .environments.jobs import follow
+    from .images.jobs import follow
 
     build_args = parse_env_pairs(args.build_arg)
     job = service().build(args.dockerfile, args.tag, wheelhouse=args.wheelhouse, build_args=build_args)
@@ -382,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jupyter mlcontainer",
         description="Jupyter kernels inside CUDA/PyTorch Docker images.",
     )
-    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     kernel = sub.add_parser("kernel", help="add, list and remove container kernelspecs")

@@ -157,7 +157,7 @@ DOCTOR = r"""
 import json, sys
 from jupyter_mlcontainer.cli import main
 from jupyter_mlcontainer.engines.docker import get_engine
-from jupyter_mlcontainer.environments.images import ImageFacts
+from jupyter_mlcontainer.images.probe import ImageFacts
 from jupyter_mlcontainer.kernels.kernelspecs import add_kernelspec
 
 image, stale_image = sys.argv[1], sys.argv[2]

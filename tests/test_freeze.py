@@ -24,7 +24,7 @@ from jupyter_mlcontainer.environments.freeze import (
     render_dockerfile,
     user_env,
 )
-from jupyter_mlcontainer.environments.jobs import JobRegistry
+from jupyter_mlcontainer.images.jobs import JobRegistry
 
 from .conftest import BASE_IMAGE, SESSION_TAG, TORCH_IMAGE, add_spec, execute, running_kernel, wait_until
 

@@ -20,7 +20,7 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.paths import jupyter_runtime_dir
 
 from jupyter_mlcontainer.environments.freeze import freeze_container, kernel_environment
-from jupyter_mlcontainer.environments.images import probe_image_sync
+from jupyter_mlcontainer.images.probe import probe_image_sync
 from jupyter_mlcontainer.kernels.container_spec import CONTAINER_PORTS
 
 from .conftest import (

@@ -23,7 +23,7 @@ import pytest
 from jupyter_client.manager import AsyncKernelManager
 
 from jupyter_mlcontainer.environments.freeze import freeze_container, kernel_environment
-from jupyter_mlcontainer.environments.images import probe_image_sync, slug
+from jupyter_mlcontainer.images.probe import probe_image_sync, slug
 
 from .box_users import TEST_USER, USER_KERNEL, BoxUser, package_site, result
 from .conftest import BASE_IMAGE, CONDA_IMAGE, MATRIX_IMAGES, SESSION_TAG, VENV_IMAGE, add_spec, execute, running_kernel

@@ -111,7 +111,7 @@ async def test_a_stale_spare_is_never_handed_out(engine, tmp_path, pool_on):
     that has since changed: neither is claimed, both are removed."""
     from jupyter_client.manager import AsyncKernelManager
 
-    from jupyter_mlcontainer.environments.jobs import JobRegistry
+    from jupyter_mlcontainer.images.jobs import JobRegistry
 
     tag = f"mlcontainer-test/pool-rebuilt:{os.getpid()}"
 

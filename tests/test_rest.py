@@ -65,7 +65,7 @@ async def test_a_swarm_that_does_not_answer_leaves_the_image_list_whole(engine, 
     ever, the Swarm entry of an image says the cluster could not be asked (the nodes are asked
     in the background), and an image only that cluster would hold is left out; the status says
     the Swarm is not reachable, and the other views answer."""
-    from jupyter_mlcontainer.environments.images import probe_image_sync
+    from jupyter_mlcontainer.images.probe import probe_image_sync
     from jupyter_mlcontainer.kernels.kernelspecs import add_kernelspec
 
     gone = f"unix://{tmp_path}/no-manager.sock"

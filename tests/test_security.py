@@ -20,7 +20,7 @@ from tornado.httpclient import HTTPClientError
 from jupyter_mlcontainer.engines.docker import EngineError
 from jupyter_mlcontainer.environments.freeze import FreezeError, freeze_container
 from jupyter_mlcontainer.core.identity import current_user
-from jupyter_mlcontainer.environments.jobs import build_context
+from jupyter_mlcontainer.images.jobs import build_context
 from jupyter_mlcontainer.core.policy import PathRefused
 from jupyter_mlcontainer.environments.restore import RESTORED_REPOSITORY, plan_restore, restore
 from jupyter_mlcontainer.environments.sharing import METADATA_KEY
@@ -117,7 +117,7 @@ def test_restore_never_replaces_a_kernelspec_in_any_case(engine, tmp_path):
 
 def test_restore_shows_its_plan_and_builds_under_a_name_of_its_own(engine, tmp_path):
     from jupyter_mlcontainer.environments.freeze import RestorePlanChanged
-    from jupyter_mlcontainer.environments.jobs import JobRegistry
+    from jupyter_mlcontainer.images.jobs import JobRegistry
     from jupyter_mlcontainer.environments.restore import CONTEXT_LABEL, start_restore
 
     shared = tmp_path / "shared"
@@ -205,7 +205,7 @@ def test_restore_builds_exactly_the_files_that_were_confirmed(engine, tmp_path, 
     """Issue 22, finding 5: the record names a registry image, so restore first tries the pull
     (which fails after a while) and then builds. Swapping the Dockerfile and a COPY'd folder (for
     a link out) right after confirming changes nothing: the build sends what was confirmed."""
-    from jupyter_mlcontainer.environments.jobs import JobRegistry
+    from jupyter_mlcontainer.images.jobs import JobRegistry
     from jupyter_mlcontainer.environments.restore import start_restore
 
     outside = tmp_path / "outside"
@@ -261,7 +261,7 @@ def test_the_clis_plan_shows_every_line_a_terminal_would_hide(engine, tmp_path, 
 
 
 def test_a_build_context_over_the_limit_is_refused_before_packing(tmp_path):
-    from jupyter_mlcontainer.environments.jobs import ContextTooLarge, collect_context
+    from jupyter_mlcontainer.images.jobs import ContextTooLarge, collect_context
 
     (tmp_path / "weights").mkdir()
     (tmp_path / "weights" / "model.bin").write_bytes(os.urandom(2 << 20))

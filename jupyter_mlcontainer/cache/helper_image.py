@@ -30,11 +30,9 @@ import threading
 from dataclasses import dataclass
 
 from ..core.errors import EngineError
+from ..core.labels import LABEL_HELPER, LABEL_HELPER_PYTHON, LABEL_HELPER_SCRIPTS
 
 HELPER_REPOSITORY = "mlcontainer-helper"
-LABEL_HELPER = "org.jupyter.mlcontainer.helper"  # the content's SHA-256, on the image and its containers
-LABEL_HELPER_SCRIPTS = "org.jupyter.mlcontainer.helper-scripts"  # the scripts' SHA-256 (any interpreter)
-LABEL_HELPER_PYTHON = "org.jupyter.mlcontainer.helper-python"  # its Python's path in the image
 SCRIPTS_IN_IMAGE = "/mlc"
 SCRIPTS = ("layout.py", "fsops.py", "keeper.py")
 _SCRIPTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts")

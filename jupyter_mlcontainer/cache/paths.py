@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..core.settings import DEFAULT_VOLUME  # noqa: F401  (where the cache is, by default)
+from ..core.settings import DEFAULT_VOLUME, is_host_folder  # noqa: F401  (the setting's meaning, re-exported)
 from .scripts.layout import HOMES, STORE_HUB, USER_HUB
 
 DEFAULT_MOUNT_PATH = "/opt/mlcontainer/cache"
@@ -26,11 +26,6 @@ CACHE_ENV = {
     "KERAS_HOME": ".cache/keras",
     "CONDA_PKGS_DIRS": ".cache/conda/pkgs",
 }
-
-
-def is_host_folder(cache: str) -> bool:
-    """``cache_volume`` names a host folder (an absolute path) rather than a named volume."""
-    return cache.startswith("/")
 
 
 def cache_env(home: str, mount_path: str) -> dict[str, str]:

@@ -29,7 +29,8 @@ from ..core.errors import Conflict, ContainerNotFound, EngineError
 from ..core.identity import HostUser
 from ..core.policy import write_json_safely
 from ..core.state import state_dir
-from .helper_image import LABEL_HELPER, LABEL_HELPER_SCRIPTS, HelperImage, helper_image
+from ..core.labels import LABEL_HELPER, LABEL_HELPER_SCRIPTS
+from .helper_image import HelperImage, helper_image
 from .paths import is_host_folder
 from .scripts.layout import LAYOUT
 

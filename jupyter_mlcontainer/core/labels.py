@@ -15,3 +15,7 @@ LABEL_SPARE = f"{LABEL_PREFIX}.spare"  # a warm pool's spare: its template's key
 LABEL_LIMITS_IGNORED = f"{LABEL_PREFIX}.limits-ignored"  # limits asked for that the engine cannot enforce
 LABEL_INJECTED_ENV = f"{LABEL_PREFIX}.injected-env"  # names of variables we set (not the user's)
 LABEL_GPUS = f"{LABEL_PREFIX}.gpus"
+# On the cache keeper's trusted image (cache/helper_image.py) and its containers.
+LABEL_HELPER = f"{LABEL_PREFIX}.helper"  # the image's content SHA-256
+LABEL_HELPER_SCRIPTS = f"{LABEL_PREFIX}.helper-scripts"  # the helper scripts' SHA-256 (any interpreter)
+LABEL_HELPER_PYTHON = f"{LABEL_PREFIX}.helper-python"  # its Python's path in the image

@@ -18,6 +18,11 @@ DEFAULT_CONTEXT_LIMIT_MB = 4096
 DEFAULT_VOLUME = "mlcontainer-cache"  # the cache every kernel mounts, unless configured
 
 
+def is_host_folder(cache: str) -> bool:
+    """``cache_volume`` names a host folder (an absolute path) rather than a named volume."""
+    return cache.startswith("/")
+
+
 class MLContainer(Configurable):
     """``c.MLContainer.*``: the settings shared by the server, the kernels and the CLI."""
 

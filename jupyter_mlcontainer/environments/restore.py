@@ -23,8 +23,8 @@ from typing import Any, Callable, Iterable
 
 from ..engines.docker import Engine, EngineError, EngineUnavailable, check_reference
 from .freeze import RestoreError, RestorePlanChanged
-from .images import slug
-from .jobs import BuildContext, Job, JobRegistry, PackedContext, collect_context, follow, raise_for_error
+from ..images.probe import slug
+from ..images.jobs import BuildContext, Job, JobRegistry, PackedContext, collect_context, follow, raise_for_error
 from ..kernels.kernelspecs import add_kernelspec, default_kernel_name, installed_kernelspecs
 from ..core.policy import resolve_under
 from .sharing import read_record

@@ -26,7 +26,7 @@ def frozen_names(notebook_path: str, dockerfile_text: str) -> tuple[str, str]:
     tagged with a hash of the Dockerfile so each freeze gets its own image."""
     import hashlib
 
-    from .images import slug
+    from ..images.probe import slug
 
     stem = slug(os.path.splitext(os.path.basename(notebook_path))[0])[:40]
     digest = hashlib.sha256(dockerfile_text.encode()).hexdigest()[:12]

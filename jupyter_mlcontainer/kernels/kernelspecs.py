@@ -18,7 +18,7 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from .container_spec import gpu_requests
 from ..engines.base import parse_size
 from ..engines.docker import Engine, check_reference
-from ..environments.images import ImageFacts, ImageNotUsable, display_name, probe_image_sync, slug, unusable_reason
+from ..images.probe import ImageFacts, ImageNotUsable, display_name, probe_image_sync, slug, unusable_reason
 from ..engines.base import CONNECTION_FILE_IN_CONTAINER
 from .provisioner import PROVISIONER_NAME
 

@@ -31,7 +31,7 @@ import signal
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable
 
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
@@ -54,7 +54,7 @@ from ..core.errors import (
 )
 from ..machine.gpu import get_monitor, unsatisfiable_reason
 from ..core.identity import HostUser, current_user, owner_id, passwd_files
-from ..environments.images import ImageFacts, ImageNotUsable, probe_image_sync, unusable_reason
+from ..images.probe import ImageFacts, ImageNotUsable, probe_image_sync, unusable_reason
 from ..core.policy import write_text_safely
 from ..core.settings import MLContainer
 from .readiness import KernelNotReady, wait_for_kernel_ports, zmq_socket_answers
@@ -283,6 +283,12 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
     def _cache_volume_default(self) -> str:
         return MLContainer(parent=self).cache_volume
 
+    # How a failed start's error reaches the kernel manager's caller. jupyter_server answers
+    # anything but a tornado HTTPError with "Unhandled error" and no message, so the server
+    # extension installs server/http_errors.py's adapter (through the service) when it starts;
+    # elsewhere (nbclient, papermill, jupyter console) the error goes as it is.
+    start_error_adapter: Callable[[Exception], Exception] = staticmethod(lambda exc: exc)
+
     # -- state (per kernel manager, kept across restarts) ---------------------------------
 
     container_id: str | None = None
@@ -339,10 +345,8 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
             return await loop.run_in_executor(_LAUNCHES, functools.partial(self._launch_sync, cmd, kwargs))
         except EngineError as exc:
             self.log.error("Kernel %s could not start: %s", self.kernel_id, exc)
-            from ..server.http_errors import as_http_error  # tornado only where a server is the caller
-
             # No chained SDK traceback: jupyter_client logs this error with its traceback.
-            raise as_http_error(exc) from None
+            raise DockerKernelProvisioner.start_error_adapter(exc) from None
 
     async def _wait_for_engine(self) -> None:
         """Before restarting a kernel whose container stopped unasked (perhaps with its engine):

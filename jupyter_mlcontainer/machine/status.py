@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..cache.paths import DEFAULT_VOLUME, is_host_folder
+from ..core.settings import DEFAULT_VOLUME, is_host_folder
 from ..engines.docker import Engine, EngineError
 from .gpu import GpuMonitor
 

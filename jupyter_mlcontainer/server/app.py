@@ -9,6 +9,7 @@ from traitlets import Bool, Unicode
 
 from ..core.errors import EngineError
 from .handlers import route_table
+from .http_errors import as_http_error
 from ..service import MLContainerService
 from ..core.settings import MLContainer
 
@@ -54,6 +55,7 @@ class MLContainerApp(ExtensionApp):
 
     def initialize_settings(self) -> None:
         self.settings["mlcontainer"] = self.service
+        self.service.adapt_kernel_start_errors(as_http_error)
         if self.reap_orphans_on_start:  # in the background: the server starts without waiting for it
             threading.Thread(target=self._reap, name="mlcontainer-reap-orphans", daemon=True).start()
 

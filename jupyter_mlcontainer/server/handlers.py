@@ -22,7 +22,7 @@ from ..engines.docker import check_reference
 from ..core.errors import MLContainerError, NotFound, RequestTooLarge, status_for
 from ..environments.freeze import KernelContainerNotFound, KernelEnvironmentUnavailable, kernel_environment
 from ..environments.freeze.kernel_env import private_client
-from ..environments.jobs import JobNotFound
+from ..images.jobs import JobNotFound
 from ..kernels.kernelspecs import parse_env_pairs
 from ..core.policy import resolve_under
 from ..kernels.provisioner import DockerKernelProvisioner

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jupyter_mlcontainer.environments import jobs
+from jupyter_mlcontainer.images import jobs
 from jupyter_mlcontainer.kernels import deaths, watcher
 from jupyter_mlcontainer.engines.docker import Engine
 

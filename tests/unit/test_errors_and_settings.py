@@ -9,8 +9,8 @@ from jupyter_mlcontainer.core.errors import (
     status_for,
 )
 from jupyter_mlcontainer.environments.freeze import KernelContainerNotFound, OutputExists, RestorePlanChanged
-from jupyter_mlcontainer.environments.images import ImageNotUsable
-from jupyter_mlcontainer.environments.jobs import ContextTooLarge, JobNotFound
+from jupyter_mlcontainer.images.probe import ImageNotUsable
+from jupyter_mlcontainer.images.jobs import ContextTooLarge, JobNotFound
 from jupyter_mlcontainer.core.policy import PathRefused
 from jupyter_mlcontainer.core.settings import MLContainer, server_config
 

@@ -21,7 +21,7 @@ def test_only_references_naming_a_registry_are_pulled_by_restore():
 
 def test_reference_parts():
     from jupyter_mlcontainer.engines.docker import reference_parts
-    from jupyter_mlcontainer.environments.images import default_prepared_tag, slug
+    from jupyter_mlcontainer.images.probe import default_prepared_tag, slug
 
     assert reference_parts("host:5000/team/repo:2@sha256:ab") == ("host:5000/team/repo", "2", "sha256:ab")
     assert reference_parts("repo@sha256:ab") == ("repo", None, "sha256:ab")

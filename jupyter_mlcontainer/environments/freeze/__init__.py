@@ -17,7 +17,7 @@ from ...kernels.claims import kernel_containers
 from ...core.labels import LABEL_IMAGE, LABEL_INJECTED_ENV, LABEL_OWNER, LABEL_OWNER_USER, LABEL_ROLE, LABEL_WORKSPACE
 from ...engines.docker import Engine, EngineError, reference_parts
 from ...machine.gpu import get_monitor
-from ..images import probe_image_sync
+from ...images.probe import probe_image_sync
 from ...core.policy import write_text_safely
 from .diff import CondaChanges, conda_channel, diff_apt, diff_conda, diff_packages, user_env
 from .errors import FreezeError, KernelContainerNotFound, OutputExists, RestoreError, RestorePlanChanged

@@ -17,7 +17,7 @@ from typing import Any
 
 from ...core.labels import LABEL_ROLE
 from ...engines.docker import Engine
-from ..images import probe_image_sync
+from ...images.probe import probe_image_sync
 from ...core.policy import write_json_safely
 from ...core.state import state_dir
 from .diff import CondaChanges

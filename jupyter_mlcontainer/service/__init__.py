@@ -14,33 +14,33 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .engines.base import ContainerBackend
-from .engines.docker import get_engine
-from .cache.volume import ROLE_KEEPER, remove_cache_keeper
-from .kernels.claims import is_spare, kernel_id_of
-from .core.labels import (
+from ..engines.base import ContainerBackend
+from ..engines.docker import get_engine
+from ..cache.volume import ROLE_KEEPER, remove_cache_keeper
+from ..kernels.claims import is_spare, kernel_id_of
+from ..core.labels import (
     LABEL_CACHE_VOLUME, LABEL_IMAGE, LABEL_KERNEL_NAME, LABEL_OWNER, LABEL_OWNER_USER, LABEL_ROLE, LABEL_SPARE,
 )
-from .engines.docker import check_reference
-from .core.errors import Conflict, EngineError, EngineUnavailable
-from .environments.freeze import (
+from ..engines.docker import check_reference
+from ..core.errors import Conflict, EngineError, EngineUnavailable
+from ..environments.freeze import (
     FreezeError, FreezeResult, KernelContainerNotFound, KernelRunner, container_of_kernel, freeze_container,
 )
-from .machine.gpu import GpuMonitor, attribute_processes, get_monitor
-from .core.identity import owner_id
-from .environments.images import ImageInventory
-from .environments.jobs import Job, JobRegistry
-from .kernels.listing import (
+from ..machine.gpu import GpuMonitor, attribute_processes, get_monitor
+from ..core.identity import owner_id
+from ..images.probe import ImageInventory
+from ..images.jobs import Job, JobRegistry
+from ..kernels.listing import (
     StatsCollector, container_kernels, kernel_ids_by_container, list_kernel_containers, rows_without_engine,
 )
-from .kernels.kernelspecs import ContainerKernelSpec, add_kernelspec, list_kernelspecs, remove_kernelspec
-from .kernels.orphans import Orphan, find_orphans, forget_dead_leases, reap_orphans
-from .kernels.pool import get_pool
-from .environments.restore import RestorePlan, plan_restore, restore, start_restore
-from .core.settings import MLContainer
-from .environments.sharing import environment_record, frozen_names, record_in_notebook
-from .machine.status import machine_status
-from .machine.volumes import VolumeSizes, volume_report
+from ..kernels.kernelspecs import ContainerKernelSpec, add_kernelspec, list_kernelspecs, remove_kernelspec
+from ..kernels.orphans import Orphan, find_orphans, forget_dead_leases, reap_orphans
+from ..kernels.pool import get_pool
+from ..environments.restore import RestorePlan, plan_restore, restore, start_restore
+from ..core.settings import MLContainer
+from ..environments.sharing import environment_record, frozen_names, record_in_notebook
+from ..machine.status import machine_status
+from .volumes import VolumeSizes, volume_report
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +130,8 @@ class MLContainerService:
                 managers.setdefault(spec.image, set()).add(spec.config.get("docker_host") or self.settings.docker_host)
         rows = self.inventory.list(by_image)
         if managers:
-            from .engines.swarm import get_swarm
-            from .engines.swarm_images import node_images
+            from ..engines.swarm import get_swarm
+            from ..engines.swarm_images import node_images
 
             # An image only the cluster holds (a login node's engine may hold none): its
             # manager's row, marked with the engine it is on.
@@ -247,6 +247,13 @@ class MLContainerService:
         self.engine.remove_image_sync(image)
         return {"removed": image, "id": image_id}
 
+    def adapt_kernel_start_errors(self, adapter: Callable[[Exception], Exception]) -> None:
+        """Called by the server extension at its start: a container kernel's failed start
+        raises ``adapter(error)`` (an error jupyter_server answers with its message)."""
+        from ..kernels.provisioner import DockerKernelProvisioner
+
+        DockerKernelProvisioner.start_error_adapter = staticmethod(adapter)
+
     # -- kernelspecs -------------------------------------------------------------------------
 
     def kernelspecs(self) -> list[ContainerKernelSpec]:
@@ -331,7 +338,7 @@ class MLContainerService:
         managers = {spec.config.get("docker_host") or self.settings.docker_host
                     for spec in self.kernelspecs() if spec.config.get("placement") == "swarm"}
         if managers:
-            from .engines.swarm import get_swarm
+            from ..engines.swarm import get_swarm
 
             found += [get_swarm(manager) for manager in sorted(m for m in managers if m)]
         return found
@@ -358,7 +365,7 @@ class MLContainerService:
 def cli_service() -> MLContainerService:
     """The service as the CLI sees it: ``c.MLContainer`` from the server's config files and
     the environment, so the CLI acts on the engine and volume the server uses."""
-    from .core.settings import server_config
+    from ..core.settings import server_config
 
     return MLContainerService(MLContainer(config=server_config()))
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 from ..core.errors import EngineError
 from ..core.identity import current_user
-from ..service import MLContainerService
+from . import MLContainerService
 
 
 @dataclass
@@ -102,7 +102,7 @@ def cache_check(service: MLContainerService, image: str | None) -> Check:
     name = f"cache volume {service.cache_volume}"
     if image is None:
         return Check(name, True, "not checked: no container kernelspec yet (add one: jupyter mlcontainer kernel add IMAGE)")
-    from ..environments.images import probe_image_sync
+    from ..images.probe import probe_image_sync
 
     user = current_user()
     try:
@@ -190,7 +190,7 @@ def gpu_container_check(service: MLContainerService, image: str) -> Check | None
     from ..core.labels import LABEL_OWNER, LABEL_ROLE
     from ..engines.base import ContainerSpec, GpuRequest
     from ..core.identity import owner_id
-    from ..environments.images import probe_image_sync
+    from ..images.probe import probe_image_sync
 
     engine = service.engine
     if not engine.has_nvidia_runtime_sync():
@@ -224,7 +224,7 @@ def gpu_container_check(service: MLContainerService, image: str) -> Check | None
 
 
 def kernelspec_checks(service: MLContainerService) -> tuple[list[Check], str | None]:
-    from ..environments.images import probe_image_sync, unusable_reason
+    from ..images.probe import probe_image_sync, unusable_reason
 
     checks, usable = [], None
     specs = service.kernelspecs()

@@ -15,9 +15,8 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from ..core.labels import LABEL_PREFIX, LABEL_ROLE
+from ..core.labels import LABEL_HELPER, LABEL_PREFIX, LABEL_ROLE
 from ..engines.docker import Engine, EngineError, reference_parts
-from ..cache.helper_image import LABEL_HELPER as HELPER_LABEL
 from ..core.errors import ImageNotFound
 from ..core.policy import write_json_safely
 from ..core.state import state_dir
@@ -352,7 +351,7 @@ class ImageInventory:
             tags = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
             if not tags:
                 continue  # intermediate / dangling layers
-            if (image.get("Labels") or {}).get(HELPER_LABEL):
+            if (image.get("Labels") or {}).get(LABEL_HELPER):
                 continue  # the cache keeper's own image (cache/helper_image.py): not one to run notebooks in
             rows.append(self._row(image["Id"], tags, image.get("RepoDigests") or [], image.get("Size"),
                                   image.get("Created"), image.get("Labels") or {}, kernelspecs_by_image))

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any, Sequence
 
-from .core.errors import MLContainerError
+from .core.errors import ConfigurationError, MLContainerError
 from .images.probe import prepare_image, probe_image_sync
 from .kernels.kernelspecs import parse_env_pairs
 from .core.policy import PrintableStream, printable
@@ -40,7 +40,7 @@ def _version() -> str:
 def service() -> MLContainerService:
     try:
         return cli_service()
-    except ValueError as exc:  # a broken config file or setting
+    except ConfigurationError as exc:  # a broken config file or setting
         raise CLIError(str(exc)) from None
 
 
@@ -525,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout, sys.stderr = PrintableStream(sys.stdout), PrintableStream(sys.stderr)
     try:
         return args.func(args)
-    except (MLContainerError, CLIError, ValueError) as exc:  # KernelSpecError is a ValueError
+    except (MLContainerError, CLIError) as exc:  # raised on purpose: anything else is a bug, with its traceback
         print(f"jupyter mlcontainer: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

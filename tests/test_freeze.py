@@ -14,15 +14,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from jupyter_mlcontainer.core.errors import FreezeError
 from jupyter_mlcontainer.environments.freeze import (
-    FreezeError,
-    container_inventory,
-    diff_conda,
-    engine_runner,
-    freeze_container,
-    kernel_environment,
-    render_dockerfile,
-    user_env,
+    container_inventory, diff_conda, engine_runner, freeze_container, kernel_environment, render_dockerfile, user_env,
 )
 from jupyter_mlcontainer.images.jobs import JobRegistry
 
@@ -359,7 +353,7 @@ async def test_freeze_reads_the_kernels_environment_every_time_under_load(engine
     the freeze with the reason instead of a Dockerfile without them."""
     import subprocess
 
-    from jupyter_mlcontainer.environments.freeze import KernelEnvironmentUnavailable
+    from jupyter_mlcontainer.core.errors import KernelEnvironmentUnavailable
 
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from jupyter_mlcontainer.core.errors import BadRequest
+
 from jupyter_mlcontainer.engines.base import GpuRequest
 from jupyter_mlcontainer.kernels.container_spec import gpu_requests as gpu_device_requests
 from jupyter_mlcontainer.machine.gpu import GpuMonitor, container_id_of_pid
@@ -70,9 +72,11 @@ def test_gpus_grammar():
     assert gpu_device_requests("2") == [GpuRequest(count=2)]
     assert gpu_device_requests("0,1") == [GpuRequest(device_ids=("0", "1"))]
     assert gpu_device_requests("device=GPU-abc") == [GpuRequest(device_ids=("GPU-abc",))]
-    for bad in ("lots", "auto", "device="):
-        with pytest.raises(ValueError):
+    for bad in ("lots", "device="):
+        with pytest.raises(BadRequest):  # the user's value: a 400, a CLI message
             gpu_device_requests(bad)
+    with pytest.raises(ValueError):  # resolving auto is the caller's job: a bug, not input
+        gpu_device_requests("auto")
 
 
 def test_pid_to_container_from_cgroup_layouts(tmp_path):

@@ -11,7 +11,8 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 
 from jupyter_mlcontainer.images.probe import default_prepared_tag
-from jupyter_mlcontainer.kernels.kernelspecs import KernelSpecError, add_kernelspec, list_kernelspecs, remove_kernelspec
+from jupyter_mlcontainer.core.errors import KernelSpecError
+from jupyter_mlcontainer.kernels.kernelspecs import add_kernelspec, list_kernelspecs, remove_kernelspec
 
 from .conftest import BASE_IMAGE, NOIPYKERNEL_IMAGE, NOPYTHON_IMAGE, TORCH_IMAGE, execute, running_kernel
 

@@ -12,10 +12,8 @@ import pytest
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.paths import jupyter_runtime_dir
 
-from jupyter_mlcontainer.engines.docker import (
-    EngineUnavailable, GpuRequestUnsatisfiable, GpuRuntimeMissing, ImageNotFound,
-)
-from jupyter_mlcontainer.images.probe import ImageNotUsable
+from jupyter_mlcontainer.core.errors import EngineUnavailable, GpuRequestUnsatisfiable, GpuRuntimeMissing, ImageNotFound
+from jupyter_mlcontainer.core.errors import ImageNotUsable
 from jupyter_mlcontainer.kernels.deaths import last_death
 from jupyter_mlcontainer.kernels.container_spec import CONTAINER_PORTS, KERNEL_NETWORK
 

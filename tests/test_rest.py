@@ -470,3 +470,29 @@ async def test_remove_images_and_kernelspecs(engine, jp_fetch):
             engine.api.remove_image(tag, force=True)
         except Exception:
             pass
+
+
+async def test_an_error_from_a_bug_is_a_500_with_its_traceback_never_a_400(jp_fetch, jp_serverapp, monkeypatch, caplog):
+    """Only errors raised on purpose (core/errors.py) answer 4xx with their message: a ValueError
+    of a bug is a 500, and its traceback is in the log."""
+    from jupyter_mlcontainer.core.errors import BadRequest
+
+    service = jp_serverapp.web_app.settings["mlcontainer"]
+
+    def bug():
+        raise ValueError("int() of a list: a bug, not the client's input")
+
+    monkeypatch.setattr(service, "status", bug)
+    with pytest.raises(HTTPClientError) as failed:
+        await jp_fetch("mlcontainer", "api", "status")
+    assert failed.value.code == 500
+    assert any(r.exc_info and r.exc_info[0] is ValueError for r in caplog.records), "no traceback logged"
+
+    def refused():
+        raise BadRequest("Give the image")
+
+    monkeypatch.setattr(service, "status", refused)
+    with pytest.raises(HTTPClientError) as failed:
+        await jp_fetch("mlcontainer", "api", "status")
+    assert failed.value.code == 400 and json.loads(failed.value.response.body) == {
+        "message": "Give the image", "error": "BadRequest"}

@@ -17,11 +17,12 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from tornado.httpclient import HTTPClientError
 
-from jupyter_mlcontainer.engines.docker import EngineError
-from jupyter_mlcontainer.environments.freeze import FreezeError, freeze_container
+from jupyter_mlcontainer.core.errors import EngineError
+from jupyter_mlcontainer.core.errors import FreezeError
+from jupyter_mlcontainer.environments.freeze import freeze_container
 from jupyter_mlcontainer.core.identity import current_user
 from jupyter_mlcontainer.images.jobs import build_context
-from jupyter_mlcontainer.core.policy import PathRefused
+from jupyter_mlcontainer.core.errors import PathRefused
 from jupyter_mlcontainer.environments.restore import RESTORED_REPOSITORY, plan_restore, restore
 from jupyter_mlcontainer.environments.sharing import METADATA_KEY
 
@@ -116,7 +117,7 @@ def test_restore_never_replaces_a_kernelspec_in_any_case(engine, tmp_path):
 
 
 def test_restore_shows_its_plan_and_builds_under_a_name_of_its_own(engine, tmp_path):
-    from jupyter_mlcontainer.environments.freeze import RestorePlanChanged
+    from jupyter_mlcontainer.core.errors import RestorePlanChanged
     from jupyter_mlcontainer.images.jobs import JobRegistry
     from jupyter_mlcontainer.environments.restore import CONTEXT_LABEL, start_restore
 
@@ -261,7 +262,8 @@ def test_the_clis_plan_shows_every_line_a_terminal_would_hide(engine, tmp_path, 
 
 
 def test_a_build_context_over_the_limit_is_refused_before_packing(tmp_path):
-    from jupyter_mlcontainer.images.jobs import ContextTooLarge, collect_context
+    from jupyter_mlcontainer.core.errors import ContextTooLarge
+    from jupyter_mlcontainer.images.jobs import collect_context
 
     (tmp_path / "weights").mkdir()
     (tmp_path / "weights" / "model.bin").write_bytes(os.urandom(2 << 20))

@@ -308,7 +308,8 @@ async def test_a_swarm_kernel_is_frozen_through_the_kernel_itself(engine, swarm,
     and Swarm's variables are not, the kernel's namespace gains nothing, and the Dockerfile says
     which check it could not do there. The kernel also runs with no-new-privileges, which the
     bootstrap sets (a service has no option for it)."""
-    from jupyter_mlcontainer.environments.freeze import FreezeError, kernel_environment
+    from jupyter_mlcontainer.core.errors import FreezeError
+    from jupyter_mlcontainer.environments.freeze import kernel_environment
     from jupyter_mlcontainer.service import MLContainerService
     from jupyter_mlcontainer.core.settings import MLContainer
 

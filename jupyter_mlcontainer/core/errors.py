@@ -1,20 +1,69 @@
-"""The errors this project reports, each with the HTTP status a REST front door answers with.
+"""Every error this project raises on purpose, in one hierarchy, each with the HTTP status a
+REST front door answers with.
 
 The bottom layer: it imports nothing of the project and nothing of the web stack, so the
-engine boundary, the provisioner (loaded by nbclient and papermill too) and the domain modules
-raise these without pulling in tornado. ``str()`` of each is a message a user can act on.
-The REST handlers turn any of them into ``{"message": ...}`` with :func:`status_for`; the CLI
-prints the message.
+engines, the provisioner (loaded by nbclient and papermill too) and the domain raise these
+without pulling in tornado. ``str()`` of each is a message a user can act on. The REST handlers
+answer any of them with ``{"message": ...}`` and :func:`status_for`; the CLI prints the message.
+Anything else that escapes (a ``ValueError`` or ``KeyError`` of a bug) is a 500 with its
+traceback in the log, never a 4xx: only what is raised here on purpose says "your input".
+
+    MLContainerError                      500  raised on purpose; its message is for the user
+    ├── BadRequest                        400  the input: a request, a notebook's record, an option
+    │   ├── PathRefused, KernelSpecError, ContextTooLarge, ImageNotUsable, FreezeError (RestoreError)
+    ├── NotFound                          404  ImageNotFound, ContainerNotFound, JobNotFound, KernelContainerNotFound
+    ├── Conflict                          409  PortInUse, ContainerNotRunning, WorkspaceNotOnEngineHost,
+    │                                          OutputExists, RestorePlanChanged, ContextChanged,
+    │                                          KernelEnvironmentUnavailable
+    ├── RequestTooLarge                   413
+    ├── ConfigurationError                500  a setting that cannot be used (the admin's to fix)
+    └── EngineError                       502  the engine failed (or said no): EngineUnavailable 503,
+                                               BadEngineRequest 400, GpuRuntimeMissing 400,
+                                               GpuRequestUnsatisfiable 400, HomeRefused
+An engine's "not found" or "conflict" is both an ``EngineError`` (code that asked the engine
+catches those) and its HTTP kind.
 """
 
 from __future__ import annotations
 
 
 class MLContainerError(Exception):
-    """Base of the project's errors."""
+    """Base of the project's errors: raised on purpose, with a message for the user."""
 
     http_status = 500
 
+
+# -- kinds ------------------------------------------------------------------------------------
+
+class BadRequest(MLContainerError):
+    """Bad input: a request's body or query, a notebook's record, a CLI option or value."""
+
+    http_status = 400
+
+
+class NotFound(MLContainerError):
+    """Something named does not exist."""
+
+    http_status = 404
+
+
+class Conflict(MLContainerError):
+    """The request conflicts with the state of things (in use, exists, changed meanwhile)."""
+
+    http_status = 409
+
+
+class RequestTooLarge(MLContainerError):
+    """A request body over the API's limit."""
+
+    http_status = 413
+
+
+class ConfigurationError(MLContainerError):
+    """A setting (c.MLContainer.*, an environment variable, a config file) that cannot be used."""
+
+
+# -- the engine -------------------------------------------------------------------------------
 
 class EngineError(MLContainerError):
     """A failure of the container engine (or of an operation on it), said for the user."""
@@ -28,76 +77,97 @@ class EngineUnavailable(EngineError):
     http_status = 503
 
 
-class NotFound(EngineError):
-    """Something named does not exist on the engine."""
-
-    http_status = 404
-
-
-class ImageNotFound(NotFound):
+class ImageNotFound(NotFound, EngineError):
     """The image is not present on the engine."""
 
 
-class ContainerNotFound(NotFound):
+class ContainerNotFound(NotFound, EngineError):
     """The container is gone."""
 
 
-class BadEngineRequest(EngineError):
+class BadEngineRequest(BadRequest, EngineError):
     """The engine refused the request as malformed (a bad reference, an invalid option): the
     client's input, not the engine's state."""
 
-    http_status = 400
 
-
-class WorkspaceNotOnEngineHost(EngineError):
+class WorkspaceNotOnEngineHost(Conflict, EngineError):
     """An engine on another host has no folder at the workspace's path (no shared storage)."""
-
-    http_status = 409
 
 
 class HomeRefused(EngineError):
     """A kernel's bootstrap refused its HOME in the cache (not the user's own private folder)."""
 
 
-class Conflict(EngineError):
-    """The engine refused because of the state of something (a name or port taken, a
-    container that is not running)."""
-
-    http_status = 409
+class PortInUse(Conflict, EngineError):
+    """A host port the engine was asked to publish is taken."""
 
 
-class PortInUse(Conflict):
-    """A host port asked for is taken (e.g. by the previous container of a restarting kernel)."""
+class ContainerNotRunning(Conflict, EngineError):
+    """The container exists but is not running (it stopped, or is being removed)."""
 
 
-class ContainerNotRunning(Conflict):
-    """The container exists but is not running (a signal cannot reach it)."""
+class GpuRuntimeMissing(BadRequest, EngineError):
+    """GPUs were asked for and the engine cannot give them (no NVIDIA runtime, no CDI spec)."""
 
 
-class GpuRuntimeMissing(EngineError):
-    """GPUs were requested from an engine that has no NVIDIA runtime."""
-
-    http_status = 400
+class GpuRequestUnsatisfiable(BadRequest, EngineError):
+    """More GPUs, or other ones, than the engine (or the cluster) has were asked for."""
 
 
-class GpuRequestUnsatisfiable(EngineError):
-    """GPUs were requested that this host does not have (a count too large, an unknown id)."""
-
-    http_status = 400
+class ImageNotUsable(BadRequest, EngineError):
+    """The image cannot run a kernel as it is (no Python, no ipykernel, cannot encrypt where it must)."""
 
 
-class RequestTooLarge(MLContainerError):
-    """A request body over the API's limit."""
+# -- input and files --------------------------------------------------------------------------
 
-    http_status = 413
+class PathRefused(BadRequest):
+    """A path that leaves the folder it must stay in (a client's mistake or an attack)."""
+
+
+class KernelSpecError(BadRequest):
+    """Bad input for a kernelspec operation (an unknown option, a name that is taken)."""
+
+
+class ContextTooLarge(BadRequest):
+    """A build context over the configured limit (the message says how to raise it)."""
+
+
+class ContextChanged(Conflict):
+    """A file of a build context changed while it was read."""
+
+
+class JobNotFound(NotFound):
+    """No pull or build job with that id (finished long ago, or never started)."""
+
+
+# -- freeze and restore -----------------------------------------------------------------------
+
+class FreezeError(BadRequest):
+    """Freeze cannot proceed (an image without Python, a container that is not running...)."""
+
+
+class OutputExists(Conflict, FreezeError):
+    """The Dockerfile or requirements file exists and overwriting was not asked for."""
+
+
+class KernelContainerNotFound(NotFound, FreezeError):
+    """No running container for that kernel or container id."""
+
+
+class KernelEnvironmentUnavailable(Conflict, FreezeError):
+    """The kernel did not tell its environment (busy, gone, restarted, not answering)."""
+
+
+class RestoreError(FreezeError):
+    """A notebook's environment record is missing or cannot be made available here."""
+
+
+class RestorePlanChanged(Conflict, RestoreError):
+    """The notebook, its Dockerfile or the images changed after the restore plan was shown."""
 
 
 def status_for(exc: BaseException) -> int:
-    """The HTTP status for ``exc``: its own ``http_status``, 400 for other bad input
-    (ValueError: validation, refused paths), else 500."""
-    status = getattr(exc, "http_status", None)
-    if isinstance(status, int):
-        return status
-    if isinstance(exc, ValueError):
-        return 400
-    return 500
+    """The HTTP status for ``exc``: its own, for the errors above; 500 for anything else (a
+    bug, whatever its type)."""
+    status = getattr(exc, "http_status", None) if isinstance(exc, MLContainerError) else None
+    return status if isinstance(status, int) else 500

@@ -13,10 +13,8 @@ import os
 import re
 import tempfile
 from typing import Any, TextIO
+from .errors import PathRefused
 
-
-class PathRefused(ValueError):
-    """A path that leaves the folder it must stay in (a client's mistake or an attack: 400)."""
 
 
 def resolve_under(

@@ -12,6 +12,7 @@ import os
 
 from traitlets import Integer, Unicode, default
 from traitlets.config import Config, Configurable
+from .errors import ConfigurationError
 
 
 DEFAULT_CONTEXT_LIMIT_MB = 4096
@@ -78,7 +79,7 @@ class MLContainer(Configurable):
         try:
             return int(raw) if raw else DEFAULT_CONTEXT_LIMIT_MB
         except ValueError:
-            raise ValueError(f"MLCONTAINER_BUILD_CONTEXT_LIMIT_MB={raw!r}: give a number of megabytes") from None
+            raise ConfigurationError(f"MLCONTAINER_BUILD_CONTEXT_LIMIT_MB={raw!r}: give a number of megabytes") from None
 
 
 def server_config() -> Config:
@@ -97,5 +98,5 @@ def server_config() -> Config:
                 try:
                     merged.merge(loader("jupyter_server_config" + suffix, path=folder).load_config())
                 except Exception as exc:  # a broken file is the server's problem; say it
-                    raise ValueError(f"Cannot read {path}: {exc}") from None
+                    raise ConfigurationError(f"Cannot read {path}: {exc}") from None
     return merged

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Iterable, Protocol, TypeVar, runtime_checkable
+from ..core.errors import BadRequest
 
 T = TypeVar("T")
 
@@ -181,7 +182,7 @@ def parse_size(value: str) -> int:
     """``512m``, ``8g``, ``1.5g``, ``1048576`` -> bytes (Docker's units: powers of 1024)."""
     match = _SIZE.match(str(value))
     if not match:
-        raise ValueError(f"{value!r} is not a size: use a number with k, m, g or t (512m, 8g)")
+        raise BadRequest(f"{value!r} is not a size: use a number with k, m, g or t (512m, 8g)")
     number, unit = match.groups()
     return int(float(number) * 1024 ** "bkmgt".index((unit or "b").lower()))
 

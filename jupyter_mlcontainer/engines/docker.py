@@ -42,6 +42,7 @@ from ..core.errors import (  # noqa: F401  (re-exported for callers that catch t
     GpuRequestUnsatisfiable, GpuRuntimeMissing, ImageNotFound, NotFound, PortInUse, WorkspaceNotOnEngineHost,
 )
 from ..core.identity import owner_id
+from ..core.errors import BadRequest
 
 T = TypeVar("T")
 
@@ -760,11 +761,11 @@ def _reference_ok(image: str) -> bool:
 
 
 def check_reference(image: str) -> None:
-    """Refuse what cannot be an image reference (ValueError: the client's mistake, a 400 that
+    """Refuse what cannot be an image reference (BadRequest: the client's mistake, a 400 that
     names the rule) before the engine sees it."""
     if not isinstance(image, str) or not image or len(image) > 512 or not _reference_ok(image):
         shown = image if isinstance(image, str) and len(image) <= 80 else f"{str(image)[:80]}…"
-        raise ValueError(
+        raise BadRequest(
             f"Not an image reference: {shown!r} (a lowercase repository path, optionally a registry host, a "
             ":tag and an @digest, at most 512 characters, like pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime)"
         )

@@ -15,7 +15,8 @@ from typing import Any
 import nbformat
 
 from .dockerfile import FILE_NAME, IMAGE_REF, SAFE_PATH, comment, visible
-from .freeze import FreezeResult, RestoreError
+from .freeze import FreezeResult
+from ..core.errors import RestoreError
 from ..core.policy import write_text_safely
 
 METADATA_KEY = "mlcontainer"

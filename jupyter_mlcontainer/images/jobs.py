@@ -23,16 +23,12 @@ from ..engines.docker import Engine, check_reference
 from ..core.errors import EngineError
 from ..core.policy import resolve_under
 from ..core.settings import DEFAULT_CONTEXT_LIMIT_MB
+from ..core.errors import ContextChanged, ContextTooLarge, JobNotFound
+from ..core.errors import BadRequest
 
 LOG_LINES = 200
 KEEP_FINISHED = 100  # finished jobs kept for the panel and followers; older ones are dropped
 
-
-class JobNotFound(KeyError):
-    http_status = 404
-
-    def __str__(self) -> str:
-        return f"No job {self.args[0]!r}"
 
 
 @dataclass
@@ -259,9 +255,6 @@ class JobRegistry:
         job.result.update(image=image, id=attrs.get("Id"), digests=attrs.get("RepoDigests") or [])
 
 
-class ContextTooLarge(ValueError):
-    """A build context over the configured limit (400: the message says how to raise it)."""
-
 
 @dataclass
 class BuildContext:
@@ -357,9 +350,6 @@ class PackedContext:
     def close(self) -> None:
         self.file.close()
 
-
-class ContextChanged(ValueError):
-    """A file of a build context changed while it was read (400)."""
 
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -521,9 +511,9 @@ def collect_context(
     is refused before anything is packed.
     """
     if not os.path.isfile(dockerfile):
-        raise ValueError(f"No Dockerfile at {dockerfile}")
+        raise BadRequest(f"No Dockerfile at {dockerfile}")
     if wheelhouse and not os.path.isdir(wheelhouse):
-        raise ValueError(f"--wheelhouse {wheelhouse}: no such folder")
+        raise BadRequest(f"--wheelhouse {wheelhouse}: no such folder")
     folder = os.path.realpath(os.path.dirname(os.path.abspath(dockerfile)))
     sources: set[str] = set()
     with open(dockerfile) as f:

@@ -16,10 +16,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from ..core.labels import LABEL_HELPER, LABEL_PREFIX, LABEL_ROLE
-from ..engines.docker import Engine, EngineError, reference_parts
+from ..engines.docker import Engine, reference_parts
+from ..core.errors import EngineError
 from ..core.errors import ImageNotFound
 from ..core.policy import write_json_safely
 from ..core.state import state_dir
+from ..core.errors import ImageNotUsable
+from ..core.errors import BadRequest
 
 PROBE_VERSION = 4
 
@@ -82,11 +85,6 @@ print(json.dumps(out))
 
 PYTHON_CANDIDATES = ("python3", "python")
 
-
-class ImageNotUsable(EngineError):
-    """The image exists but cannot run a Jupyter kernel (no Python or no ipykernel)."""
-
-    http_status = 400
 
 
 @dataclass
@@ -311,7 +309,7 @@ def prepare_image(
         )
     tag = tag or default_prepared_tag(image)
     if wheelhouse and not any(n.endswith((".whl", ".tar.gz", ".zip")) for n in os.listdir(wheelhouse)):
-        raise ValueError(f"wheelhouse {wheelhouse!r} holds no .whl / .tar.gz files")
+        raise BadRequest(f"wheelhouse {wheelhouse!r} holds no .whl / .tar.gz files")
     from .jobs import JobRegistry, follow  # the one build path (context checks, streaming, log)
 
     with tempfile.TemporaryDirectory(prefix="mlcontainer-prepare-") as folder:

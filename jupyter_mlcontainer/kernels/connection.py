@@ -14,7 +14,8 @@ import zmq
 
 from ..engines.base import CONNECTION_DIR_IN_CONTAINER
 from .container_spec import CONTAINER_PORTS
-from ..images.probe import ImageFacts, ImageNotUsable
+from ..images.probe import ImageFacts
+from ..core.errors import ImageNotUsable
 from ..core.policy import write_json_safely
 
 CONNECTION_FILE = "kernel.json"

@@ -24,6 +24,7 @@ from ..core.labels import (
     LABEL_LIMITS_IGNORED, LABEL_OWNER, LABEL_OWNER_USER, LABEL_ROLE, LABEL_WORKSPACE,
 )
 from ..core.identity import HostUser
+from ..core.errors import BadRequest
 
 
 # Ports the kernel binds inside its own network namespace; the host side is chosen by the engine.
@@ -254,7 +255,7 @@ def gpu_requests(spec: str) -> list[GpuRequest]:
     if value.startswith("device="):
         ids = tuple(part.strip() for part in spec.strip()[len("device="):].split(",") if part.strip())
         if not ids:
-            raise ValueError(f"--gpus {spec!r}: no device listed after 'device='")
+            raise BadRequest(f"--gpus {spec!r}: no device listed after 'device='")
         return [GpuRequest(device_ids=ids)]
     if value in ("", "none", "0"):
         return []
@@ -267,7 +268,7 @@ def gpu_requests(spec: str) -> list[GpuRequest]:
     ids = tuple(part.strip() for part in spec.split(",") if part.strip())
     if ids and all(part.isdigit() or part.upper().startswith(("GPU-", "MIG-")) for part in ids):
         return [GpuRequest(device_ids=ids)]
-    raise ValueError(
+    raise BadRequest(
         f"--gpus {spec!r} is not understood: use all, none, a count (2), or device indices / "
         "UUIDs separated by commas (0,1 or GPU-xxxx)"
     )

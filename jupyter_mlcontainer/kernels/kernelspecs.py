@@ -18,17 +18,17 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from .container_spec import gpu_requests
 from ..engines.base import parse_size
 from ..engines.docker import Engine, check_reference
-from ..images.probe import ImageFacts, ImageNotUsable, display_name, probe_image_sync, slug, unusable_reason
+from ..images.probe import ImageFacts, display_name, probe_image_sync, slug, unusable_reason
+from ..core.errors import ImageNotUsable
 from ..engines.base import CONNECTION_FILE_IN_CONTAINER
 from .provisioner import PROVISIONER_NAME
+from ..core.errors import KernelSpecError
+from ..core.errors import BadRequest
 
 # Options a kernelspec may carry; each is a config trait of DockerKernelProvisioner.
 OPTION_KEYS = ("gpus", "memory", "cpus", "shm_size", "env", "cache_volume", "network", "workspace", "placement",
                "docker_host", "placement_timeout", "kernel_transport", "transport_encryption")
 
-
-class KernelSpecError(ValueError):
-    """Bad input for a kernelspec operation, with a user message."""
 
 
 @dataclass
@@ -72,12 +72,12 @@ def _validate_options(options: dict[str, Any]) -> dict[str, Any]:
         if key == "gpus":
             try:
                 gpu_requests(value) if str(value).lower() != "auto" else None
-            except ValueError as exc:
+            except BadRequest as exc:
                 raise KernelSpecError(str(exc)) from None
         if key in ("memory", "shm_size") and str(value).lower() != "auto":
             try:
                 parse_size(str(value))
-            except Exception:
+            except BadRequest:
                 raise KernelSpecError(f"--{key.replace('_', '-')} {value!r}: use a size like 512m or 8g") from None
         if key == "placement" and value not in ("local", "swarm"):
             raise KernelSpecError(f"placement {value!r}: 'local' (this engine) or 'swarm' (a Swarm's manager as docker_host)")

@@ -54,13 +54,15 @@ from ..core.errors import (
 )
 from ..machine.gpu import get_monitor, unsatisfiable_reason
 from ..core.identity import HostUser, current_user, owner_id, passwd_files
-from ..images.probe import ImageFacts, ImageNotUsable, probe_image_sync, unusable_reason
+from ..images.probe import ImageFacts, probe_image_sync, unusable_reason
+from ..core.errors import ImageNotUsable
 from ..core.policy import write_text_safely
 from ..core.settings import MLContainer
 from .readiness import KernelNotReady, wait_for_kernel_ports, zmq_socket_answers
 from .claims import forget_claim, record_claim
 from .pool import Spare, WarmPool, claimed, discard_spare, get_pool, remove_at_exit, template_of
 from .watcher import get_watcher
+from ..core.errors import ConfigurationError
 
 PROVISIONER_NAME = "mlcontainer-docker"
 
@@ -261,7 +263,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):  # type:ignore[misc]
         try:
             return max(0, int(raw))
         except ValueError:
-            raise ValueError(f"MLCONTAINER_WARM_POOL={raw!r}: give a number of spares (0 turns the pool off)") from None
+            raise ConfigurationError(f"MLCONTAINER_WARM_POOL={raw!r}: give a number of spares (0 turns the pool off)") from None
 
     @default("gpus")
     def _gpus_default(self) -> str:

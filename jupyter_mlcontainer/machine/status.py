@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.settings import DEFAULT_VOLUME, is_host_folder
-from ..engines.docker import Engine, EngineError
+from ..engines.docker import Engine
+from ..core.errors import EngineError
 from .gpu import GpuMonitor
 
 

@@ -20,16 +20,18 @@ from jupyter_server.utils import url_path_join
 
 from ..engines.docker import check_reference
 from ..core.errors import MLContainerError, NotFound, RequestTooLarge, status_for
-from ..environments.freeze import KernelContainerNotFound, KernelEnvironmentUnavailable, kernel_environment
+from ..core.errors import KernelContainerNotFound, KernelEnvironmentUnavailable
+from ..environments.freeze import kernel_environment
 from ..environments.freeze.kernel_env import private_client
-from ..images.jobs import JobNotFound
+from ..core.errors import JobNotFound
 from ..kernels.kernelspecs import parse_env_pairs
 from ..core.policy import resolve_under
 from ..kernels.provisioner import DockerKernelProvisioner
 from ..service import MLContainerService
 from ..environments.sharing import METADATA_KEY
+from ..core.errors import BadRequest
 
-_DOMAIN_ERRORS = (MLContainerError, ValueError, JobNotFound)
+_DOMAIN_ERRORS = (MLContainerError,)  # raised on purpose: anything else is a bug, a 500 with its traceback
 MAX_BODY = 1 << 20
 
 
@@ -61,9 +63,9 @@ class BaseHandler(APIHandler):
         try:
             body = json.loads(self.request.body or b"{}")
         except ValueError:
-            raise ValueError("The request body is not valid JSON") from None
+            raise BadRequest("The request body is not valid JSON") from None
         if not isinstance(body, dict):
-            raise ValueError("The request body must be a JSON object")
+            raise BadRequest("The request body must be a JSON object")
         return body
 
     def write_json(self, data: Any, status: int = 200) -> None:
@@ -132,7 +134,7 @@ class ImagesHandler(BaseHandler):
         """Remove ``?image=`` (a tag or an id); 409 naming the kernelspecs or kernels using it."""
         image = self.get_query_argument("image", "")
         if not image:
-            raise ValueError("Give the image to remove: ?image=repo:tag (or its id)")
+            raise BadRequest("Give the image to remove: ?image=repo:tag (or its id)")
         self.write_json(await self.run_blocking(self.service.remove_image, image))
 
 
@@ -142,7 +144,7 @@ class PullHandler(BaseHandler):
     async def post(self) -> None:
         image = self.json_body().get("image")
         if not isinstance(image, str):
-            raise ValueError('Give the image to pull: {"image": "repo:tag"}')
+            raise BadRequest('Give the image to pull: {"image": "repo:tag"}')
         job = self.service.pull(image)
         self.write_json({"job": job.to_dict()}, status=202)
 
@@ -179,7 +181,7 @@ class KernelspecsHandler(BaseHandler):
         body = self.json_body()
         image = body.get("image")
         if not isinstance(image, str) or not image.strip():
-            raise ValueError('Give the image: {"image": "repo:tag"}')
+            raise BadRequest('Give the image: {"image": "repo:tag"}')
         env = body.get("env") or {}
         if isinstance(env, list):
             env = parse_env_pairs(env)
@@ -316,10 +318,10 @@ class BuildHandler(BaseHandler):
         body = self.json_body()
         dockerfile, tag = body.get("dockerfile"), body.get("tag")
         if not isinstance(dockerfile, str) or not isinstance(tag, str) or not tag.strip():
-            raise ValueError('Give {"dockerfile": "folder/Dockerfile", "tag": "name:tag"}')
+            raise BadRequest('Give {"dockerfile": "folder/Dockerfile", "tag": "name:tag"}')
         raw_args = body.get("build_args") or {}
         if not isinstance(raw_args, dict) or not all(isinstance(v, (str, int, float)) for v in raw_args.values()):
-            raise ValueError('build_args: give names and values, {"PIP_NO_INDEX": "1"}')
+            raise BadRequest('build_args: give names and values, {"PIP_NO_INDEX": "1"}')
         build_args = {str(k): str(v) for k, v in raw_args.items()}
         check_reference(tag.strip())
         path = _local_path(self, dockerfile)
@@ -339,7 +341,7 @@ class RestoreHandler(BaseHandler):
         POST must send back. Changes nothing."""
         path = self.get_query_argument("path", "")
         if not path:
-            raise ValueError("Give the notebook: ?path=folder/notebook.ipynb")
+            raise BadRequest("Give the notebook: ?path=folder/notebook.ipynb")
         plan = await self.run_blocking(self.service.restore_plan, _local_path(self, path))
         self.write_json(plan.public())
 
@@ -352,7 +354,7 @@ class RestoreHandler(BaseHandler):
         body = self.json_body()
         path, fingerprint = body.get("path"), body.get("fingerprint")
         if not isinstance(path, str) or not isinstance(fingerprint, str):
-            raise ValueError(
+            raise BadRequest(
                 'Give the notebook and the plan you confirmed: {"path": "folder/notebook.ipynb", '
                 '"fingerprint": "..."} (GET notebooks/restore?path=... shows the plan)'
             )

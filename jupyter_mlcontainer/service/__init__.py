@@ -23,9 +23,8 @@ from ..core.labels import (
 )
 from ..engines.docker import check_reference
 from ..core.errors import Conflict, EngineError, EngineUnavailable
-from ..environments.freeze import (
-    FreezeError, FreezeResult, KernelContainerNotFound, KernelRunner, container_of_kernel, freeze_container,
-)
+from ..core.errors import FreezeError, KernelContainerNotFound
+from ..environments.freeze import FreezeResult, KernelRunner, container_of_kernel, freeze_container
 from ..machine.gpu import GpuMonitor, attribute_processes, get_monitor
 from ..core.identity import owner_id
 from ..images.probe import ImageInventory

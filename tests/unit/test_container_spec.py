@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from jupyter_mlcontainer.core.errors import BadRequest
+
 from jupyter_mlcontainer.engines.base import (
     EngineKind, CONNECTION_DIR_IN_CONTAINER, NO_NEW_PRIVILEGES, GpuRequest, MountSpec, parse_size,
 )
@@ -92,10 +94,10 @@ def test_ports_are_published_where_the_engine_chooses_or_where_they_were():
 def test_gpu_grammar_and_sizes():
     assert gpu_requests("all") == [GpuRequest(count=-1)] and gpu_requests("none") == []
     assert gpu_requests("GPU-a,1") == [GpuRequest(device_ids=("GPU-a", "1"))]
-    with pytest.raises(ValueError, match="not understood"):
+    with pytest.raises(BadRequest, match="not understood"):
         gpu_requests("lots")
     assert parse_size("512m") == 512 << 20 and parse_size("1.5g") == 3 << 29 and parse_size("100") == 100
-    with pytest.raises(ValueError, match="not a size"):
+    with pytest.raises(BadRequest, match="not a size"):
         parse_size("big")
     assert shm_size_for("auto", "8g", 0) == str(4 << 30)  # half the memory limit
     assert shm_size_for("", None, 16 << 30) == str(8 << 30)  # half the engine's memory

@@ -5,13 +5,10 @@ from __future__ import annotations
 import pytest
 
 from jupyter_mlcontainer.core.errors import (
-    ContainerNotFound, ContainerNotRunning, EngineError, EngineUnavailable, GpuRuntimeMissing, ImageNotFound, PortInUse,
-    status_for,
+    BadRequest, ConfigurationError, ContainerNotFound, ContainerNotRunning, ContextTooLarge, EngineError, EngineUnavailable,
+    FreezeError, GpuRuntimeMissing, ImageNotFound, ImageNotUsable, JobNotFound, KernelContainerNotFound, KernelSpecError,
+    MLContainerError, OutputExists, PathRefused, PortInUse, RestorePlanChanged, status_for,
 )
-from jupyter_mlcontainer.environments.freeze import KernelContainerNotFound, OutputExists, RestorePlanChanged
-from jupyter_mlcontainer.images.probe import ImageNotUsable
-from jupyter_mlcontainer.images.jobs import ContextTooLarge, JobNotFound
-from jupyter_mlcontainer.core.policy import PathRefused
 from jupyter_mlcontainer.core.settings import MLContainer, server_config
 
 
@@ -20,9 +17,20 @@ from jupyter_mlcontainer.core.settings import MLContainer, server_config
     (KernelContainerNotFound("x"), 404), (JobNotFound("x"), 404), (PortInUse("x"), 409), (ContainerNotRunning("x"), 409),
     (OutputExists("x"), 409), (RestorePlanChanged("x"), 409), (GpuRuntimeMissing("x"), 400), (ImageNotUsable("x"), 400),
     (PathRefused("x"), 400), (ContextTooLarge("x"), 400), (EngineError("x"), 502), (RuntimeError("bug"), 500),
+    (KernelSpecError("x"), 400), (FreezeError("x"), 400), (ConfigurationError("x"), 500),
+    # A bug's error is a 500, whatever its type: only what is raised on purpose says "your input".
+    (ValueError("bug"), 500), (KeyError("bug"), 500),
 ])
 def test_each_error_carries_its_http_status(exc, status):
     assert status_for(exc) == status
+
+
+def test_one_hierarchy_rooted_where_it_belongs():
+    """A refusal of the user's input is no engine failure; an engine's "not found" is both."""
+    for refusal in (FreezeError, KernelSpecError, PathRefused, ContextTooLarge, JobNotFound):
+        assert issubclass(refusal, MLContainerError) and not issubclass(refusal, (EngineError, ValueError, KeyError))
+    assert issubclass(ImageNotFound, EngineError) and status_for(ImageNotFound("x")) == 404
+    assert issubclass(PathRefused, BadRequest) and issubclass(GpuRuntimeMissing, BadRequest)
 
 
 def test_the_shared_settings_come_from_config_then_environment(tmp_path, monkeypatch):
@@ -34,5 +42,5 @@ def test_the_shared_settings_come_from_config_then_environment(tmp_path, monkeyp
     settings = MLContainer(config=server_config())
     assert settings.cache_volume == "from-file" and settings.docker_host == "unix:///env.sock"
     monkeypatch.setenv("MLCONTAINER_BUILD_CONTEXT_LIMIT_MB", "lots")
-    with pytest.raises(ValueError, match="number of megabytes"):
+    with pytest.raises(ConfigurationError, match="number of megabytes"):
         MLContainer().build_context_limit_mb

@@ -34,11 +34,12 @@ def test_reference_parts():
 def test_check_reference():
     import pytest
 
+    from jupyter_mlcontainer.core.errors import BadRequest
     from jupyter_mlcontainer.engines.docker import check_reference
 
     for good in ("ubuntu", "pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime", "127.0.0.1:5000/mlctest/pull:Ab_1",
                  "Registry.Lab:5000/team/env@sha256:" + "a" * 64, "sha256:" + "b" * 64, "nvcr.io/nvidia/pytorch:24.01-py3"):
         check_reference(good)
     for bad in ("A", "a;rm -rf /", "Team/env", "repo:", "repo:-x", "repo@md5:zz", "", "x" * 600, "repo/"):
-        with pytest.raises(ValueError, match="Not an image reference"):
+        with pytest.raises(BadRequest, match="Not an image reference"):
             check_reference(bad)

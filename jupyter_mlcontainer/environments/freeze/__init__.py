@@ -15,14 +15,16 @@ from typing import Any
 
 from ...kernels.claims import kernel_containers
 from ...core.labels import LABEL_IMAGE, LABEL_INJECTED_ENV, LABEL_OWNER, LABEL_OWNER_USER, LABEL_ROLE, LABEL_WORKSPACE
-from ...engines.docker import Engine, EngineError, reference_parts
+from ...engines.docker import Engine, reference_parts
+from ...core.errors import EngineError
 from ...machine.gpu import get_monitor
 from ...images.probe import probe_image_sync
 from ...core.policy import write_text_safely
 from .diff import CondaChanges, conda_channel, diff_apt, diff_conda, diff_packages, user_env
-from .errors import FreezeError, KernelContainerNotFound, OutputExists, RestoreError, RestorePlanChanged
+from ...core.errors import FreezeError, KernelContainerNotFound, OutputExists, RestoreError, RestorePlanChanged
 from .inventory import changed_files, conda_owned_files, container_inventory, image_inventory, package_owned_files
-from .kernel_env import KernelEnvironmentUnavailable, kernel_environment, kernel_environment_from_file
+from ...core.errors import KernelEnvironmentUnavailable
+from .kernel_env import kernel_environment, kernel_environment_from_file
 from .render import render_dockerfile
 from .runner import KernelRunner, Runner, engine_runner
 

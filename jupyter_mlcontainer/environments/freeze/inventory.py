@@ -21,7 +21,7 @@ from ...images.probe import probe_image_sync
 from ...core.policy import write_json_safely
 from ...core.state import state_dir
 from .diff import CondaChanges
-from .errors import FreezeError
+from ...core.errors import FreezeError
 from .runner import Runner
 
 INVENTORY_VERSION = 2

@@ -6,13 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .errors import FreezeError
+from ...core.errors import FreezeError
+from ...core.errors import KernelEnvironmentUnavailable
 
-
-class KernelEnvironmentUnavailable(FreezeError):
-    """The kernel did not tell its environment (busy, gone, not answering)."""
-
-    http_status = 409
 
 
 ENV_MARK = "MLCONTAINER-ENV "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .errors import FreezeError
+from ...core.errors import FreezeError
 from .kernel_env import marked_json
 
 # (exit code, stdout, stderr) of a command run in the kernel's container.

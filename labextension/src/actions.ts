@@ -9,16 +9,16 @@ import {
   Clipboard,
   Dialog,
   Notification,
-  showDialog,
-  showErrorMessage
+  showDialog
 } from '@jupyterlab/apputils';
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { TranslationBundle } from '@jupyterlab/translation';
 
-import { errorMessage, imageName, imageRef, shortId } from './format';
+import { imageName, imageRef, shortId } from './format';
 import { freezeKernel } from './freeze';
 import { KernelDialogBody } from './kernelDialog';
 import { MLContainerModel } from './model';
+import { reportError } from './notify';
 import { IMLContainerSettings } from './settings';
 import { IContainerKernel, IImage, IJob, IKernelspecRequest } from './tokens';
 
@@ -102,10 +102,7 @@ export function createActions(options: {
           }
         );
       } catch (error) {
-        await showErrorMessage(
-          trans.__('Could not add the kernel'),
-          errorMessage(error)
-        );
+        await reportError(trans.__('Could not add the kernel'), error);
       }
     },
 
@@ -117,10 +114,7 @@ export function createActions(options: {
         }
         await openNotebook(name);
       } catch (error) {
-        await showErrorMessage(
-          trans.__('Could not open a notebook'),
-          errorMessage(error)
-        );
+        await reportError(trans.__('Could not open a notebook'), error);
       }
     },
 
@@ -146,10 +140,7 @@ export function createActions(options: {
       try {
         await model.cancel(job.id);
       } catch (error) {
-        await showErrorMessage(
-          trans.__('Could not cancel %1', job.target),
-          errorMessage(error)
-        );
+        await reportError(trans.__('Could not cancel %1', job.target), error);
       }
     },
 
@@ -182,10 +173,7 @@ export function createActions(options: {
       try {
         await model.stopKernel(kernel.kernel_id);
       } catch (error) {
-        await showErrorMessage(
-          trans.__('Could not stop the kernel'),
-          errorMessage(error)
-        );
+        await reportError(trans.__('Could not stop the kernel'), error);
       }
     },
 
@@ -209,10 +197,7 @@ export function createActions(options: {
       try {
         await model.removeImage(ref);
       } catch (error) {
-        await showErrorMessage(
-          trans.__('Could not remove %1', ref),
-          errorMessage(error)
-        );
+        await reportError(trans.__('Could not remove %1', ref), error);
       }
     }
   };

@@ -4,20 +4,16 @@
  * ask for what they act on. What each one does lives in actions.ts.
  */
 import { ILabShell, JupyterFrontEnd } from '@jupyterlab/application';
-import {
-  ICommandPalette,
-  InputDialog,
-  Notification,
-  showErrorMessage
-} from '@jupyterlab/apputils';
+import { ICommandPalette, InputDialog } from '@jupyterlab/apputils';
 import { TranslationBundle } from '@jupyterlab/translation';
 import { refreshIcon } from '@jupyterlab/ui-components';
 import { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 
 import { IActions } from './actions';
-import { errorMessage, imageName, shortId } from './format';
+import { imageName, shortId } from './format';
 import { containerIcon } from './icons';
 import { IResource, MLContainerModel } from './model';
+import { notifyJobStarted, reportError } from './notify';
 import { PANEL_ID } from './panel';
 import { CommandIDs, IContainerKernel, IImage } from './tokens';
 
@@ -120,21 +116,10 @@ export function addCommands(options: {
       try {
         await actions.pull(image);
       } catch (error) {
-        await showErrorMessage(
-          trans.__('Could not pull %1', image),
-          errorMessage(error)
-        );
+        await reportError(trans.__('Could not pull %1', image), error);
         return;
       }
-      Notification.info(trans.__('Pulling %1…', image), {
-        autoClose: 5000,
-        actions: [
-          {
-            label: trans.__('Show progress'),
-            callback: () => void commands.execute(CommandIDs.openPanel)
-          }
-        ]
-      });
+      notifyJobStarted(trans.__('Pulling %1…', image), commands, trans);
     }
   });
 
@@ -280,13 +265,13 @@ async function resolve<T>(options: {
   if (id !== undefined) {
     const found = find();
     if (!found) {
-      await showErrorMessage(options.pickTitle, error ?? options.unknown(id));
+      await reportError(options.pickTitle, error ?? options.unknown(id));
     }
     return found ?? null;
   }
   const items = data ?? [];
   if (items.length === 0) {
-    await showErrorMessage(options.pickTitle, error ?? options.none);
+    await reportError(options.pickTitle, error ?? options.none);
     return null;
   }
   const labels = items.map(options.label);

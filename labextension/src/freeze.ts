@@ -5,13 +5,7 @@
  * notebook, never written to the file by us), and offers to build the image.
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
-import {
-  Dialog,
-  InputDialog,
-  Notification,
-  showDialog,
-  showErrorMessage
-} from '@jupyterlab/apputils';
+import { Dialog, InputDialog, showDialog } from '@jupyterlab/apputils';
 import { PathExt } from '@jupyterlab/coreutils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { TranslationBundle } from '@jupyterlab/translation';
@@ -19,6 +13,7 @@ import { Widget } from '@lumino/widgets';
 
 import { errorMessage, errorStatus } from './format';
 import { MLContainerModel } from './model';
+import { notifyJobStarted, reportError } from './notify';
 import {
   CommandIDs,
   IContainerKernel,
@@ -75,10 +70,7 @@ export async function freezeKernel(
       result = await model.freeze(kernel.kernel_id, true);
     }
   } catch (error) {
-    await showErrorMessage(
-      trans.__('Could not freeze the kernel'),
-      errorMessage(error)
-    );
+    await reportError(trans.__('Could not freeze the kernel'), error);
     return;
   }
 
@@ -140,21 +132,10 @@ async function buildFrozen(
   try {
     await model.build({ dockerfile, tag });
   } catch (error) {
-    await showErrorMessage(
-      trans.__('Could not build %1', tag),
-      errorMessage(error)
-    );
+    await reportError(trans.__('Could not build %1', tag), error);
     return;
   }
-  Notification.info(trans.__('Building %1…', tag), {
-    autoClose: 5000,
-    actions: [
-      {
-        label: trans.__('Show progress'),
-        callback: () => void app.commands.execute(CommandIDs.openPanel)
-      }
-    ]
-  });
+  notifyJobStarted(trans.__('Building %1…', tag), app.commands, trans);
   void app.commands.execute(CommandIDs.openPanel);
 }
 

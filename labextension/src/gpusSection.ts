@@ -6,10 +6,10 @@ import { h, VirtualElement } from '@lumino/virtualdom';
 
 import { formatBytes, ratio } from './format';
 import { Section } from './section';
-import { IClusterGpu, IGpu } from './tokens';
+import { IClusterGpu, IGpu, IGpus } from './tokens';
 import { bar, chip, field, kids, message } from './ui';
 
-export class GpusSection extends Section {
+export class GpusSection extends Section<IGpus> {
   constructor(options: Omit<Section.IOptions, 'key' | 'title'>) {
     super({ ...options, key: 'gpus', title: options.trans.__('GPUs') });
   }
@@ -19,27 +19,21 @@ export class GpusSection extends Section {
     return data && data.available ? data.gpus.length : null;
   }
 
-  protected render(): VirtualElement[] {
+  protected state(): Section.IState<IGpus> {
     const trans = this.trans;
     const { data, error } = this.model.gpus;
+    return {
+      data,
+      // One text for every error: the model does not count the GPUs among
+      // the routes that tell whether the engine is down.
+      error: error ? trans.__('Could not read the GPUs: %1', error) : null,
+      loading: trans.__('Loading GPUs…')
+    };
+  }
+
+  protected render(data: IGpus, stale: boolean): VirtualElement[] {
+    const trans = this.trans;
     const out: VirtualElement[] = [];
-    if (error) {
-      out.push(
-        message(
-          'error',
-          'mlc-gpus-error',
-          trans.__('Could not read the GPUs: %1', error)
-        )
-      );
-    }
-    if (data === null) {
-      if (!error) {
-        out.push(
-          message('info', 'mlc-gpus-loading', trans.__('Loading GPUs…'))
-        );
-      }
-      return out;
-    }
     if (data.clusters && data.clusters.length > 0) {
       out.push(this._cluster(data.clusters));
     }
@@ -88,7 +82,7 @@ export class GpusSection extends Section {
     }
     out.push(
       h.div(
-        { className: `mlc-rows${error ? ' mlc-stale' : ''}` },
+        { className: `mlc-rows${stale ? ' mlc-stale' : ''}` },
         ...data.gpus.map(gpu => this._row(gpu))
       )
     );

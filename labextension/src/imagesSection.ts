@@ -18,7 +18,7 @@ import { Section } from './section';
 import { CommandIDs, IImage, ISwarmImage } from './tokens';
 import { button, chip, field, iconButton, kids, message } from './ui';
 
-export class ImagesSection extends Section {
+export class ImagesSection extends Section<IImage[]> {
   constructor(options: Omit<Section.IOptions, 'key' | 'title'>) {
     super({ ...options, key: 'images', title: options.trans.__('Images') });
     this._buildPullForm();
@@ -28,63 +28,53 @@ export class ImagesSection extends Section {
     return this.model.images.data?.length ?? null;
   }
 
-  protected render(): VirtualElement[] {
+  protected state(): Section.IState<IImage[]> {
     const trans = this.trans;
     const { data, error, httpStatus } = this.model.images;
+    return {
+      data,
+      error: error
+        ? this.engineDown(httpStatus)
+          ? trans.__('Images need the Docker engine (see above).')
+          : trans.__('Could not list images: %1', error)
+        : null,
+      loading: trans.__('Loading images…')
+    };
+  }
+
+  /** Pull and build jobs show even while the list loads or fails. */
+  protected renderHead(): VirtualElement[] {
     const jobs = this.model.jobs.map(job =>
-      renderJob(job, this.model, this.commands, trans)
+      renderJob(job, this.model, this.commands, this.trans)
     );
-    const out: VirtualElement[] = [];
-    if (jobs.length > 0) {
-      out.push(
-        h.div(
-          { className: 'mlc-jobs', dataset: { testid: 'mlc-jobs' } },
-          ...jobs
-        )
-      );
-    }
-    if (error) {
-      out.push(
-        httpStatus === 503 || this.model.engineReachable === false
-          ? message(
-              'error',
-              'mlc-images-error',
-              trans.__('Images need the Docker engine (see above).')
-            )
-          : message(
-              'error',
-              'mlc-images-error',
-              trans.__('Could not list images: %1', error)
-            )
-      );
-    }
-    if (data === null) {
-      if (!error) {
-        out.push(
-          message('info', 'mlc-images-loading', trans.__('Loading images…'))
-        );
-      }
-      return out;
-    }
+    return jobs.length > 0
+      ? [
+          h.div(
+            { className: 'mlc-jobs', dataset: { testid: 'mlc-jobs' } },
+            ...jobs
+          )
+        ]
+      : [];
+  }
+
+  protected render(data: IImage[], stale: boolean): VirtualElement[] {
     if (data.length === 0) {
-      out.push(
+      return [
         message(
           'hint',
           'mlc-images-empty',
-          trans.__(
+          this.trans.__(
             'No Docker images yet. Pull one above (e.g. pytorch/pytorch:latest), or docker pull / docker build on the host.'
           )
         )
-      );
-      return out;
+      ];
     }
-    out.push(
+    return [
       h.div(
-        { className: `mlc-rows${error ? ' mlc-stale' : ''}` },
+        { className: `mlc-rows${stale ? ' mlc-stale' : ''}` },
         ...data.map(image => this._row(image))
       )
-    );
-    return out;
+    ];
   }
 
   private _row(image: IImage): VirtualElement {

@@ -10,7 +10,7 @@ import { Section } from './section';
 import { CommandIDs, IContainerKernel } from './tokens';
 import { bar, button, chip, field, kids, message } from './ui';
 
-export class KernelsSection extends Section {
+export class KernelsSection extends Section<IContainerKernel[]> {
   constructor(options: Omit<Section.IOptions, 'key' | 'title'>) {
     super({ ...options, key: 'kernels', title: options.trans.__('Kernels') });
   }
@@ -19,52 +19,41 @@ export class KernelsSection extends Section {
     return this.model.kernels.data?.length ?? null;
   }
 
-  protected render(): VirtualElement[] {
+  protected state(): Section.IState<IContainerKernel[]> {
     const trans = this.trans;
     const { data, error, httpStatus } = this.model.kernels;
-    const out: VirtualElement[] = [];
-    if (error) {
-      out.push(
-        httpStatus === 503 || this.model.engineReachable === false
-          ? message(
-              'error',
-              'mlc-kernels-error',
-              trans.__('Kernels need the Docker engine (see above).')
-            )
-          : message(
-              'error',
-              'mlc-kernels-error',
-              trans.__('Could not list kernels: %1', error)
-            )
-      );
-    }
-    if (data === null) {
-      if (!error) {
-        out.push(
-          message('info', 'mlc-kernels-loading', trans.__('Loading kernels…'))
-        );
-      }
-      return out;
-    }
+    return {
+      data,
+      error: error
+        ? this.engineDown(httpStatus)
+          ? trans.__('Kernels need the Docker engine (see above).')
+          : trans.__('Could not list kernels: %1', error)
+        : null,
+      loading: trans.__('Loading kernels…')
+    };
+  }
+
+  protected render(
+    data: IContainerKernel[],
+    stale: boolean
+  ): VirtualElement[] {
     if (data.length === 0) {
-      out.push(
+      return [
         message(
           'hint',
           'mlc-kernels-empty',
-          trans.__(
+          this.trans.__(
             'No container kernel running. Open a notebook on an ML container kernel (Images → New notebook, or pick one in the Launcher) to start one.'
           )
         )
-      );
-      return out;
+      ];
     }
-    out.push(
+    return [
       h.div(
-        { className: `mlc-rows${error ? ' mlc-stale' : ''}` },
+        { className: `mlc-rows${stale ? ' mlc-stale' : ''}` },
         ...data.map(kernel => this._row(kernel))
       )
-    );
-    return out;
+    ];
   }
 
   private _row(kernel: IContainerKernel): VirtualElement {

@@ -8,18 +8,14 @@
  * server refuses one that changed since); then the notebook switches kernel.
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
-import {
-  Dialog,
-  Notification,
-  showDialog,
-  showErrorMessage
-} from '@jupyterlab/apputils';
+import { Dialog, Notification, showDialog } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { TranslationBundle } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 
-import { errorMessage, formatBytes, percent, printable } from './format';
+import { formatBytes, percent, printable } from './format';
 import { MLContainerModel } from './model';
+import { reportError } from './notify';
 import { IFreezeRecord, IJob, IRestorePlan } from './tokens';
 
 export function setupRestore(
@@ -75,9 +71,9 @@ async function offerRestore(
   try {
     plan = await model.api.restorePlan(serverPath);
   } catch (error) {
-    await showErrorMessage(
+    await reportError(
       trans.__("This notebook's kernel cannot be restored"),
-      errorMessage(error)
+      error
     );
     return;
   }
@@ -107,7 +103,7 @@ async function offerRestore(
     } else {
       const job = await followBuild(model, trans, result.job, image);
       if (job.state !== 'done') {
-        await showErrorMessage(
+        await reportError(
           trans.__('Could not restore %1', image),
           job.error ??
             (job.kind === 'pull'
@@ -127,10 +123,7 @@ async function offerRestore(
       { autoClose: 5000 }
     );
   } catch (error) {
-    await showErrorMessage(
-      trans.__('Could not restore the kernel'),
-      errorMessage(error)
-    );
+    await reportError(trans.__('Could not restore the kernel'), error);
   }
 }
 

@@ -1,7 +1,9 @@
 /**
  * Base of the panel's four sections: a heading, optional static controls and
  * a body re-rendered (virtual DOM, keyed rows) whenever the model changes.
- * Buttons execute the extension's commands.
+ * The base shows the loading and error messages (the same way in every
+ * section); a section renders only its data. Buttons execute the extension's
+ * commands.
  */
 import { TranslationBundle } from '@jupyterlab/translation';
 import { CommandRegistry } from '@lumino/commands';
@@ -12,7 +14,7 @@ import { Widget } from '@lumino/widgets';
 import { MLContainerModel } from './model';
 import { message } from './ui';
 
-export abstract class Section extends Widget {
+export abstract class Section<T = unknown> extends Widget {
   constructor(options: Section.IOptions) {
     super();
     this.model = options.model;
@@ -52,8 +54,24 @@ export abstract class Section extends Widget {
   /** Static (never re-rendered) controls above the body, e.g. a form. */
   protected readonly controls: HTMLElement;
 
-  /** The body's content for the model's current state. */
-  protected abstract render(): VirtualElement[];
+  /** The section's data in the model, with its error and loading texts. */
+  protected abstract state(): Section.IState<T>;
+
+  /**
+   * The body's content for the data; `stale` when the last request failed
+   * (the data is then the last good answer, shown under the error).
+   */
+  protected abstract render(data: T, stale: boolean): VirtualElement[];
+
+  /** Content above the error and loading messages, shown in every state. */
+  protected renderHead(): VirtualElement[] {
+    return [];
+  }
+
+  /** Whether a failed request failed because the Docker engine is down. */
+  protected engineDown(httpStatus: number | undefined): boolean {
+    return httpStatus === 503 || this.model.engineReachable === false;
+  }
 
   /** The number shown next to the heading (null: none). */
   protected count(): number | null {
@@ -68,7 +86,7 @@ export abstract class Section extends Widget {
     this._count.textContent = count === null ? '' : String(count);
     let content: VirtualElement[];
     try {
-      content = this.render();
+      content = this._content();
     } catch (error) {
       // An unexpected answer must not blank the whole panel.
       console.error(`jupyter-mlcontainer: cannot render ${this._key}`, error);
@@ -87,6 +105,24 @@ export abstract class Section extends Widget {
     this.update();
   }
 
+  /** The error (above any data), then the data, or else the loading message. */
+  private _content(): VirtualElement[] {
+    const { data, error, loading } = this.state();
+    const out = this.renderHead();
+    if (error) {
+      out.push(message('error', `mlc-${this._key}-error`, error));
+    }
+    if (data === null) {
+      // Without data, an error says all there is to say.
+      if (!error) {
+        out.push(message('info', `mlc-${this._key}-loading`, loading));
+      }
+      return out;
+    }
+    out.push(...this.render(data, !!error));
+    return out;
+  }
+
   private _key: string;
   private _body: HTMLElement;
   private _count: HTMLElement;
@@ -101,5 +137,15 @@ export namespace Section {
     key: string;
     /** The heading (translated). */
     title: string;
+  }
+
+  /** What a section's data allows it to show (see `state`). */
+  export interface IState<T> {
+    /** The data to render; null before the first answer, or after a 503. */
+    data: T | null;
+    /** Why the last request failed (translated); null when it succeeded. */
+    error: string | null;
+    /** Shown while there is neither data nor error (translated). */
+    loading: string;
   }
 }

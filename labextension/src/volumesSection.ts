@@ -8,46 +8,33 @@ import { Section } from './section';
 import { IVolumes } from './tokens';
 import { field, kids, message } from './ui';
 
-export class VolumesSection extends Section {
+export class VolumesSection extends Section<IVolumes> {
   constructor(options: Omit<Section.IOptions, 'key' | 'title'>) {
     super({ ...options, key: 'volumes', title: options.trans.__('Volumes') });
   }
 
-  protected render(): VirtualElement[] {
+  protected state(): Section.IState<IVolumes> {
     const trans = this.trans;
     const { data, error, httpStatus } = this.model.volumes;
-    const out: VirtualElement[] = [];
-    if (error) {
-      out.push(
-        httpStatus === 503 || this.model.engineReachable === false
-          ? message(
-              'error',
-              'mlc-volumes-error',
-              trans.__('Volumes need the Docker engine (see above).')
-            )
-          : message(
-              'error',
-              'mlc-volumes-error',
-              trans.__('Could not list volumes: %1', error)
-            )
-      );
-    }
-    if (data === null) {
-      if (!error) {
-        out.push(
-          message('info', 'mlc-volumes-loading', trans.__('Loading volumes…'))
-        );
-      }
-      return out;
-    }
-    out.push(
+    return {
+      data,
+      error: error
+        ? this.engineDown(httpStatus)
+          ? trans.__('Volumes need the Docker engine (see above).')
+          : trans.__('Could not list volumes: %1', error)
+        : null,
+      loading: trans.__('Loading volumes…')
+    };
+  }
+
+  protected render(data: IVolumes, stale: boolean): VirtualElement[] {
+    return [
       h.div(
-        { className: `mlc-rows${error ? ' mlc-stale' : ''}` },
+        { className: `mlc-rows${stale ? ' mlc-stale' : ''}` },
         this._cache(data),
         ...this._workspaces(data)
       )
-    );
-    return out;
+    ];
   }
 
   private _cache(data: IVolumes): VirtualElement {

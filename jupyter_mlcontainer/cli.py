@@ -14,8 +14,7 @@ import sys
 from typing import Any, Sequence
 
 from .core.errors import ConfigurationError, MLContainerError
-from .images.probe import prepare_image, probe_image_sync
-from .kernels.kernelspecs import parse_env_pairs
+from .core.options import parse_env_pairs
 from .core.policy import PrintableStream, printable
 from .service import MLContainerService, cli_service
 
@@ -46,28 +45,19 @@ def service() -> MLContainerService:
 
 def cmd_kernel_add(args: argparse.Namespace) -> int:
     svc = service()
-    engine = svc.engine
     image = args.image
-    facts = probe_image_sync(engine, image)
+    facts = svc.probe_image(image)
     if args.prepare and facts.python and not facts.ipykernel:
         print(f"Image {image} has no ipykernel: building a derived image with it...", file=sys.stderr)
-        image, facts = prepare_image(
-            engine, image, tag=args.tag, wheelhouse=args.wheelhouse, index_url=args.index_url,
+        image, facts = svc.prepare_image(
+            image, tag=args.tag, wheelhouse=args.wheelhouse, index_url=args.index_url,
             on_line=lambda line: print(f"  {line}", file=sys.stderr),
         )
         print(f"Built {image}", file=sys.stderr)
-    options = {
-        "gpus": args.gpus,
-        "memory": args.memory,
-        "cpus": args.cpus,
-        "shm_size": args.shm_size,
-        "env": parse_env_pairs(args.env),
-    }
-    for key, value in parse_env_pairs(args.option).items():  # placement=swarm, transport_encryption=disabled, ...
-        options[key] = value
     prefix = sys.prefix if args.sys_prefix else args.prefix
     spec = svc.add_kernelspec(
-        image, name=args.name, display=args.display_name, options=options, user=not prefix, prefix=prefix, facts=facts,
+        image, name=args.name, display=args.display_name, gpus=args.gpus, memory=args.memory, cpus=args.cpus,
+        shm_size=args.shm_size, env=args.env, options=args.option, user=not prefix, prefix=prefix, facts=facts,
     )
     if args.json:
         _print_json(spec.to_dict())
@@ -101,7 +91,7 @@ def cmd_kernel_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_image_probe(args: argparse.Namespace) -> int:
-    facts = probe_image_sync(service().engine, args.image, refresh=args.refresh)
+    facts = service().probe_image(args.image, refresh=args.refresh)
     data = facts.public()
     if args.json:
         _print_json(data)
@@ -118,24 +108,8 @@ def cmd_image_probe(args: argparse.Namespace) -> int:
 
 def cmd_image_nodes(args: argparse.Namespace) -> int:
     """Which nodes of each Swarm (--swarm, else those the kernelspecs name) hold IMAGE."""
-    from .core.errors import ImageNotFound
-    from .engines.swarm import get_swarm
-    from .engines.swarm_images import image_on_nodes
-
-    svc = service()
-    managers = [args.swarm] if args.swarm else [b.base_url for b in svc.backends() if b is not svc.engine]
-    if not managers:
-        raise CLIError("No Swarm to ask: no container kernelspec has placement=swarm; name its manager with "
-                       "--swarm (e.g. unix:///var/run/docker.sock on the manager, or tcp://manager:2376 with TLS)")
-    answers: dict[str, dict[str, str]] = {}
-    for manager in managers:
-        backend = get_swarm(manager)
-        try:
-            python = probe_image_sync(backend, args.image).python or "python3"
-        except ImageNotFound:
-            python = "python3"  # not on the manager: the nodes are asked for it by its tag
-        print(f"asking every node of the Swarm at {backend.address} (one short task each) ...", file=sys.stderr)
-        answers[backend.address] = image_on_nodes(backend, args.image, python)
+    answers = service().image_nodes(args.image, args.swarm, on_ask=lambda address: print(
+        f"asking every node of the Swarm at {address} (one short task each) ...", file=sys.stderr))
     if args.json:
         _print_json(answers)
         return 0
@@ -156,8 +130,8 @@ def cmd_image_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_image_prepare(args: argparse.Namespace) -> int:
-    tag, facts = prepare_image(
-        service().engine, args.image, tag=args.tag, wheelhouse=args.wheelhouse, index_url=args.index_url,
+    tag, facts = service().prepare_image(
+        args.image, tag=args.tag, wheelhouse=args.wheelhouse, index_url=args.index_url,
         on_line=lambda line: print(line, file=sys.stderr),
     )
     if tag == args.image:
@@ -232,28 +206,12 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 
 def cmd_freeze(args: argparse.Namespace) -> int:
-    import glob
     import os
 
-    from jupyter_core.paths import jupyter_runtime_dir
-
-    from .environments.freeze import kernel_environment_from_file
     from .core.identity import current_user
     from .service import KernelContainer
 
     svc = service()
-    # Any of this user's kernels (from any of their servers), never another user's.
-    if args.container:
-        container = KernelContainer(svc.engine, args.container)
-    else:
-        container = svc.container_of_kernel(args.kernel_id, user=current_user().name)
-    runtime_env = connection_info = None
-    if args.kernel_id:
-        files = glob.glob(os.path.join(jupyter_runtime_dir(), f"kernel-{args.kernel_id}.json"))
-        runtime_env = kernel_environment_from_file(files[0]) if files else None
-        if files:
-            with open(files[0]) as f:
-                connection_info = json.load(f)
     output_dir, name = None, "Dockerfile"
     if args.output:
         if os.path.isdir(args.output):
@@ -262,10 +220,11 @@ def cmd_freeze(args: argparse.Namespace) -> int:
             output_dir, name = os.path.dirname(os.path.abspath(args.output)), os.path.basename(args.output)
     if args.notebook and not output_dir:
         output_dir = os.path.dirname(os.path.abspath(args.notebook))
-    result, record = svc.freeze(
-        container, runtime_env, connection_info=connection_info, output_dir=output_dir, dockerfile_name=name, force=args.force,
-        notebook=args.notebook, write_notebook=True,
-    )
+    where = dict(output_dir=output_dir, dockerfile_name=name, force=args.force, notebook=args.notebook, write_notebook=True)
+    if args.container:  # a container id alone: no kernel to ask for its environment
+        result, record = svc.freeze(KernelContainer(svc.engine, args.container), None, **where)
+    else:  # any of this user's kernels (from any of their servers), never another user's
+        result, record = svc.freeze_kernel(args.kernel_id, user=current_user().name, **where)
     if record is not None:
         print(f"Recorded the environment in {args.notebook}: image {record['image']}, kernel {record['kernelspec']}")
     if args.json:
@@ -303,9 +262,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_export_binder(args: argparse.Namespace) -> int:
-    from .environments.sharing import export_binder
-
-    folder = export_binder(args.repo, args.dockerfile, overwrite=args.force)
+    folder = service().export_binder(args.repo, args.dockerfile, overwrite=args.force)
     print(f"Wrote {folder}/Dockerfile and {folder}/requirements-binder.txt (commit them; Binder builds from the repository)")
     return 0
 
@@ -320,7 +277,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_cache_keeper(args: argparse.Namespace) -> int:
     """Run by an admin, as root, as a service on the host (README: one cache for everyone)."""
-    from .cache.scripts import keeper
+    from .service.admin import run_cache_keeper
 
     if os.geteuid() != 0:
         raise CLIError("the cache keeper owns the cache's shared folders and reads every HOME in it: run it as root "
@@ -328,16 +285,13 @@ def cmd_cache_keeper(args: argparse.Namespace) -> int:
     path = os.path.abspath(args.path)
     if not os.path.isdir(path):
         raise CLIError(f"{path} is not a folder: make it first (sudo mkdir -p {path})")
-    return keeper.main([path, "--police-homes", "--max-watches", str(args.max_watches)])
+    return run_cache_keeper(path, max_watches=args.max_watches)
 
 
 def cmd_helper_image(args: argparse.Namespace) -> int:
     """Make the trusted helper image on the engine (if it is not there) and print its name: what
     an admin loads on every node of a Swarm (docker save NAME | docker load)."""
-    from .cache.helper_image import helper_image
-
-    svc = service()
-    made = helper_image(svc.engine, svc.settings.helper_image)
+    made = service().helper_image()
     print(f"{made.ref} (pinned: {made.image})")
     return 0
 
@@ -374,11 +328,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from .images.jobs import follow
-
     build_args = parse_env_pairs(args.build_arg)
     job = service().build(args.dockerfile, args.tag, wheelhouse=args.wheelhouse, build_args=build_args)
-    follow(job, lambda line: print(line, file=sys.stderr))
+    job.follow(lambda line: print(line, file=sys.stderr))
     if job.state != "done":
         raise CLIError(f"build of {args.tag} failed: {job.error}")
     print(f"Built {args.tag} ({job.result.get('id', '')[:19]}). Add it: jupyter mlcontainer kernel add {args.tag}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
@@ -83,7 +84,7 @@ async def test_freeze_rebuild_rerun_round_trip(engine, workspace):
         )
         assert reply["status"] == "ok" and out.startswith("0"), out
         container_id = km.provisioner.container_id
-        runtime_env = await kernel_environment(kc)
+        runtime_env = await asyncio.to_thread(kernel_environment, km.get_connection_info())
         assert runtime_env["MLC_FEATURE"] == "enabled"
         frozen_inventory = container_inventory(engine_runner(engine, container_id), "/usr/bin/python3")
         result = freeze_container(engine, container_id, runtime_env=runtime_env)
@@ -320,7 +321,7 @@ async def test_freeze_writes_only_the_instructions_it_means(engine, workspace, t
     async with running_kernel(engine, BASE_IMAGE, workspace) as (km, kc):
         out, reply = await execute(kc, HOSTILE_SETUP)
         assert "planted" in out, out
-        env = await kernel_environment(kc)
+        env = await asyncio.to_thread(kernel_environment, km.get_connection_info())
         result = freeze_container(engine, km.provisioner.container_id, runtime_env=env, output_dir=str(tmp_path))
     steps = instructions(result.dockerfile)
     assert [s.split()[0] for s in steps] == ["FROM", "LABEL", "USER", "ENV", "USER"], result.dockerfile
@@ -348,7 +349,7 @@ async def test_freeze_writes_only_the_instructions_it_means(engine, workspace, t
 
 
 async def test_freeze_reads_the_kernels_environment_every_time_under_load(engine, workspace, tmp_path):
-    """Nothing lost silently: a fresh client per freeze (as the REST freeze makes one) reads the
+    """Nothing lost silently: a fresh client per freeze (as every freeze makes one) reads the
     kernel's own variables every time, with both cores busy; a kernel that cannot answer fails
     the freeze with the reason instead of a Dockerfile without them."""
     import subprocess
@@ -360,12 +361,7 @@ async def test_freeze_reads_the_kernels_environment_every_time_under_load(engine
         async with running_kernel(engine, BASE_IMAGE, workspace) as (km, kc):
             await execute(kc, "import os; os.environ['MLC_MODE'] = 'strict'; os.environ['MLC_SEED'] = '1234'")
             for run in range(8):
-                client = km.client()
-                client.start_channels()
-                try:
-                    env = await kernel_environment(client)
-                finally:
-                    client.stop_channels()
+                env = await asyncio.to_thread(kernel_environment, km.get_connection_info())
                 assert (env.get("MLC_MODE"), env.get("MLC_SEED")) == ("strict", "1234"), run
             result = freeze_container(engine, km.provisioner.container_id, runtime_env=env, output_dir=str(tmp_path))
             assert 'ENV MLC_MODE="strict"' in result.dockerfile and 'ENV MLC_SEED="1234"' in result.dockerfile
@@ -376,17 +372,14 @@ async def test_freeze_reads_the_kernels_environment_every_time_under_load(engine
             # The flag file says the cell runs (its IOPub "busy" may reach a client whose
             # subscription is still joining too late, under this load).
             sleeper.execute("open('busy.flag', 'w').close(); import time; time.sleep(30)")
-            client = km.client()
-            client.start_channels()
             try:
                 async def busy():
                     return (workspace / "busy.flag").exists()
 
                 await wait_until(busy, timeout=30)
                 with pytest.raises(KernelEnvironmentUnavailable, match="did not answer within 2 s"):
-                    await kernel_environment(client, timeout=2)
+                    await asyncio.to_thread(kernel_environment, km.get_connection_info(), 2)
             finally:
-                client.stop_channels()
                 sleeper.stop_channels()
                 await km.interrupt_kernel()
     finally:

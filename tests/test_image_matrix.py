@@ -159,7 +159,7 @@ async def test_freeze(engine, workspace, image):
             "os.environ['MLC_FEATURE'] = 'enabled'",
         )
         assert reply["status"] == "ok" and out.startswith("0"), out
-        runtime_env = await kernel_environment(kc)
+        runtime_env = await asyncio.to_thread(kernel_environment, km.get_connection_info())
         result = await asyncio.get_running_loop().run_in_executor(
             None, lambda: freeze_container(engine, km.provisioner.container_id, runtime_env=runtime_env)
         )

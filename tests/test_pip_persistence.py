@@ -23,7 +23,8 @@ import pytest
 from jupyter_client.manager import AsyncKernelManager
 
 from jupyter_mlcontainer.environments.freeze import freeze_container, kernel_environment
-from jupyter_mlcontainer.images.probe import probe_image_sync, slug
+from jupyter_mlcontainer.images.probe import probe_image_sync
+from jupyter_mlcontainer.core.names import slug
 
 from .box_users import TEST_USER, USER_KERNEL, BoxUser, package_site, result
 from .conftest import BASE_IMAGE, CONDA_IMAGE, MATRIX_IMAGES, SESSION_TAG, VENV_IMAGE, add_spec, execute, running_kernel
@@ -118,7 +119,7 @@ async def test_pip_install_survives_restart_and_is_frozen(engine, workspace, ima
         assert (upgraded["version"], upgraded["pins"]) == ("2.0", [f"{PKG}==2.0"]), upgraded
 
         # -- freeze pins it, so the rebuilt image has it
-        runtime_env = await kernel_environment(kc)
+        runtime_env = await asyncio.to_thread(kernel_environment, km.get_connection_info())
         frozen = await asyncio.get_running_loop().run_in_executor(None, lambda: freeze_container(
             engine, km.provisioner.container_id, output_dir=str(workspace / "frozen"), runtime_env=runtime_env,
         ))

@@ -24,7 +24,7 @@ from jupyter_mlcontainer.core.identity import current_user
 from jupyter_mlcontainer.images.jobs import build_context
 from jupyter_mlcontainer.core.errors import PathRefused
 from jupyter_mlcontainer.environments.restore import RESTORED_REPOSITORY, plan_restore, restore
-from jupyter_mlcontainer.environments.sharing import METADATA_KEY
+from jupyter_mlcontainer.core.names import METADATA_KEY
 
 from .conftest import BASE_IMAGE, SESSION_TAG, add_spec, execute, our_kernel_containers, running_kernel
 

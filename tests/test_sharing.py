@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -11,9 +12,8 @@ from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 
 from jupyter_mlcontainer.environments.freeze import freeze_container, kernel_environment
-from jupyter_mlcontainer.environments.sharing import (
-    METADATA_KEY, environment_record, export_binder, frozen_names, record_in_notebook,
-)
+from jupyter_mlcontainer.core.names import METADATA_KEY
+from jupyter_mlcontainer.environments.sharing import environment_record, export_binder, frozen_names, record_in_notebook
 
 from .conftest import BASE_IMAGE, execute, running_kernel
 from .test_freeze import hadolint_errors
@@ -26,7 +26,7 @@ async def test_colleague_restores_a_frozen_notebook(engine, workspace):
     nbformat.write(nb, notebook)
     async with running_kernel(engine, BASE_IMAGE, notebook.parent) as (km, kc):
         await execute(kc, "import os; os.environ['MLC_MODE'] = 'shared'")
-        env = await kernel_environment(kc)
+        env = await asyncio.to_thread(kernel_environment, km.get_connection_info())
         result = freeze_container(engine, km.provisioner.container_id, runtime_env=env)
     tag, kernelspec = frozen_names(str(notebook), result.dockerfile)
     record_in_notebook(str(notebook), environment_record(result, str(notebook), tag, kernelspec))
@@ -72,7 +72,7 @@ def test_restore_without_record_is_a_clear_error(engine, workspace):
 async def test_export_binder(engine, workspace):
     async with running_kernel(engine, BASE_IMAGE, workspace) as (km, kc):
         await execute(kc, "import os; os.environ['MLC_STAGE'] = 'binder'")
-        result = freeze_container(engine, km.provisioner.container_id, runtime_env=await kernel_environment(kc))
+        result = freeze_container(engine, km.provisioner.container_id, runtime_env=await asyncio.to_thread(kernel_environment, km.get_connection_info()))
     folder = export_binder(str(workspace), result.dockerfile_path)
     text = (workspace / "binder" / "Dockerfile").read_text()
     from_line = next(line for line in result.dockerfile.splitlines() if line.startswith("FROM "))

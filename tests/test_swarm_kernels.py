@@ -342,7 +342,7 @@ async def test_a_swarm_kernel_is_frozen_through_the_kernel_itself(engine, swarm,
         service = MLContainerService(MLContainer())
         container = await loop.run_in_executor(None, service.container_of_kernel, km.kernel_id)
         assert container.backend is not service.engine  # found on the Swarm
-        runtime_env = await kernel_environment(kc)
+        runtime_env = await asyncio.to_thread(kernel_environment, km.get_connection_info())
         with pytest.raises(FreezeError, match="frozen through its connection"):
             await loop.run_in_executor(None, lambda: service.freeze(container, runtime_env))
         result, _ = await loop.run_in_executor(None, lambda: service.freeze(

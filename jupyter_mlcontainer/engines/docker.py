@@ -32,9 +32,7 @@ import docker.errors
 from docker.types import DeviceRequest, Mount
 
 from ..core.labels import (
-    LABEL_CACHE_VOLUME, LABEL_GPUS, LABEL_IMAGE, LABEL_INJECTED_ENV, LABEL_KERNEL_ID, LABEL_KERNEL_NAME,
-    LABEL_LIMITS_IGNORED, LABEL_OWNER, LABEL_OWNER_USER, LABEL_PREFIX, LABEL_ROLE, LABEL_VOLUME_CACHE,
-    LABEL_WORKSPACE,
+    LABEL_OWNER, LABEL_ROLE,
 )
 from .base import CDI_GPU_KIND, NO_NEW_PRIVILEGES, ContainerSpec, EngineKind, FileSpec, GpuRequest, cdi_devices
 from ..core.errors import (  # noqa: F401  (re-exported for callers that catch them)
@@ -42,7 +40,7 @@ from ..core.errors import (  # noqa: F401  (re-exported for callers that catch t
     GpuRequestUnsatisfiable, GpuRuntimeMissing, ImageNotFound, NotFound, PortInUse, WorkspaceNotOnEngineHost,
 )
 from ..core.identity import owner_id
-from ..core.errors import BadRequest
+from ..core.names import split_reference
 
 T = TypeVar("T")
 
@@ -722,9 +720,6 @@ class Engine:
         self.call_sync(lambda: self.api.remove_volume(name))
 
 
-_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
-_PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")  # Docker's: lowercase
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 def _tar_of(files: list[FileSpec]) -> bytes:
@@ -747,46 +742,6 @@ def _tar_of(files: list[FileSpec]) -> bytes:
             info.size, info.mode, info.uid, info.gid = len(spec.content), spec.mode, spec.uid, spec.gid
             tar.addfile(info, io.BytesIO(spec.content))
     return buffer.getvalue()
-
-
-def _reference_ok(image: str) -> bool:
-    if not _REFERENCE.match(image):
-        return False
-    repo, tag, digest = reference_parts(image)
-    parts = repo.split("/")
-    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
-        parts = parts[1:]  # the registry host, e.g. registry.lab:5000
-    return (all(_PATH_COMPONENT.match(p) for p in parts) and (tag is None or bool(_TAG.match(tag)))
-            and (digest is None or bool(re.match(r"^[a-z0-9]+:[0-9a-f]{32,}$", digest))))
-
-
-def check_reference(image: str) -> None:
-    """Refuse what cannot be an image reference (BadRequest: the client's mistake, a 400 that
-    names the rule) before the engine sees it."""
-    if not isinstance(image, str) or not image or len(image) > 512 or not _reference_ok(image):
-        shown = image if isinstance(image, str) and len(image) <= 80 else f"{str(image)[:80]}…"
-        raise BadRequest(
-            f"Not an image reference: {shown!r} (a lowercase repository path, optionally a registry host, a "
-            ":tag and an @digest, at most 512 characters, like pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime)"
-        )
-
-
-def reference_parts(image: str) -> tuple[str, str | None, str | None]:
-    """``host:5000/team/repo:tag@sha256:…`` -> (repository, tag or None, digest or None).
-    A registry port is not a tag. The one parser of image references."""
-    name, _, digest = image.partition("@")
-    last = name.rsplit("/", 1)[-1]
-    if ":" in last:
-        repo, tag = name.rsplit(":", 1)
-        return repo, tag, digest or None
-    return name, None, digest or None
-
-
-def split_reference(image: str) -> tuple[str, str | None]:
-    """``repo:tag`` -> (repo, tag), as the engine's pull takes it: a digest reference keeps its
-    digest as the tag; no tag means ``latest``."""
-    repo, tag, digest = reference_parts(image)
-    return repo, digest or tag or "latest"
 
 
 class _HelperContainers:

@@ -21,10 +21,11 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
-from ..engines.docker import Engine, check_reference
+from ..engines.docker import Engine
+from ..core.names import check_reference
 from ..core.errors import EngineError, EngineUnavailable
 from ..core.errors import RestoreError, RestorePlanChanged
-from ..images.probe import slug
+from ..core.names import slug
 from ..images.jobs import BuildContext, Job, JobRegistry, PackedContext, collect_context, follow, raise_for_error
 from ..kernels.kernelspecs import add_kernelspec, default_kernel_name, installed_kernelspecs
 from ..core.policy import resolve_under

@@ -18,8 +18,8 @@ from .dockerfile import FILE_NAME, IMAGE_REF, SAFE_PATH, comment, visible
 from .freeze import FreezeResult
 from ..core.errors import RestoreError
 from ..core.policy import write_text_safely
+from ..core.names import METADATA_KEY
 
-METADATA_KEY = "mlcontainer"
 
 
 def frozen_names(notebook_path: str, dockerfile_text: str) -> tuple[str, str]:
@@ -27,7 +27,7 @@ def frozen_names(notebook_path: str, dockerfile_text: str) -> tuple[str, str]:
     tagged with a hash of the Dockerfile so each freeze gets its own image."""
     import hashlib
 
-    from ..images.probe import slug
+    from ..core.names import slug
 
     stem = slug(os.path.splitext(os.path.basename(notebook_path))[0])[:40]
     digest = hashlib.sha256(dockerfile_text.encode()).hexdigest()[:12]

@@ -19,7 +19,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Iterable
 
-from ..engines.docker import Engine, check_reference
+from ..engines.docker import Engine
+from ..core.names import check_reference
 from ..core.errors import EngineError
 from ..core.policy import resolve_under
 from ..core.settings import DEFAULT_CONTEXT_LIMIT_MB
@@ -82,6 +83,19 @@ class Job:
     def wait(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
 
+    def follow(self, on_line: Callable[[str], None] | None = None, interval: float = 0.2) -> "Job":
+        """Block until the job ends, passing its new log lines to ``on_line`` as they come (the
+        CLI follows a pull, a build, a restore this way)."""
+        seen = 0
+        while True:
+            finished = self.wait(interval)
+            lines, seen = self.log_since(seen)
+            for line in lines:
+                if on_line:
+                    on_line(line)
+            if finished:
+                return self
+
     # -- called by the runner --------------------------------------------------------------
 
     def add_log(self, line: str) -> None:
@@ -118,15 +132,7 @@ class Job:
 
 def follow(job: Job, on_line: Callable[[str], None] | None = None, interval: float = 0.2) -> Job:
     """Block until ``job`` ends, passing its new log lines to ``on_line`` as they come."""
-    seen = 0
-    while True:
-        finished = job.wait(interval)
-        lines, seen = job.log_since(seen)
-        for line in lines:
-            if on_line:
-                on_line(line)
-        if finished:
-            return job
+    return job.follow(on_line, interval)
 
 
 class JobRegistry:

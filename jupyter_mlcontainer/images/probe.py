@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from ..core.labels import LABEL_HELPER, LABEL_PREFIX, LABEL_ROLE
-from ..engines.docker import Engine, reference_parts
+from ..engines.docker import Engine
+from ..core.names import reference_parts
 from ..core.errors import EngineError
 from ..core.errors import ImageNotFound
 from ..core.policy import write_json_safely
@@ -321,16 +321,6 @@ def prepare_image(
     if job.state != "done":
         raise EngineError(f"Building {tag} failed: {job.error}")
     return tag, probe_image_sync(engine, tag)
-
-
-_SLUG_RE = re.compile(r"[^a-z0-9]+")
-
-
-def slug(image: str) -> str:
-    """A file- and kernelspec-name-safe form of an image reference."""
-    repo, tag, _ = reference_parts(image)
-    text = _SLUG_RE.sub("-", (repo + (f":{tag}" if tag else "")).lower()).strip("-")
-    return text[:60] or "image"
 
 
 class ImageInventory:

@@ -323,7 +323,7 @@ def venv_cache_mount(venv: str) -> str:
 def venv_pip_prefix(venv: str, home: str, cache_mount_path: str, image: str) -> str:
     """Where `%pip install` goes in a kernel of a venv image: per user and image, in the cache
     volume (the user's HOME there), through the mount inside the venv."""
-    from ..images.probe import slug
+    from ..core.names import slug
 
     inside = posixpath.relpath(home, cache_mount_path)
     return f"{venv_cache_mount(venv)}/{inside}/.local/mlcontainer/{slug(image)}/venv"
@@ -349,7 +349,7 @@ def kernel_environment(
     ``python``/``conda``/``venv``/``python_version``: the image's Python as the probe found it
     (see :func:`has_user_site` and :func:`venv_pip_prefix`)."""
     from ..cache.paths import cache_env
-    from ..images.probe import slug
+    from ..core.names import slug
 
     env: dict[str, str] = {}
     injected: list[str] = []
@@ -433,7 +433,7 @@ def kernel_container(
     An engine on another host (``location``) gets the folder's files (``connection_files``:
     name in the folder -> content) copied in instead of mounted (nothing of this host but the
     workspace is assumed there) and publishes the ports on its own address."""
-    from ..images.probe import slug
+    from ..core.names import slug
 
     container_user = container_user_for(user, engine_kind)
     mounts = [

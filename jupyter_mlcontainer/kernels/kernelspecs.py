@@ -17,17 +17,17 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 from .container_spec import gpu_requests
 from ..engines.base import parse_size
-from ..engines.docker import Engine, check_reference
-from ..images.probe import ImageFacts, display_name, probe_image_sync, slug, unusable_reason
+from ..engines.docker import Engine
+from ..core.names import check_reference
+from ..images.probe import ImageFacts, display_name, probe_image_sync, unusable_reason
+from ..core.names import slug
 from ..core.errors import ImageNotUsable
 from ..engines.base import CONNECTION_FILE_IN_CONTAINER
 from .provisioner import PROVISIONER_NAME
 from ..core.errors import KernelSpecError
+from ..core.options import OPTION_KEYS
 from ..core.errors import BadRequest
 
-# Options a kernelspec may carry; each is a config trait of DockerKernelProvisioner.
-OPTION_KEYS = ("gpus", "memory", "cpus", "shm_size", "env", "cache_volume", "network", "workspace", "placement",
-               "docker_host", "placement_timeout", "kernel_transport", "transport_encryption")
 
 
 
@@ -100,19 +100,6 @@ def _positive(value: Any, refusal: str) -> None:
             raise ValueError
     except ValueError:
         raise KernelSpecError(refusal) from None
-
-
-def parse_env_pairs(pairs: list[str] | None) -> dict[str, str]:
-    """``["KEY=VALUE", ...]`` -> dict, with a clear error for a pair without '='."""
-    env = {}
-    for pair in pairs or []:
-        if not isinstance(pair, str):
-            raise KernelSpecError(f"env {pair!r}: expected KEY=VALUE")
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise KernelSpecError(f"--env {pair!r}: expected KEY=VALUE")
-        env[key] = value
-    return env
 
 
 def kernelspec_json(image: str, facts: ImageFacts, display: str, config: dict[str, Any]) -> dict[str, Any]:

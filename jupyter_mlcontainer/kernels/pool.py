@@ -280,7 +280,7 @@ class WarmPool:
                 self._making.discard(key)
 
     def _make(self, template: Template) -> Spare:
-        from ..images.probe import slug
+        from ..core.names import slug
 
         spec = template.spec
         conn_dir = new_connection_dir("spare")

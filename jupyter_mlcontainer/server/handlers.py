@@ -18,17 +18,11 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from ..engines.docker import check_reference
-from ..core.errors import MLContainerError, NotFound, RequestTooLarge, status_for
-from ..core.errors import KernelContainerNotFound, KernelEnvironmentUnavailable
-from ..environments.freeze import kernel_environment
-from ..environments.freeze.kernel_env import private_client
-from ..core.errors import JobNotFound
-from ..kernels.kernelspecs import parse_env_pairs
+from ..core.names import check_reference
+from ..core.errors import MLContainerError, RequestTooLarge, status_for
 from ..core.policy import resolve_under
-from ..kernels.provisioner import DockerKernelProvisioner
 from ..service import MLContainerService
-from ..environments.sharing import METADATA_KEY
+from ..core.names import METADATA_KEY
 from ..core.errors import BadRequest
 
 _DOMAIN_ERRORS = (MLContainerError,)  # raised on purpose: anything else is a bug, a 500 with its traceback
@@ -102,17 +96,7 @@ class BaseHandler(APIHandler):
     def container_kernels(self) -> dict[str, dict[str, Any]]:
         """kernel id -> kernelspec, image, container id of the kernel manager's container kernels
         (this server's own, wherever they run)."""
-        known = {}
-        for kernel_id in self.kernel_manager.list_kernel_ids():
-            km = self.kernel_manager.get_kernel(kernel_id)
-            provisioner = getattr(km, "provisioner", None)
-            if isinstance(provisioner, DockerKernelProvisioner):
-                known[kernel_id] = {
-                    "kernelspec": km.kernel_name,
-                    "image": provisioner.image,
-                    "container_id": provisioner.container_id,
-                }
-        return known
+        return self.service.container_kernels(self.kernel_manager)
 
 
 class StatusHandler(BaseHandler):
@@ -182,16 +166,10 @@ class KernelspecsHandler(BaseHandler):
         image = body.get("image")
         if not isinstance(image, str) or not image.strip():
             raise BadRequest('Give the image: {"image": "repo:tag"}')
-        env = body.get("env") or {}
-        if isinstance(env, list):
-            env = parse_env_pairs(env)
-        options = {key: body.get(key) for key in ("gpus", "memory", "cpus", "shm_size")}
-        options["env"] = env
-        spec = await self.run_blocking(
-            lambda: self.service.add_kernelspec(
-                image.strip(), name=body.get("name"), display=body.get("display_name"), options=options
-            )
-        )
+        spec = await self.run_blocking(lambda: self.service.add_kernelspec(
+            image.strip(), name=body.get("name"), display=body.get("display_name"), gpus=body.get("gpus"),
+            memory=body.get("memory"), cpus=body.get("cpus"), shm_size=body.get("shm_size"), env=body.get("env"),
+        ))
         self.write_json({"kernelspec": spec.to_dict()}, status=201)
 
 
@@ -228,40 +206,6 @@ class KernelHandler(BaseHandler):
 
 
 class FreezeHandler(BaseHandler):
-    async def runtime_environment(self, km: Any, container: str | None) -> dict[str, str]:
-        """The environment of the kernel in ``container``, asked through a client of its own. A
-        restart meanwhile (the question may have gone to the kernel that stopped) ends the wait
-        at once, so that the freeze starts over on the new container rather than waiting out the
-        timeout. The provisioner names its new container only once that kernel answers: until
-        then it may still name the one before, which is no restart of ``container``."""
-        client = private_client(km)
-        client.start_channels()
-        before = getattr(km.provisioner, "container_id", None)
-        asking = asyncio.ensure_future(kernel_environment(client))
-        try:
-            while not (await asyncio.wait({asking}, timeout=0.1))[0]:
-                now = getattr(km.provisioner, "container_id", None)
-                if now is not None and now != before and now != container:
-                    asking.cancel()
-                    raise KernelEnvironmentUnavailable("The kernel restarted while its environment was read")
-            return asking.result()
-        finally:
-            client.stop_channels()
-
-    async def replaced(self, kernel_id: str, container_id: str | None, timeout: float = 30) -> bool:
-        """Did a restart replace ``container_id``? Waits (bounded) for the new container."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            try:
-                current = await self.run_blocking(self.service.container_of_kernel, kernel_id)
-            except GONE:
-                current = None  # between the old container and the new one
-            if current is not None:
-                return current != container_id
-            await asyncio.sleep(0.1)
-        return False
-
     @tornado.web.authenticated
     @authorized("execute")
     async def post(self, kernel_id: str) -> None:
@@ -274,22 +218,10 @@ class FreezeHandler(BaseHandler):
         notebook = (await self.notebook_paths()).get(kernel_id)
         path = os.path.join(self.settings.get("server_root_dir", ""), notebook) if notebook else None
         km = self.kernel_manager.get_kernel(kernel_id)
-        for attempt in range(1, RESTARTS_DURING_FREEZE + 2):
-            await asyncio.wait_for(asyncio.shield(km.ready), timeout=180)  # a restart in progress
-            container_id = None
-            try:
-                container_id = await self.run_blocking(self.service.container_of_kernel, kernel_id)
-                runtime_env = await self.runtime_environment(km, container_id)
-                result, record = await self.run_blocking(lambda: self.service.freeze(
-                    container_id, runtime_env, connection_info=km.get_connection_info(), force=bool(body.get("force")),
-                    notebook=path,
-                ))
-                break
-            except (KernelEnvironmentUnavailable, *GONE):
-                # A restart replaced the container under the freeze: freeze the new one.
-                if attempt > RESTARTS_DURING_FREEZE or not await self.replaced(kernel_id, container_id):
-                    raise
-                self.log.info("Kernel %s restarted while it was frozen; freezing its new container", kernel_id)
+        await asyncio.wait_for(asyncio.shield(km.ready), timeout=180)  # a restart in progress
+        result, record = await self.run_blocking(lambda: self.service.freeze_kernel(
+            kernel_id, km.get_connection_info(), force=bool(body.get("force")), notebook=path,
+        ))
         data = result.to_dict()
         if record is not None:
             # The front end puts this into the open notebook's metadata (writing the file here
@@ -297,11 +229,6 @@ class FreezeHandler(BaseHandler):
             data["notebook_path"] = notebook
             data["notebook_metadata"] = {METADATA_KEY: record}
         self.write_json(data, status=201)
-
-
-# A freeze that overlaps a kernel restart starts over on the new container this many times.
-RESTARTS_DURING_FREEZE = 2
-GONE = (NotFound, KernelContainerNotFound)  # a container that a restart removed
 
 
 def _local_path(handler: APIHandler, relative: str) -> str:

@@ -53,3 +53,12 @@ class AdminMixin:
         if remove and not skipped:  # a lease kept, its owner's services are reaped when the Swarm answers
             forget_dead_leases()
         return found
+
+
+def run_cache_keeper(path: str, *, max_watches: int = 0) -> int:
+    """Keep the host-folder cache at ``path`` (an admin's service on the host, as root: `jupyter
+    mlcontainer cache-keeper PATH`): runs until killed (cache/scripts/keeper.py). It knows the
+    host's users, so it also sets aside a HOME that is not its user's."""
+    from ..cache.scripts import keeper
+
+    return keeper.main([path, "--police-homes", "--max-watches", str(max_watches)])

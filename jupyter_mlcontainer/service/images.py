@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ..cache.volume import ROLE_KEEPER, remove_cache_keeper
-from ..core.errors import Conflict
+from ..cache.helper_image import HelperImage, helper_image
+from ..core.errors import BadRequest, Conflict, ImageNotFound
 from ..core.identity import owner_id
 from ..core.labels import LABEL_CACHE_VOLUME, LABEL_OWNER, LABEL_ROLE
 from ..core.settings import MLContainer
 from ..engines.base import ContainerBackend
-from ..engines.docker import check_reference
+from ..core.names import check_reference
 from ..images.jobs import Job
+from ..images.probe import ImageFacts, prepare_image, probe_image_sync
 from ..kernels.claims import is_spare, kernel_id_of
 from ..kernels.pool import get_pool
 
@@ -56,3 +58,46 @@ class ImagesMixin:
                 remove_cache_keeper(self.engine, (keeper.get("Labels") or {}).get(LABEL_CACHE_VOLUME, ""))
         self.engine.remove_image_sync(image)
         return {"removed": image, "id": image_id}
+
+    def probe_image(self, image: str, *, refresh: bool = False) -> ImageFacts:
+        """What ``image`` holds (Python, ipykernel, PyTorch, CUDA): the probe's answer, cached
+        per image id unless ``refresh``."""
+        return probe_image_sync(self.engine, image, refresh=refresh)
+
+    def prepare_image(
+        self, image: str, *, tag: str | None = None, wheelhouse: str | None = None, index_url: str | None = None,
+        on_line: Callable[[str], None] | None = None,
+    ) -> tuple[str, ImageFacts]:
+        """``image`` with ipykernel: itself if it has it, else a derived image built as ``tag``.
+        Returns (the image to use, its facts). Blocking, for as long as the build takes."""
+        return prepare_image(self.engine, image, tag=tag, wheelhouse=wheelhouse, index_url=index_url, on_line=on_line)
+
+    def image_nodes(
+        self, image: str, manager: str | None = None, on_ask: Callable[[str], None] | None = None,
+    ) -> dict[str, dict[str, str]]:
+        """For each Swarm (``manager``, else every one a kernelspec names): which of its nodes hold
+        this very build of ``image`` (engines/swarm_images.py), asked there and then. ``on_ask``
+        hears each manager's address before its nodes are asked (a few seconds each)."""
+        from ..engines.swarm import get_swarm
+        from ..engines.swarm_images import image_on_nodes
+
+        managers = [manager] if manager else [b.base_url for b in self.backends() if b is not self.engine]
+        if not managers:
+            raise BadRequest("No Swarm to ask: no container kernelspec has placement=swarm; name its manager with "
+                             "--swarm (e.g. unix:///var/run/docker.sock on the manager, or tcp://manager:2376 with TLS)")
+        answers: dict[str, dict[str, str]] = {}
+        for address in managers:
+            backend = get_swarm(address)
+            try:
+                python = probe_image_sync(backend, image).python or "python3"
+            except ImageNotFound:
+                python = "python3"  # not on the manager: the nodes are asked for it by its tag
+            if on_ask is not None:
+                on_ask(backend.address)
+            answers[backend.address] = image_on_nodes(backend, image, python)
+        return answers
+
+    def helper_image(self) -> HelperImage:
+        """The trusted image the cache's keeper runs in (cache/helper_image.py), made on the engine
+        if it is not there."""
+        return helper_image(self.engine, self.settings.helper_image)

@@ -159,3 +159,17 @@ class LookingMixin:
     def volumes(self) -> dict[str, Any]:
         """The cache volume (size, kernels mounting it) and each kernel's workspace mount."""
         return volume_report(self.engine, self.volume_sizes, self.cache_volume, list_kernel_containers(self.engine))
+
+    def container_kernels(self, kernel_manager: Any) -> dict[str, dict[str, Any]]:
+        """kernel id -> kernelspec, image, container id of the container kernels ``kernel_manager``
+        (a server's) runs, wherever they run: which kernels are this server's own."""
+        from ..kernels.provisioner import DockerKernelProvisioner
+
+        known = {}
+        for kernel_id in kernel_manager.list_kernel_ids():
+            km = kernel_manager.get_kernel(kernel_id)
+            provisioner = getattr(km, "provisioner", None)
+            if isinstance(provisioner, DockerKernelProvisioner):
+                known[kernel_id] = {"kernelspec": km.kernel_name, "image": provisioner.image,
+                                    "container_id": provisioner.container_id}
+        return known

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from jupyter_mlcontainer.core.errors import (
-    BadRequest, ConfigurationError, ContainerNotFound, ContainerNotRunning, ContextTooLarge, EngineError, EngineUnavailable,
-    FreezeError, GpuRuntimeMissing, ImageNotFound, ImageNotUsable, JobNotFound, KernelContainerNotFound, KernelSpecError,
-    MLContainerError, OutputExists, PathRefused, PortInUse, RestorePlanChanged, status_for,
+    BadRequest, ConfigurationError, ContainerNotFound, ContainerNotRunning, ContextTooLarge, EngineError,
+    EngineUnavailable, FreezeError, GpuRuntimeMissing, ImageNotFound, ImageNotUsable, JobNotFound,
+    KernelContainerNotFound, KernelSpecError, MLContainerError, OutputExists, PathRefused, PortInUse,
+    RestorePlanChanged, status_for,
 )
 from jupyter_mlcontainer.core.settings import MLContainer, server_config
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jupyter_mlcontainer.engines.docker import split_reference
+from jupyter_mlcontainer.core.names import split_reference
 from jupyter_mlcontainer.environments.restore import has_registry
 
 
@@ -20,8 +20,9 @@ def test_only_references_naming_a_registry_are_pulled_by_restore():
 
 
 def test_reference_parts():
-    from jupyter_mlcontainer.engines.docker import reference_parts
-    from jupyter_mlcontainer.images.probe import default_prepared_tag, slug
+    from jupyter_mlcontainer.core.names import reference_parts
+    from jupyter_mlcontainer.images.probe import default_prepared_tag
+    from jupyter_mlcontainer.core.names import slug
 
     assert reference_parts("host:5000/team/repo:2@sha256:ab") == ("host:5000/team/repo", "2", "sha256:ab")
     assert reference_parts("repo@sha256:ab") == ("repo", None, "sha256:ab")
@@ -35,7 +36,7 @@ def test_check_reference():
     import pytest
 
     from jupyter_mlcontainer.core.errors import BadRequest
-    from jupyter_mlcontainer.engines.docker import check_reference
+    from jupyter_mlcontainer.core.names import check_reference
 
     for good in ("ubuntu", "pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime", "127.0.0.1:5000/mlctest/pull:Ab_1",
                  "Registry.Lab:5000/team/env@sha256:" + "a" * 64, "sha256:" + "b" * 64, "nvcr.io/nvidia/pytorch:24.01-py3"):

@@ -15,7 +15,8 @@ from typing import Any
 
 from ...kernels.claims import kernel_containers
 from ...core.labels import LABEL_IMAGE, LABEL_INJECTED_ENV, LABEL_OWNER, LABEL_OWNER_USER, LABEL_ROLE, LABEL_WORKSPACE
-from ...engines.docker import Engine, reference_parts
+from ...engines.docker import Engine
+from ...core.names import reference_parts
 from ...core.errors import EngineError
 from ...machine.gpu import get_monitor
 from ...images.probe import probe_image_sync
@@ -24,14 +25,14 @@ from .diff import CondaChanges, conda_channel, diff_apt, diff_conda, diff_packag
 from ...core.errors import FreezeError, KernelContainerNotFound, OutputExists, RestoreError, RestorePlanChanged
 from .inventory import changed_files, conda_owned_files, container_inventory, image_inventory, package_owned_files
 from ...core.errors import KernelEnvironmentUnavailable
-from .kernel_env import kernel_environment, kernel_environment_from_file
+from .kernel_env import kernel_environment
 from .render import render_dockerfile
 from .runner import KernelRunner, Runner, engine_runner
 
 __all__ = [
     "FreezeError", "FreezeResult", "KernelContainerNotFound", "OutputExists", "RestoreError", "RestorePlanChanged",
     "KernelEnvironmentUnavailable", "KernelRunner", "CondaChanges", "engine_runner", "conda_channel", "container_inventory", "container_of_kernel", "diff_apt", "diff_conda",
-    "diff_packages", "freeze_container", "image_inventory", "kernel_environment", "kernel_environment_from_file",
+    "diff_packages", "freeze_container", "image_inventory", "kernel_environment",
     "render_dockerfile", "user_env",
 ]
 

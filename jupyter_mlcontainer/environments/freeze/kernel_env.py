@@ -4,7 +4,7 @@ user set with ``%env`` or ``os.environ`` exists only there."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
 from ...core.errors import FreezeError
 from ...core.errors import KernelEnvironmentUnavailable
@@ -25,60 +25,59 @@ def marked_json(text: str, mark: str) -> Any:
     return None
 
 
-def private_client(km: Any) -> Any:
-    """A client of kernel manager ``km`` whose messages nobody else's replies can be mistaken
-    for: ``km.client()`` gives every client the manager's session id with a message counter
-    starting at 0, so two of them send the same message ids and one takes the other's reply
-    (a freeze beside a test's client, two freezes at once)."""
-    from jupyter_client.session import Session
-
-    session = Session(key=km.session.key, signature_scheme=km.session.signature_scheme, username=km.session.username)
-    return km.client(session=session)
-
-
-async def kernel_environment(client: Any, timeout: float = 30) -> dict[str, str]:
+def kernel_environment(
+    connection_info: dict[str, Any], timeout: float = 30, still_current: Callable[[], bool] | None = None,
+) -> dict[str, str]:
     """The kernel process's current ``os.environ`` (variables set with %env or os.environ
-    included), asked through an async kernel client.
+    included), asked from the kernel through a client of its own made from ``connection_info``:
+    the one way freeze reads it, for every front door. Blocking: called from a thread with no
+    running event loop (a worker thread, the CLI's).
 
-    A client fresh from ``start_channels()`` may not receive IOPub yet (ZeroMQ's slow joiner):
-    the answer would be lost and freeze would quietly fall back to the container's configured
-    environment. So the client is made ready first (jupyter_client's own ``wait_for_ready``), and
-    any failure raises :class:`KernelEnvironmentUnavailable` with the reason."""
-    chunks: list[str] = []
+    The client has a session of its own (no reply meant for another client of the kernel is
+    taken for its answer), and is made ready first (jupyter_client's ``wait_for_ready``: a client
+    fresh from ``start_channels()`` may not receive IOPub yet, and the answer would be lost). Any
+    failure raises :class:`KernelEnvironmentUnavailable` with the reason: freeze never quietly
+    falls back to the container's configured environment. ``still_current()``, asked while
+    waiting, False when the kernel was restarted meanwhile (the question may have gone to the
+    kernel that stopped): the wait ends at once, raising KernelEnvironmentUnavailable."""
+    import asyncio
 
-    def collect(msg: dict[str, Any]) -> None:
-        if msg["msg_type"] == "stream":
-            chunks.append(msg["content"].get("text", ""))
+    from jupyter_client.asynchronous import AsyncKernelClient
 
-    try:
-        await client.wait_for_ready(timeout=timeout)
-        reply = await client.execute_interactive(
-            ENV_CODE, silent=True, store_history=False, output_hook=collect, timeout=timeout,
-        )
-    except Exception as exc:
-        raise KernelEnvironmentUnavailable(_reason(exc, timeout)) from None
-    return _answer(reply, "".join(chunks))
+    async def ask() -> dict[str, str]:
+        client = AsyncKernelClient()
+        client.load_connection_info(connection_info)
+        client.start_channels()
+        chunks: list[str] = []
 
+        def collect(msg: dict[str, Any]) -> None:
+            if msg["msg_type"] == "stream":
+                chunks.append(msg["content"].get("text", ""))
 
-def kernel_environment_from_file(connection_file: str, timeout: float = 30) -> dict[str, str]:
-    """Same as :func:`kernel_environment`, from a kernel's connection file (CLI use)."""
-    from jupyter_client import BlockingKernelClient
+        async def unless_restarted(step: Any) -> Any:
+            task = asyncio.ensure_future(step)
+            while not (await asyncio.wait({task}, timeout=0.25))[0]:
+                if still_current is not None and not still_current():
+                    task.cancel()
+                    raise KernelEnvironmentUnavailable("The kernel restarted while its environment was read")
+            return task.result()
 
-    client = BlockingKernelClient(connection_file=connection_file)
-    client.load_connection_file()
-    client.start_channels()
-    chunks: list[str] = []
-    try:
-        client.wait_for_ready(timeout=timeout)
-        reply = client.execute_interactive(
-            ENV_CODE, silent=True, store_history=False, timeout=timeout,
-            output_hook=lambda msg: chunks.append(msg["content"].get("text", "")) if msg["msg_type"] == "stream" else None,
-        )
-    except Exception as exc:
-        raise KernelEnvironmentUnavailable(_reason(exc, timeout)) from None
-    finally:
-        client.stop_channels()
-    return _answer(reply, "".join(chunks))
+        try:
+            await unless_restarted(client.wait_for_ready(timeout=timeout))
+            reply = await unless_restarted(client.execute_interactive(
+                ENV_CODE, silent=True, store_history=False, output_hook=collect, timeout=timeout,
+            ))
+        except KernelEnvironmentUnavailable:
+            raise
+        except Exception as exc:
+            raise KernelEnvironmentUnavailable(_reason(exc, timeout)) from None
+        finally:
+            client.stop_channels()
+        return _answer(reply, "".join(chunks))
+
+    # An event loop of its own, in the calling (worker) thread: a blocking client would take
+    # whatever loop jupyter_core finds for the thread, which may be another thread's, running.
+    return asyncio.run(ask())
 
 
 def _reason(exc: Exception, timeout: float) -> str:

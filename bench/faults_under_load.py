@@ -53,7 +53,8 @@ from tornado.websocket import websocket_connect  # noqa: E402
 
 from bench.rest_latency import TOKEN, call, free_port  # noqa: E402
 from jupyter_mlcontainer.core.labels import LABEL_KERNEL_ID, LABEL_OWNER, LABEL_ROLE
-from jupyter_mlcontainer.engines.docker import get_engine, reference_parts  # noqa: E402
+from jupyter_mlcontainer.engines.docker import get_engine  # noqa: E402
+from jupyter_mlcontainer.core.names import reference_parts
 from jupyter_mlcontainer.core.identity import LEASE_SUFFIX  # noqa: E402
 
 BASE_IMAGE = "mlcontainer-test/base:bookworm"  # never removed by this script

@@ -11,7 +11,8 @@ traceback in the log, never a 4xx: only what is raised here on purpose says "you
     MLContainerError                      500  raised on purpose; its message is for the user
     ├── BadRequest                        400  the input: a request, a notebook's record, an option
     │   ├── PathRefused, KernelSpecError, ContextTooLarge, ImageNotUsable, FreezeError (RestoreError)
-    ├── NotFound                          404  ImageNotFound, ContainerNotFound, JobNotFound, KernelContainerNotFound
+    ├── NotFound                          404  ImageNotFound, ContainerNotFound, EngineNotFound, JobNotFound,
+    │                                          KernelContainerNotFound
     ├── Conflict                          409  PortInUse, ContainerNotRunning, WorkspaceNotOnEngineHost,
     │                                          OutputExists, RestorePlanChanged, ContextChanged,
     │                                          KernelEnvironmentUnavailable
@@ -83,6 +84,10 @@ class ImageNotFound(NotFound, EngineError):
 
 class ContainerNotFound(NotFound, EngineError):
     """The container is gone."""
+
+
+class EngineNotFound(NotFound, EngineError):
+    """Something else the engine was asked about is not there (a service, a volume, a network)."""
 
 
 class BadEngineRequest(BadRequest, EngineError):

@@ -31,16 +31,15 @@ import docker
 import docker.errors
 from docker.types import DeviceRequest, Mount
 
-from ..core.labels import (
-    LABEL_OWNER, LABEL_ROLE,
-)
-from .base import CDI_GPU_KIND, NO_NEW_PRIVILEGES, ContainerSpec, EngineKind, FileSpec, GpuRequest, cdi_devices
 from ..core.errors import (  # noqa: F401  (re-exported for callers that catch them)
-    BadEngineRequest, Conflict, ContainerNotFound, ContainerNotRunning, EngineError, EngineUnavailable,
-    GpuRequestUnsatisfiable, GpuRuntimeMissing, ImageNotFound, NotFound, PortInUse, WorkspaceNotOnEngineHost,
+    BadEngineRequest, Conflict, ContainerNotFound, ContainerNotRunning, EngineError, EngineNotFound,
+    EngineUnavailable, GpuRequestUnsatisfiable, GpuRuntimeMissing, ImageNotFound, MLContainerError, NotFound,
+    PortInUse, WorkspaceNotOnEngineHost,
 )
 from ..core.identity import owner_id
+from ..core.labels import LABEL_OWNER, LABEL_ROLE
 from ..core.names import split_reference
+from .base import CDI_GPU_KIND, NO_NEW_PRIVILEGES, ContainerSpec, EngineKind, FileSpec, GpuRequest, cdi_devices
 
 T = TypeVar("T")
 
@@ -128,7 +127,7 @@ def translate(exc: BaseException, *, image: str | None = None, where: str | None
         )
     if isinstance(exc, docker.errors.NotFound):
         text = _explanation(exc)
-        return ContainerNotFound(text) if "container" in text.lower() else NotFound(text)
+        return ContainerNotFound(text) if "container" in text.lower() else EngineNotFound(text)
     if isinstance(exc, docker.errors.APIError):
         text = _explanation(exc)
         path = missing_bind_source(text)
@@ -282,7 +281,7 @@ class Engine:
         """Run ``fn`` (a blocking SDK call) here, translating errors."""
         try:
             return fn(*args, **kwargs)
-        except EngineError as exc:
+        except MLContainerError as exc:  # ours already (from a nested call, or raised on purpose)
             if isinstance(exc, EngineUnavailable):
                 self._forget_client()
             raise

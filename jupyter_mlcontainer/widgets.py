@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import ipywidgets as w
 
+
 class Source(Protocol):
     """Where a dashboard reads its state: the REST endpoints' JSON, by endpoint name."""
 

@@ -11,7 +11,6 @@ import re
 import signal
 import time
 
-import pytest
 
 from jupyter_mlcontainer.server.handlers import route_table
 

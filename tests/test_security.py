@@ -14,19 +14,18 @@ import nbformat
 import pytest
 from docker.types import Mount
 from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import AsyncKernelManager
 from tornado.httpclient import HTTPClientError
 
 from jupyter_mlcontainer.core.errors import EngineError
 from jupyter_mlcontainer.core.errors import FreezeError
 from jupyter_mlcontainer.environments.freeze import freeze_container
 from jupyter_mlcontainer.core.identity import current_user
-from jupyter_mlcontainer.images.jobs import build_context
+from jupyter_mlcontainer.images.build_context import build_context
 from jupyter_mlcontainer.core.errors import PathRefused
 from jupyter_mlcontainer.environments.restore import RESTORED_REPOSITORY, plan_restore, restore
 from jupyter_mlcontainer.core.names import METADATA_KEY
 
-from .conftest import BASE_IMAGE, SESSION_TAG, add_spec, execute, our_kernel_containers, running_kernel
+from .conftest import BASE_IMAGE, SESSION_TAG, add_spec, execute, running_kernel
 
 MISSING_IMAGE = "mlctest-hostile/never-built:1"
 

@@ -23,7 +23,7 @@ import pytest
 
 from jupyter_mlcontainer.core.labels import LABEL_CACHE_VOLUME, LABEL_ROLE
 
-from .box_users import OTHER_USER, TEST_USER, BoxUser, finished, package_site, result
+from .box_users import OTHER_USER, TEST_USER, BoxUser, finished, package_site
 from .cache_steps import A_DOWNLOADS, B_LOADS, DENIED, LIBRARY, cell_json
 from .conftest import BASE_IMAGE, TORCH_IMAGE
 from .fake_hub import FakeHub, kernels_gateway
@@ -409,3 +409,38 @@ def test_a_cache_of_the_previous_version_is_moved_aside_after_its_models_are_ver
     finally:
         a.cleanup()
         b.cleanup()
+
+
+def test_an_upgrade_while_the_previous_versions_keeper_runs_makes_the_new_helper_image(engine):
+    """A server of the new version makes its helper image while a keeper of the previous one
+    still runs: that keeper's image cannot be removed yet, and the kernel start goes on (CI found
+    the engine's 409 escaping as an error that no EngineError handler caught)."""
+    import docker
+
+    from jupyter_mlcontainer.cache.helper_image import _remove_older, scripts_digest
+    from jupyter_mlcontainer.core.labels import LABEL_HELPER, LABEL_HELPER_SCRIPTS
+
+    client = docker.from_env()
+    tag = f"mlcontainer-test/old-helper:{uuid.uuid4().hex[:8]}"
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        text = f"FROM {BASE_IMAGE}\nLABEL {LABEL_HELPER}=previous {LABEL_HELPER_SCRIPTS}=previous-scripts\n".encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(text)
+        tar.addfile(info, io.BytesIO(text))
+    context.seek(0)
+    old, _ = client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
+    keeper = client.containers.run(tag, ["sleep", "600"], detach=True, labels={LABEL_ROLE: "test-old-keeper"})
+    try:
+        _remove_older(engine, scripts_digest())  # raised Conflict before
+        assert client.images.get(old.id).id == old.id  # its keeper still runs it
+        keeper.remove(force=True)
+        _remove_older(engine, scripts_digest())
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.images.get(old.id)  # gone once nothing runs it
+    finally:
+        for remove in (lambda: keeper.remove(force=True), lambda: client.images.remove(old.id, force=True)):
+            try:
+                remove()
+            except docker.errors.NotFound:
+                pass  # removed by the test itself

@@ -34,7 +34,9 @@ from ..core.labels import LABEL_HELPER, LABEL_HELPER_PYTHON, LABEL_HELPER_SCRIPT
 
 HELPER_REPOSITORY = "mlcontainer-helper"
 SCRIPTS_IN_IMAGE = "/mlc"
-SCRIPTS = ("layout.py", "fsops.py", "keeper.py")
+# The keeper and every sibling it imports (as plain files, side by side in the image); all of them
+# count in scripts_digest, so a keeper running older scripts is replaced.
+SCRIPTS = ("layout.py", "fsops.py", "model_store.py", "watches.py", "keeper.py")
 _SCRIPTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts")
 _PINNED = re.compile(r"(^sha256:[0-9a-f]{64}$)|(@sha256:[0-9a-f]{64}$)")
 
@@ -51,6 +53,7 @@ class HelperImage:
     scripts: str = ""  # the helper scripts' version (LABEL_HELPER_SCRIPTS): a keeper of another is replaced
 
     def command(self, script: str, *args: str) -> list[str]:
+        """The argv that runs helper ``script`` in this image (the keeper's, the HOME set-up's)."""
         # -S: no site (no .pth, no sitecustomize); -E: no PYTHON* variables; -s: no user site.
         return [self.python, "-S", "-E", "-s", f"{SCRIPTS_IN_IMAGE}/{script}", *args]
 
@@ -65,6 +68,7 @@ def scripts_digest() -> str:
 
 
 def _interpreter() -> str:
+    """This server's own interpreter, the real file (a venv's python is a link to its base)."""
     return os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable)
 
 
@@ -173,7 +177,8 @@ def helper_image(engine, configured: str = "", python: str = "python3") -> Helpe
         if attrs is None:
             engine.import_image_sync(data, tag, changes=[
                 f"LABEL {LABEL_HELPER}={digest}", f"LABEL {LABEL_HELPER_SCRIPTS}={scripts}",
-                f"LABEL {LABEL_HELPER_PYTHON}={interpreter}", "ENV LANG=C.UTF-8", f"ENV LD_LIBRARY_PATH={library_path}"])
+                f"LABEL {LABEL_HELPER_PYTHON}={interpreter}", "ENV LANG=C.UTF-8",
+                f"ENV LD_LIBRARY_PATH={library_path}"])
             attrs = engine.inspect_image_sync(tag)
             _remove_older(engine, scripts)
         made = _made[key] = HelperImage(attrs["Id"], tag, interpreter, digest, scripts)

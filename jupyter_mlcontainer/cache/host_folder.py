@@ -15,9 +15,9 @@ import os
 import stat
 import time
 
-from ..engines.base import engine_location
 from ..core.errors import EngineError
 from ..core.identity import HostUser
+from ..engines.base import engine_location
 from .scripts.fsops import kind_of
 from .scripts.layout import HOMES, HOMES_MODE, STAMP, STAMP_EVERY
 
@@ -26,6 +26,7 @@ SET_ASIDE_WAIT = 3.0  # the keeper sets a foreign HOME aside within milliseconds
 
 
 def keeper_command(cache: str) -> str:
+    """The command an admin runs for ``cache`` (doctor and our errors tell them)."""
     return f"sudo jupyter mlcontainer cache-keeper {cache}"
 
 
@@ -54,8 +55,9 @@ def prepare_home(engine, cache: str, user: HostUser) -> list[str]:
         if not os.path.isdir(cache):
             raise EngineError(f"The cache folder {cache} does not exist. An admin makes it once, for every user: "
                               f"sudo mkdir -p {cache} && {keeper_command(cache)}")
-        raise EngineError(f"The cache folder {cache} is not set up for sharing: its {HOMES}/ must be root's with mode 1777. "
-                          f"An admin runs its keeper, which sets it up and keeps it: {keeper_command(cache)}")
+        raise EngineError(f"The cache folder {cache} is not set up for sharing: its {HOMES}/ must be root's with "
+                          "mode 1777. An admin runs its keeper, which sets it up and keeps it: "
+                          f"{keeper_command(cache)}")
     age = keeper_age(cache)
     if age is None or age > 3 * STAMP_EVERY:
         log.warning("The keeper of the cache %s does not run: models downloaded by one user are not shared with "

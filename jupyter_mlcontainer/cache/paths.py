@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from ..core.settings import DEFAULT_VOLUME, is_host_folder  # noqa: F401  (the setting's meaning, re-exported)
+from ..core.settings import DEFAULT_VOLUME, is_host_folder
 from .scripts.layout import HOMES, STORE_HUB, USER_HUB
+
+# DEFAULT_VOLUME and is_host_folder: the cache setting's meaning, re-exported for the cache's users.
+__all__ = [
+    "CACHE_ENV", "CACHE_MOUNT_ENV", "DEFAULT_MOUNT_PATH", "DEFAULT_VOLUME", "cache_env", "home_in_cache",
+    "is_host_folder", "store_hub",
+]
 
 DEFAULT_MOUNT_PATH = "/opt/mlcontainer/cache"
 # The variable that tells a kernel's bootstrap where the cache is mounted (popped before the

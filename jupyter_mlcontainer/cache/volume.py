@@ -23,13 +23,12 @@ import re
 import threading
 import time
 
-from ..core.labels import LABEL_CACHE_VOLUME, LABEL_ROLE, LABEL_VOLUME_CACHE
-from ..engines.base import ContainerSpec, MountSpec
 from ..core.errors import Conflict, ContainerNotFound, EngineError
 from ..core.identity import HostUser
+from ..core.labels import LABEL_CACHE_VOLUME, LABEL_HELPER, LABEL_HELPER_SCRIPTS, LABEL_ROLE, LABEL_VOLUME_CACHE
 from ..core.policy import write_json_safely
 from ..core.state import state_dir
-from ..core.labels import LABEL_HELPER, LABEL_HELPER_SCRIPTS
+from ..engines.base import ContainerSpec, MountSpec
 from .helper_image import HelperImage, helper_image
 from .paths import is_host_folder
 from .scripts.layout import LAYOUT
@@ -74,7 +73,7 @@ def ensure_cache(engine, cache: str, user: HostUser, helper_setting: str = "") -
     with _lock:
         notes: list[str] = []
         mark = _mark_key(engine, cache, user)
-        if getattr(engine, "helpers_reach_kernels", True) and _read_marks().get(mark) != LAYOUT:
+        if engine.helpers_reach_kernels and _read_marks().get(mark) != LAYOUT:
             notes = prepare_home(engine, cache, user, helper)
             _write_mark(mark)
         keep_cache(engine, cache, helper)
@@ -95,8 +94,9 @@ def prepare_home(engine, cache: str, user: HostUser, helper: HelperImage) -> lis
     """Run ``keeper.py --prepare-home`` in the helper image: the layout, and ``user``'s HOME as
     theirs alone. Returns (and logs) what it set aside."""
     try:
+        command = helper.command("keeper.py", KEEPER_MOUNT, "--prepare-home", user.name, str(user.uid), str(user.gid))
         code, out, err = engine.run_to_completion_sync(
-            helper.image, helper.command("keeper.py", KEEPER_MOUNT, "--prepare-home", user.name, str(user.uid), str(user.gid)),
+            helper.image, command,
             user="0:0", mounts=[cache_mount(cache, KEEPER_MOUNT)], labels={LABEL_ROLE: ROLE_HELPER},
             cap_drop=["ALL"], cap_add=HELPER_CAPS, read_only=True, pids_limit=16, memory="128m",
         )

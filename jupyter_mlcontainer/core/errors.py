@@ -86,6 +86,10 @@ class ContainerNotFound(NotFound, EngineError):
     """The container is gone."""
 
 
+class EngineConflict(Conflict, EngineError):
+    """The engine refused because of its state (an image a container uses, a name taken)."""
+
+
 class EngineNotFound(NotFound, EngineError):
     """Something else the engine was asked about is not there (a service, a volume, a network)."""
 

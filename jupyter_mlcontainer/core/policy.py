@@ -13,8 +13,8 @@ import os
 import re
 import tempfile
 from typing import Any, TextIO
-from .errors import PathRefused
 
+from .errors import PathRefused
 
 
 def resolve_under(

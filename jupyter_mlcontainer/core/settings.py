@@ -12,8 +12,8 @@ import os
 
 from traitlets import Integer, Unicode, default
 from traitlets.config import Config, Configurable
-from .errors import ConfigurationError
 
+from .errors import ConfigurationError
 
 DEFAULT_CONTEXT_LIMIT_MB = 4096
 DEFAULT_VOLUME = "mlcontainer-cache"  # the cache every kernel mounts, unless configured

@@ -1,11 +1,12 @@
 """The seam where kernels' containers come from: what the provisioner and the service ask of an
 engine, and nothing more.
 
-:class:`~.engine.Engine` (the local Docker engine) is today's implementation. A pool of
-pre-started containers or a cluster (Docker Swarm) stands behind the same methods: it receives
-the same :class:`~.container_spec.ContainerSpec`, answers with the same inspect data and
-raises the same typed errors (errors.py). Nothing outside the implementations imports an
-engine SDK; callers type against :class:`ContainerBackend`.
+:class:`~.docker.Engine` (a Docker or Podman engine, local or remote, rootful or rootless) and
+:class:`~.swarm.SwarmBackend` (a Docker Swarm) implement it: each receives the same
+:class:`ContainerSpec`, answers with the same inspect data, raises the same typed errors
+(core/errors.py), and says what differs through the capabilities below, so the provisioner never
+asks which backend it has. :mod:`.registry` maps a kernelspec's ``placement`` to a backend.
+Nothing outside ``engines/`` imports an engine SDK; callers type against :class:`ContainerBackend`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Iterable, Protocol, TypeVar, runtime_checkable
+
 from ..core.errors import BadRequest
 
 T = TypeVar("T")
@@ -195,12 +197,44 @@ class ContainerBackend(Protocol):
 
     base_url: str | None
     address: str  # base_url, else DOCKER_HOST, else the local socket
+
+    # -- what differs between backends: the provisioner and the service ask these, never which
+    # backend they hold. A new backend answers them (engines/registry.py names it).
+
     # Whether a short helper container (run_to_completion_sync) runs where the kernels run and
     # sees what they see (one engine: yes; a Swarm: no, it runs on the manager's own engine).
     helpers_reach_kernels: bool
+    # Whether the kernels' GPUs are placed by a scheduler (a Swarm's, a cluster's), asked for by
+    # number: no check against this host's GPUs, and 'auto' means none.
+    gpus_placed_by_scheduler: bool
+    # Whether signals reach a kernel's process (a Swarm manager cannot signal a container on
+    # another node: its kernelspecs interrupt by message).
+    delivers_signals: bool
+    # Whether the backend spans several machines (a cluster: the panel shows its nodes, images
+    # are checked per node, the cache keeper runs on each).
+    is_cluster: bool
+
+    @property
+    def location(self) -> EngineLocation:
+        """Where a kernel's container runs, seen from the Jupyter server: this host (its folders
+        are bind-mounted, its published ports reached on 127.0.0.1) or elsewhere (files are
+        copied in, and ``address`` is where its ports are reached; empty when the scheduler
+        decides the node at start: ``create_and_start_sync`` answers its ``Node.Addr``)."""
+
+    def joins_network_after_start_sync(self) -> bool:
+        """Whether a container may be created on no network and joined to its network right
+        after start (``ContainerSpec.network_after_start``): the engine's network set-up then
+        overlaps the kernel's imports."""
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking code in the backend's thread pool, off the event loop."""
+
+    # -- running blocking calls
+    def call_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` (blocking) here, translating the engine's errors into ours."""
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """:meth:`call_sync` in the backend's thread pool."""
 
     # -- the engine itself
     def info_sync(self) -> dict[str, Any]: ...
@@ -215,6 +249,7 @@ class ContainerBackend(Protocol):
     def inspect_container_sync(self, container_id: str) -> dict[str, Any]: ...
     def container_state_sync(self, container_id: str) -> dict[str, Any] | None: ...
     def container_logs_sync(self, container_id: str, tail: int | str = "all") -> str: ...
+    def wait_container_sync(self, container_id: str, timeout: float = 120) -> int: ...
     def signal_container_sync(self, container_id: str, signum: int) -> None: ...
     def remove_container_sync(self, container_id: str) -> None: ...
     def containers_sync(self, labels: list[str], *, all: bool = True) -> list[dict[str, Any]]: ...
@@ -243,3 +278,21 @@ class ContainerBackend(Protocol):
     # -- the cache volume
     def inspect_volume_sync(self, name: str) -> dict[str, Any] | None: ...
     def create_volume_sync(self, name: str, labels: dict[str, str]) -> dict[str, Any]: ...
+    def remove_volume_sync(self, name: str) -> None: ...
+
+
+@runtime_checkable
+class ClusterBackend(ContainerBackend, Protocol):
+    """A backend whose kernels run on the nodes of a cluster (``is_cluster``): the questions the
+    service asks it about the nodes, on top of the seam. Images are the manager's engine's; which
+    nodes hold the same build is asked on the nodes themselves."""
+
+    def image_on_nodes(self, image: str, python: str) -> dict[str, str]:
+        """Per node: whether it holds this very build of ``image``, asked there and then (a few
+        seconds). Called by ``jupyter mlcontainer image-nodes``."""
+        ...
+
+    def cached_node_images(self, image: str, python: str) -> dict[str, Any]:
+        """The last answer of :meth:`image_on_nodes` and its age, refreshed in the background
+        (never waits). Called by the image listing (panel, REST)."""
+        ...

@@ -1,5 +1,5 @@
 """Kernels on a Docker Swarm cluster: each kernel is a service with one task, on whichever node
-has room (and the GPUs it asks for), behind the same :class:`~.backend.ContainerBackend` seam as
+has room (and the GPUs it asks for), behind the same :class:`~.base.ContainerBackend` seam as
 a container on the local engine. The provisioner runs unchanged; what differs is here.
 
 How a kernel container's parts map onto Swarm (docs/swarm.md says why):
@@ -21,82 +21,74 @@ How a kernel container's parts map onto Swarm (docs/swarm.md says why):
   task's exit code or the node's error;
 * signals -> none reach another node's container through the manager: the kernelspec
   interrupts by message; stopping the kernel removes the service.
+
+The parts: the service's spec (:mod:`.swarm_spec`), reading tasks and nodes back
+(:mod:`.swarm_tasks`), and what the manager's own engine answers (:mod:`.swarm_manager`).
 """
 
 from __future__ import annotations
 
 import itertools
-import posixpath
+import signal as signals
 import threading
 import time
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any
 
-import docker
-from docker.types import (
-    ConfigReference, ContainerSpec as SwarmContainerSpec, Mount, Placement, Resources, RestartPolicy,
-    SecretReference, ServiceMode, TaskTemplate,
+from docker.types import ConfigReference, SecretReference, ServiceMode
+
+from ..core.errors import ContainerNotFound, EngineError
+from ..core.labels import LABEL_IMAGE, LABEL_KERNEL_ID, LABEL_ROLE
+from .base import ContainerSpec, EngineKind, EngineLocation
+from .swarm_manager import ManagerEngine
+from .swarm_spec import (
+    LABEL_SERVICE,
+    file_reference,
+    helper_task,
+    holds_secret,
+    keeper_container,
+    kernel_endpoint,
+    kernel_task,
+)
+from .swarm_tasks import (
+    ENDED,
+    PENDING,
+    TaskEnds,
+    ended_error,
+    held_gpus,
+    latest_task,
+    lost_state,
+    may_be_lost,
+    node_gpus,
+    node_lost,
+    published_ports,
+    task_state,
+    unplaced_error,
 )
 
-from .base import CONNECTION_FILE_IN_CONTAINER, CONNECTION_SECRET_ENV, NO_NEW_PRIVS_ENV, ContainerSpec, EngineKind
-from ..core.labels import LABEL_IMAGE, LABEL_KERNEL_ID, LABEL_ROLE
-from .docker import Engine, get_engine, missing_bind_source
-from ..core.errors import ContainerNotFound, EngineError, GpuRequestUnsatisfiable, WorkspaceNotOnEngineHost
-
-T = TypeVar("T")
-
-GPU_RESOURCE = "NVIDIA-GPU"  # the generic resource nodes advertise (dockerd --node-generic-resource)
-LABEL_SERVICE = "org.jupyter.mlcontainer.service"  # on a kernel's secrets and configs: their service's name
-ENDED = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
-WAITING = ("new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting")
 _names = itertools.count()
 _NO_EXEC = "A Swarm manager runs no command in a container on another node (freeze asks the kernel instead)"
-SECRET_PATH = "/run/secrets/mlcontainer-kernel.json"  # the bootstrap copies it where the kernel writes
 
 
-def helper_task(container: SwarmContainerSpec, *, memory: str | None, pids: int | None, restart: str) -> TaskTemplate:
-    """The task of a helper service of ours (the cache keeper, an image probe): its container as
-    given (capabilities dropped, read-only), with a memory and a process limit. A service of API
-    1.41 can be put on no network only by giving it none of its own (it keeps the node's bridge),
-    and has no no-new-privileges field: the keeper sets that on itself; a probe runs with every
-    capability dropped, no mount and no secret, for the milliseconds of an empty program."""
-    resources = Resources(mem_limit=_bytes(memory))
-    if pids:
-        resources.setdefault("Limits", {})["Pids"] = pids
-    return TaskTemplate(container, resources=resources, restart_policy=RestartPolicy(condition=restart))
-
-
-class SwarmBackend:
-    """The operations of :class:`~.backend.ContainerBackend` on a Swarm manager (``manager_url``,
-    a DOCKER_HOST). Images, probes and volumes go to the manager's own engine."""
+class SwarmBackend(ManagerEngine):
+    """The operations of :class:`~.base.ContainerBackend` on a Swarm manager (``manager_url``,
+    a DOCKER_HOST; None: the environment's). Kernels are services on the nodes (here); images,
+    probes, volumes and the engine's own answers go to the manager's engine
+    (:class:`~.swarm_manager.ManagerEngine`)."""
 
     helpers_reach_kernels = False  # a short helper runs on the manager's own engine, not on the nodes
+    gpus_placed_by_scheduler = True  # N of the nodes' NVIDIA-GPU generic resources, reserved by count
+    delivers_signals = False  # the manager reaches no container on another node: kernels interrupt by message
+    is_cluster = True
+    # The node is known once the task is placed: nothing of this host but the workspace is assumed
+    # there, and the kernel is reached at its node's address (create_and_start_sync's Node.Addr).
+    location = EngineLocation(False, "")
 
-    def __init__(self, manager_url: str) -> None:
-        self.engine: Engine = get_engine(manager_url)
-        self.base_url = manager_url
+    def __init__(self, manager_url: str | None) -> None:
+        super().__init__(manager_url)
         self._addresses: dict[str, tuple[str, str]] = {}  # node id -> (hostname, address)
         self._nodes_of: dict[str, str] = {}  # kernel id -> the node its last task ran on
 
-    # -- the seam's plumbing: the manager's engine does it
-    @property
-    def address(self) -> str:
-        return self.engine.address
-
-    @property
-    def api(self) -> docker.APIClient:
-        return self.engine.api
-
-    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self.engine.run_blocking(fn, *args)
-
-    def call_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return self.engine.call_sync(fn, *args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        # Images, probes, volumes, info: the manager's engine (it has the images the nodes run).
-        if name == "engine":  # not set yet (copies, pickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.engine, name)
+    # -- the engine as the provisioner sees it: the manager's, with GPUs placed by Swarm
 
     def kind_sync(self) -> EngineKind:
         kind = self.engine.kind_sync()
@@ -105,7 +97,10 @@ class SwarmBackend:
 
     def has_nvidia_runtime_sync(self) -> bool:
         """Whether any node advertises GPUs (as generic resources)."""
-        return any(self._node_gpus(node) for node in self.call_sync(self.api.nodes))
+        return any(node_gpus(node) for node in self.call_sync(self.api.nodes))
+
+    def joins_network_after_start_sync(self) -> bool:
+        return False  # a task joins no network of ours
 
     def ensure_kernel_network_sync(self, name: str) -> str:
         return ""  # a task publishes its ports on its node; it joins no network of ours
@@ -121,6 +116,8 @@ class SwarmBackend:
     def container_diff_sync(self, container_id: str) -> list[dict[str, Any]]:
         raise EngineError(_NO_EXEC)
 
+    # -- the cache keeper: a helper on every node
+
     def ensure_service_sync(self, spec: ContainerSpec) -> dict[str, Any]:
         """A long-running helper of ours on *every* node (the cache keeper: each node's own
         cache volume is set up and kept by the node's own task): a global service, restarted by
@@ -129,24 +126,7 @@ class SwarmBackend:
         found = [s for s in self.call_sync(lambda: self.api.services(filters={"name": spec.name}))
                  if s["Spec"]["Name"] == spec.name]
         labels = found[0]["Spec"].get("Labels") or {} if found else spec.labels
-        if found:
-            service_id = found[0]["ID"]
-        else:
-            container = SwarmContainerSpec(
-                spec.image, command=spec.entrypoint, args=spec.command, user=spec.user, labels=spec.labels,
-                mounts=[Mount(target=m.target, source=m.source, type=m.kind, read_only=m.read_only) for m in spec.mounts],
-                cap_add=spec.cap_add, cap_drop=spec.cap_drop, read_only=spec.read_only,
-            )
-            template = helper_task(container, memory=spec.memory, pids=spec.pids_limit, restart="any")
-            try:
-                service_id = self.call_sync(lambda: self.api.create_service(
-                    template, name=spec.name, labels=spec.labels, mode=ServiceMode("global"),
-                ), image=spec.image)["ID"]
-            except EngineError:
-                found = self.call_sync(lambda: self.api.services(filters={"name": spec.name}))
-                if not found:
-                    raise
-                service_id = found[0]["ID"]  # another server made it meanwhile
+        service_id = found[0]["ID"] if found else self._create_global(spec)
         deadline = time.monotonic() + 60
         while True:
             ready = {n["ID"] for n in self.call_sync(self.api.nodes)
@@ -159,17 +139,36 @@ class SwarmBackend:
             failed = {t["NodeID"]: str(t["Status"].get("Err") or "") for t in tasks if t["NodeID"] in ready - running
                       and t["Status"].get("State") in ("failed", "rejected") and t["Status"].get("Err")}
             if failed:
-                nodes = ", ".join(sorted(self._node(node)[0] for node in failed))
-                error = next(iter(failed.values()))
-                if "no such image" in error.lower():
-                    raise EngineError(
-                        f"{spec.name} cannot start on {nodes}: the image {spec.image} is not there. Load it on every "
-                        f"node as the kernels' images are (docker save {spec.image} | docker load, on each node; "
-                        "`jupyter mlcontainer helper-image` makes it and says its name)")
-                raise EngineError(f"{spec.name} cannot start on {nodes}: {error}")
+                raise self._keeper_error(spec, failed)
             time.sleep(0.2)
 
+    def _create_global(self, spec: ContainerSpec) -> str:
+        """Create the global service ``spec`` describes; its id (another server's, when that one
+        made it meanwhile)."""
+        template = helper_task(keeper_container(spec), memory=spec.memory, pids=spec.pids_limit, restart="any")
+        try:
+            return self.call_sync(lambda: self.api.create_service(
+                template, name=spec.name, labels=spec.labels, mode=ServiceMode("global"),
+            ), image=spec.image)["ID"]
+        except EngineError:
+            found = self.call_sync(lambda: self.api.services(filters={"name": spec.name}))
+            if not found:
+                raise
+            return found[0]["ID"]  # another server made it meanwhile
+
+    def _keeper_error(self, spec: ContainerSpec, failed: dict[str, str]) -> EngineError:
+        """Why the global service cannot start on the nodes ``failed`` (node id -> its error)."""
+        nodes = ", ".join(sorted(self._node(node)[0] for node in failed))
+        error = next(iter(failed.values()))
+        if "no such image" in error.lower():
+            return EngineError(
+                f"{spec.name} cannot start on {nodes}: the image {spec.image} is not there. Load it on every "
+                f"node as the kernels' images are (docker save {spec.image} | docker load, on each node; "
+                "`jupyter mlcontainer helper-image` makes it and says its name)")
+        return EngineError(f"{spec.name} cannot start on {nodes}: {error}")
+
     # -- kernels
+
     def create_and_start_sync(self, spec: ContainerSpec) -> dict[str, Any]:
         """Create the kernel's service and wait until its task runs (or could not be placed:
         GpuRequestUnsatisfiable / EngineError with the scheduler's reason). Returns inspect-like
@@ -188,51 +187,25 @@ class SwarmBackend:
             raise
 
     def _files(self, name: str, spec: ContainerSpec) -> tuple[list[SecretReference], list[ConfigReference]]:
+        """Make the spec's files a secret (the connection file) and configs, labelled with their
+        service's ``name`` so that they go with it."""
         secrets, configs = [], []
         labels = {LABEL_SERVICE: name, LABEL_ROLE: "kernel-file"}
         for index, file in enumerate(spec.files):
             file_name = f"{name}-{index}"
-            if file.path == CONNECTION_FILE_IN_CONTAINER:  # holds the kernel's key: a secret
+            if holds_secret(file):
                 created = self.call_sync(lambda: self.api.create_secret(file_name, file.content, labels=labels))
-                secrets.append(SecretReference(created["ID"], file_name, filename=SECRET_PATH, uid=str(file.uid),
-                                               gid=str(file.gid), mode=0o400))
+                secrets.append(file_reference(file, created["ID"], file_name))
             else:
                 created = self.call_sync(lambda: self.api.create_config(file_name, file.content, labels=labels))
-                configs.append(ConfigReference(created["ID"], file_name, filename=file.path, uid=str(file.uid),
-                                               gid=str(file.gid), mode=file.mode))
+                configs.append(file_reference(file, created["ID"], file_name))
         return secrets, configs
 
     def _create_service(self, name: str, spec: ContainerSpec, secrets: list, configs: list) -> str:
-        gpus = sum(max(request.count or len(request.device_ids), 0) for request in spec.gpus)
-        if any(request.count == -1 for request in spec.gpus):
-            raise GpuRequestUnsatisfiable("On a Swarm cluster a kernel asks for a number of GPUs (--gpus 2), not all")
-        mounts = [Mount(target=m.target, source=m.source, type=m.kind, read_only=m.read_only) for m in spec.mounts]
-        env = {**spec.env, NO_NEW_PRIVS_ENV: "1"}  # the bootstrap sets it: services have no such option
-        if spec.shm_size:  # a service has no --shm-size: /dev/shm as a tmpfs of that size
-            mounts.append(Mount(target="/dev/shm", source=None, type="tmpfs", tmpfs_size=_bytes(spec.shm_size),
-                                tmpfs_mode=0o1777))
-        if secrets:  # the kernel rewrites its connection file: a private, writable folder for it
-            mounts.append(Mount(target=posixpath.dirname(CONNECTION_FILE_IN_CONTAINER), source=None, type="tmpfs",
-                                tmpfs_mode=0o1777, tmpfs_size=1 << 20))
-            env[CONNECTION_SECRET_ENV] = SECRET_PATH
-        container = SwarmContainerSpec(
-            spec.image, command=spec.entrypoint, args=spec.command, env=env, workdir=spec.working_dir,
-            user=spec.user, labels=spec.labels, secrets=secrets, configs=configs, init=spec.init,
-            mounts=mounts, cap_drop=spec.cap_drop, read_only=spec.read_only,
-        )
-        template = TaskTemplate(
-            container, restart_policy=RestartPolicy(condition="none"),
-            resources=Resources(
-                mem_limit=_bytes(spec.memory), cpu_limit=spec.nano_cpus,
-                generic_resources={GPU_RESOURCE: gpus} if gpus else None,
-            ),
-            placement=Placement(constraints=self._constraints(spec)),
-        )
-        # Host mode: each port on the task's node, chosen by the node; read back from the task.
-        endpoint = {"Ports": [{"Protocol": "tcp", "TargetPort": port, "PublishMode": "host",
-                               **({"PublishedPort": host} if host else {})} for port, host in spec.ports.items()]}
+        template = kernel_task(spec, secrets, configs, self._constraints(spec))
         created = self.call_sync(lambda: self.api.create_service(
-            template, name=name, labels=spec.labels, mode=ServiceMode("replicated", replicas=1), endpoint_spec=endpoint,
+            template, name=name, labels=spec.labels, mode=ServiceMode("replicated", replicas=1),
+            endpoint_spec=kernel_endpoint(spec),
         ), image=spec.image)
         return created["ID"]
 
@@ -243,6 +216,7 @@ class SwarmBackend:
         return [f"node.id=={node}"] if node and any(spec.ports.values()) else []
 
     def _running_task(self, service_id: str, spec: ContainerSpec) -> dict[str, Any]:
+        """Wait until the service's task runs; its inspect-like data (see create_and_start_sync)."""
         deadline = time.monotonic() + spec.placement_timeout
         while True:
             task = self._task(service_id)
@@ -250,74 +224,42 @@ class SwarmBackend:
             if state == "running":
                 break
             if state in ENDED:
-                status = task["Status"]
-                node = self._node(task.get("NodeID", ""))[0] or "the cluster"
-                error = status.get("Err") or status.get("Message") or ""
-                missing = missing_bind_source(error)
-                if missing:
-                    raise WorkspaceNotOnEngineHost(
-                        f"{missing} does not exist on Swarm node {node}, where the kernel was placed: a kernel "
-                        "on a Swarm needs its notebook folder (and a host-folder cache) at the same path on every "
-                        "node, on shared storage such as NFS"
-                    )
-                raise EngineError(f"The kernel's task on {node} {state}: {error}" + _exit_text(status))
+                raise ended_error(task, state, self._node(task.get("NodeID", ""))[0] or "the cluster")
             if time.monotonic() > deadline:
-                message = (task or {}).get("Status", {}).get("Err") or (task or {}).get("Status", {}).get("Message") or state
-                if "insufficient resources" in message or "no suitable node" in message:
-                    raise GpuRequestUnsatisfiable(
-                        f"No node of the cluster can take the kernel within {spec.placement_timeout:.0f} s: {message}"
-                    )
-                raise EngineError(f"The kernel's task was not running within {spec.placement_timeout:.0f} s ({message})")
+                raise unplaced_error(task, state, spec.placement_timeout)
             time.sleep(0.2)
         hostname, addr = self._node(task["NodeID"])
         if spec.labels.get(LABEL_KERNEL_ID):
             self._nodes_of[spec.labels[LABEL_KERNEL_ID]] = task["NodeID"]
-        ports = {}
-        for port in (task.get("Status") or {}).get("PortStatus", {}).get("Ports") or []:
-            ports[f"{port['TargetPort']}/tcp"] = [{"HostIp": spec.publish_ip, "HostPort": str(port["PublishedPort"])}]
         return {
             "Id": service_id,
             "Name": spec.name,
             "State": {"Running": True, "Status": "running"},
-            "NetworkSettings": {"Ports": ports},
+            "NetworkSettings": {"Ports": published_ports(task, spec.publish_ip)},
             "Node": {"Name": hostname, "Addr": addr, "ID": task["NodeID"]},
             "Config": {"Labels": dict(spec.labels)},
         }
 
     def _task(self, service_id: str) -> dict[str, Any] | None:
-        tasks = self.call_sync(lambda: self.api.tasks(filters={"service": service_id}))
-        tasks.sort(key=lambda t: t.get("CreatedAt", ""))
-        return tasks[-1] if tasks else None
+        return latest_task(self.call_sync(lambda: self.api.tasks(filters={"service": service_id})))
 
     def _node(self, node_id: str) -> tuple[str, str]:
+        """(hostname, address) of a node, cached: a node keeps both while it is in the cluster."""
         if node_id and node_id not in self._addresses:
             node = self.call_sync(lambda: self.api.inspect_node(node_id))
             self._addresses[node_id] = (node["Description"]["Hostname"], node["Status"].get("Addr", ""))
         return self._addresses.get(node_id, ("", ""))
 
-    @staticmethod
-    def _node_gpus(node: dict[str, Any]) -> list[str]:
-        resources = ((node.get("Description") or {}).get("Resources") or {}).get("GenericResources") or []
-        return [r["NamedResourceSpec"]["Value"] for r in resources
-                if (r.get("NamedResourceSpec") or {}).get("Kind") == GPU_RESOURCE]
-
     def cluster_sync(self) -> dict[str, Any]:
         """The cluster as the status shows it: each node (hostname, role, state, address), its
         GPUs and which of them running kernel tasks hold (with the kernel ids)."""
-        held: dict[str, str] = {}  # GPU id -> kernel id
-        for task in self.call_sync(lambda: self.api.tasks(filters={"desired-state": "running"})):
-            kernel = ((task.get("Spec") or {}).get("ContainerSpec") or {}).get("Labels", {}).get(LABEL_KERNEL_ID, "")
-            for resource in (task.get("GenericResources") or task.get("AssignedGenericResources") or []):
-                spec = resource.get("NamedResourceSpec") or {}
-                if spec.get("Kind") == GPU_RESOURCE:
-                    held[spec["Value"]] = kernel
+        held = held_gpus(self.call_sync(lambda: self.api.tasks(filters={"desired-state": "running"})))
         nodes = []
         for node in self.call_sync(self.api.nodes):
-            gpus = self._node_gpus(node)
             nodes.append({
                 "hostname": node["Description"]["Hostname"], "role": node["Spec"].get("Role"),
                 "state": node["Status"].get("State"), "address": node["Status"].get("Addr"),
-                "gpus": [{"id": gpu, "kernel_id": held.get(gpu) or None} for gpu in gpus],
+                "gpus": [{"id": gpu, "kernel_id": held.get(gpu) or None} for gpu in node_gpus(node)],
             })
         nodes.sort(key=lambda n: (n["role"] != "manager", n["hostname"]))
         return {"manager": self.address, "nodes": nodes}
@@ -330,35 +272,24 @@ class SwarmBackend:
         except ContainerNotFound:
             return None
         if task is None:
-            return None if not self._service_exists(container_id) else {"Running": False, "Status": "pending"}
+            return None if not self._service_exists(container_id) else dict(PENDING)
         return self._state_of(task)
 
     def _state_of(self, task: dict[str, Any]) -> dict[str, Any]:
         status = task.get("Status") or {}
-        code = (status.get("ContainerStatus") or {}).get("ExitCode")
-        error = status.get("Err", "")
-        if error.startswith("task: non-zero exit"):  # the exit code says it
-            error = ""
-        if status.get("State") not in ("complete", *WAITING):
-            # The task's last word may have come from a node that no longer answers ("running",
-            # or the scheduler's "assigned node no longer meets constraints"): say so.
+        if may_be_lost(status):
             lost = self._node_lost(task.get("NodeID", ""))
             if lost:
-                return {"Running": False, "Status": "node-down", "ExitCode": -1, "Error": lost, "OOMKilled": False}
-        return {"Running": status.get("State") == "running", "Status": status.get("State"),
-                "ExitCode": code if code is not None else -1, "Error": error, "OOMKilled": False}
+                return lost_state(lost)
+        return task_state(status)
 
     def _node_lost(self, node_id: str) -> str:
         """Why the node ``node_id`` cannot be running anything of ours ("" while it is up)."""
         try:
             node = self.call_sync(lambda: self.api.inspect_node(node_id))
         except EngineError:
-            return f"Swarm node {node_id[:12]}, where it ran, has left the cluster"
-        status = node.get("Status") or {}
-        if status.get("State") in ("down", "disconnected"):
-            reason = f" ({status['Message']})" if status.get("Message") else ""
-            return f"Swarm node {node['Description']['Hostname']}, where it ran, is {status['State']}{reason}"
-        return ""
+            node = None
+        return node_lost(node, node_id)
 
     def inspect_container_sync(self, container_id: str) -> dict[str, Any]:
         """The kernel's service as a container's inspect data: what the kernel list and freeze
@@ -374,12 +305,13 @@ class SwarmBackend:
             image_id = ""
         task = self._task(container_id)
         hostname, addr = self._node(task.get("NodeID", "")) if task else ("", "")
+        mounts = [{"Destination": m.get("Target", ""), "Type": m.get("Type", "")}
+                  for m in container.get("Mounts") or []]
         return {"Id": service["ID"], "Name": service["Spec"]["Name"], "Image": image_id,
-                "State": self._state_of(task) if task else {"Running": False, "Status": "pending"},
+                "State": self._state_of(task) if task else dict(PENDING),
                 "Config": {"Labels": labels, "Image": image, "WorkingDir": container.get("Dir", ""),
                            "Env": container.get("Env") or []},
-                "Mounts": [{"Destination": m.get("Target", ""), "Type": m.get("Type", "")} for m in container.get("Mounts") or []],
-                "Node": {"Name": hostname, "Addr": addr}}
+                "Mounts": mounts, "Node": {"Name": hostname, "Addr": addr}}
 
     def _service_exists(self, service_id: str) -> bool:
         try:
@@ -402,8 +334,6 @@ class SwarmBackend:
     def signal_container_sync(self, container_id: str, signum: int) -> None:
         """Swarm reaches no container on another node with a signal: stopping (TERM, KILL)
         removes the service; an interrupt goes by message (the kernelspec says so)."""
-        import signal as signals
-
         if signum in (signals.SIGKILL, signals.SIGTERM):
             self.remove_container_sync(container_id)
             return
@@ -427,8 +357,7 @@ class SwarmBackend:
     def _remove_files(self, name: str) -> None:
         # A secret in use by a task that is still stopping cannot go yet: retried briefly.
         deadline = time.monotonic() + 30
-        for kind, listing, remove in (("secret", self.api.secrets, self.api.remove_secret),
-                                      ("config", self.api.configs, self.api.remove_config)):
+        for listing, remove in ((self.api.secrets, self.api.remove_secret), (self.api.configs, self.api.remove_config)):
             for item in self.call_sync(lambda: listing(filters={"label": f"{LABEL_SERVICE}={name}"})):
                 while True:
                     try:
@@ -455,67 +384,31 @@ class SwarmBackend:
     def our_containers_sync(self, role: str | None = None) -> list[dict[str, Any]]:
         return self.containers_sync([f"{LABEL_ROLE}={role}" if role else LABEL_ROLE])
 
-    def events_stream(self, *, since: float, events: list[str], labels: list[str]) -> "TaskEnds":
+    def events_stream(self, *, since: float, events: list[str], labels: list[str]) -> TaskEnds:
+        """The kernels' deaths (``die``), polled from the manager: a service whose task ended.
+        ``since`` and ``events`` go unused (the manager keeps no past task events to replay)."""
         return TaskEnds(self, labels)
 
+    # -- the nodes' images (base.ClusterBackend)
 
-class TaskEnds:
-    """The ``die`` events of kernel services' tasks, from polling the manager once a second (its
-    event stream carries no container event of other nodes). Iterable; ``close()`` ends it."""
+    def image_on_nodes(self, image: str, python: str) -> dict[str, str]:
+        from .swarm_images import image_on_nodes
 
-    def __init__(self, backend: SwarmBackend, labels: list[str], every: float = 1.0) -> None:
-        self.backend, self.labels, self.every = backend, labels, every
-        self._closed = threading.Event()
-        self._reported: set[str] = set()
+        return image_on_nodes(self, image, python)
 
-    def close(self) -> None:
-        self._closed.set()
+    def cached_node_images(self, image: str, python: str) -> dict[str, Any]:
+        from .swarm_images import node_images
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        api = self.backend.api
-        while not self._closed.is_set():
-            services = {s["ID"] for s in self.backend.call_sync(lambda: api.services(filters={"label": self.labels}))}
-            services -= self._reported
-            if not services:  # no kernel of ours on the cluster: nothing else to ask
-                self._closed.wait(self.every)
-                continue
-            # Only our services' tasks (a shared cluster runs many others').
-            tasks = self.backend.call_sync(lambda: api.tasks(filters={
-                "service": sorted(services), "desired-state": ["running", "shutdown"]}))
-            down = {n["ID"] for n in self.backend.call_sync(api.nodes)
-                    if (n.get("Status") or {}).get("State") in ("down", "disconnected")}
-            for task in tasks:
-                service = task.get("ServiceID")
-                status = task.get("Status") or {}
-                lost = status.get("State") == "running" and task.get("NodeID") in down
-                if service not in services or (status.get("State") not in ENDED and not lost):
-                    continue
-                if any(t.get("ServiceID") == service and t.get("CreatedAt", "") > task.get("CreatedAt", "") for t in tasks):
-                    continue  # an older task of a service that has a newer one
-                self._reported.add(service)
-                code = (status.get("ContainerStatus") or {}).get("ExitCode")
-                yield {"Action": "die", "id": service, "time": time.time(),
-                       "Actor": {"ID": service, "Attributes": {"exitCode": str(code if code is not None else -1)}}}
-            self._closed.wait(self.every)
+        return node_images().states(self, image, python)
 
 
-def _bytes(size: str | None) -> int | None:
-    from .base import parse_size
-
-    return parse_size(size) if size else None
-
-
-def _exit_text(status: dict[str, Any]) -> str:
-    code = (status.get("ContainerStatus") or {}).get("ExitCode")
-    return f" (exit code {code})" if code not in (None, 0) else ""
-
-
-_backends: dict[str, SwarmBackend] = {}
+_backends: dict[str | None, SwarmBackend] = {}
 _backends_lock = threading.Lock()
 
 
-def get_swarm(manager_url: str) -> SwarmBackend:
-    """The process-wide backend for the Swarm whose manager is ``manager_url``."""
+def get_swarm(manager_url: str | None = None) -> SwarmBackend:
+    """The process-wide backend for the Swarm whose manager is ``manager_url`` (None: the
+    environment's DOCKER_HOST, else the local socket, as :func:`~.docker.get_engine`)."""
     with _backends_lock:
         backend = _backends.get(manager_url)
         if backend is None:

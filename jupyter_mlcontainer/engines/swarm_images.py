@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from docker.types import ContainerSpec as SwarmContainerSpec, ServiceMode
+from docker.types import ContainerSpec as SwarmContainerSpec
+from docker.types import ServiceMode
 
-from ..core.labels import LABEL_ROLE
 from ..core.errors import ContainerNotFound, EngineError, ImageNotFound
-from .swarm import helper_task
+from ..core.labels import LABEL_ROLE
+from .swarm_spec import helper_task
 
 log = logging.getLogger(__name__)
 

@@ -21,14 +21,12 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
-from ..engines.docker import Engine
-from ..core.names import check_reference
-from ..core.errors import EngineError, EngineUnavailable
-from ..core.errors import RestoreError, RestorePlanChanged
-from ..core.names import slug
+from ..core.errors import EngineError, EngineUnavailable, RestoreError, RestorePlanChanged
+from ..core.names import check_reference, slug
+from ..core.policy import resolve_under
+from ..engines.base import ContainerBackend
 from ..images.jobs import BuildContext, Job, JobRegistry, PackedContext, collect_context, follow, raise_for_error
 from ..kernels.kernelspecs import add_kernelspec, default_kernel_name, installed_kernelspecs
-from ..core.policy import resolve_under
 from .sharing import read_record
 
 RESTORED_REPOSITORY = "mlcontainer-restored"
@@ -94,7 +92,7 @@ def has_registry(image: str) -> bool:
     return bool(rest) and ("." in first or ":" in first or first == "localhost")
 
 
-def restored_tag(engine: Engine, notebook: str, digest: str) -> tuple[str, bool]:
+def restored_tag(engine: ContainerBackend, notebook: str, digest: str) -> tuple[str, bool]:
     """(tag, already built) for an image built from a context with sha256 ``digest``: an image
     carrying that tag and label is the same build and is reused; a tag held by any other image
     is left alone and the next free ``-N`` suffix is used."""
@@ -132,7 +130,7 @@ def kernelspec_name_for(image: str, wanted: str | None) -> tuple[str, bool, str]
     return name, False, f"a kernelspec named {wanted!r} exists already and is left as it is; the notebook's kernel is {name!r}"
 
 
-def write_kernelspec(engine: Engine, image: str, wanted: str | None) -> tuple[str, str]:
+def write_kernelspec(engine: ContainerBackend, image: str, wanted: str | None) -> tuple[str, str]:
     """Write (or reuse) the kernelspec the restored notebook runs on; return (name, note)."""
     name, reuse, note = kernelspec_name_for(image, wanted)
     if not reuse:
@@ -150,7 +148,7 @@ def dockerfile_of(notebook_path: str, record: dict[str, Any]) -> str:
 
 
 def plan_restore(
-    engine: Engine, notebook_path: str, *, pull: bool = True, wheelhouse: str | None = None,
+    engine: ContainerBackend, notebook_path: str, *, pull: bool = True, wheelhouse: str | None = None,
     context_limit_mb: int | None = None, pack: bool = False,
 ) -> RestorePlan:
     """Look at the notebook, its folder and the engine; change nothing. Blocking.
@@ -206,7 +204,7 @@ def plan_restore(
 
 
 def start_restore(
-    engine: Engine, jobs: JobRegistry, notebook_path: str, fingerprint: str, *, pull: bool = True,
+    engine: ContainerBackend, jobs: JobRegistry, notebook_path: str, fingerprint: str, *, pull: bool = True,
     wheelhouse: str | None = None, build_args: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Do what the plan with ``fingerprint`` said. Blocking for the plan and a kernelspec;
@@ -261,7 +259,7 @@ def start_restore(
 
 
 def restore(
-    engine: Engine, notebook_path: str, *, confirm: Callable[[RestorePlan], bool], jobs: JobRegistry | None = None,
+    engine: ContainerBackend, notebook_path: str, *, confirm: Callable[[RestorePlan], bool], jobs: JobRegistry | None = None,
     pull: bool = True, wheelhouse: str | None = None, build_args: dict[str, str] | None = None,
     on_line: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -282,7 +280,7 @@ def restore(
             "notes": job.result["notes"]}
 
 
-def _image_exists(engine: Engine, image: str) -> bool:
+def _image_exists(engine: ContainerBackend, image: str) -> bool:
     try:
         engine.inspect_image_sync(image)
     except EngineUnavailable:

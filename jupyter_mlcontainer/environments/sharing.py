@@ -14,12 +14,11 @@ from typing import Any
 
 import nbformat
 
+from ..core.errors import RestoreError
+from ..core.names import METADATA_KEY
+from ..core.policy import write_text_safely
 from .dockerfile import FILE_NAME, IMAGE_REF, SAFE_PATH, comment, visible
 from .freeze import FreezeResult
-from ..core.errors import RestoreError
-from ..core.policy import write_text_safely
-from ..core.names import METADATA_KEY
-
 
 
 def frozen_names(notebook_path: str, dockerfile_text: str) -> tuple[str, str]:

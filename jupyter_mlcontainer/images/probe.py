@@ -12,79 +12,23 @@ import os
 import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from typing import Any, Callable
 
+from ..core.errors import BadRequest, EngineError, ImageNotFound, ImageNotUsable
 from ..core.labels import LABEL_HELPER, LABEL_PREFIX, LABEL_ROLE
-from ..engines.docker import Engine
 from ..core.names import reference_parts
-from ..core.errors import EngineError
-from ..core.errors import ImageNotFound
 from ..core.policy import write_json_safely
 from ..core.state import state_dir
-from ..core.errors import ImageNotUsable
-from ..core.errors import BadRequest
+from ..engines.base import ContainerBackend
 
 PROBE_VERSION = 4
 
-# Runs inside the image with whatever Python it has (3.6+); prints one JSON line.
-# Reads versions from package metadata and torch/version.py without importing torch (slow).
-PROBE_SCRIPT = r"""
-import json, os, re, sys
-out = {"executable": sys.executable, "python_version": "%d.%d.%d" % tuple(sys.version_info[:3])}
-try:
-    import importlib.util as iu
-    def has(mod):
-        return iu.find_spec(mod) is not None
-except Exception:
-    def has(mod):
-        return False
-try:
-    from importlib import metadata as md
-except Exception:
-    md = None
-def ver(dist):
-    if md is None:
-        return None
-    try:
-        return md.version(dist)
-    except Exception:
-        return None
-out["ipykernel"] = ver("ipykernel") if has("ipykernel") else None
-# CurveZMQ transport encryption: ipykernel reads the keys from its connection file from 7.4 on,
-# and the image's libzmq must have CURVE.
-out["curve"] = False
-try:
-    major_minor = tuple(int(x) for x in re.findall(r"\d+", out["ipykernel"] or "")[:2])
-    if major_minor >= (7, 4):
-        import zmq
-        out["curve"] = bool(zmq.has("curve"))
-except Exception:
-    pass
-out["pip"] = ver("pip") if has("pip") else None
-out["torch"] = ver("torch")
-out["torch_cuda"] = None
-if out["torch"]:
-    try:
-        spec = iu.find_spec("torch")
-        base = list(spec.submodule_search_locations)[0]
-        text = open(os.path.join(base, "version.py")).read()
-        m = re.search(r"^cuda\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", text, re.M)
-        out["torch_cuda"] = m.group(1) if m else None
-    except Exception:
-        pass
-out["conda"] = os.path.isdir(os.path.join(sys.prefix, "conda-meta"))
-out["venv"] = sys.prefix if sys.prefix != getattr(sys, "base_prefix", sys.prefix) else ""
-out["externally_managed"] = bool(__import__("glob").glob(os.path.join(os.path.dirname(os.__file__), "EXTERNALLY-MANAGED")))
-for name in ("passwd", "group"):
-    try:
-        out[name] = open("/etc/" + name).read()
-    except Exception:
-        out[name] = ""
-print(json.dumps(out))
-"""
+# Runs inside the image with whatever Python it has (3.6+) and prints one JSON line; read once,
+# from the package (scripts/probe_image.py), and passed to that Python with -c.
+PROBE_SCRIPT = (resources.files(f"{__package__}.scripts") / "probe_image.py").read_text(encoding="utf-8")
 
 PYTHON_CANDIDATES = ("python3", "python")
-
 
 
 @dataclass
@@ -112,6 +56,7 @@ class ImageFacts:
 
     @property
     def usable(self) -> bool:
+        """Whether a kernel can run in the image as it is (Python with ipykernel)."""
         return bool(self.python and self.ipykernel)
 
     def summary(self) -> str:
@@ -156,6 +101,7 @@ def unusable_reason(image: str, facts: ImageFacts) -> str | None:
 
 
 def _env_dict(image_attrs: dict[str, Any]) -> dict[str, str]:
+    """The image's ENV lines as a dict (from its inspect data, without running it)."""
     env = {}
     for item in (image_attrs.get("Config") or {}).get("Env") or []:
         key, _, value = item.partition("=")
@@ -164,10 +110,13 @@ def _env_dict(image_attrs: dict[str, Any]) -> dict[str, str]:
 
 
 def _cache_path(image_id: str) -> str:
+    """Where the facts of ``image_id`` are kept: the id names the content, so they never go stale."""
     return os.path.join(state_dir(), "probes", image_id.replace(":", "_") + ".json")
 
 
 def _load_cached(image_id: str) -> ImageFacts | None:
+    """The kept facts of ``image_id``; None when there are none, they are unreadable, or an
+    earlier probe (another PROBE_VERSION) found them."""
     try:
         with open(_cache_path(image_id)) as f:
             data = json.load(f)
@@ -182,12 +131,13 @@ def _load_cached(image_id: str) -> ImageFacts | None:
 
 
 def _store(facts: ImageFacts) -> None:
+    """Keep ``facts`` for every later listing and kernel start (written whole or not at all)."""
     path = _cache_path(facts.image_id)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     write_json_safely(path, asdict(facts))
 
 
-def probe_image_sync(engine: Engine, image: str, *, refresh: bool = False) -> ImageFacts:
+def probe_image_sync(engine: ContainerBackend, image: str, *, refresh: bool = False) -> ImageFacts:
     """Facts about ``image`` (blocking). Probes once per image id; later calls read the cache.
 
     Raises ImageNotFound when the image is absent, EngineUnavailable when the engine is.
@@ -258,6 +208,8 @@ def default_prepared_tag(image: str) -> str:
 
 
 def _prepare_dockerfile(image: str, facts: ImageFacts, with_wheelhouse: bool, index_url: str | None) -> str:
+    """The Dockerfile :func:`prepare_image` builds: ``image`` + ipykernel installed with its own
+    pip (from the wheelhouse, or an index), as root, then back to the image's user."""
     python = facts.python or "python3"
     pip_args = ["--no-cache-dir"]
     if with_wheelhouse:
@@ -283,7 +235,7 @@ def _prepare_dockerfile(image: str, facts: ImageFacts, with_wheelhouse: bool, in
 
 
 def prepare_image(
-    engine: Engine,
+    engine: ContainerBackend,
     image: str,
     *,
     tag: str | None = None,
@@ -326,7 +278,7 @@ def prepare_image(
 class ImageInventory:
     """Local images with their probed facts; images never probed are probed in the background."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: ContainerBackend) -> None:
         self.engine = engine
         self._pending: set[str] = set()
         self._failed: dict[str, str] = {}
@@ -358,6 +310,8 @@ class ImageInventory:
 
     def _row(self, image_id: str, tags: list[str], digests: list[str], size: Any, created: Any,
              labels: dict[str, str], kernelspecs_by_image: dict[str, list[str]]) -> dict[str, Any]:
+        """One image's row of the listing: its facts when probed, else the probe's state (and a
+        probe started in the background, so a listing never waits for one)."""
         facts = _load_cached(image_id)
         if facts is not None:
             probe = {"probe": "done", **facts.public()}
@@ -378,6 +332,8 @@ class ImageInventory:
         }
 
     def _probe_later(self, image_id: str) -> None:
+        """Probe ``image_id`` in a thread of its own, once however often it is listed meanwhile;
+        a failure is kept for the listing to show."""
         with self._lock:
             if image_id in self._pending:
                 return

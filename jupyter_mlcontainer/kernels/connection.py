@@ -12,11 +12,11 @@ from typing import Any
 
 import zmq
 
-from ..engines.base import CONNECTION_DIR_IN_CONTAINER
-from .container_spec import CONTAINER_PORTS
-from ..images.probe import ImageFacts
 from ..core.errors import ImageNotUsable
 from ..core.policy import write_json_safely
+from ..engines.base import CONNECTION_DIR_IN_CONTAINER
+from ..images.probe import ImageFacts
+from .container_spec import CONTAINER_PORTS
 
 CONNECTION_FILE = "kernel.json"
 # On the ipc transport the kernel binds Unix sockets <folder>/zmq-<port> in its private folder,

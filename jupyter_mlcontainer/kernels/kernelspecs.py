@@ -15,20 +15,14 @@ from typing import Any
 
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
-from .container_spec import gpu_requests
-from ..engines.base import parse_size
-from ..engines.docker import Engine
-from ..core.names import check_reference
-from ..images.probe import ImageFacts, display_name, probe_image_sync, unusable_reason
-from ..core.names import slug
-from ..core.errors import ImageNotUsable
-from ..engines.base import CONNECTION_FILE_IN_CONTAINER
-from .provisioner import PROVISIONER_NAME
-from ..core.errors import KernelSpecError
+from ..core.errors import BadRequest, ImageNotUsable, KernelSpecError
+from ..core.names import check_reference, slug
 from ..core.options import OPTION_KEYS
-from ..core.errors import BadRequest
-
-
+from ..engines.base import CONNECTION_FILE_IN_CONTAINER, ContainerBackend, parse_size
+from ..engines.registry import backend_class, placements
+from ..images.probe import ImageFacts, display_name, probe_image_sync, unusable_reason
+from .container_spec import gpu_requests
+from .provisioner import PROVISIONER_NAME
 
 
 @dataclass
@@ -79,7 +73,7 @@ def _validate_options(options: dict[str, Any]) -> dict[str, Any]:
                 parse_size(str(value))
             except BadRequest:
                 raise KernelSpecError(f"--{key.replace('_', '-')} {value!r}: use a size like 512m or 8g") from None
-        if key == "placement" and value not in ("local", "swarm"):
+        if key == "placement" and str(value).lower() not in placements():
             raise KernelSpecError(f"placement {value!r}: 'local' (this engine) or 'swarm' (a Swarm's manager as docker_host)")
         if key == "kernel_transport" and value not in ("auto", "ipc", "tcp"):
             raise KernelSpecError(f"kernel_transport {value!r}: 'auto', 'ipc' (Unix sockets in the kernel's folder) "
@@ -109,7 +103,7 @@ def kernelspec_json(image: str, facts: ImageFacts, display: str, config: dict[st
         "display_name": display,
         "language": "python",
         # No signal reaches a container on another node through a Swarm's manager.
-        "interrupt_mode": "message" if config.get("placement") == "swarm" else "signal",
+        "interrupt_mode": "signal" if backend_class(config.get("placement", "local")).delivers_signals else "message",
         "env": {},
         "metadata": {
             "debugger": True,
@@ -132,7 +126,7 @@ def kernelspec_json(image: str, facts: ImageFacts, display: str, config: dict[st
 
 
 def add_kernelspec(
-    engine: Engine,
+    engine: ContainerBackend,
     image: str,
     *,
     name: str | None = None,

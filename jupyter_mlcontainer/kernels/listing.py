@@ -11,12 +11,18 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from ..core.identity import owner_id
 from ..core.labels import (
-    LABEL_CACHE_VOLUME, LABEL_GPUS, LABEL_IMAGE, LABEL_LIMITS_IGNORED, LABEL_OWNER, LABEL_OWNER_USER, LABEL_PREFIX,
+    LABEL_CACHE_VOLUME,
+    LABEL_GPUS,
+    LABEL_IMAGE,
+    LABEL_LIMITS_IGNORED,
+    LABEL_OWNER,
+    LABEL_OWNER_USER,
+    LABEL_PREFIX,
     LABEL_WORKSPACE,
 )
-from ..engines.docker import Engine
-from ..core.identity import owner_id
+from ..engines.base import ContainerBackend
 from .claims import kernel_id_of, kernel_name_of
 from .deaths import last_death
 
@@ -24,7 +30,7 @@ from .deaths import last_death
 class StatsCollector:
     """Latest CPU % and memory of each followed container. Thread-safe."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: ContainerBackend) -> None:
         self.engine = engine
         self._lock = threading.Lock()
         self._latest: dict[str, dict[str, Any]] = {}
@@ -81,7 +87,7 @@ def _summarise(sample: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def list_kernel_containers(engine: Engine, owner: str | None = None, *, user: str | None = None) -> list[dict[str, Any]]:
+def list_kernel_containers(engine: ContainerBackend, owner: str | None = None, *, user: str | None = None) -> list[dict[str, Any]]:
     """This server's kernel containers (one engine call); with ``user``, every kernel container
     that user started, from any server or front end."""
     mine = f"{LABEL_OWNER_USER}={user}" if user else f"{LABEL_OWNER}={owner or owner_id()}"
@@ -95,7 +101,7 @@ def kernel_ids_by_container(containers: list[dict[str, Any]]) -> dict[str, str |
 
 
 def container_kernels(
-    engine: Engine,
+    engine: ContainerBackend,
     stats: StatsCollector | None,
     notebook_paths: dict[str, str],
     kernelspec_of: dict[str, str] | None = None,

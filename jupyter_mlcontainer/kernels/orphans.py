@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .claims import is_spare, kernel_id_of
-from ..core.labels import LABEL_OWNER, LABEL_ROLE
-from ..engines.docker import Engine
 from ..core.identity import dead_owners, forget_dead_owner, owner_is_dead
+from ..core.labels import LABEL_OWNER, LABEL_ROLE
+from ..engines.base import ContainerBackend
+from .claims import is_spare, kernel_id_of
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class Orphan:
     role: str
 
 
-def find_orphans(engine: Engine) -> list[Orphan]:
+def find_orphans(engine: ContainerBackend) -> list[Orphan]:
     """Our containers (kernels, probes, volume helpers) whose owner process is dead. Blocking."""
     orphans = []
     for container in engine.our_containers_sync():
@@ -41,7 +41,7 @@ def find_orphans(engine: Engine) -> list[Orphan]:
     return orphans
 
 
-def reap_orphans(engine: Engine, logger: logging.Logger | None = None, *, forget_leases: bool = True) -> list[Orphan]:
+def reap_orphans(engine: ContainerBackend, logger: logging.Logger | None = None, *, forget_leases: bool = True) -> list[Orphan]:
     """Remove orphaned containers and say so in the log; return what was removed. Blocking.
     ``forget_leases``: drop the dead owners' leases afterwards (a caller reaping several
     backends does that once, after the last: without its lease an owner is nobody's to judge)."""

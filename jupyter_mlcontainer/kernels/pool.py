@@ -3,7 +3,7 @@
 A cold start waits for the engine to start a container (~0.2 s) and for the image's Python to
 import ipykernel and IPython (~0.3 s). A *spare* has done both: it is the container a start of
 its kernelspec would create (same image, mounts, user, limits, GPUs, network, labels but the
-kernel's id), running :data:`~.container_spec.SPARE_BOOTSTRAP`, blocked on a FIFO in its
+kernel's id), running :data:`~.bootstrap.SPARE_BOOTSTRAP`, blocked on a FIFO in its
 private folder. The provisioner's launch builds its container spec as for a cold start; when a
 valid spare of the same *template* waits, it writes the connection file into the spare's folder
 and the per-kernel part (environment, working directory, argv) into the FIFO, and records the
@@ -27,102 +27,29 @@ import atexit
 import dataclasses
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import os
 import shutil
-import stat
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
-from ..engines.base import ContainerBackend
+from ..core.errors import EngineError, EngineUnavailable
+from ..core.labels import LABEL_KERNEL_ID, LABEL_KERNEL_NAME, LABEL_SPARE
+from ..core.policy import write_text_safely
+from ..engines.base import CONNECTION_DIR_IN_CONTAINER, ContainerBackend, ContainerSpec
+from .bootstrap import SPARE_BOOTSTRAP
 from .claims import forget_claim
 from .connection import new_connection_dir, published_ports
-from ..engines.base import CONNECTION_DIR_IN_CONTAINER, ContainerSpec
-from .container_spec import CONTAINER_PORTS, SPARE_BOOTSTRAP
-from ..core.labels import LABEL_INJECTED_ENV, LABEL_KERNEL_ID, LABEL_KERNEL_NAME, LABEL_SPARE
-from ..core.errors import EngineError, EngineUnavailable
-from ..core.policy import write_text_safely
+from .container_spec import CONTAINER_PORTS
+from .spares import CLAIM_FIFO, Spare, Template, open_fifo_for_writing, per_kernel
 
 log = logging.getLogger(__name__)
 
-CLAIM_FIFO = "claim"  # in the spare's private folder (the container's CONNECTION_DIR_IN_CONTAINER)
-# Variables that differ per kernel: set at the claim, left out of the template.
-PER_KERNEL_ENV = ("JUPYTER_MLCONTAINER_KERNEL_ID",)
-PER_KERNEL_ENV_PREFIXES = ("JPY_",)
 # A young spare may still be importing when it is claimed: wait this long for it to listen.
 WARMING_WAIT = 5.0
-
-
-def _per_kernel(name: str) -> bool:
-    return name in PER_KERNEL_ENV or name.startswith(PER_KERNEL_ENV_PREFIXES)
-
-
-@dataclass
-class Template:
-    """What a cold start of one kernelspec would create, less what differs per kernel."""
-
-    key: str
-    spec: ContainerSpec  # the cold spec it came from (kernel-specific fields are replaced per spare)
-    image_id: str
-    files: dict[str, str]  # container path -> content of read-only files mounted from the launch folder
-    workspace: str
-
-
-@dataclass
-class Spare:
-    container_id: str
-    conn_dir: str
-    host_ports: dict[str, int]
-    image_id: str
-    key: str
-    created: float = field(default_factory=time.monotonic)
-
-
-def template_of(spec: ContainerSpec, image_id: str, connection_dir: str, workspace: str) -> Template:
-    """The template of a cold start's ``spec``; its key changes with anything but the kernel id,
-    the working directory, the per-kernel variables and the launch's own folder."""
-    files = {}
-    for mount in spec.mounts:
-        if mount.read_only and os.path.dirname(mount.source) == connection_dir:
-            with open(mount.source) as f:
-                files[mount.target] = f.read()
-    env = {k: v for k, v in spec.env.items() if not _per_kernel(k)}
-    labels = {k: v for k, v in spec.labels.items() if k != LABEL_KERNEL_ID}
-    injected = labels.get(LABEL_INJECTED_ENV, "")
-    labels[LABEL_INJECTED_ENV] = ",".join(n for n in injected.split(",") if n and not n.startswith(PER_KERNEL_ENV_PREFIXES))
-    mounts = [
-        dataclasses.asdict(m) | {"source": "<launch folder>" if os.path.dirname(m.source) == connection_dir or m.source == connection_dir else m.source}
-        for m in spec.mounts
-    ]
-    shape = {
-        "image": spec.image, "image_id": image_id, "command": spec.command, "env": env, "user": spec.user,
-        "labels": labels, "mounts": mounts, "files": files, "gpus": [dataclasses.asdict(g) for g in spec.gpus],
-        "memory": spec.memory, "nano_cpus": spec.nano_cpus, "shm_size": spec.shm_size, "cap_drop": spec.cap_drop,
-        "init": spec.init, "network": spec.network, "security_opt": spec.security_opt, "userns": spec.userns,
-        "python": (spec.entrypoint or [""])[0], "workspace": workspace, "published": sorted(spec.ports),
-    }
-    key = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
-    return Template(key=key, spec=spec, image_id=image_id, files=files, workspace=workspace)
-
-
-def open_fifo_for_writing(path: str) -> int:
-    """An fd to write into the FIFO at ``path``, which lies in a folder the spare's container
-    writes: whatever else is there (a symlink to a file of this host, a regular file, a device
-    node) is refused with OSError, never opened for writing. The entry is pinned without
-    following a link (O_PATH), checked, then opened through that pin, so it cannot be swapped
-    in between."""
-    pin = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        if not stat.S_ISFIFO(os.fstat(pin).st_mode):
-            raise OSError(errno.EINVAL, f"{path} is not the spare's FIFO (a symlink or another file there): refused")
-        return os.open(f"/proc/self/fd/{pin}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    finally:
-        os.close(pin)
 
 
 class WarmPool:
@@ -294,7 +221,7 @@ class WarmPool:
                     write_text_safely(path, template.files[mount.target], 0o644)
                     mount = dataclasses.replace(mount, source=path)
                 mounts.append(mount)
-            env = {k: v for k, v in spec.env.items() if not _per_kernel(k)}
+            env = {k: v for k, v in spec.env.items() if not per_kernel(k)}
             labels = {**spec.labels, LABEL_KERNEL_ID: "", LABEL_SPARE: template.key}
             spare_spec = dataclasses.replace(
                 spec, name=f"mlc-spare-{slug(spec.image)[:40]}-{uuid.uuid4().hex[:8]}",

@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .claims import forget_claim
 from ..core.labels import LABEL_ROLE
-from ..engines.docker import Engine
+from ..engines.base import ContainerBackend
+from .claims import forget_claim
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class ExitEvent:
 class ContainerWatcher:
     """Follows the engine's container events for kernel containers. Thread-safe."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: ContainerBackend) -> None:
         self.engine = engine
         self._lock = threading.Lock()
         self._exits: dict[str, ExitEvent] = {}
@@ -157,7 +157,7 @@ _watchers: dict[int, ContainerWatcher] = {}
 _watchers_lock = threading.Lock()
 
 
-def get_watcher(engine: Engine) -> ContainerWatcher:
+def get_watcher(engine: ContainerBackend) -> ContainerWatcher:
     """The process-wide watcher for ``engine`` (not started; call ``start()``)."""
     with _watchers_lock:
         watcher = _watchers.get(id(engine))

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.settings import DEFAULT_VOLUME, is_host_folder
-from ..engines.docker import Engine
 from ..core.errors import EngineError
+from ..core.settings import DEFAULT_VOLUME, is_host_folder
+from ..engines.base import ContainerBackend
 from .gpu import GpuMonitor
 
 
-def machine_status(engine: Engine, monitor: GpuMonitor, cache_volume: str = DEFAULT_VOLUME) -> dict[str, Any]:
+def machine_status(engine: ContainerBackend, monitor: GpuMonitor, cache_volume: str = DEFAULT_VOLUME) -> dict[str, Any]:
     """Engine reachability and version, NVIDIA runtime, NVML state and the cache volume. Blocking.
 
     Never raises for an unreachable engine or a missing GPU: those are states with a reason.

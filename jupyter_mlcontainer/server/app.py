@@ -8,10 +8,10 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Unicode
 
 from ..core.errors import EngineError
+from ..core.settings import MLContainer
+from ..service import MLContainerService
 from .handlers import route_table
 from .http_errors import as_http_error
-from ..service import MLContainerService
-from ..core.settings import MLContainer
 
 
 class MLContainerApp(ExtensionApp):

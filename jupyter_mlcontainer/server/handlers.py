@@ -18,12 +18,10 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from ..core.names import check_reference
-from ..core.errors import MLContainerError, RequestTooLarge, status_for
+from ..core.errors import BadRequest, MLContainerError, RequestTooLarge, status_for
+from ..core.names import METADATA_KEY, check_reference
 from ..core.policy import resolve_under
 from ..service import MLContainerService
-from ..core.names import METADATA_KEY
-from ..core.errors import BadRequest
 
 _DOMAIN_ERRORS = (MLContainerError,)  # raised on purpose: anything else is a bug, a 500 with its traceback
 MAX_BODY = 1 << 20

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..core.settings import MLContainer
 from ..engines.base import ContainerBackend
-from ..engines.docker import get_engine
+from ..engines.registry import DEFAULT_PLACEMENT, backend_for
 from ..images.jobs import JobRegistry
 from ..images.probe import ImageInventory
 from ..kernels.listing import StatsCollector
@@ -34,7 +34,7 @@ class MLContainerService(LookingMixin, ImagesMixin, KernelspecsMixin, SharingMix
 
     def __init__(self, settings: MLContainer | None = None, kernel_spec_manager: Any = None) -> None:
         self.settings = settings or MLContainer()
-        self.engine: ContainerBackend = get_engine(self.settings.docker_host or None)
+        self.engine: ContainerBackend = backend_for(DEFAULT_PLACEMENT, self.settings.docker_host or None)
         self.kernel_spec_manager = kernel_spec_manager  # the server's, when there is one
         self.jobs = JobRegistry(self.engine, context_limit_mb=self.settings.build_context_limit_mb)
         self.stats = StatsCollector(self.engine)

@@ -6,7 +6,8 @@ from typing import Any, Callable
 
 from ..core.errors import EngineError
 from ..core.settings import MLContainer
-from ..engines.base import ContainerBackend
+from ..engines.base import ClusterBackend, ContainerBackend
+from ..engines.registry import DEFAULT_PLACEMENT, backend_class, backend_for
 from ..kernels.orphans import Orphan, find_orphans, forget_dead_leases, reap_orphans
 
 
@@ -24,17 +25,20 @@ class AdminMixin:
         DockerKernelProvisioner.start_error_adapter = staticmethod(adapter)
 
     def backends(self) -> list[ContainerBackend]:
-        """Every place this server's kernels may run: the engine, and the Swarms that container
-        kernelspecs name (placement 'swarm', their docker_host the manager). Blocking (reads
-        the kernelspecs)."""
-        found: list[ContainerBackend] = [self.engine]
-        managers = {spec.config.get("docker_host") or self.settings.docker_host
-                    for spec in self.kernelspecs() if spec.config.get("placement") == "swarm"}
-        if managers:
-            from ..engines.swarm import get_swarm
+        """Every place this server's kernels may run: the engine, and the clusters that container
+        kernelspecs name (a placement whose backend ``is_cluster``, their docker_host its
+        manager). Blocking (reads the kernelspecs)."""
+        return [self.engine, *self.clusters()]
 
-            found += [get_swarm(manager) for manager in sorted(m for m in managers if m)]
-        return found
+    def clusters(self, specs: list[Any] | None = None) -> list[ClusterBackend]:
+        """The cluster backends that ``specs`` (default: every container kernelspec) name, once each."""
+        found: dict[tuple[str, str], ClusterBackend] = {}
+        for spec in self.kernelspecs() if specs is None else specs:
+            placement = spec.config.get("placement") or DEFAULT_PLACEMENT
+            address = spec.config.get("docker_host") or self.settings.docker_host
+            if address and backend_class(placement).is_cluster and (placement, address) not in found:
+                found[(placement, address)] = backend_for(placement, address)  # type: ignore[assignment]
+        return [found[key] for key in sorted(found)]
 
     def orphans(self, *, remove: bool, logger: Any = None) -> list[Orphan]:
         """Containers (and Swarm services) whose owning process died, on every backend;

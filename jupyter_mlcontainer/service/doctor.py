@@ -133,8 +133,8 @@ def keeper_check(service: MLContainerService) -> Check:
     host folder used through rootless engines, the admin's service on the host (its stamp's age)."""
     from ..cache.host_folder import keeper_age, keeper_command
     from ..cache.paths import is_host_folder
-    from ..cache.volume import ROLE_KEEPER
     from ..cache.scripts.layout import STAMP_EVERY
+    from ..cache.volume import ROLE_KEEPER
     from ..core.labels import LABEL_CACHE_VOLUME
 
     cache, engine = service.cache_volume, service.engine
@@ -187,9 +187,9 @@ def gpu_container_check(service: MLContainerService, image: str) -> Check | None
     no capabilities, removed afterwards."""
     import uuid
 
+    from ..core.identity import owner_id
     from ..core.labels import LABEL_OWNER, LABEL_ROLE
     from ..engines.base import ContainerSpec, GpuRequest
-    from ..core.identity import owner_id
     from ..images.probe import probe_image_sync
 
     engine = service.engine

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..cache.volume import ROLE_KEEPER, remove_cache_keeper
 from ..cache.helper_image import HelperImage, helper_image
+from ..cache.volume import ROLE_KEEPER, remove_cache_keeper
 from ..core.errors import BadRequest, Conflict, ImageNotFound
 from ..core.identity import owner_id
 from ..core.labels import LABEL_CACHE_VOLUME, LABEL_OWNER, LABEL_ROLE
+from ..core.names import check_reference
 from ..core.settings import MLContainer
 from ..engines.base import ContainerBackend
-from ..core.names import check_reference
+from ..engines.registry import backend_for
 from ..images.jobs import Job
 from ..images.probe import ImageFacts, prepare_image, probe_image_sync
 from ..kernels.claims import is_spare, kernel_id_of
@@ -78,23 +79,19 @@ class ImagesMixin:
         """For each Swarm (``manager``, else every one a kernelspec names): which of its nodes hold
         this very build of ``image`` (engines/swarm_images.py), asked there and then. ``on_ask``
         hears each manager's address before its nodes are asked (a few seconds each)."""
-        from ..engines.swarm import get_swarm
-        from ..engines.swarm_images import image_on_nodes
-
-        managers = [manager] if manager else [b.base_url for b in self.backends() if b is not self.engine]
-        if not managers:
+        backends = [backend_for("swarm", manager)] if manager else self.clusters()
+        if not backends:
             raise BadRequest("No Swarm to ask: no container kernelspec has placement=swarm; name its manager with "
                              "--swarm (e.g. unix:///var/run/docker.sock on the manager, or tcp://manager:2376 with TLS)")
         answers: dict[str, dict[str, str]] = {}
-        for address in managers:
-            backend = get_swarm(address)
+        for backend in backends:
             try:
                 python = probe_image_sync(backend, image).python or "python3"
             except ImageNotFound:
                 python = "python3"  # not on the manager: the nodes are asked for it by its tag
             if on_ask is not None:
                 on_ask(backend.address)
-            answers[backend.address] = image_on_nodes(backend, image, python)
+            answers[backend.address] = backend.image_on_nodes(image, python)
         return answers
 
     def helper_image(self) -> HelperImage:

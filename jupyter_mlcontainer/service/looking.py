@@ -8,7 +8,7 @@ from typing import Any
 from ..core.errors import EngineError, EngineUnavailable
 from ..core.labels import LABEL_IMAGE, LABEL_KERNEL_NAME, LABEL_OWNER_USER, LABEL_SPARE
 from ..core.settings import MLContainer
-from ..engines.base import ContainerBackend
+from ..engines.base import ClusterBackend, ContainerBackend
 from ..images.probe import ImageInventory
 from ..kernels.claims import kernel_id_of
 from ..kernels.listing import container_kernels, kernel_ids_by_container, list_kernel_containers, rows_without_engine
@@ -70,43 +70,38 @@ class LookingMixin:
 
     def images(self) -> list[dict[str, Any]]:
         """Local images with their probed facts and the kernelspecs that use each; an image that
-        Swarm kernelspecs name also says, per Swarm, which nodes hold it (``swarm``: from a
-        cache refreshed in the background, see :mod:`.swarm_images`)."""
+        cluster kernelspecs name also says, per cluster, which nodes hold it (``swarm``: from a
+        cache refreshed in the background, see engines/swarm_images.py)."""
         by_image: dict[str, list[str]] = {}
-        managers: dict[str, set[str]] = {}  # image -> the Swarm managers its kernelspecs name
+        clusters: dict[str, list[ClusterBackend]] = {}  # image -> the clusters its kernelspecs name
         for spec in self.kernelspecs():
             by_image.setdefault(spec.image, []).append(spec.name)
-            if spec.config.get("placement") == "swarm":
-                managers.setdefault(spec.image, set()).add(spec.config.get("docker_host") or self.settings.docker_host)
+            for backend in self.clusters([spec]):
+                if backend not in clusters.setdefault(spec.image, []):
+                    clusters[spec.image].append(backend)
         rows = self.inventory.list(by_image)
-        if managers:
-            from ..engines.swarm import get_swarm
-            from ..engines.swarm_images import node_images
-
-            # An image only the cluster holds (a login node's engine may hold none): its
-            # manager's row, marked with the engine it is on.
-            listed = {tag for row in rows for tag in row["tags"]}
-            for image, image_managers in sorted(managers.items()):
-                for manager in sorted(m for m in image_managers if m):
-                    if image in listed:
-                        break
-                    backend = get_swarm(manager)
-                    inventory = self._cluster_inventories.setdefault(backend.address, ImageInventory(backend.engine))
-                    try:
-                        row = inventory.row_of(image, by_image)
-                    except EngineError as exc:  # a Swarm down says so in its rows; this engine's list stays
-                        log.info("Swarm manager %s did not answer for %s: %s", backend.address, image, exc)
-                        continue
-                    if row is not None:
-                        rows.append({**row, "engine": backend.address})
-                        listed.update(row["tags"])
-            for row in rows:
-                for tag in row["tags"]:
-                    for manager in sorted(m for m in managers.get(tag, ()) if m):
-                        backend = get_swarm(manager)
-                        python = (row["facts"] or {}).get("python") or "python3"
-                        answer = node_images().states(backend, tag, python)
-                        row.setdefault("swarm", []).append({"manager": backend.address, "image": tag, **answer})
+        # An image only a cluster holds (a login node's engine may hold none): its manager's
+        # row, marked with the engine it is on.
+        listed = {tag for row in rows for tag in row["tags"]}
+        for image, backends in sorted(clusters.items()):
+            for backend in sorted(backends, key=lambda b: b.address):
+                if image in listed:
+                    break
+                inventory = self._cluster_inventories.setdefault(backend.address, ImageInventory(backend))
+                try:
+                    row = inventory.row_of(image, by_image)
+                except EngineError as exc:  # a cluster down says so in its rows; this engine's list stays
+                    log.info("Cluster manager %s did not answer for %s: %s", backend.address, image, exc)
+                    continue
+                if row is not None:
+                    rows.append({**row, "engine": backend.address})
+                    listed.update(row["tags"])
+        for row in rows:
+            for tag in row["tags"]:
+                for backend in sorted(clusters.get(tag, ()), key=lambda b: b.address):
+                    python = (row["facts"] or {}).get("python") or "python3"
+                    answer = backend.cached_node_images(tag, python)
+                    row.setdefault("swarm", []).append({"manager": backend.address, "image": tag, **answer})
         return rows
 
     def kernels(

@@ -18,7 +18,6 @@ from ..environments.freeze import FreezeResult, KernelRunner, container_of_kerne
 from ..environments.restore import RestorePlan, plan_restore, restore, start_restore
 from ..environments.sharing import environment_record, export_binder, frozen_names, record_in_notebook
 
-
 log = logging.getLogger("jupyter_mlcontainer.service")
 # A freeze that overlaps a kernel restart starts over on the new container this many times.
 RESTARTS_DURING_FREEZE = 2

@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 from ..cache.paths import is_host_folder
-from ..kernels.claims import kernel_id_of
 from ..core.labels import LABEL_WORKSPACE
-from ..engines.docker import Engine
+from ..engines.base import ContainerBackend
+from ..kernels.claims import kernel_id_of
 
 _SIZE_TTL = 60.0  # `docker system df -v` walks every volume: ask at most once a minute
 
@@ -17,7 +17,7 @@ _SIZE_TTL = 60.0  # `docker system df -v` walks every volume: ask at most once a
 class VolumeSizes:
     """Volume sizes from the engine's disk-usage report, refreshed in the background."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: ContainerBackend) -> None:
         self.engine = engine
         self._sizes: dict[str, int] = {}
         self._fetched = 0.0
@@ -42,7 +42,7 @@ class VolumeSizes:
             self._busy.release()
 
 
-def volume_report(engine: Engine, sizes: VolumeSizes, cache_volume: str, kernel_containers: list[dict[str, Any]]) -> dict[str, Any]:
+def volume_report(engine: ContainerBackend, sizes: VolumeSizes, cache_volume: str, kernel_containers: list[dict[str, Any]]) -> dict[str, Any]:
     """The cache volume (mountpoint, size, kernels mounting it) and each kernel's workspace.
 
     ``kernel_containers`` are the rows of one ``containers`` call (their Mounts are included).

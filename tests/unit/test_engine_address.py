@@ -1,10 +1,10 @@
-"""Which variables the docker SDK sees for an engine address (engine._sdk_environment)."""
+"""Which variables the docker SDK sees for an engine address (engines/docker_client.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from jupyter_mlcontainer.engines.docker import _sdk_environment
+from jupyter_mlcontainer.engines.docker_client import _sdk_environment
 
 TLS = {"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/home/u/.docker/gpu-box"}
 

@@ -45,3 +45,24 @@ def test_the_shared_settings_come_from_config_then_environment(tmp_path, monkeyp
     monkeypatch.setenv("MLCONTAINER_BUILD_CONTEXT_LIMIT_MB", "lots")
     with pytest.raises(ConfigurationError, match="number of megabytes"):
         MLContainer().build_context_limit_mb
+
+
+@pytest.mark.parametrize("status, words", [
+    (409, "conflict: unable to delete 610d773fbe17 (cannot be forced) - image is being used by running container d0"),
+    (409, 'Conflict. The container name "/x" is already in use'), (400, "invalid reference format"),
+    (404, "No such volume: v"), (500, "something else"),
+])
+def test_every_engine_refusal_is_an_engine_error(status, words):
+    """Callers that tolerate an engine's refusal catch EngineError (a helper image still in use, a
+    name taken): whatever the engine answers must arrive as one, whatever else it also is."""
+    import docker.errors
+    import requests
+
+    from jupyter_mlcontainer.engines.docker_errors import translate
+
+    response = requests.Response()
+    response.status_code = status
+    kind = docker.errors.NotFound if status == 404 else docker.errors.APIError  # as docker-py raises them
+    error = translate(kind("engine", response=response, explanation=words))
+    assert isinstance(error, EngineError), type(error)
+    assert status_for(error) == (status if status in (400, 404, 409) else 502)

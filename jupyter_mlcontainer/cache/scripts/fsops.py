@@ -72,7 +72,8 @@ def ensure_dir(parent_fd, name, mode, owner, aside=None, label=None):
                 os.fchmod(fd, mode)
             return fd
         if aside is None:
-            raise OSError("%s is not a folder of uid %d (found mode %o, uid %d)" % (name, owner[0], st.st_mode, st.st_uid))
+            raise OSError("%s is not a folder of uid %d (found mode %o, uid %d)" % (
+                name, owner[0], st.st_mode, st.st_uid))
         aside_fd, reports = aside
         try:
             moved = set_aside(parent_fd, name, aside_fd, label or name)
@@ -82,6 +83,7 @@ def ensure_dir(parent_fd, name, mode, owner, aside=None, label=None):
 
 
 def kind_of(mode):
+    """What a stat's ``mode`` is, in words, for what the keeper reports it set aside."""
     for test, word in ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a folder"), (stat.S_ISREG, "a file"),
                        (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
         if test(mode):

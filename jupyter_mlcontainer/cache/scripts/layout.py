@@ -65,10 +65,12 @@ class BlobHash:
             raise ValueError("not a blob name: %r" % name)
 
     def update(self, data):
+        """Hash the next bytes of the blob."""
         self.seen += len(data)
         self._hash.update(data)
 
     def matches(self):
+        """Whether all the bytes hashed are the blob its name says (size and hash)."""
         return self.seen == self.size and self._hash.hexdigest() == self.name
 
 

@@ -112,7 +112,10 @@ def link_models_from_env(environ):
     root = environ.pop("MLCONTAINER_CACHE", None)
     if not root:
         return 0
-    hub = environ.get("HF_HUB_CACHE") or os.path.join(
-        environ.get("HF_HOME") or os.path.join(environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface"),
-        "hub")
+    hub = environ.get("HF_HUB_CACHE")
+    if not hub:
+        hf_home = environ.get("HF_HOME")
+        if not hf_home:
+            hf_home = os.path.join(environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface")
+        hub = os.path.join(hf_home, "hub")
     return link_models(os.path.join(root, "models", "huggingface", "hub"), hub)

@@ -13,18 +13,24 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...kernels.claims import kernel_containers
+from ...core.errors import (
+    EngineError,
+    FreezeError,
+    KernelContainerNotFound,
+    KernelEnvironmentUnavailable,
+    OutputExists,
+    RestoreError,
+    RestorePlanChanged,
+)
 from ...core.labels import LABEL_IMAGE, LABEL_INJECTED_ENV, LABEL_OWNER, LABEL_OWNER_USER, LABEL_ROLE, LABEL_WORKSPACE
-from ...engines.docker import Engine
 from ...core.names import reference_parts
-from ...core.errors import EngineError
-from ...machine.gpu import get_monitor
-from ...images.probe import probe_image_sync
 from ...core.policy import write_text_safely
+from ...engines.base import ContainerBackend
+from ...images.probe import probe_image_sync
+from ...kernels.claims import kernel_containers
+from ...machine.gpu import get_monitor
 from .diff import CondaChanges, conda_channel, diff_apt, diff_conda, diff_packages, user_env
-from ...core.errors import FreezeError, KernelContainerNotFound, OutputExists, RestoreError, RestorePlanChanged
 from .inventory import changed_files, conda_owned_files, container_inventory, image_inventory, package_owned_files
-from ...core.errors import KernelEnvironmentUnavailable
 from .kernel_env import kernel_environment
 from .render import render_dockerfile
 from .runner import KernelRunner, Runner, engine_runner
@@ -57,8 +63,9 @@ class FreezeResult:
         return {k: v for k, v in self.__dict__.items()}
 
 
+# Its length is the signature and docstring; each step is a named helper below.
 def freeze_container(
-    engine: Engine,
+    engine: ContainerBackend,
     container_id: str,
     *,
     output_dir: str | None = None,
@@ -85,19 +92,9 @@ def freeze_container(
     if not (attrs.get("State") or {}).get("Running"):
         raise FreezeError(f"Container {container_id[:12]} is not running: start the kernel to freeze it")
     labels = (attrs.get("Config") or {}).get("Labels") or {}
-    base_ref = labels.get(LABEL_IMAGE) or attrs["Config"]["Image"]
     image_id = attrs["Image"]
     output_dir = output_dir or attrs["Config"].get("WorkingDir") or labels.get(LABEL_WORKSPACE) or os.getcwd()
-    dockerfile_path = os.path.join(output_dir, dockerfile_name)
-    requirements_name = "requirements-frozen.txt" if dockerfile_name == "Dockerfile" else f"{dockerfile_name}.requirements.txt"
-    requirements_path = os.path.join(output_dir, requirements_name)
-    for path in (dockerfile_path, requirements_path):
-        if os.path.islink(path):
-            raise FreezeError(f"{path} is a symlink (to {os.readlink(path)}): freeze never writes through one")
-    if not overwrite:
-        for path in (dockerfile_path, requirements_path):
-            if os.path.exists(path):
-                raise OutputExists(f"{path} exists; choose another output (-o) or overwrite it explicitly (--force)")
+    dockerfile_path, requirements_name, requirements_path = _output_paths(output_dir, dockerfile_name, overwrite)
 
     facts = probe_image_sync(engine, image_id)
     base = image_inventory(engine, image_id)
@@ -107,55 +104,17 @@ def freeze_container(
     apt = diff_apt(base, current)
     conda = diff_conda(base, current)
     warnings += conda.warnings
-
-    image_env = facts.env
-    container_env = dict(item.split("=", 1) for item in attrs["Config"].get("Env") or [] if "=" in item)
-    injected = set(filter(None, labels.get(LABEL_INJECTED_ENV, "").split(",")))
-    env, env_warnings = user_env(runtime_env if runtime_env is not None else container_env, image_env, injected)
-    warnings += env_warnings
-    if runtime_env is None:
-        warnings.append(
-            "The kernel's own environment was not read (no connection to the kernel): variables set "
-            "in the kernel (%env, os.environ) are not in this Dockerfile, only the container's configured ones."
-        )
-
-    mounts = [m.get("Destination", "") for m in attrs.get("Mounts") or []]
+    env = _frozen_env(attrs, labels, facts.env, runtime_env, warnings)
     if runner is None:
-        owned = conda_owned_files(run, facts.python or "python3", conda)
-        owned |= package_owned_files(run, facts.python or "python3", list(installed), list(apt))
-        for path in changed_files(engine.container_diff_sync(container_id), mounts, owned):
-            warnings.append(
-                f"{path} was changed outside a package manager: COPY it into the image or script its creation."
-            )
+        warnings += _changed_file_warnings(engine, container_id, attrs, run, facts.python or "python3",
+                                           conda, installed, apt)
     else:
         warnings.append(
             "Files changed outside package managers were not checked: the kernel runs on a cluster node, "
             "out of the reach of `docker diff` (packages installed with pip, conda or apt are pinned)."
         )
-
-    image_attrs = engine.inspect_image_sync(image_id)
-    repo, tag, _ = reference_parts(base_ref)
-    digests = [reference_parts(d) for d in image_attrs.get("RepoDigests") or []]
-    digest = next((d for r, _, d in digests if r == repo), None)
-    if digest is None and digests:  # pushed under another name: pin that one
-        other, _, digest = digests[0]
-        base_ref = other + (f":{tag}" if tag else "")
-    if digest is None:
-        warnings.append(
-            f"The base image {base_ref} was built locally and has no registry digest: the Dockerfile is "
-            "not portable until the image is pushed to a registry (then freeze again)."
-        )
-    # The driver of this host's GPUs; a kernel on a cluster node has its node's, unknown here.
-    driver = get_monitor().snapshot(with_processes=False).driver_version if runner is None else None
-    out_labels = {
-        "org.jupyter.mlcontainer.frozen-from": base_ref,
-        "org.jupyter.mlcontainer.frozen-from-digest": digest or f"none (local image {image_id})",
-        "org.jupyter.mlcontainer.python": current.get("python") or "",
-        "org.jupyter.mlcontainer.torch": (current.get("packages", {}).get("torch") or {}).get("version", "") or "none",
-        "org.jupyter.mlcontainer.cuda": facts.cuda or facts.torch_cuda or "none",
-        "org.jupyter.mlcontainer.gpu-driver": driver or ("none" if runner is None else "unknown"),
-        "org.jupyter.mlcontainer.frozen-at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    base_ref, digest = _pinned_base(engine, labels.get(LABEL_IMAGE) or attrs["Config"]["Image"], image_id, warnings)
+    out_labels = _frozen_labels(base_ref, digest, image_id, current, facts, on_this_host=runner is None)
     dockerfile = render_dockerfile(
         base_ref=base_ref, base_digest=digest, base_user=facts.user, python=facts.python or "python3",
         requirements_name=requirements_name, requirements=requirements, apt=apt, env=env, labels=out_labels,
@@ -171,11 +130,89 @@ def freeze_container(
     return FreezeResult(
         dockerfile=dockerfile, requirements=requirements_text, dockerfile_path=dockerfile_path,
         requirements_path=requirements_path, base_image=base_ref, base_digest=digest, pinned_from=image_id,
-        packages=installed, apt_packages=apt, conda_packages=conda.pinned, env=env, warnings=warnings, seconds=time.perf_counter() - started,
+        packages=installed, apt_packages=apt, conda_packages=conda.pinned, env=env, warnings=warnings,
+        seconds=time.perf_counter() - started,
     )
 
 
-def container_of_kernel(engine: Engine, kernel_id: str, owner: str | None = None, user: str | None = None) -> str:
+def _frozen_labels(base_ref: str, digest: str | None, image_id: str, current: dict[str, Any], facts: Any,
+                   *, on_this_host: bool) -> dict[str, str]:
+    """The LABELs of the frozen image: where it came from and the machine facts it ran with."""
+    # The driver of this host's GPUs; a kernel on a cluster node has its node's, unknown here.
+    driver = get_monitor().snapshot(with_processes=False).driver_version if on_this_host else None
+    return {
+        "org.jupyter.mlcontainer.frozen-from": base_ref,
+        "org.jupyter.mlcontainer.frozen-from-digest": digest or f"none (local image {image_id})",
+        "org.jupyter.mlcontainer.python": current.get("python") or "",
+        "org.jupyter.mlcontainer.torch": (current.get("packages", {}).get("torch") or {}).get("version", "") or "none",
+        "org.jupyter.mlcontainer.cuda": facts.cuda or facts.torch_cuda or "none",
+        "org.jupyter.mlcontainer.gpu-driver": driver or ("none" if on_this_host else "unknown"),
+        "org.jupyter.mlcontainer.frozen-at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _output_paths(output_dir: str, dockerfile_name: str, overwrite: bool) -> tuple[str, str, str]:
+    """(the Dockerfile's path, the requirements file's name, its path), refused before any work
+    when either is a symlink or exists and not ``overwrite``."""
+    dockerfile_path = os.path.join(output_dir, dockerfile_name)
+    requirements_name = "requirements-frozen.txt" if dockerfile_name == "Dockerfile" else f"{dockerfile_name}.requirements.txt"
+    requirements_path = os.path.join(output_dir, requirements_name)
+    for path in (dockerfile_path, requirements_path):
+        if os.path.islink(path):
+            raise FreezeError(f"{path} is a symlink (to {os.readlink(path)}): freeze never writes through one")
+    if not overwrite:
+        for path in (dockerfile_path, requirements_path):
+            if os.path.exists(path):
+                raise OutputExists(f"{path} exists; choose another output (-o) or overwrite it explicitly (--force)")
+    return dockerfile_path, requirements_name, requirements_path
+
+
+def _frozen_env(attrs: dict[str, Any], labels: dict[str, str], image_env: dict[str, str],
+                runtime_env: dict[str, str] | None, warnings: list[str]) -> dict[str, str]:
+    """The variables the user set (the kernel's own environment when read, else the container's
+    configured one), less the image's and those the provisioner injected; warnings appended."""
+    container_env = dict(item.split("=", 1) for item in attrs["Config"].get("Env") or [] if "=" in item)
+    injected = set(filter(None, labels.get(LABEL_INJECTED_ENV, "").split(",")))
+    env, env_warnings = user_env(runtime_env if runtime_env is not None else container_env, image_env, injected)
+    warnings += env_warnings
+    if runtime_env is None:
+        warnings.append(
+            "The kernel's own environment was not read (no connection to the kernel): variables set "
+            "in the kernel (%env, os.environ) are not in this Dockerfile, only the container's configured ones."
+        )
+    return env
+
+
+def _changed_file_warnings(engine: ContainerBackend, container_id: str, attrs: dict[str, Any], run: Runner,
+                           python: str, conda: Any, installed: dict[str, Any], apt: Any) -> list[str]:
+    """One warning per file changed in the container outside a package manager (``docker diff``
+    less the mounts and the files the packages own)."""
+    mounts = [m.get("Destination", "") for m in attrs.get("Mounts") or []]
+    owned = conda_owned_files(run, python, conda)
+    owned |= package_owned_files(run, python, list(installed), list(apt))
+    return [f"{path} was changed outside a package manager: COPY it into the image or script its creation."
+            for path in changed_files(engine.container_diff_sync(container_id), mounts, owned)]
+
+
+def _pinned_base(engine: ContainerBackend, base_ref: str, image_id: str, warnings: list[str]) -> tuple[str, str | None]:
+    """(the base reference, its registry digest or None): the digest of the kernel's image under
+    its own name, else under another name it was pushed as (then that name); warned when none."""
+    image_attrs = engine.inspect_image_sync(image_id)
+    repo, tag, _ = reference_parts(base_ref)
+    digests = [reference_parts(d) for d in image_attrs.get("RepoDigests") or []]
+    digest = next((d for r, _, d in digests if r == repo), None)
+    if digest is None and digests:  # pushed under another name: pin that one
+        other, _, digest = digests[0]
+        base_ref = other + (f":{tag}" if tag else "")
+    if digest is None:
+        warnings.append(
+            f"The base image {base_ref} was built locally and has no registry digest: the Dockerfile is "
+            "not portable until the image is pushed to a registry (then freeze again)."
+        )
+    return base_ref, digest
+
+
+def container_of_kernel(engine: ContainerBackend, kernel_id: str, owner: str | None = None, user: str | None = None) -> str:
     """The running container of container kernel ``kernel_id``; with ``owner``, only one that
     process started (the server passes its own identity); with ``user``, only one of that user."""
     labels = [f"{LABEL_ROLE}=kernel"]

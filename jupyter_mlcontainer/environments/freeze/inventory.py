@@ -15,13 +15,13 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from ...core.errors import FreezeError
 from ...core.labels import LABEL_ROLE
-from ...engines.docker import Engine
-from ...images.probe import probe_image_sync
 from ...core.policy import write_json_safely
 from ...core.state import state_dir
+from ...engines.base import ContainerBackend
+from ...images.probe import probe_image_sync
 from .diff import CondaChanges
-from ...core.errors import FreezeError
 from .runner import Runner
 
 INVENTORY_VERSION = 2
@@ -45,7 +45,7 @@ def _inventory_cache(image_id: str) -> str:
     return os.path.join(state_dir(), "inventories", f"{image_id.replace(':', '_')}.json")
 
 
-def image_inventory(engine: Engine, image: str) -> dict[str, Any]:
+def image_inventory(engine: ContainerBackend, image: str) -> dict[str, Any]:
     """The inventory of ``image`` as built (cached per image id). Blocking."""
     facts = probe_image_sync(engine, image)
     if not facts.python:

@@ -6,10 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from ...core.errors import FreezeError
 from ...core.errors import KernelEnvironmentUnavailable
-
-
 
 ENV_MARK = "MLCONTAINER-ENV "
 # One expression: the user's namespace gains no names.

@@ -1,0 +1,249 @@
+"""The first process of every kernel container, and of every spare of the warm pool.
+
+Run by the image's own Python as ``python -c TEXT ARGV...`` (kernels/bootstrap.py composes TEXT:
+cache/scripts/link_models.py's text, this file's, then a call of :func:`kernel_main` or
+:func:`spare_main`), before the kernel: it makes the user's HOME in the cache and refuses to start
+in one that is not the user's own, sets what the engine could not, links the shared models, then
+runs the kernel's argv. Self-contained: standard library only, no import of the package, syntax
+that old Pythons of images run. Its constants are the package's (a unit test holds them equal).
+Nothing here comes from user input but the kernel's argv, which it runs as argv, never as a shell.
+"""
+
+import os
+import stat
+import sys
+
+HOME_REFUSED_EXIT = 78  # the provisioner tells a refused HOME (HomeRefused) from other exits by it
+CACHE_MOUNT_ENV = "MLCONTAINER_CACHE"  # where the cache volume is mounted (cache/paths.py)
+CONNECTION_FILE = "/run/mlcontainer/kernel.json"  # engines/base.py CONNECTION_FILE_IN_CONTAINER
+CONNECTION_SECRET_ENV = "MLCONTAINER_CONNECTION_SECRET"
+NO_NEW_PRIVS_ENV = "MLCONTAINER_NO_NEW_PRIVS"
+NETWORK_GATE_ENV = "MLCONTAINER_NETWORK_GATE"
+NETWORK_GATE_TIMEOUT = 60
+CLAIM_FIFO = "/run/mlcontainer/claim"  # a spare waits here for its kernel's part (kernels/pool.py)
+SPARE_REEXEC_ENV = "MLCONTAINER_SPARE_REEXEC"
+
+
+def refuse(why):
+    sys.stderr.write("jupyter-mlcontainer: refusing to start: %s\n" % why)
+    sys.exit(HOME_REFUSED_EXIT)
+
+
+def check_home():
+    """Make HOME (in the cache) and refuse to start unless it is this user's own private folder.
+
+    HOME is where a kernel reads code it runs at start (IPython startup files, .pth files in the
+    user site, matplotlib config) and every cache that can hold code or credentials, and the
+    cache's home/ is open to every user of the engine (sticky, like /tmp): a HOME that someone
+    else created, that others can write, or that is reached through a link, could hold their
+    code; so could one that cannot be made (never a kernel without it). Every folder between the
+    cache and HOME must be a real folder, root's (65534 under a rootless engine's user namespace:
+    root of the host) or the user's, and sticky if others may add to it."""
+    home = os.environ.get("HOME")
+    if not home:
+        return
+    me = os.getuid()
+    top = (os.environ.get(CACHE_MOUNT_ENV) or "").rstrip("/")
+    path = top if top and home.startswith(top + "/") else ""
+    for part in home[len(path) + 1:].split("/")[:-1] if path else ():
+        path += "/" + part
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            break
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid not in (0, me, 65534) or st.st_mode & 0o1002 == 0o002:
+            refuse("%s, above your HOME, is not a safe folder (mode %o, owner uid %d): someone could "
+                   "replace your HOME through it" % (path, st.st_mode, st.st_uid))
+    try:
+        os.makedirs(os.path.dirname(home), exist_ok=True)
+        os.mkdir(home, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        refuse("cannot make your HOME %s: %s" % (home, exc))
+    st = os.lstat(home)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != me or st.st_mode & 0o022:
+        what = "a link" if stat.S_ISLNK(st.st_mode) else "a folder" if stat.S_ISDIR(st.st_mode) else "a file"
+        refuse("HOME %s is not your private folder (%s, owner uid %d, you are uid %d, mode %o). Someone "
+               "else may have put files there that a kernel would run at start (IPython startup, .pth). "
+               "A start sets such a folder aside where it can (a rootful engine, a host folder whose "
+               "keeper runs); elsewhere an admin moves it away" % (home, what, st.st_uid, me, stat.S_IMODE(st.st_mode)))
+
+
+def set_no_new_privileges():
+    """Docker's no-new-privileges, where the engine cannot set it (a Swarm service's container
+    spec has no field for it in API 1.41): set on this process before the kernel, which inherits
+    it with everything it starts (a setuid binary such as sudo no longer raises privileges). A
+    kernel that cannot have it does not start."""
+    if not os.environ.pop(NO_NEW_PRIVS_ENV, None):
+        return
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        failed = libc.prctl(38, *(ctypes.c_ulong(v) for v in (1, 0, 0, 0)))  # PR_SET_NO_NEW_PRIVS
+        why = os.strerror(ctypes.get_errno()) if failed else ""
+    except (ImportError, OSError, AttributeError) as exc:
+        why = str(exc) or type(exc).__name__
+    if why:
+        sys.stderr.write("jupyter-mlcontainer: refusing to start: cannot set no-new-privileges: %s\n" % why)
+        sys.exit(1)
+
+
+def make_user_site():
+    """Make the user site, where `%pip install` goes: Python puts it on sys.path at start only
+    if it exists, so without it a kernel could not import the first package installed there
+    until a restart. A venv's persistent prefix (PIP_PREFIX, its site folder on PYTHONPATH)
+    likewise. Returns (pip_prefix, whether that prefix's site folder was made now)."""
+    import site
+    if site.ENABLE_USER_SITE:
+        try:
+            os.makedirs(site.getusersitepackages(), exist_ok=True)
+        except OSError:
+            pass
+    made_prefix_site = False
+    pip_prefix = os.environ.get("PIP_PREFIX")
+    for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if pip_prefix else ():
+        if entry.startswith(pip_prefix + "/") and not os.path.isdir(entry):
+            try:
+                os.makedirs(entry)
+                made_prefix_site = True
+            except OSError:
+                pass
+    return pip_prefix, made_prefix_site
+
+
+def use_swarm_gpus():
+    """On a Swarm node the task's GPUs are the generic resources the scheduler assigned it,
+    whatever the node's runtime shows: they become the kernel's visible devices."""
+    assigned = os.environ.get("DOCKER_RESOURCE_NVIDIA-GPU")
+    if assigned:
+        os.environ["CUDA_VISIBLE_DEVICES"] = assigned
+
+
+def connection_file_from_secret():
+    """A Swarm task gets its connection file as a (read-only) secret; the kernel writes its file
+    back, so it is copied to the writable place its argv names, for the kernel's user alone."""
+    secret = os.environ.pop(CONNECTION_SECRET_ENV, None)
+    if not secret:
+        return
+    with open(secret, "rb") as f:
+        data = f.read()
+    fd = os.open(CONNECTION_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, data)
+    os.close(fd)
+
+
+def link_shared_models():
+    """Link the model store's verified blobs into the user's own hub cache, with
+    cache/scripts/link_models.py (its text precedes this file's in the bootstrap): a model
+    another user downloaded loads without a download. A kernel starts whatever the store holds."""
+    try:
+        globals()["link_models_from_env"](os.environ)
+    except Exception as exc:
+        sys.stderr.write("jupyter-mlcontainer: shared models not linked: %s\n" % exc)
+
+
+def wait_for_network(argv, in_process):
+    """A kernel whose container joins its network after it started (the provisioner's cold start
+    on Unix sockets) waits for the file NETWORK_GATE_ENV names, written once the engine attached
+    the network, before it runs: code it runs at start (IPython startup files) finds the network
+    up. Meanwhile an ipykernel imports, the longest part of its start."""
+    gate = os.environ.pop(NETWORK_GATE_ENV, None)
+    if not gate:
+        return
+    if in_process and argv[2] in ("ipykernel_launcher", "ipykernel"):
+        try:
+            import ipykernel.kernelapp  # noqa: F401  (while the engine attaches the network)
+        except Exception:
+            pass  # the kernel's own start says why
+    import time
+    deadline = time.monotonic() + NETWORK_GATE_TIMEOUT
+    while not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            sys.stderr.write("jupyter-mlcontainer: the kernel's network was not attached within %d s\n"
+                             % NETWORK_GATE_TIMEOUT)
+            sys.exit(1)
+        time.sleep(0.002)
+
+
+def run_or_exec(argv, in_process):
+    """Run ``argv`` (``python -m module ...``) in this process when ``in_process``, else exec it."""
+    if in_process:
+        import runpy
+        sys.argv = [argv[2]] + argv[3:]
+        runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
+    else:
+        os.execvp(argv[0], argv)
+
+
+def kernel_main():
+    """A kernel's container: the checks, then the kernel. Its usual argv, this same Python with
+    ``-m module``, runs in this process: one interpreter start less (~0.03 s of every cold
+    start). Not when this Python started before the user site (or a venv's prefix site) it has
+    just made existed: Python puts those on sys.path at start only, so then the kernel starts
+    afresh; nor for any other argv."""
+    import site
+    check_home()
+    set_no_new_privileges()
+    _, made_prefix_site = make_user_site()
+    use_swarm_gpus()
+    connection_file_from_secret()
+    link_shared_models()
+    argv = sys.argv[1:]
+    usersite = site.getusersitepackages() if site.ENABLE_USER_SITE else None
+    in_process = (len(argv) >= 3 and argv[1] == "-m" and os.path.realpath(argv[0]) == os.path.realpath(sys.executable)
+                  and not made_prefix_site and not (usersite and usersite not in sys.path))
+    wait_for_network(argv, in_process)
+    run_or_exec(argv, in_process)
+
+
+def spare_main():
+    """A spare of the warm pool (kernels/pool.py): the same HOME check, then the imports a kernel
+    start spends most of its time on (ipykernel and IPython: ~0.3 s), then it waits on a FIFO in
+    its private folder for the per-kernel part (environment, working directory, argv), which the
+    claiming provisioner writes after the connection file. ``python -m module`` argvs run in
+    this process, already warm; any other argv is exec'ed.
+
+    The user site (where `%pip install` goes) must be on sys.path as at a cold start: when this
+    Python started before the folder existed, it re-executes itself once (so too when it made a
+    venv's prefix site: Python takes a PYTHONPATH folder that is missing at start for empty for
+    good). A package installed there after the spare imported ipykernel could shadow what it
+    imported: then (the folder changed since) the claimed spare execs the kernel afresh in
+    place, still without a new container."""
+    import json
+    import site
+    check_home()
+    pip_prefix, made_prefix_site = make_user_site()
+    if site.ENABLE_USER_SITE:
+        usersite = site.getusersitepackages()
+    else:
+        usersite = next((e for e in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                         if pip_prefix and e.startswith(pip_prefix + "/")), None)
+    if ((usersite and os.path.isdir(usersite) and usersite not in sys.path or made_prefix_site)
+            and getattr(sys, "orig_argv", None) and not os.environ.get(SPARE_REEXEC_ENV)):
+        os.environ[SPARE_REEXEC_ENV] = "1"  # once
+        os.execv(sys.executable, sys.orig_argv)
+    os.environ.pop(SPARE_REEXEC_ENV, None)
+
+    def site_mark():
+        try:
+            return os.stat(usersite).st_mtime_ns if usersite else None
+        except OSError:
+            return None
+
+    mark = site_mark()
+    try:
+        import ipykernel.kernelapp  # noqa: F401  (a warm start's whole point)
+        import ipykernel.ipkernel  # noqa: F401
+    except Exception:
+        pass  # not an ipykernel image: its kernel imports after the claim
+    if not os.path.exists(CLAIM_FIFO):
+        os.mkfifo(CLAIM_FIFO, 0o600)
+    with open(CLAIM_FIFO) as f:
+        claim = json.load(f)
+    os.environ.update(claim["env"])  # the image's and the spare's own are the cold start's too
+    link_shared_models()
+    os.chdir(claim["cwd"])
+    argv = claim["argv"]
+    in_process = len(argv) >= 3 and argv[1] == "-m" and site_mark() == mark
+    run_or_exec(argv, in_process)

@@ -196,8 +196,8 @@ EOF
 cat >"$ETC/cgroup.conf" <<'EOF'
 CgroupPlugin=cgroup/v1
 ConstrainCores=no
-ConstrainRAMSpace=no
-ConstrainDevices=no
+ConstrainRAMSpace=yes
+ConstrainDevices=yes
 EOF
 if [ "$GPUS" -gt 0 ]; then echo "Name=gpu File=$gres_files" >"$ETC/gres.conf"; else : >"$ETC/gres.conf"; fi
 # Slurm's crun example, rootless, as the job's user: no cgroup manager (the step's cgroup is
@@ -260,7 +260,7 @@ for name in "${NODES[@]}"; do
     --cap-add ALL --cap-drop SYS_RESOURCE \
     --security-opt seccomp=unconfined --security-opt apparmor=unconfined --security-opt systempaths=unconfined \
     --volume /sys/fs/cgroup:/sys/fs/cgroup:rw \
-    --volume "$ETC:/etc/slurm:ro" --volume "$SHARED:$SHARED" --tmpfs /run --tmpfs /var/spool \
+    --volume "$ETC:/etc/slurm:ro" --volume "$SHARED:$SHARED" --tmpfs /run --tmpfs /var/spool:exec \
     "$NODE_IMAGE" /etc/slurm/start-node.sh "$role" >/dev/null
   say "created $name ($(node_ip "$name"), $role)"
 done

@@ -186,6 +186,7 @@ ReturnToService=2
 SlurmdTimeout=10
 MinJobAge=600
 KillWait=5
+SchedulerParameters=bf_interval=2,sched_interval=2
 JobAcctGatherType=jobacct_gather/none
 MpiDefault=none
 SlurmctldLogFile=/var/log/slurm/slurmctld.log

@@ -49,6 +49,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly HERE
+# shellcheck source=include/node-rootfs.sh
+source "$HERE/include/node-rootfs.sh"
 if [ "$(id -u)" -eq 0 ]; then default_cache=/var/cache/mlcontainer-test
 else default_cache=${XDG_CACHE_HOME:-$HOME/.cache}/mlcontainer-test; fi
 readonly CACHE=${MLCONTAINER_TEST_CACHE:-$default_cache}
@@ -168,24 +170,7 @@ done
 if exists image "$NODE_IMAGE"; then
   say "$NODE_IMAGE present"
 else
-  if [ ! -s "$NODE_ROOTFS" ]; then
-    command -v mmdebstrap >/dev/null 2>&1 || {
-      say "installing mmdebstrap ..."
-      DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q install mmdebstrap >&2
-    }
-    t0=$SECONDS
-    partial="$CACHE/.swarm-node-bookworm.partial.tar"
-    rm -f "$partial"
-    say "mmdebstrap bookworm minbase + $NODE_PACKAGES -> $NODE_ROOTFS ..."
-    # shellcheck disable=SC2016 # "$1" is expanded by mmdebstrap's hook shell
-    nice mmdebstrap --quiet --variant=minbase --include="$NODE_PACKAGES" \
-      --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/cache/apt/archives/*.deb' \
-      bookworm "$partial" "$MIRROR" >&2 || { rm -f "$partial"; die "mmdebstrap of the node image failed"; }
-    mv -f "$partial" "$NODE_ROOTFS"
-    say "mmdebstrap took $(elapsed "$t0") ($(du -h "$NODE_ROOTFS" | cut -f1))"
-  else
-    say "using cached $NODE_ROOTFS"
-  fi
+  cached_rootfs bookworm "$NODE_PACKAGES" "$NODE_ROOTFS" "$MIRROR"
   t0=$SECONDS
   docker import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \

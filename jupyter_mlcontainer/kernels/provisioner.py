@@ -35,7 +35,7 @@ from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 from ..core.errors import ContainerNotFound, ContainerNotRunning, EngineError, EngineUnavailable, ImageNotUsable
 from ..core.settings import MLContainer
 from ..engines.base import CONNECTION_FILE_IN_CONTAINER, ContainerBackend
-from ..engines.registry import backend_for
+from ..engines.registry import backend_class, backend_for
 from .deaths import DeathRecord, note_engine_lost, record_death
 from .launch_plan import LaunchSettings
 from .launcher import LAUNCHES, KernelState, Launcher, discard_container, log_tail
@@ -83,7 +83,12 @@ class DockerKernelProvisioner(ContainerKernelOptions, KernelProvisionerBase):  #
     @property
     def engine(self) -> ContainerBackend:
         """Where this kernel's container runs: the backend its ``placement`` names, at ``docker_host``."""
-        return backend_for(self.placement, self.docker_host)
+        address = self.docker_host
+        if not address and backend_class(self.placement).is_cluster:
+            # A kernelspec that empties docker_host still names a cluster's manager: the shared
+            # setting's (as the service's list of clusters reads it), never this host's engine.
+            address = MLContainer(parent=self).docker_host
+        return backend_for(self.placement, address)
 
     @property
     def has_process(self) -> bool:

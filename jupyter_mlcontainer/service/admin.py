@@ -7,7 +7,7 @@ from typing import Any, Callable
 from ..core.errors import EngineError
 from ..core.settings import MLContainer
 from ..engines.base import ClusterBackend, ContainerBackend
-from ..engines.registry import DEFAULT_PLACEMENT, backend_class, backend_for
+from ..engines.registry import DEFAULT_PLACEMENT, backend_class, backend_for, placements
 from ..kernels.orphans import Orphan, find_orphans, forget_dead_leases, reap_orphans
 
 
@@ -35,6 +35,8 @@ class AdminMixin:
         found: dict[tuple[str, str], ClusterBackend] = {}
         for spec in self.kernelspecs() if specs is None else specs:
             placement = spec.config.get("placement") or DEFAULT_PLACEMENT
+            if placement not in placements():
+                continue  # a hand-edited kernelspec: its start says why; the lists stay usable
             address = spec.config.get("docker_host") or self.settings.docker_host
             if address and backend_class(placement).is_cluster and (placement, address) not in found:
                 found[(placement, address)] = backend_for(placement, address)  # type: ignore[assignment]

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -25,6 +27,17 @@ class SlurmNode:
     name: str
     address: str  # on the cluster network, reachable from this host
     gpus: int
+
+
+def make_users_folder(path: str, uid: int, gid: int) -> None:
+    """A fresh folder at ``path`` owned by uid:gid, made by root in the world-writable shared
+    folder: whatever a user left at the name goes first (a link is removed, not followed), and
+    the new folder is made and given away without following a link."""
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+    shutil.rmtree(path, ignore_errors=True)
+    os.mkdir(path, 0o755)  # fails if someone made the name again meanwhile
+    os.chown(path, uid, gid, follow_symlinks=False)
 
 
 class SlurmCluster:
@@ -74,16 +87,21 @@ class SlurmCluster:
         --rootless, as the user); returns (its bundle folder, its root file system)."""
         store = os.path.join(self.shared, f"store-{user}")
         entry = pwd.getpwnam(user)
-        os.makedirs(store, exist_ok=True)
-        os.chown(store, entry.pw_uid, entry.pw_gid)
-        archive = os.path.join(store, f"{name}.tar")
-        subprocess.run(["docker", "save", "-o", archive, image], check=True, timeout=300)
-        os.chmod(archive, 0o644)
+        make_users_folder(store, entry.pw_uid, entry.pw_gid)
+        # The archive is written as root: into a folder of root's (the shared folder is
+        # everyone's, the store the user's), never through a name a user could have planted.
+        staging = tempfile.mkdtemp(dir=self.shared, prefix=".archive-")
+        try:
+            os.chmod(staging, 0o755)
+            archive = os.path.join(staging, f"{name}.tar")
+            subprocess.run(["docker", "save", "-o", archive, image], check=True, timeout=300)
+            os.chmod(archive, 0o644)
+            self.as_user(user, ["skopeo", "copy", "-q", f"docker-archive:{archive}", f"oci:{store}/layout:{name}"],
+                         timeout=300)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         bundle = os.path.join(store, name)
-        self.as_user(user, ["skopeo", "copy", "-q", f"docker-archive:{archive}", f"oci:{store}/layout:{name}"],
-                     timeout=300)
         self.as_user(user, ["umoci", "unpack", "--rootless", "--image", f"{store}/layout:{name}", bundle], timeout=300)
-        os.unlink(archive)
         return bundle, os.path.join(bundle, "rootfs")
 
     def wait_for_state(self, job_id: str, states: set[str], timeout: float = 60) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import shutil
 import subprocess
 
 import pytest
@@ -19,7 +18,7 @@ from jupyter_mlcontainer.engines.slurm_jobs import jobs_from_squeue
 
 from .box_users import OTHER_USER, REPO, TEST_USER, users_ready
 from .conftest import BASE_IMAGE
-from .slurm_cluster import SlurmCluster
+from .slurm_cluster import SlurmCluster, make_users_folder
 
 STEP = """
 import errno, json, os
@@ -70,16 +69,16 @@ def test_a_kernels_bundle_runs_as_its_user_with_only_its_gpu(slurm, jobs):
     workspace = os.path.join(slurm.shared, f"ws-{TEST_USER}")
     kernel = os.path.join(slurm.shared, f"kernel-{TEST_USER}")
     for folder in (workspace, kernel):
-        shutil.rmtree(folder, ignore_errors=True)
-        os.makedirs(folder)
-        os.chown(folder, user.pw_uid, user.pw_gid)
+        make_users_folder(folder, user.pw_uid, user.pw_gid)
     spec = ContainerSpec(image=BASE_IMAGE, entrypoint=[], command=[], name="mlc-slurm-test", env={"MLC_TEST": "1"},
                          working_dir=workspace, mounts=[MountSpec(workspace, workspace)])
     with open(os.path.join(bundle, "config.json")) as f:
         image_config = json.load(f)
     config = kernel_bundle_config(image_config, spec, rootfs=rootfs, uid=user.pw_uid, gid=user.pw_gid,
                                   gpu_devices=["/dev/nvidia0", "/dev/nvidia1"])
-    with open(os.path.join(kernel, "config.json"), "w") as f:
+    # Written by root into the user's folder: a fresh file, never through a name planted there.
+    fd = os.open(os.path.join(kernel, "config.json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as f:
         json.dump(config, f)
 
     job = submit(slurm, TEST_USER, "-c1", "--mem=200M", "--gres=gpu:1", "--time=10")

@@ -155,6 +155,11 @@ gres_files=""
 [ "$GPUS" -gt 0 ] && gres_files="/dev/nvidia[0-$(( GPUS - 1 ))]"
 node_gres=""
 [ "$GPUS" -gt 0 ] && node_gres=" Gres=gpu:$GPUS"
+# Each node's address on the cluster network: where its jobs' kernels are reached from this host.
+node_lines=""
+for i in $(seq 1 "$NODE_COUNT"); do
+  node_lines+="NodeName=mlc-slurm-n$i NodeAddr=$(node_ip "mlc-slurm-n$i") CPUs=2 RealMemory=2000$node_gres State=UNKNOWN"$'\n'
+done
 cat >"$ETC/slurm.conf" <<EOF
 # Made by scripts/setup-slurm-cluster.sh
 ClusterName=mlc
@@ -178,8 +183,7 @@ JobAcctGatherType=jobacct_gather/none
 MpiDefault=none
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
-NodeName=mlc-slurm-n[1-$NODE_COUNT] CPUs=2 RealMemory=2000$node_gres State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+${node_lines}PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 cat >"$ETC/cgroup.conf" <<'EOF'
 CgroupPlugin=cgroup/v1

@@ -320,13 +320,34 @@ def slow_registry(registry):
 
 
 @pytest.fixture(scope="session")
+def slurm():
+    """A real Slurm cluster (tests/slurm_cluster.py) with the box's test users, shared by the
+    Slurm tests and removed at the end of the session (MLC_SLURM_KEEP=1 keeps it)."""
+    import subprocess
+
+    from .box_users import REPO, users_ready
+    from .slurm_cluster import SlurmCluster
+
+    if not users_ready():  # the cluster's users are the box's test users, with their uids
+        subprocess.run(["bash", os.path.join(REPO, "scripts", "setup-test-user.sh")], check=True)
+    cluster = SlurmCluster()
+    try:
+        cluster.up()
+        print(f"slurm cluster up in {cluster.setup_seconds:.1f} s")
+        yield cluster
+    finally:
+        if os.environ.get("MLC_SLURM_KEEP") != "1":
+            cluster.down()
+
+
+@pytest.fixture(scope="session")
 def swarm():
     """A real three-node Docker Swarm (tests/swarm_cluster.py), shared by the Swarm tests and
     removed at the end of the session (MLC_SWARM_KEEP=1 keeps it for the next run)."""
-    from .swarm_cluster import SwarmCluster
-
     from jupyter_mlcontainer.cache.helper_image import helper_image
     from jupyter_mlcontainer.engines.docker import get_engine
+
+    from .swarm_cluster import SwarmCluster
 
     # The cache keeper's image is on every node, as an admin puts it there (docs/swarm.md).
     cluster = SwarmCluster(images=(BASE_IMAGE, IPYKERNEL7_IMAGE, helper_image(get_engine()).ref))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import subprocess
 
 import pytest
 
@@ -16,9 +15,9 @@ from jupyter_mlcontainer.engines.base import ContainerSpec, MountSpec
 from jupyter_mlcontainer.engines.slurm_bundle import kernel_bundle_config
 from jupyter_mlcontainer.engines.slurm_jobs import jobs_from_squeue
 
-from .box_users import OTHER_USER, REPO, TEST_USER, users_ready
+from .box_users import OTHER_USER, TEST_USER
 from .conftest import BASE_IMAGE
-from .slurm_cluster import SlurmCluster, make_users_folder
+from .slurm_cluster import make_users_folder
 
 STEP = """
 import errno, json, os
@@ -34,20 +33,6 @@ with open("written-by-the-step", "w") as f:
 print(json.dumps({"uid": os.getuid(), "gid": os.getgid(), "cwd": os.getcwd(), "devices": opened,
                   "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"), "mine": os.environ.get("MLC_TEST")}))
 """
-
-
-@pytest.fixture(scope="module")
-def slurm():
-    if not users_ready():  # the cluster's users are the box's test users, with their uids
-        subprocess.run(["bash", os.path.join(REPO, "scripts", "setup-test-user.sh")], check=True)
-    cluster = SlurmCluster()
-    try:
-        cluster.up()
-        print(f"slurm cluster up in {cluster.setup_seconds:.1f} s")
-        yield cluster
-    finally:
-        if os.environ.get("MLC_SLURM_KEEP") != "1":
-            cluster.down()
 
 
 @pytest.fixture

@@ -10,7 +10,9 @@ from .errors import KernelSpecError
 
 # Options a kernelspec may carry; each is a config trait of DockerKernelProvisioner.
 OPTION_KEYS = ("gpus", "memory", "cpus", "shm_size", "env", "cache_volume", "network", "workspace", "placement",
-               "docker_host", "placement_timeout", "kernel_transport", "transport_encryption")
+               "docker_host", "placement_timeout", "kernel_transport", "transport_encryption", "slurm_login", "slurm")
+# What a kernel's Slurm job may be asked ("slurm" option; engines/slurm.py).
+SLURM_KEYS = ("partition", "time", "account", "qos", "store")
 
 
 def parse_env_pairs(pairs: list[str] | None) -> dict[str, str]:

@@ -50,6 +50,8 @@ class EngineKind:
 
     @property
     def title(self) -> str:
+        if self.product == "slurm":
+            return "Slurm"
         name = "Podman" if self.product == "podman" else "Docker"
         return f"rootless {name}" if self.rootless else name
 
@@ -57,10 +59,10 @@ class EngineKind:
     def uid_model(self) -> str:
         """How the kernel gets the user's files: ``same-uid`` (rootful: the host uid:gid
         inside), ``root-is-user`` (rootless Docker: container uid 0), ``keep-id`` (rootless
-        Podman: its user namespace maps the user's own uid inside)."""
+        Podman, and Slurm's rootless crun: a user namespace maps the user's own uid inside)."""
         if not self.rootless:
             return "same-uid"
-        return "keep-id" if self.product == "podman" else "root-is-user"
+        return "root-is-user" if self.product == "docker" else "keep-id"
 
     @property
     def limits_ignored_reason(self) -> str:
@@ -158,6 +160,9 @@ class ContainerSpec:
     files: list[FileSpec] = field(default_factory=list)  # copied in between create and start
     publish_ip: str = "127.0.0.1"  # the address the kernel's ports are published on
     placement_timeout: float = 60.0  # a cluster: how long the task may wait for a node
+    # What a batch scheduler is asked besides resources (Slurm: partition, time, account, qos) and
+    # where its user's store is ("store"); engines ignore it.
+    scheduler: dict[str, str] = field(default_factory=dict)
 
 
 CDI_GPU_KIND = "nvidia.com/gpu"  # the kind `nvidia-ctk cdi generate` writes

@@ -13,11 +13,13 @@ from typing import Any
 from ..core.errors import BadRequest
 from .base import ContainerBackend
 
-# placement -> (module under engines/, its factory(address) -> backend, the backend's class).
-# Imported when first asked for: the Swarm's module is not loaded by a server that runs none.
-BACKENDS: dict[str, tuple[str, str, str]] = {
-    "local": ("docker", "get_engine", "Engine"),
-    "swarm": ("swarm", "get_swarm", "SwarmBackend"),
+# placement -> (module under engines/, its factory(address) -> backend, the backend's class, the
+# provisioner's setting that holds the address). Imported when first asked for: the Swarm's
+# module is not loaded by a server that runs none.
+BACKENDS: dict[str, tuple[str, str, str, str]] = {
+    "local": ("docker", "get_engine", "Engine", "docker_host"),
+    "swarm": ("swarm", "get_swarm", "SwarmBackend", "docker_host"),
+    "slurm": ("slurm", "get_slurm", "SlurmBackend", "slurm_login"),
 }
 DEFAULT_PLACEMENT = "local"
 
@@ -27,11 +29,21 @@ def placements() -> tuple[str, ...]:
     return tuple(BACKENDS)
 
 
-def _part(placement: str, index: int) -> Any:
+def _row(placement: str) -> tuple[str, str, str, str]:
     try:
-        row = BACKENDS[(placement or DEFAULT_PLACEMENT).lower()]
+        return BACKENDS[(placement or DEFAULT_PLACEMENT).lower()]
     except KeyError:
         raise BadRequest(f"placement {placement!r}: one of {', '.join(map(repr, BACKENDS))}") from None
+
+
+def address_setting(placement: str) -> str:
+    """The provisioner's setting (a trait of c.DockerKernelProvisioner, and of c.MLContainer where
+    it has one) whose value is ``placement``'s address: an engine's DOCKER_HOST, Slurm's login."""
+    return _row(placement)[3]
+
+
+def _part(placement: str, index: int) -> Any:
+    row = _row(placement)
     module = importlib.import_module(f"{__package__}.{row[0]}")
     return getattr(module, row[index])
 

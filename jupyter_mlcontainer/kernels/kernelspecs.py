@@ -17,7 +17,7 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 from ..core.errors import BadRequest, ImageNotUsable, KernelSpecError
 from ..core.names import check_reference, slug
-from ..core.options import OPTION_KEYS
+from ..core.options import OPTION_KEYS, SLURM_KEYS
 from ..engines.base import CONNECTION_FILE_IN_CONTAINER, ContainerBackend, parse_size
 from ..engines.registry import backend_class, placements
 from ..images.probe import ImageFacts, display_name, probe_image_sync, unusable_reason
@@ -61,6 +61,10 @@ def _validate_options(options: dict[str, Any]) -> dict[str, Any]:
                 isinstance(k, str) and isinstance(v, (str, int, float, bool)) for k, v in value.items()
             ):
                 raise KernelSpecError(f"env {value!r}: give names and values, {{\"NAME\": \"value\"}} or KEY=VALUE pairs")
+        elif key == "slurm":
+            if not isinstance(value, dict) or any(k not in SLURM_KEYS or not isinstance(v, str) for k, v in value.items()):
+                raise KernelSpecError(f"slurm {value!r}: give some of {', '.join(SLURM_KEYS)} as strings "
+                                      '({"partition": "gpu", "time": "2:00:00"})')
         elif not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise KernelSpecError(f"{key} {value!r}: give a string or a number")
         if key == "gpus":
@@ -74,7 +78,8 @@ def _validate_options(options: dict[str, Any]) -> dict[str, Any]:
             except BadRequest:
                 raise KernelSpecError(f"--{key.replace('_', '-')} {value!r}: use a size like 512m or 8g") from None
         if key == "placement" and str(value).lower() not in placements():
-            raise KernelSpecError(f"placement {value!r}: 'local' (this engine) or 'swarm' (a Swarm's manager as docker_host)")
+            raise KernelSpecError(f"placement {value!r}: 'local' (this engine), 'swarm' (a Swarm's manager as "
+                                  "docker_host) or 'slurm' (a Slurm cluster through slurm_login)")
         if key == "kernel_transport" and value not in ("auto", "ipc", "tcp"):
             raise KernelSpecError(f"kernel_transport {value!r}: 'auto', 'ipc' (Unix sockets in the kernel's folder) "
                                   "or 'tcp' (published ports)")
@@ -84,7 +89,7 @@ def _validate_options(options: dict[str, Any]) -> dict[str, Any]:
             _positive(value, f"--cpus {value!r}: use a positive number such as 4 or 0.5")
         if key == "env":
             value = {str(k): str(v) for k, v in dict(value).items()}
-        config[key] = value if key == "env" else str(value)
+        config[key] = value if key in ("env", "slurm") else str(value)
     return config
 
 

@@ -78,6 +78,7 @@ class LaunchSettings:
     use_init: bool = True
     placement_timeout: float = 60.0
     warm_pool_size: int = 0
+    slurm: Mapping[str, str] = field(default_factory=dict)  # a batch scheduler's options (ContainerSpec.scheduler)
 
 
 @dataclass(frozen=True)
@@ -269,6 +270,7 @@ def kernel_container(
         files=files,
         publish_ip=backend.location.address,
         placement_timeout=settings.placement_timeout,
+        scheduler=dict(settings.slurm),
     )
 
 

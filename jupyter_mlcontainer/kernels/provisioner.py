@@ -35,7 +35,7 @@ from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 from ..core.errors import ContainerNotFound, ContainerNotRunning, EngineError, EngineUnavailable, ImageNotUsable
 from ..core.settings import MLContainer
 from ..engines.base import CONNECTION_FILE_IN_CONTAINER, ContainerBackend
-from ..engines.registry import backend_class, backend_for
+from ..engines.registry import address_setting, backend_class, backend_for
 from .deaths import DeathRecord, note_engine_lost, record_death
 from .launch_plan import LaunchSettings
 from .launcher import LAUNCHES, KernelState, Launcher, discard_container, log_tail
@@ -82,12 +82,14 @@ class DockerKernelProvisioner(ContainerKernelOptions, KernelProvisionerBase):  #
 
     @property
     def engine(self) -> ContainerBackend:
-        """Where this kernel's container runs: the backend its ``placement`` names, at ``docker_host``."""
-        address = self.docker_host
-        if not address and backend_class(self.placement).is_cluster:
+        """Where this kernel's container runs: the backend its ``placement`` names, at the address
+        its setting holds (``docker_host``; Slurm: ``slurm_login``)."""
+        setting = address_setting(self.placement)
+        address = getattr(self, setting)
+        if not address and backend_class(self.placement).is_cluster and MLContainer.class_traits().get(setting):
             # A kernelspec that empties docker_host still names a cluster's manager: the shared
             # setting's (as the service's list of clusters reads it), never this host's engine.
-            address = MLContainer(parent=self).docker_host
+            address = getattr(MLContainer(parent=self), setting)
         return backend_for(self.placement, address)
 
     @property

@@ -134,8 +134,25 @@ class ContainerKernelOptions(LoggingConfigurable):
     placement_timeout = CFloat(
         60.0,
         config=True,
-        help="placement 'swarm': seconds a kernel's task may wait for a node with room (and its GPUs) "
-        "before the start fails with the scheduler's reason.",
+        help="placement 'swarm' or 'slurm': seconds a kernel's task (its Slurm job) may wait for a node "
+        "with room (and its GPUs) before the start fails with the scheduler's reason (Slurm's: why the "
+        "job waits and its estimated start); the job is then cancelled.",
+    )
+    slurm_login = Unicode(
+        config=True,
+        help="placement 'slurm': how this server runs Slurm's tools (sbatch, srun, squeue, scancel) as "
+        "the user on the cluster's login node, as a command line split into an argv (never run by a "
+        "shell here): empty when the server runs on the login node, 'ssh login1' where it runs "
+        "elsewhere. The kernel runs as the user the login node says (`id`). Default: MLCONTAINER_SLURM_LOGIN.",
+    )
+    slurm = Dict(
+        per_key_traits={key: Unicode() for key in ("partition", "time", "account", "qos", "store")},
+        config=True,
+        help="placement 'slurm': what the kernel's job asks of Slurm besides --gpus, memory and cpus: "
+        "'partition', 'time' (the time limit, as sbatch takes it: '2:00:00'), 'account', 'qos'; and "
+        "'store', the user's own folder on the cluster's shared file system for unpacked images, "
+        "kernels' bundles and the cache ('{user}' is the user's name; default "
+        "~/.cache/mlcontainer/slurm). The workspace must be on the shared file system, at the same path.",
     )
     startup_timeout = Float(
         120.0,
@@ -178,6 +195,10 @@ class ContainerKernelOptions(LoggingConfigurable):
     @default("docker_host")
     def _docker_host_default(self) -> str:
         return MLContainer(parent=self).docker_host
+
+    @default("slurm_login")
+    def _slurm_login_default(self) -> str:
+        return _env_default("MLCONTAINER_SLURM_LOGIN", "")
 
     @default("warm_pool_size")
     def _warm_pool_default(self) -> int:

@@ -1,0 +1,555 @@
+"""Kernels on a Slurm cluster (``placement=slurm``): each kernel is a step of a job of its own,
+run in the kernel image's OCI bundle by slurmd's crun as the user, behind the same
+:class:`~.base.ContainerBackend` seam as a container on the local engine (docs/slurm.md).
+
+How a kernel container's parts map onto Slurm:
+
+* the container -> a job that holds the allocation (``sbatch --no-requeue``, its batch script
+  only waits) and the kernel as a step in it (``srun --jobid J --overlap --container BUNDLE``);
+  the job id stands for the container id everywhere; removing the kernel cancels the job;
+* the image -> its root file system unpacked once per image id in the user's store, from the
+  local engine's copy (``docker save`` -> skopeo -> umoci, as the user: slurm_store.py);
+* mounts, files, environment, user, /dev/shm, GPUs -> the kernel's ``config.json``
+  (slurm_bundle.py): named volumes are folders of the user's store, the files (connection file,
+  passwd, group) are written to the kernel's folder and bound at their paths;
+* the five ports -> none published: there is no network namespace, so the kernel binds ports the
+  node picks (the connection file asks for port 0) and writes them back into its connection file,
+  which is read from the shared file system; it is reached at its node's address;
+* GPUs -> ``--gres=gpu:N``; the allocated devices are read from the job and only those bound
+  (Slurm's device cgroup confines the job to them as well);
+* memory and CPUs -> ``--mem`` and ``--cpus-per-task``: Slurm's cgroups enforce them, and a
+  job that runs out of memory is named so;
+* death -> the step's ``srun`` client returning, or the job ending (time limit, node failure,
+  out of memory, cancelled), polled: the job's state names why;
+* signals -> ``scancel --signal`` (an interrupt reaches the kernel's step once); TERM and KILL
+  cancel the job.
+
+Everything on the cluster runs through the login node as the user (slurm_login.py). Images,
+probes and builds are the local engine's (:class:`~.swarm_manager.ManagerEngine`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import posixpath
+import signal as signals
+import subprocess
+import threading
+import time
+from typing import Any, Iterator
+
+from ..core.errors import ContainerNotFound, ContainerNotRunning, EngineError, GpuRequestUnsatisfiable
+from ..core.labels import LABEL_IMAGE, LABEL_KERNEL_ID, LABEL_ROLE
+from .base import CONNECTION_DIR_IN_CONTAINER, ContainerSpec, EngineKind, EngineLocation, MountSpec
+from .slurm_bundle import kernel_bundle_config
+from .slurm_jobs import SlurmJob, jobs_from_squeue
+from .slurm_login import LoginNode
+from .slurm_store import ClusterUser, UserStore, cluster_user
+from .swarm_manager import ManagerEngine
+
+DEFAULT_STORE = "~/.cache/mlcontainer/slurm"
+# What a kernel's job runs besides the kernel: nothing, until the job is cancelled.
+HOLDER_SCRIPT = "exec sleep infinity"
+# How long a removed kernel's job keeps its allocation for the kernel's restart (the provisioner
+# removes the old kernel and starts the new one at once): a restart is a new step on the same
+# node, on the same ports, with no second wait in the queue.
+HOLD_FOR_RESTART = 10.0
+
+
+class SlurmBackend(ManagerEngine):
+    """The operations of :class:`~.base.ContainerBackend` on a Slurm cluster reached through the
+    login command ``login`` (slurm_login.py); images come from the local engine."""
+
+    helpers_reach_kernels = False  # a short helper runs on the local engine, not on the nodes
+    gpus_placed_by_scheduler = True  # --gres=gpu:N, placed by Slurm
+    delivers_signals = True  # scancel --signal reaches the kernel's step
+    is_cluster = True
+    # The node is known once the job runs (create_and_start_sync's Node.Addr); nothing of this host
+    # but the workspace (on the shared file system, at the same path) is assumed there.
+    location = EngineLocation(False, "")
+
+    def __init__(self, login: str | None) -> None:
+        super().__init__(None)  # the local engine: images, probes, builds
+        self.login = LoginNode(login or "")
+        self._lock = threading.Lock()
+        self._user: ClusterUser | None = None
+        self._stores: dict[str, UserStore] = {}
+        self._kernels: dict[str, dict[str, Any]] = {}  # job id -> what the backend knows of its kernel
+        self._removed: dict[str, int] = {}  # job id -> exit code, of kernels removed (their die event)
+        self._steps: dict[str, int] = {}  # job id -> its newest step's number
+        self._held: dict[str, tuple[str, threading.Timer]] = {}  # kernel id -> (its job, the timer cancelling it)
+        _BACKENDS_AT_EXIT.append(self)
+
+    @property
+    def address(self) -> str:
+        return f"slurm:{self.login.login or 'localhost'}"
+
+    # -- the engine as the provisioner sees it
+
+    def kind_sync(self) -> EngineKind:
+        # crun maps the user's own uid into the bundle (keep-id); Slurm's cgroups enforce limits.
+        return EngineKind(product="slurm", rootless=True, cgroup_version="2", cgroup_driver="slurm", gpu_devices="slurm")
+
+    def has_nvidia_runtime_sync(self) -> bool:
+        return "gpu" in self.login.run(["sinfo", "-h", "-o", "%G"])
+
+    def joins_network_after_start_sync(self) -> bool:
+        return False
+
+    def ensure_kernel_network_sync(self, name: str) -> str:
+        return ""  # a kernel binds on its node: it joins no network of ours
+
+    def memory_usage_sync(self, container_id: str) -> int | None:
+        return None
+
+    def exec_sync(self, container_id: str, command: list[str]) -> tuple[int | None, str, str]:
+        raise EngineError("A Slurm kernel runs no second command (freeze asks the kernel itself)")
+
+    def container_diff_sync(self, container_id: str) -> list[dict[str, Any]]:
+        raise EngineError("A Slurm kernel's root file system is read-only: there is no diff to read")
+
+    def ensure_service_sync(self, spec: ContainerSpec) -> dict[str, Any]:
+        """No keeper on a Slurm cluster: each user's cache is a folder of their own store."""
+        return {"Id": "", "State": {"Running": True}, "Config": {"Labels": dict(spec.labels)}}
+
+    # -- the user's store
+
+    def user(self) -> ClusterUser:
+        if self._user is None:
+            self._user = cluster_user(self.login)
+        return self._user
+
+    def store(self, root: str) -> UserStore:
+        user = self.user()
+        root = (root or DEFAULT_STORE).replace("{user}", user.name)
+        if root.startswith("~/"):
+            root = posixpath.join(self.login.run(["printenv", "HOME"]).strip(), root[2:])
+        with self._lock:
+            if root not in self._stores:
+                store = UserStore(self.login, root, user)
+                store.ensure()
+                self._stores[root] = store
+            return self._stores[root]
+
+    # -- kernels
+
+    def create_and_start_sync(self, spec: ContainerSpec) -> dict[str, Any]:
+        """Submit the kernel's job, wait until it runs (or say why it waits: the queue's reason
+        and estimated start, after ``placement_timeout``), start the kernel as a step in its
+        bundle and wait until it has written its ports back. Inspect-like data: Id (the job id),
+        State, NetworkSettings.Ports, Node (Name, Addr)."""
+        store = self.store(spec.scheduler.get("store", ""))
+        rootfs, image_config = store.image_bundle(self._image_id(spec.image), self._archive(spec.image))
+        name = spec.name or "mlc-kernel"
+        folder = store.kernel_folder(name, {})
+        job_id = self._take_held(spec.labels.get(LABEL_KERNEL_ID, "")) or self._submit(spec, name, folder)
+        try:
+            job = self._wait_running(job_id, spec)
+            mounts, files = self._bundle_parts(spec, store, folder)
+            config = kernel_bundle_config(
+                image_config, _with_mounts(spec, mounts), rootfs=rootfs, uid=store.user.uid, gid=store.user.gid,
+                gpu_devices=self._gpu_devices(job_id, spec),
+            )
+            files["config.json"] = (json.dumps(config).encode(), 0o600)
+            store.kernel_folder(name, files)
+            client = self.login.start(["srun", "--jobid", job_id, "--overlap", f"--container={folder}",
+                                       f"--output={folder}/kernel.log", *(spec.entrypoint or []), *spec.command])
+            self._steps[job_id] = step = self._steps.get(job_id, -1) + 1  # srun numbers a job's steps from 0
+            self._kernels[job_id] = {"name": name, "folder": folder, "store": store, "client": client, "step": step,
+                                     "labels": dict(spec.labels), "image": spec.image, "node": job.nodes,
+                                     "spec": spec}
+            ports = self._wait_for_ports(job_id, spec)
+            address = self._node_address(job.nodes)
+            self._kernels[job_id]["address"] = address
+            asked = _ports_of(spec)  # the connection file's ports stand for the container's
+            return {
+                "Id": job_id, "Name": name, "State": {"Running": True, "Status": "running"},
+                "NetworkSettings": {"Ports": {f"{port}/tcp": [{"HostIp": "", "HostPort": str(ports[field])}]
+                                              for field, port in asked.items()}},
+                "Node": {"Name": job.nodes, "Addr": address, "ID": job.nodes},
+                "Config": {"Labels": dict(spec.labels)},
+            }
+        except BaseException:
+            kernel = self._kernels.pop(job_id, None)
+            self.login.run(["scancel", job_id], check=False)  # a failed start keeps nothing
+            if kernel is not None:
+                kernel["client"].kill()
+            store.remove_kernel_folder(name)
+            raise
+
+    def _take_held(self, kernel_id: str) -> str:
+        """The job a restarting kernel's previous step ran in, while it holds its allocation."""
+        with self._lock:
+            held = self._held.pop(kernel_id, None) if kernel_id else None
+        if held is None:
+            return ""
+        job_id, timer = held
+        timer.cancel()
+        job = self.job(job_id)
+        if job is not None and job.running:
+            return job_id
+        self.login.run(["scancel", job_id], check=False)
+        return ""
+
+    def _image_id(self, image: str) -> str:
+        return self.engine.inspect_image_sync(image)["Id"]
+
+    def _archive(self, image: str) -> Iterator[bytes]:
+        """``docker save`` of the local engine's image, read lazily (only for a first unpack)."""
+        yield from self.call_sync(lambda: self.api.get_image(image))
+
+    def _submit(self, spec: ContainerSpec, name: str, folder: str) -> str:
+        options = ["--parsable", "--no-requeue", "-J", name, "-N1", "-n1", f"--output={folder}/job.log"]
+        if spec.nano_cpus:
+            options.append(f"--cpus-per-task={max(1, round(spec.nano_cpus / 1e9))}")
+        if spec.memory:
+            options.append(f"--mem={_megabytes(spec.memory)}M")
+        count = _gpu_count(spec)
+        if count:
+            options.append(f"--gres=gpu:{count}")
+        for option in ("partition", "time", "account", "qos"):
+            if spec.scheduler.get(option):
+                options.append(f"--{option}={spec.scheduler[option]}")
+        answer = self.login.run(["sbatch", *options, "--wrap", HOLDER_SCRIPT]).strip()
+        return answer.split(";")[0]
+
+    def job(self, job_id: str) -> SlurmJob | None:
+        """The job as squeue shows it (None when Slurm has forgotten it)."""
+        text = self.login.run(["squeue", "--json", "--states=all", "-j", job_id], check=False)
+        try:
+            return jobs_from_squeue(text).get(job_id)
+        except EngineError:
+            return None
+
+    def _wait_running(self, job_id: str, spec: ContainerSpec) -> SlurmJob:
+        deadline = time.monotonic() + spec.placement_timeout
+        while True:
+            job = self.job(job_id)
+            if job is not None and job.running:
+                return job
+            if job is not None and job.ended:
+                raise EngineError(f"The kernel's Slurm job ended before it started: {job.why_ended()}")
+            if time.monotonic() > deadline:
+                why = job.why_waiting() if job is not None else f"Job {job_id} is not in the queue"
+                kind = GpuRequestUnsatisfiable if job is not None and "GRES" in job.reason else EngineError
+                raise kind(f"{why}. The kernel did not start within {spec.placement_timeout:.0f} s "
+                           "(placement_timeout); its job was cancelled")
+            time.sleep(0.25)
+
+    def _bundle_parts(self, spec: ContainerSpec, store: UserStore,
+                      folder: str) -> tuple[list[MountSpec], dict[str, tuple[bytes, int]]]:
+        """The spec's named volumes as folders of the store, and its files as files of the kernel's
+        folder bound at their paths (the connection file's folder as a whole: the kernel writes
+        its ports back there)."""
+        mounts = [MountSpec(m.target, store.volume(m.source), read_only=m.read_only) if m.kind == "volume" else m
+                  for m in spec.mounts]
+        files: dict[str, tuple[bytes, int]] = {}
+        for file in spec.files:
+            if posixpath.dirname(file.path) == CONNECTION_DIR_IN_CONTAINER:
+                relative = posixpath.join("run", posixpath.basename(file.path))
+                files[relative] = (_ports_asked(file.content, spec), 0o600)
+            else:
+                relative = posixpath.basename(file.path)
+                files[relative] = (file.content, 0o644)
+                mounts.append(MountSpec(file.path, posixpath.join(folder, relative), read_only=True))
+        mounts.append(MountSpec(CONNECTION_DIR_IN_CONTAINER, posixpath.join(folder, "run")))
+        return mounts, files
+
+    def _gpu_devices(self, job_id: str, spec: ContainerSpec) -> list[str]:
+        """The device nodes of the GPUs Slurm allocated to the job (``scontrol -d``: IDX)."""
+        if not _gpu_count(spec):
+            return []
+        detail = self.login.run(["scontrol", "-d", "show", "job", job_id])
+        devices: list[str] = []
+        for field in detail.split():
+            if field.startswith("GRES=") and "IDX:" in field:
+                for part in field.split("IDX:", 1)[1].rstrip(")").split(","):
+                    first, _, last = part.partition("-")
+                    devices += [f"/dev/nvidia{i}" for i in range(int(first), int(last or first) + 1)]
+        return devices
+
+    def _wait_for_ports(self, job_id: str, spec: ContainerSpec) -> dict[str, int]:
+        """The ports the kernel bound, once its connection file has them; the kernel's own
+        output when it exits first."""
+        kernel = self._kernels[job_id]
+        path = posixpath.join(kernel["folder"], "run", "kernel.json")
+        deadline = time.monotonic() + max(spec.placement_timeout, 120)
+        while True:
+            try:
+                info = json.loads(kernel["store"].read(path) or "{}")
+            except ValueError:
+                info = {}
+            ports = {field: int(info.get(field) or 0) for field in _ports_of(spec)}
+            if all(ports.values()):
+                return ports
+            if kernel["client"].poll() is not None:
+                raise EngineError(f"The kernel exited during start-up on {kernel['node']} (exit code "
+                                  f"{kernel['client'].returncode}):\n{self.container_logs_sync(job_id, tail=20).strip()}")
+            if time.monotonic() > deadline:
+                raise EngineError(f"The kernel on {kernel['node']} did not bind its ports within "
+                                  f"{deadline - time.monotonic() + max(spec.placement_timeout, 120):.0f} s")
+            time.sleep(0.2)
+
+    def _node_address(self, node: str) -> str:
+        for field in self.login.run(["scontrol", "show", "node", node]).split():
+            if field.startswith("NodeAddr="):
+                return field.split("=", 1)[1]
+        return node
+
+    # -- the kernel's state, output, signals, removal
+
+    def container_state_sync(self, container_id: str) -> dict[str, Any] | None:
+        job = self.job(container_id)
+        kernel = self._kernels.get(container_id)
+        if job is None and kernel is None:
+            return None
+        client = kernel["client"] if kernel else None
+        deadline = time.monotonic() + 5
+        while job is not None and job.state == "COMPLETING" and time.monotonic() < deadline:
+            time.sleep(0.2)  # the step ended with its job: how the job ended names why
+            job = self.job(container_id)
+        if job is not None and job.ended:
+            return {"Running": False, "Status": "exited", "ExitCode": job.exit_code or -1, "Error": job.why_ended(),
+                    "OOMKilled": job.state == "OUT_OF_MEMORY"}
+        if client is not None and client.poll() is not None:
+            return {"Running": False, "Status": "exited", "ExitCode": client.returncode, "Error": ""}
+        if job is not None and job.waiting:
+            return {"Running": False, "Status": "created", "Error": job.why_waiting()}
+        return {"Running": True, "Status": "running"}
+
+    def inspect_container_sync(self, container_id: str) -> dict[str, Any]:
+        kernel = self._kernels.get(container_id)
+        state = self.container_state_sync(container_id)
+        if kernel is None or state is None:
+            raise ContainerNotFound(f"No kernel of this server runs as Slurm job {container_id}")
+        spec: ContainerSpec = kernel["spec"]
+        try:
+            image_id = self.engine.inspect_image_sync(kernel["labels"].get(LABEL_IMAGE) or kernel["image"])["Id"]
+        except EngineError:
+            image_id = ""
+        return {"Id": container_id, "Name": kernel["name"], "Image": image_id, "State": state,
+                "Config": {"Labels": kernel["labels"], "Image": kernel["image"], "WorkingDir": spec.working_dir or "",
+                           "Env": [f"{k}={v}" for k, v in spec.env.items()]},
+                "Mounts": [{"Destination": m.target, "Type": m.kind} for m in spec.mounts],
+                "Node": {"Name": kernel["node"], "Addr": kernel.get("address", "")}}
+
+    def container_logs_sync(self, container_id: str, tail: int | str = "all") -> str:
+        kernel = self._kernels.get(container_id)
+        if kernel is None:
+            return ""
+        text = kernel["store"].read(posixpath.join(kernel["folder"], "kernel.log"))
+        lines = text.splitlines(keepends=True)
+        return "".join(lines if tail == "all" else lines[-int(tail):])
+
+    def signal_container_sync(self, container_id: str, signum: int) -> None:
+        """TERM and KILL end the kernel's job; other signals go to its step (an interrupt)."""
+        if signum in (signals.SIGKILL, signals.SIGTERM):
+            self.remove_container_sync(container_id)
+            return
+        name = signals.Signals(signum).name.removeprefix("SIG")
+        try:
+            self.login.run(["scancel", f"--signal={name}", container_id])
+        except EngineError as exc:
+            text = str(exc).lower()
+            if "invalid job id" in text or "already completing or completed" in text or "completed" in text:
+                raise ContainerNotRunning(f"Slurm job {container_id} has ended") from None
+            raise
+
+    def remove_container_sync(self, container_id: str) -> None:
+        """End the kernel's step and remove the kernel's folder; the job keeps its allocation for
+        :data:`HOLD_FOR_RESTART` seconds, for the kernel's restart, and is cancelled after that
+        (at once when the process exits)."""
+        kernel = self._kernels.pop(container_id, None)
+        kernel_id = (kernel or {}).get("labels", {}).get(LABEL_KERNEL_ID, "")
+        with self._lock:
+            held = any(job_id == container_id for job_id, _ in self._held.values())
+        if held and not _exiting.is_set():
+            return  # removed twice (the kill, then the clean-up): the held job waits for the restart
+        if kernel is None or not kernel_id or _exiting.is_set():
+            self.login.run(["scancel", container_id], check=False)
+        else:
+            self.login.run(["scancel", f"{container_id}.{kernel['step']}"], check=False)
+            timer = threading.Timer(HOLD_FOR_RESTART, self._release, (kernel_id, container_id))
+            timer.daemon = True
+            with self._lock:
+                self._held[kernel_id] = (container_id, timer)
+            timer.start()
+        if kernel is None:
+            return
+        client: subprocess.Popen = kernel["client"]
+        try:
+            client.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            client.kill()
+        self._removed[container_id] = client.returncode if client.returncode is not None else -9
+        kernel["store"].remove_kernel_folder(kernel["name"])
+
+    def _release(self, kernel_id: str, job_id: str) -> None:
+        """No restart came: cancel the held job."""
+        with self._lock:
+            if self._held.get(kernel_id, ("",))[0] != job_id:
+                return
+            del self._held[kernel_id]
+        self.login.run(["scancel", job_id], check=False)
+
+    def release_all(self) -> None:
+        """Cancel every held job (the process exits)."""
+        with self._lock:
+            held, self._held = list(self._held.values()), {}
+        for job_id, timer in held:
+            timer.cancel()
+            self.login.run(["scancel", job_id], check=False)
+
+    def wait_container_sync(self, container_id: str, timeout: float = 120) -> int:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.container_state_sync(container_id)
+            if state is None or not state.get("Running") and state.get("Status") == "exited":
+                return int((state or {}).get("ExitCode", -1))
+            if time.monotonic() > deadline:
+                raise EngineError(f"Slurm job {container_id} still runs after {timeout:.0f} s")
+            time.sleep(0.2)
+
+    def containers_sync(self, labels: list[str], *, all: bool = True) -> list[dict[str, Any]]:
+        """This server's kernels whose labels match, as container rows."""
+        rows = []
+        for job_id, kernel in list(self._kernels.items()):
+            if any(not _matches(kernel["labels"], label) for label in labels):
+                continue
+            state = self.container_state_sync(job_id) or {}
+            rows.append({"Id": job_id, "Names": [f"/{kernel['name']}"], "Labels": kernel["labels"],
+                         "State": state.get("Status", ""), "Status": state.get("Error") or state.get("Status", ""),
+                         "Image": kernel["image"], "Node": kernel["node"]})
+        return rows
+
+    def our_containers_sync(self, role: str | None = None) -> list[dict[str, Any]]:
+        return self.containers_sync([f"{LABEL_ROLE}={role}" if role else LABEL_ROLE])
+
+    def events_stream(self, *, since: float, events: list[str], labels: list[str]) -> "KernelEnds":
+        return KernelEnds(self, labels)
+
+    def stats_stream(self, container_id: str) -> Iterator[dict[str, Any]]:
+        raise ContainerNotFound(f"No live figures for Slurm job {container_id}")
+
+    def cluster_sync(self) -> dict[str, Any]:
+        """The cluster's nodes as the status shows them (name, state, address, GPUs)."""
+        nodes = []
+        for line in self.login.run(["sinfo", "-h", "-N", "-o", "%N|%T|%o|%G"]).splitlines():
+            name, state, address, gres = (line.split("|") + ["", "", "", ""])[:4]
+            count = sum(int(p.split(":")[-1].split("(")[0]) for p in gres.split(",") if p.startswith("gpu"))
+            nodes.append({"hostname": name, "role": "node", "state": state, "address": address,
+                          "gpus": [{"id": f"{name}:{i}", "kernel_id": None} for i in range(count)]})
+        return {"manager": self.address, "nodes": nodes}
+
+    def image_on_nodes(self, image: str, python: str) -> dict[str, str]:
+        return {}  # the nodes run bundles from the shared store: no per-node images
+
+    def cached_node_images(self, image: str, python: str) -> dict[str, Any]:
+        return {}
+
+
+class KernelEnds:
+    """The ``die`` events of this server's Slurm kernels (a step's client that returned, a job that
+    ended), polled once a second. Iterable; ``close()`` ends it."""
+
+    def __init__(self, backend: SlurmBackend, labels: list[str], every: float = 1.0) -> None:
+        self.backend, self.labels, self.every = backend, labels, every
+        self._closed = threading.Event()
+        self._reported: set[str] = set()
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        while not self._closed.is_set():
+            for job_id, code in list(self.backend._removed.items()):  # killed: the die of a removed kernel
+                if job_id not in self._reported:
+                    self._reported.add(job_id)
+                    yield {"Action": "die", "id": job_id, "time": time.time(),
+                           "Actor": {"ID": job_id, "Attributes": {"exitCode": str(code)}}}
+            for row in self.backend.containers_sync(self.labels):
+                if row["Id"] in self._reported or row["State"] != "exited":
+                    continue
+                self._reported.add(row["Id"])
+                state = self.backend.container_state_sync(row["Id"]) or {}
+                yield {"Action": "die", "id": row["Id"], "time": time.time(),
+                       "Actor": {"ID": row["Id"], "Attributes": {"exitCode": str(state.get("ExitCode", -1))}}}
+            self._closed.wait(self.every)
+
+
+def _matches(labels: dict[str, str], wanted: str) -> bool:
+    key, _, value = wanted.partition("=")
+    return key in labels and (not value or labels[key] == value)
+
+
+def _ports_of(spec: ContainerSpec) -> dict[str, int]:
+    """The ports the launch's connection file names (field -> port): the launcher reads the
+    kernel's ports back as these container ports' published ones."""
+    for file in spec.files:
+        if file.path.startswith(CONNECTION_DIR_IN_CONTAINER + "/") and file.path.endswith(".json"):
+            info = json.loads(file.content)
+            return {field: int(value) for field, value in info.items() if field.endswith("_port")}
+    raise EngineError("A Slurm kernel's launch has no connection file to give it (the tcp transport is needed)")
+
+
+def _ports_asked(connection: bytes, spec: ContainerSpec) -> bytes:
+    """The connection file with the ports the kernel binds on its node: a restart's previous ones
+    (``spec.ports``' host ports: on the same node, its clients keep working), else 0 for each, so
+    that the kernel binds ports its node has free (there is no network namespace to give it fixed
+    ones) and writes them back."""
+    info = json.loads(connection)
+    for field in list(info):
+        if field.endswith("_port"):
+            info[field] = spec.ports.get(int(info[field])) or 0
+    return json.dumps(info).encode()
+
+
+def _gpu_count(spec: ContainerSpec) -> int:
+    count = 0
+    for request in spec.gpus:
+        if request.device_ids:
+            raise GpuRequestUnsatisfiable("A Slurm kernel asks for a number of GPUs (--gpus N): Slurm picks which")
+        if request.count == -1:
+            raise GpuRequestUnsatisfiable("A Slurm kernel asks for a number of GPUs (--gpus N), not all of a node's")
+        count += request.count or 0
+    return count
+
+
+def _megabytes(size: str) -> int:
+    from .base import parse_size
+
+    return max(1, parse_size(size) // (1024 * 1024))
+
+
+def _with_mounts(spec: ContainerSpec, mounts: list[MountSpec]) -> ContainerSpec:
+    import dataclasses
+
+    return dataclasses.replace(spec, mounts=mounts)
+
+
+_BACKENDS_AT_EXIT: list[SlurmBackend] = []
+_exiting = threading.Event()
+
+
+@atexit.register
+def _cancel_held_jobs() -> None:
+    """Run before the provisioner's own atexit removal (registered earlier, so run later): from
+    now on a removed kernel's job is cancelled at once, and the held ones are."""
+    _exiting.set()
+    for backend in _BACKENDS_AT_EXIT:
+        backend.release_all()
+
+
+_backends: dict[str, SlurmBackend] = {}
+_backends_lock = threading.Lock()
+
+
+def get_slurm(login: str | None = None) -> SlurmBackend:
+    """The process-wide backend for the Slurm cluster reached through the login command ``login``
+    (empty: Slurm's tools on this host's PATH)."""
+    with _backends_lock:
+        key = (login or "").strip()
+        if key not in _backends:
+            _backends[key] = SlurmBackend(key)
+        return _backends[key]

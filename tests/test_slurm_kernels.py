@@ -1,0 +1,157 @@
+"""Container kernels on a Slurm cluster (issue 24, ``placement: slurm``), on the real test cluster
+(tests/slurm_cluster.py): a kernel's job waits in the queue, runs the kernel as a step in the
+image's bundle as the login node's user, in the workspace on the shared file system, and is
+executed, interrupted, restarted and shut down (job cancelled, its folder gone) through
+jupyter_client like any container kernel."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import time
+
+import pytest
+from jupyter_client.manager import AsyncKernelManager
+
+from .box_users import TEST_USER
+from .conftest import BASE_IMAGE, add_spec, execute, execute_after_error
+from .slurm_cluster import make_users_folder
+
+
+def login_command(slurm, user: str) -> str:
+    """The test cluster's stand-in for ``ssh user@login``: its login node's tools as ``user``."""
+    entry = pwd.getpwnam(user)
+    return f"docker exec -i -u {entry.pw_uid}:{entry.pw_gid} -e HOME=/tmp {slurm.login}"
+
+
+def user_jobs(slurm, user: str) -> list[str]:
+    done = slurm.as_user(user, ["squeue", "-h", "-u", user, "-o", "%i %T"])
+    return [line for line in done.stdout.splitlines() if line.strip()]
+
+
+async def wait_until_jobs_end(slurm, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while [line for line in user_jobs(slurm, TEST_USER) if line.split()[1] in ("RUNNING", "PENDING")]:
+        assert time.monotonic() < deadline, user_jobs(slurm, TEST_USER)
+        await asyncio.sleep(0.2)
+
+
+@pytest.fixture
+def workspace(slurm):
+    entry = pwd.getpwnam(TEST_USER)
+    folder = os.path.join(slurm.shared, f"ws-{TEST_USER}")
+    make_users_folder(folder, entry.pw_uid, entry.pw_gid)
+    yield folder
+    slurm.as_user(TEST_USER, ["scancel", "-u", TEST_USER], check=False)
+
+
+async def test_a_kernel_runs_as_a_step_of_its_job_and_is_interrupted_restarted_and_shut_down(engine, slurm, workspace):
+    entry = pwd.getpwnam(TEST_USER)
+    store = os.path.join(slurm.shared, f"store-{TEST_USER}")
+    name = add_spec(engine, BASE_IMAGE, placement="slurm", slurm_login=login_command(slurm, TEST_USER),
+                    slurm={"store": os.path.join(slurm.shared, "store-{user}"), "time": "30"},
+                    transport_encryption="disabled", memory="400m", workspace=workspace)
+    km = AsyncKernelManager(kernel_name=name)
+    await km.start_kernel(cwd=workspace)
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=90)
+        job_id = km.provisioner.container_id
+        out, reply = await execute(kc, (
+            "import os, socket\nx = 1\n"
+            "open('from-the-cluster.txt', 'w').write(os.environ['SLURMD_NODENAME'])\n"
+            "print(os.getuid(), os.getgid(), os.getcwd(), os.environ.get('SLURM_JOB_ID'), os.environ['HOME'])"
+        ))
+        assert reply["status"] == "ok", out
+        uid, gid, cwd, slurm_job, home = out.split()
+        assert (int(uid), int(gid)) == (entry.pw_uid, entry.pw_gid) and cwd == workspace and slurm_job == job_id
+        written = os.stat(os.path.join(workspace, "from-the-cluster.txt"))
+        assert (written.st_uid, written.st_gid) == (entry.pw_uid, entry.pw_gid)
+        with open(os.path.join(workspace, "from-the-cluster.txt")) as f:
+            assert f.read() in slurm.nodes
+        assert os.stat(store).st_uid == entry.pw_uid and os.stat(store).st_mode & 0o777 == 0o700
+        assert [f"{job_id} RUNNING"] == user_jobs(slurm, TEST_USER)
+
+        # An interrupt is a signal to the step (scancel --signal=INT), delivered once.
+        cell = asyncio.ensure_future(execute(kc, "import time\ntime.sleep(60)", timeout=90))
+        await asyncio.sleep(2)
+        await km.interrupt_kernel()
+        out, reply = await asyncio.wait_for(cell, 30)
+        assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
+        out, reply = await execute_after_error(kc, "print(40 + 2)")
+        assert out.strip() == "42"
+
+        # A restart is a new step in the same job (no second wait in the queue), on the same
+        # node and ports: the client connected before keeps working.
+        ports = dict(km.provisioner.host_ports)
+        began = time.monotonic()
+        await km.restart_kernel(now=True)
+        await kc.wait_for_ready(timeout=90)
+        restart_seconds = time.monotonic() - began
+        out, reply = await execute(kc, "import os\nprint(os.environ['SLURM_JOB_ID'], os.environ['SLURM_STEP_ID'], 'x' in dir())")
+        assert reply["status"] == "ok", out
+        assert out.split() == [job_id, "1", "False"], out  # the same job, its second step, a fresh kernel
+        assert km.provisioner.host_ports == ports and km.provisioner.container_id == job_id
+        assert [f"{job_id} RUNNING"] == user_jobs(slurm, TEST_USER)
+        print(f"restart within the allocation: {restart_seconds:.2f} s")
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
+    # Shut down: the job is cancelled (not held: no restart follows), the kernel's folder is gone.
+    await wait_until_jobs_end(slurm)
+    assert os.listdir(os.path.join(store, "kernels")) == []
+
+
+def fill_the_cluster(slurm) -> list[str]:
+    """A job on every core of every node (as another user's work would be)."""
+    jobs = []
+    for _ in slurm.nodes:
+        done = slurm.as_user(TEST_USER, ["sbatch", "--parsable", "-N1", "-c2", "--mem=100M", "--time=10",
+                                         "--wrap", "exec sleep infinity"])
+        jobs.append(done.stdout.strip())
+        slurm.wait_for_state(jobs[-1], {"RUNNING"})
+    return jobs
+
+
+def kernel_jobs(slurm) -> list[str]:
+    """The test user's kernels' jobs still queued or running (a kernel's job is named mlc-...)."""
+    done = slurm.as_user(TEST_USER, ["squeue", "-h", "-u", TEST_USER, "-t", "PENDING,RUNNING", "-o", "%j %i %T"])
+    return [line for line in done.stdout.splitlines() if line.startswith("mlc-")]
+
+
+async def test_a_kernel_whose_job_waits_says_why_and_leaves_no_job_behind(engine, slurm, workspace):
+    fill_the_cluster(slurm)
+    name = add_spec(engine, BASE_IMAGE, placement="slurm", slurm_login=login_command(slurm, TEST_USER),
+                    slurm={"store": os.path.join(slurm.shared, "store-{user}"), "time": "5"},
+                    transport_encryption="disabled", workspace=workspace, placement_timeout=6, cpus=2)
+    km = AsyncKernelManager(kernel_name=name)
+    with pytest.raises(Exception) as refused:
+        await km.start_kernel(cwd=workspace)
+    message = str(refused.value)
+    assert "waiting in the queue of partition debug: the nodes it needs are busy (Resources)" in message, message
+    assert "placement_timeout" in message and "estimated start" in message, message
+    assert kernel_jobs(slurm) == []  # cancelled, not left in the queue
+
+
+async def test_a_kernel_whose_job_is_cancelled_dies_with_slurms_reason(engine, slurm, workspace):
+    from jupyter_mlcontainer.kernels.deaths import last_death
+
+    name = add_spec(engine, BASE_IMAGE, placement="slurm", slurm_login=login_command(slurm, TEST_USER),
+                    slurm={"store": os.path.join(slurm.shared, "store-{user}")},
+                    transport_encryption="disabled", workspace=workspace)
+    km = AsyncKernelManager(kernel_name=name)
+    await km.start_kernel(cwd=workspace)
+    try:
+        job_id = km.provisioner.container_id
+        slurm.as_user(TEST_USER, ["scancel", job_id])  # the user (or an admin) cancels it from outside
+        deadline = time.monotonic() + 30
+        while await km.provisioner.poll() is None:
+            assert time.monotonic() < deadline, "the kernel's death was not seen"
+            await asyncio.sleep(0.2)
+        death = last_death(km.kernel_id)
+        assert death is not None and f"Job {job_id} was cancelled on " in death.message(), death
+    finally:
+        await km.shutdown_kernel(now=True)
+    assert kernel_jobs(slurm) == []

@@ -48,9 +48,9 @@ def workspace(slurm):
 
 async def test_a_kernel_runs_as_a_step_of_its_job_and_is_interrupted_restarted_and_shut_down(engine, slurm, workspace):
     entry = pwd.getpwnam(TEST_USER)
-    store = os.path.join(slurm.shared, f"store-{TEST_USER}")
+    store = os.path.join(slurm.shared, f"mlc-store-{TEST_USER}")
     name = add_spec(engine, BASE_IMAGE, placement="slurm", slurm_login=login_command(slurm, TEST_USER),
-                    slurm={"store": os.path.join(slurm.shared, "store-{user}"), "time": "30"},
+                    slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}"), "time": "30"},
                     transport_encryption="disabled", memory="400m", workspace=workspace)
     km = AsyncKernelManager(kernel_name=name)
     await km.start_kernel(cwd=workspace)
@@ -124,7 +124,7 @@ def kernel_jobs(slurm) -> list[str]:
 async def test_a_kernel_whose_job_waits_says_why_and_leaves_no_job_behind(engine, slurm, workspace):
     fill_the_cluster(slurm)
     name = add_spec(engine, BASE_IMAGE, placement="slurm", slurm_login=login_command(slurm, TEST_USER),
-                    slurm={"store": os.path.join(slurm.shared, "store-{user}"), "time": "5"},
+                    slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}"), "time": "5"},
                     transport_encryption="disabled", workspace=workspace, placement_timeout=6, cpus=2)
     km = AsyncKernelManager(kernel_name=name)
     with pytest.raises(Exception) as refused:
@@ -139,7 +139,7 @@ async def test_a_kernel_whose_job_is_cancelled_dies_with_slurms_reason(engine, s
     from jupyter_mlcontainer.kernels.deaths import last_death
 
     name = add_spec(engine, BASE_IMAGE, placement="slurm", slurm_login=login_command(slurm, TEST_USER),
-                    slurm={"store": os.path.join(slurm.shared, "store-{user}")},
+                    slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}")},
                     transport_encryption="disabled", workspace=workspace)
     km = AsyncKernelManager(kernel_name=name)
     await km.start_kernel(cwd=workspace)
@@ -155,3 +155,116 @@ async def test_a_kernel_whose_job_is_cancelled_dies_with_slurms_reason(engine, s
     finally:
         await km.shutdown_kernel(now=True)
     assert kernel_jobs(slurm) == []
+
+
+async def test_a_workspace_not_on_the_cluster_is_refused_at_once(engine, slurm, workspace, tmp_path):
+    name = add_spec(engine, BASE_IMAGE, placement="slurm", slurm_login=login_command(slurm, TEST_USER),
+                    slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}")},
+                    transport_encryption="disabled", workspace=str(tmp_path))
+    km = AsyncKernelManager(kernel_name=name)
+    began = time.monotonic()
+    with pytest.raises(Exception) as refused:
+        await km.start_kernel(cwd=str(tmp_path))
+    assert f"{tmp_path} is not on the Slurm cluster" in str(refused.value) and "shared file system" in str(refused.value)
+    assert time.monotonic() - began < 10 and kernel_jobs(slurm) == []  # nothing was queued
+
+
+async def test_a_kernel_out_of_its_jobs_memory_dies_named_so(engine, slurm, workspace):
+    from jupyter_mlcontainer.kernels.deaths import last_death
+
+    name = add_spec(engine, BASE_IMAGE, placement="slurm", slurm_login=login_command(slurm, TEST_USER),
+                    slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}")},
+                    transport_encryption="disabled", workspace=workspace, memory="200m")
+    km = AsyncKernelManager(kernel_name=name)
+    await km.start_kernel(cwd=workspace)
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=90)
+        kc.execute("x = bytearray(600 * 1024 * 1024)")  # three times the job's --mem
+        deadline = time.monotonic() + 60
+        while await km.provisioner.poll() is None:
+            assert time.monotonic() < deadline, "the kernel's death was not seen"
+            await asyncio.sleep(0.2)
+        death = last_death(km.kernel_id)
+        assert death is not None and "out of memory (memory limit 200m)" in death.message(), death
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
+
+
+async def test_a_kernel_on_the_cluster_network_is_encrypted_by_default(engine, slurm, workspace):
+    """The kernel binds its ports on its node, on the network every user's jobs share: an image
+    whose ipykernel can (7.4+) is encrypted by default; a subscriber without the key reads none
+    of its output, one with the key (its server's) does."""
+    from .conftest import IPYKERNEL7_IMAGE, running_kernel
+    from .test_security import _drain, _subscribe
+
+    marker = "secret-slurm-output"
+    async with running_kernel(engine, IPYKERNEL7_IMAGE, workspace, placement="slurm",
+                              slurm_login=login_command(slurm, TEST_USER),
+                              slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}")}, workspace=workspace) as (km, kc):
+        info = km.get_connection_info()
+        assert info["ip"] in {node.address for node in slurm.nodes.values()} and km.curve_publickey is not None
+        plain = _subscribe(info["ip"], [info[p] for p in ("iopub_port", "shell_port", "stdin_port", "control_port")])
+        keyed = _subscribe(info["ip"], [info["iopub_port"]], km.curve_publickey)
+        for _ in range(20):  # output over two seconds, while both subscribers listen
+            await execute(kc, f"print({marker!r}, flush=True)")
+            await asyncio.sleep(0.1)
+        assert not any(marker.encode() in m for m in _drain(plain))
+        assert any(marker.encode() in m for m in _drain(keyed))
+        for sock in plain + keyed:
+            sock.close()
+
+
+def test_a_kernelspec_added_with_the_cli_runs_notebooks_with_nbconvert_and_papermill(engine, slurm, workspace):
+    """``kernel add IMAGE --slurm LOGIN ...`` writes the kernelspec; the ordinary headless tools
+    run notebooks on the cluster with it, in the notebook's folder on the shared file system."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    import uuid
+
+    import nbformat
+
+    name = f"t-slurm-{uuid.uuid4().hex[:6]}"
+    added = subprocess.run(
+        [sys.executable, "-m", "jupyter_mlcontainer.cli", "kernel", "add", BASE_IMAGE, "--name", name, "--json",
+         "--slurm", login_command(slurm, TEST_USER), "--time-limit", "20", "--partition", "debug",
+         "--slurm-store", os.path.join(slurm.shared, "mlc-store-{user}"),
+         "--option", "transport_encryption=disabled", "--option", f"workspace={workspace}"],
+        capture_output=True, text=True, timeout=120)
+    assert added.returncode == 0, added.stderr
+    spec = json.loads(added.stdout)
+    try:
+        config = json.load(open(os.path.join(spec["resource_dir"], "kernel.json")))["metadata"]["kernel_provisioner"]["config"]
+        assert config["placement"] == "slurm" and config["slurm"] == {
+            "partition": "debug", "time": "20", "store": os.path.join(slurm.shared, "mlc-store-{user}")}
+
+        folder = os.path.join(workspace, "notebooks")
+        os.makedirs(folder, exist_ok=True)
+        os.chown(folder, pwd.getpwnam(TEST_USER).pw_uid, pwd.getpwnam(TEST_USER).pw_gid)
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": name, "display_name": name, "language": "python"}
+        nb.cells = [nbformat.v4.new_code_cell("alpha = 1"),
+                    nbformat.v4.new_code_cell("import os\nprint(os.getcwd(), os.environ['SLURM_JOB_ID'] != '', alpha * 10)")]
+        nb.cells[0].metadata["tags"] = ["parameters"]
+        path = os.path.join(folder, "report.ipynb")
+        nbformat.write(nb, path)
+        converted = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+                                    "--output", "converted.ipynb", path], cwd=folder, capture_output=True, text=True,
+                                   timeout=180)
+        assert converted.returncode == 0, converted.stderr
+        cell = nbformat.read(os.path.join(folder, "converted.ipynb"), as_version=4).cells[1]
+        assert "".join(o.get("text", "") for o in cell.outputs).split() == [folder, "True", "10"]
+
+        out = os.path.join(folder, "out.ipynb")
+        papermill = subprocess.run([sys.executable, "-m", "papermill", path, out, "-p", "alpha", "7", "-k", name],
+                                   cwd=folder, capture_output=True, text=True, timeout=180)
+        assert papermill.returncode == 0, papermill.stderr
+        cell = nbformat.read(out, as_version=4).cells[-1]
+        assert "".join(o.get("text", "") for o in cell.outputs).split() == [folder, "True", "70"]
+        assert kernel_jobs(slurm) == []  # each tool's kernel ended with its job
+    finally:
+        shutil.rmtree(spec["resource_dir"], ignore_errors=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..core.errors import KernelSpecError
 from .common import print_json, service
 
 
@@ -25,7 +26,8 @@ def cmd_kernel_add(args: argparse.Namespace) -> int:
     prefix = sys.prefix if args.sys_prefix else args.prefix
     spec = svc.add_kernelspec(
         image, name=args.name, display=args.display_name, gpus=args.gpus, memory=args.memory, cpus=args.cpus,
-        shm_size=args.shm_size, env=args.env, options=args.option, user=not prefix, prefix=prefix, facts=facts,
+        shm_size=args.shm_size, env=args.env, options=[*(args.option or []), *_slurm_pairs(args)], user=not prefix,
+        prefix=prefix, facts=facts,
     )
     if args.json:
         print_json(spec.to_dict())
@@ -58,3 +60,15 @@ def cmd_kernel_remove(args: argparse.Namespace) -> int:
         path = svc.remove_kernelspec(name)
         print(f"Removed kernelspec {name} ({path})")
     return 0
+
+
+def _slurm_pairs(args: argparse.Namespace) -> list[str]:
+    """``--slurm LOGIN --partition P ...`` as the kernelspec's option pairs."""
+    parts = {"partition": args.partition, "time": args.time_limit, "account": args.account, "qos": args.qos,
+             "store": args.slurm_store}
+    if args.slurm is None:
+        if any(parts.values()):
+            raise KernelSpecError("--partition, --time-limit, --account, --qos and --slurm-store go with --slurm")
+        return []
+    pairs = ["placement=slurm", f"slurm_login={args.slurm}"]
+    return pairs + [f"slurm.{key}={value}" for key, value in parts.items() if value]

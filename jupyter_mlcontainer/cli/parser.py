@@ -45,7 +45,17 @@ def _add_kernel(sub: Commands) -> None:
     add.add_argument("--option", action="append", metavar="KEY=VALUE",
                      help="any other kernel option of the kernelspec (repeatable): placement, docker_host, "
                           "cache_volume, workspace, network, kernel_transport, transport_encryption, "
-                          "placement_timeout")
+                          "placement_timeout, slurm_login, slurm.partition...")
+    slurm = add.add_argument_group("Slurm", "the kernel runs as a job on a Slurm cluster (docs/slurm.md)")
+    slurm.add_argument("--slurm", metavar="LOGIN", nargs="?", const="",
+                       help="placement slurm; LOGIN runs Slurm's tools as you on the login node, e.g. 'ssh login1' "
+                            "(none: this host has them)")
+    slurm.add_argument("--partition", help="the job's partition")
+    slurm.add_argument("--time-limit", metavar="TIME", help="the job's time limit, as sbatch takes it (2:00:00)")
+    slurm.add_argument("--account", help="the job's account")
+    slurm.add_argument("--qos", help="the job's QOS")
+    slurm.add_argument("--slurm-store", metavar="PATH", help="your folder on the cluster's shared file system for "
+                       "images and the cache ({user}: your name; default ~/.cache/mlcontainer/slurm)")
     where = add.add_mutually_exclusive_group()
     where.add_argument("--user", action="store_true", help="install for the current user (default)")
     where.add_argument("--sys-prefix", action="store_true", help="install into this Python's prefix (venv/conda)")

@@ -34,11 +34,17 @@ def kernel_options(
 ) -> dict[str, Any]:
     """The options of a kernelspec from the front doors' values: the usual ones by name, ``env``
     as a mapping or as ``KEY=VALUE`` strings, any other option (placement, docker_host, ...) in
-    ``options``, a mapping or ``KEY=VALUE`` strings. Unknown names are refused when the
+    ``options``, a mapping or ``KEY=VALUE`` strings (``slurm.partition=gpu`` is a part of the
+    ``slurm`` option). Unknown names are refused when the
     kernelspec is written (KernelSpecError)."""
     config: dict[str, Any] = {"gpus": gpus, "memory": memory, "cpus": cpus, "shm_size": shm_size,
                               "env": _pairs(env, "env") or {}}
-    config.update(_pairs(options, "option"))
+    for key, value in _pairs(options, "option").items():
+        group, dot, part = key.partition(".")
+        if dot and group == "slurm":  # slurm.partition=gpu (a CLI pair) -> {"slurm": {"partition": "gpu"}}
+            config.setdefault("slurm", {})[part] = value
+        else:
+            config[key] = value
     return config
 
 

@@ -35,11 +35,18 @@ import json
 import posixpath
 import signal as signals
 import subprocess
+import tempfile
 import threading
 import time
 from typing import Any, Iterator
 
-from ..core.errors import ContainerNotFound, ContainerNotRunning, EngineError, GpuRequestUnsatisfiable
+from ..core.errors import (
+    ContainerNotFound,
+    ContainerNotRunning,
+    EngineError,
+    GpuRequestUnsatisfiable,
+    WorkspaceNotOnEngineHost,
+)
 from ..core.labels import LABEL_IMAGE, LABEL_KERNEL_ID, LABEL_ROLE
 from .base import CONNECTION_DIR_IN_CONTAINER, ContainerSpec, EngineKind, EngineLocation, MountSpec
 from .slurm_bundle import kernel_bundle_config
@@ -139,6 +146,7 @@ class SlurmBackend(ManagerEngine):
         and estimated start, after ``placement_timeout``), start the kernel as a step in its
         bundle and wait until it has written its ports back. Inspect-like data: Id (the job id),
         State, NetworkSettings.Ports, Node (Name, Addr)."""
+        self._check_folders(spec)
         store = self.store(spec.scheduler.get("store", ""))
         rootfs, image_config = store.image_bundle(self._image_id(spec.image), self._archive(spec.image))
         name = spec.name or "mlc-kernel"
@@ -153,10 +161,14 @@ class SlurmBackend(ManagerEngine):
             )
             files["config.json"] = (json.dumps(config).encode(), 0o600)
             store.kernel_folder(name, files)
+            # srun's own messages (an out-of-memory kill is reported there), kept on this side.
+            said = tempfile.TemporaryFile()
             client = self.login.start(["srun", "--jobid", job_id, "--overlap", f"--container={folder}",
-                                       f"--output={folder}/kernel.log", *(spec.entrypoint or []), *spec.command])
+                                       f"--output={folder}/kernel.log", *(spec.entrypoint or []), *spec.command],
+                                      output=said)
             self._steps[job_id] = step = self._steps.get(job_id, -1) + 1  # srun numbers a job's steps from 0
             self._kernels[job_id] = {"name": name, "folder": folder, "store": store, "client": client, "step": step,
+                                     "said": said,
                                      "labels": dict(spec.labels), "image": spec.image, "node": job.nodes,
                                      "spec": spec}
             ports = self._wait_for_ports(job_id, spec)
@@ -191,6 +203,16 @@ class SlurmBackend(ManagerEngine):
             return job_id
         self.login.run(["scancel", job_id], check=False)
         return ""
+
+    def _check_folders(self, spec: ContainerSpec) -> None:
+        """The workspace (every folder bound from this host's paths) must be on the cluster's shared
+        file system at the same path: refused at once, before anything waits in the queue."""
+        for mount in spec.mounts:
+            if mount.kind == "bind" and not _exists(self.login, mount.source, "-d"):
+                raise WorkspaceNotOnEngineHost(
+                    f"{mount.source} is not on the Slurm cluster (no such folder on its login node, "
+                    f"{self.login.describe()}): the workspace must be on the cluster's shared file system, "
+                    "at the same path as here")
 
     def _image_id(self, image: str) -> str:
         return self.engine.inspect_image_sync(image)["Id"]
@@ -313,7 +335,10 @@ class SlurmBackend(ManagerEngine):
             return {"Running": False, "Status": "exited", "ExitCode": job.exit_code or -1, "Error": job.why_ended(),
                     "OOMKilled": job.state == "OUT_OF_MEMORY"}
         if client is not None and client.poll() is not None:
-            return {"Running": False, "Status": "exited", "ExitCode": client.returncode, "Error": ""}
+            said = _read_all(kernel["said"])
+            oom = "out of memory" in said.lower() or "oom_kill" in said.lower()
+            return {"Running": False, "Status": "exited", "ExitCode": 137 if oom else client.returncode,
+                    "Error": "", "OOMKilled": oom}
         if job is not None and job.waiting:
             return {"Running": False, "Status": "created", "Error": job.why_waiting()}
         return {"Running": True, "Status": "running"}
@@ -383,6 +408,7 @@ class SlurmBackend(ManagerEngine):
         except subprocess.TimeoutExpired:
             client.kill()
         self._removed[container_id] = client.returncode if client.returncode is not None else -9
+        kernel["said"].close()
         kernel["store"].remove_kernel_folder(kernel["name"])
 
     def _release(self, kernel_id: str, job_id: str) -> None:
@@ -476,6 +502,19 @@ class KernelEnds:
                 yield {"Action": "die", "id": row["Id"], "time": time.time(),
                        "Actor": {"ID": row["Id"], "Attributes": {"exitCode": str(state.get("ExitCode", -1))}}}
             self._closed.wait(self.every)
+
+
+def _exists(login: LoginNode, path: str, test: str = "-e") -> bool:
+    try:
+        login.run(["test", test, path])
+        return True
+    except EngineError:
+        return False
+
+
+def _read_all(file: Any) -> str:
+    file.seek(0)
+    return file.read().decode(errors="replace")
 
 
 def _matches(labels: dict[str, str], wanted: str) -> bool:

@@ -268,3 +268,88 @@ def test_a_kernelspec_added_with_the_cli_runs_notebooks_with_nbconvert_and_paper
         assert kernel_jobs(slurm) == []  # each tool's kernel ended with its job
     finally:
         shutil.rmtree(spec["resource_dir"], ignore_errors=True)
+
+
+SERVER_THAT_DIES = r"""
+import asyncio, sys
+from jupyter_client.manager import AsyncKernelManager
+
+async def main():
+    km = AsyncKernelManager(kernel_name=sys.argv[1])
+    await km.start_kernel(cwd=sys.argv[2])
+    print(km.provisioner.container_id, flush=True)
+    await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_killed_servers_kernel_jobs_are_reaped_and_a_live_servers_are_not(engine, slurm, workspace):
+    import signal
+    import subprocess
+    import sys
+
+    from jupyter_mlcontainer.engines.slurm import get_slurm
+    from jupyter_mlcontainer.kernels.orphans import reap_orphans
+
+    login = login_command(slurm, TEST_USER)
+    name = add_spec(engine, BASE_IMAGE, placement="slurm", slurm_login=login,
+                    slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}")},
+                    transport_encryption="disabled", workspace=workspace)
+    server = subprocess.Popen([sys.executable, "-c", SERVER_THAT_DIES, name, workspace], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        orphan_job = server.stdout.readline().strip()
+        assert orphan_job.isdigit(), "the server did not start its kernel"
+    finally:
+        server.send_signal(signal.SIGKILL)  # no clean-up of its own
+        server.wait()
+    store = os.path.join(slurm.shared, f"mlc-store-{TEST_USER}", "kernels")
+    assert f"{orphan_job} RUNNING" in user_jobs(slurm, TEST_USER) and len(os.listdir(store)) == 1
+
+    km = AsyncKernelManager(kernel_name=name)  # a live server's kernel, on the same cluster
+    await km.start_kernel(cwd=workspace)
+    try:
+        live_job = km.provisioner.container_id
+        reaped = await asyncio.to_thread(reap_orphans, get_slurm(login))
+        assert [orphan.container_id for orphan in reaped] == [orphan_job]
+        jobs = user_jobs(slurm, TEST_USER)
+        assert f"{live_job} RUNNING" in jobs and not any(line.startswith(f"{orphan_job} ") and "RUNNING" in line
+                                                         for line in jobs)
+        assert len(os.listdir(store)) == 1  # the orphan's folder went; the live kernel's stays
+    finally:
+        await km.shutdown_kernel(now=True)
+
+
+async def test_a_queued_kernel_is_listed_with_slurms_reason_and_cancelled_through_rest(engine, slurm, workspace, jp_fetch):
+    """The panel's view while a kernel's job waits: GET /mlcontainer/api/kernels lists it with
+    Slurm's reason and estimated start; DELETE cancels the job, and the start says so."""
+    import json
+
+    from tornado.httpclient import HTTPClientError
+
+    fill_the_cluster(slurm)
+    name = add_spec(engine, BASE_IMAGE, placement="slurm", slurm_login=login_command(slurm, TEST_USER),
+                    slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}"), "time": "5"},
+                    transport_encryption="disabled", workspace=workspace, placement_timeout=300, cpus=2)
+    start = asyncio.ensure_future(jp_fetch("api", "kernels", method="POST", body=json.dumps({"name": name, "path": ""})))
+
+    async def queued():
+        rows = json.loads((await jp_fetch("mlcontainer", "api", "kernels")).body)["kernels"]
+        # Slurm gives the reason and the estimate at its next scheduling pass (every 2 s here).
+        return next((r for r in rows if r.get("state") == "created" and "estimated start" in (r.get("status") or "")),
+                    None)
+
+    deadline = time.monotonic() + 60
+    while (row := await queued()) is None:
+        assert time.monotonic() < deadline and not start.done(), "the queued kernel was not listed"
+        await asyncio.sleep(0.5)
+    assert "the nodes it needs are busy (Resources)" in row["status"] and row["kernel_id"]
+    assert len(kernel_jobs(slurm)) == 1
+
+    cancelled = await jp_fetch("mlcontainer", "api", "kernels", row["kernel_id"], method="DELETE")
+    assert cancelled.code == 204
+    with pytest.raises(HTTPClientError) as failed:
+        await asyncio.wait_for(start, 60)
+    assert "was cancelled" in json.loads(failed.value.response.body)["message"]
+    assert kernel_jobs(slurm) == []

@@ -47,7 +47,7 @@ from ..core.errors import (
     GpuRequestUnsatisfiable,
     WorkspaceNotOnEngineHost,
 )
-from ..core.labels import LABEL_IMAGE, LABEL_KERNEL_ID, LABEL_ROLE
+from ..core.labels import LABEL_IMAGE, LABEL_KERNEL_ID, LABEL_OWNER, LABEL_ROLE
 from .base import CONNECTION_DIR_IN_CONTAINER, ContainerSpec, EngineKind, EngineLocation, MountSpec
 from .slurm_bundle import kernel_bundle_config
 from .slurm_jobs import SlurmJob, jobs_from_squeue
@@ -62,6 +62,9 @@ HOLDER_SCRIPT = "exec sleep infinity"
 # removes the old kernel and starts the new one at once): a restart is a new step on the same
 # node, on the same ports, with no second wait in the queue.
 HOLD_FOR_RESTART = 10.0
+# A kernel's labels that go with its job (its --comment), and the label naming its store.
+_COMMENT_LABELS = (LABEL_ROLE, LABEL_OWNER, LABEL_KERNEL_ID, LABEL_IMAGE)
+STORE_LABEL = "org.jupyter.mlcontainer.slurm-store"
 
 
 class SlurmBackend(ManagerEngine):
@@ -85,6 +88,7 @@ class SlurmBackend(ManagerEngine):
         self._kernels: dict[str, dict[str, Any]] = {}  # job id -> what the backend knows of its kernel
         self._removed: dict[str, int] = {}  # job id -> exit code, of kernels removed (their die event)
         self._steps: dict[str, int] = {}  # job id -> its newest step's number
+        self._found: dict[str, tuple[str, str]] = {}  # job id -> (store, name) of kernels another server started
         self._held: dict[str, tuple[str, threading.Timer]] = {}  # kernel id -> (its job, the timer cancelling it)
         _BACKENDS_AT_EXIT.append(self)
 
@@ -151,7 +155,11 @@ class SlurmBackend(ManagerEngine):
         rootfs, image_config = store.image_bundle(self._image_id(spec.image), self._archive(spec.image))
         name = spec.name or "mlc-kernel"
         folder = store.kernel_folder(name, {})
-        job_id = self._take_held(spec.labels.get(LABEL_KERNEL_ID, "")) or self._submit(spec, name, folder)
+        job_id = self._take_held(spec.labels.get(LABEL_KERNEL_ID, "")) or self._submit(spec, name, folder, store)
+        # Listed (the kernel list shows why it waits) and cancellable while it waits in the queue.
+        self._kernels[job_id] = {"name": name, "folder": folder, "store": store, "client": None, "step": -1,
+                                 "said": None, "labels": dict(spec.labels), "image": spec.image, "node": "",
+                                 "spec": spec}
         try:
             job = self._wait_running(job_id, spec)
             mounts, files = self._bundle_parts(spec, store, folder)
@@ -167,10 +175,7 @@ class SlurmBackend(ManagerEngine):
                                        f"--output={folder}/kernel.log", *(spec.entrypoint or []), *spec.command],
                                       output=said)
             self._steps[job_id] = step = self._steps.get(job_id, -1) + 1  # srun numbers a job's steps from 0
-            self._kernels[job_id] = {"name": name, "folder": folder, "store": store, "client": client, "step": step,
-                                     "said": said,
-                                     "labels": dict(spec.labels), "image": spec.image, "node": job.nodes,
-                                     "spec": spec}
+            self._kernels[job_id].update(client=client, step=step, said=said, node=job.nodes)
             ports = self._wait_for_ports(job_id, spec)
             address = self._node_address(job.nodes)
             self._kernels[job_id]["address"] = address
@@ -185,7 +190,7 @@ class SlurmBackend(ManagerEngine):
         except BaseException:
             kernel = self._kernels.pop(job_id, None)
             self.login.run(["scancel", job_id], check=False)  # a failed start keeps nothing
-            if kernel is not None:
+            if kernel is not None and kernel["client"] is not None:
                 kernel["client"].kill()
             store.remove_kernel_folder(name)
             raise
@@ -221,8 +226,12 @@ class SlurmBackend(ManagerEngine):
         """``docker save`` of the local engine's image, read lazily (only for a first unpack)."""
         yield from self.call_sync(lambda: self.api.get_image(image))
 
-    def _submit(self, spec: ContainerSpec, name: str, folder: str) -> str:
-        options = ["--parsable", "--no-requeue", "-J", name, "-N1", "-n1", f"--output={folder}/job.log"]
+    def _submit(self, spec: ContainerSpec, name: str, folder: str, store: UserStore) -> str:
+        # The labels a later server reads the job by (whose it is, which kernel, where its folder is).
+        comment = json.dumps({**{key: spec.labels[key] for key in _COMMENT_LABELS if key in spec.labels},
+                              STORE_LABEL: store.root}, separators=(",", ":"))
+        options = ["--parsable", "--no-requeue", "-J", name, "-N1", "-n1", f"--output={folder}/job.log",
+                   f"--comment={comment}"]
         if spec.nano_cpus:
             options.append(f"--cpus-per-task={max(1, round(spec.nano_cpus / 1e9))}")
         if spec.memory:
@@ -250,8 +259,9 @@ class SlurmBackend(ManagerEngine):
             job = self.job(job_id)
             if job is not None and job.running:
                 return job
-            if job is not None and job.ended:
-                raise EngineError(f"The kernel's Slurm job ended before it started: {job.why_ended()}")
+            if job is not None and job.ended or job_id not in self._kernels:
+                why = job.why_ended() if job is not None else f"Job {job_id} was cancelled"
+                raise EngineError(f"The kernel's Slurm job ended before the kernel started: {why}")
             if time.monotonic() > deadline:
                 why = job.why_waiting() if job is not None else f"Job {job_id} is not in the queue"
                 kind = GpuRequestUnsatisfiable if job is not None and "GRES" in job.reason else EngineError
@@ -339,9 +349,9 @@ class SlurmBackend(ManagerEngine):
             oom = "out of memory" in said.lower() or "oom_kill" in said.lower()
             return {"Running": False, "Status": "exited", "ExitCode": 137 if oom else client.returncode,
                     "Error": "", "OOMKilled": oom}
-        if job is not None and job.waiting:
-            return {"Running": False, "Status": "created", "Error": job.why_waiting()}
-        return {"Running": True, "Status": "running"}
+        if job is not None and job.waiting or (kernel is not None and client is None):
+            return {"Running": False, "Status": "created", "Summary": job.summary() if job else "submitted"}
+        return {"Running": True, "Status": "running", "Summary": job.summary() if job else ""}
 
     def inspect_container_sync(self, container_id: str) -> dict[str, Any]:
         kernel = self._kernels.get(container_id)
@@ -391,8 +401,11 @@ class SlurmBackend(ManagerEngine):
             held = any(job_id == container_id for job_id, _ in self._held.values())
         if held and not _exiting.is_set():
             return  # removed twice (the kill, then the clean-up): the held job waits for the restart
-        if kernel is None or not kernel_id or _exiting.is_set():
-            self.login.run(["scancel", container_id], check=False)
+        if kernel is None or not kernel_id or kernel["client"] is None or _exiting.is_set():
+            self.login.run(["scancel", container_id], check=False)  # a queued kernel's job is cancelled
+        found = self._found.pop(container_id, None)
+        if kernel is None and found and found[0]:  # another server's kernel (an orphan): its folder too
+            self.store(found[0]).remove_kernel_folder(found[1])
         else:
             self.login.run(["scancel", f"{container_id}.{kernel['step']}"], check=False)
             timer = threading.Timer(HOLD_FOR_RESTART, self._release, (kernel_id, container_id))
@@ -400,8 +413,8 @@ class SlurmBackend(ManagerEngine):
             with self._lock:
                 self._held[kernel_id] = (container_id, timer)
             timer.start()
-        if kernel is None:
-            return
+        if kernel is None or kernel["client"] is None:
+            return  # its start, waiting for the job, sees the job end and cleans up
         client: subprocess.Popen = kernel["client"]
         try:
             client.wait(timeout=10)
@@ -438,6 +451,28 @@ class SlurmBackend(ManagerEngine):
             time.sleep(0.2)
 
     def containers_sync(self, labels: list[str], *, all: bool = True) -> list[dict[str, Any]]:
+        """The user's kernels' jobs in the queue (this server's and those a server that died left:
+        the orphan reaper judges them by their owner label), as container rows."""
+        rows = self._kernel_rows(labels)
+        known = {row["Id"] for row in rows}
+        text = self.login.run(["squeue", "--json", "--me"], check=False)
+        try:
+            queued = jobs_from_squeue(text).values()
+        except EngineError:
+            queued = []
+        for job in queued:
+            job_labels = _comment_labels(job.comment)
+            if job.job_id in known or not job_labels or job.ended:
+                continue
+            if any(not _matches(job_labels, label) for label in labels):
+                continue
+            self._found[job.job_id] = (job_labels.get(STORE_LABEL, ""), job.name)
+            rows.append({"Id": job.job_id, "Names": [f"/{job.name}"], "Labels": job_labels,
+                         "State": "running" if job.running else "created", "Status": job.state,
+                         "Image": job_labels.get(LABEL_IMAGE, ""), "Node": job.nodes})
+        return rows
+
+    def _kernel_rows(self, labels: list[str]) -> list[dict[str, Any]]:
         """This server's kernels whose labels match, as container rows."""
         rows = []
         for job_id, kernel in list(self._kernels.items()):
@@ -445,7 +480,7 @@ class SlurmBackend(ManagerEngine):
                 continue
             state = self.container_state_sync(job_id) or {}
             rows.append({"Id": job_id, "Names": [f"/{kernel['name']}"], "Labels": kernel["labels"],
-                         "State": state.get("Status", ""), "Status": state.get("Error") or state.get("Status", ""),
+                         "State": state.get("Status", ""), "Status": state.get("Summary") or state.get("Error") or "",
                          "Image": kernel["image"], "Node": kernel["node"]})
         return rows
 
@@ -494,7 +529,7 @@ class KernelEnds:
                     self._reported.add(job_id)
                     yield {"Action": "die", "id": job_id, "time": time.time(),
                            "Actor": {"ID": job_id, "Attributes": {"exitCode": str(code)}}}
-            for row in self.backend.containers_sync(self.labels):
+            for row in self.backend._kernel_rows(self.labels):
                 if row["Id"] in self._reported or row["State"] != "exited":
                     continue
                 self._reported.add(row["Id"])
@@ -502,6 +537,17 @@ class KernelEnds:
                 yield {"Action": "die", "id": row["Id"], "time": time.time(),
                        "Actor": {"ID": row["Id"], "Attributes": {"exitCode": str(state.get("ExitCode", -1))}}}
             self._closed.wait(self.every)
+
+
+def _comment_labels(comment: str) -> dict[str, str]:
+    """The labels a kernel's job carries in its comment ({} for any other job of the user's)."""
+    try:
+        labels = json.loads(comment) if comment.startswith("{") else {}
+    except ValueError:
+        return {}
+    if not isinstance(labels, dict) or LABEL_ROLE not in labels:
+        return {}
+    return {str(key): str(value) for key, value in labels.items()}
 
 
 def _exists(login: LoginNode, path: str, test: str = "-e") -> bool:

@@ -72,6 +72,7 @@ class SlurmJob:
     exit_code: int | None
     signal: int | None
     signal_name: str
+    comment: str = ""  # what the submitter wrote with the job (ours: the kernel's labels, engines/slurm.py)
 
     @property
     def waiting(self) -> bool:
@@ -103,6 +104,17 @@ class SlurmJob:
             return None
         now = time.time() if now is None else now
         return max(0.0, self.start_time + self.time_limit * 60 - now)
+
+    def summary(self, now: float | None = None) -> str:
+        """One line for the kernel list: why it waits and when it may start, where it runs and
+        how long it has left, or why it ended."""
+        if self.waiting:
+            return self.why_waiting(now)
+        if self.running:
+            left = self.time_left(now)
+            text = f"Job {self.job_id} running on {self.nodes or 'its node'}"
+            return text + (f", {_duration(left)} left of {_limit(self.time_limit)}" if left is not None else "")
+        return self.why_ended() or f"Job {self.job_id} is {self.state}"
 
     def why_ended(self) -> str:
         """Why the job (the kernel) ended, named from Slurm's state, for the kernel's death
@@ -150,6 +162,7 @@ def job_from_json(entry: dict[str, Any]) -> SlurmJob:
         exit_code=_number(exit_code.get("return_code")) if isinstance(exit_code, dict) else None,
         signal=_number(signal.get("id")) or None,
         signal_name=str(signal.get("name") or ""),
+        comment=str(entry.get("comment") or ""),
     )
 
 

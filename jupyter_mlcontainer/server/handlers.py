@@ -193,10 +193,16 @@ class KernelHandler(BaseHandler):
     @tornado.web.authenticated
     @authorized("delete", resource="kernels")
     async def delete(self, kernel_id: str) -> None:
-        """Stop one of this server's container kernels (on its engine or a Swarm), through the
+        """Stop one of this server's container kernels (on its engine or a cluster), through the
         server's kernel manager: what jupyter_server's own DELETE /api/kernels/<id> does, so the
-        Authorizer is asked the same question (``delete`` on ``kernels``)."""
+        Authorizer is asked the same question (``delete`` on ``kernels``). A kernel whose job still
+        waits in a cluster's queue (its start has not returned) is cancelled there."""
         if kernel_id not in self.container_kernels():
+            # A kernel still starting, its job waiting in a cluster's queue: cancel the job.
+            if await self.run_blocking(self.service.cancel_queued_kernel, kernel_id):
+                self.set_status(204)
+                self.finish()
+                return
             raise tornado.web.HTTPError(404, f"No container kernel {kernel_id} on this server")
         await self.kernel_manager.shutdown_kernel(kernel_id)
         self.set_status(204)

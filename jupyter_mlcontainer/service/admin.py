@@ -7,7 +7,7 @@ from typing import Any, Callable
 from ..core.errors import EngineError
 from ..core.settings import MLContainer
 from ..engines.base import ClusterBackend, ContainerBackend
-from ..engines.registry import DEFAULT_PLACEMENT, backend_class, backend_for, placements
+from ..engines.registry import DEFAULT_PLACEMENT, address_setting, backend_class, backend_for, placements
 from ..kernels.orphans import Orphan, find_orphans, forget_dead_leases, reap_orphans
 
 
@@ -37,10 +37,33 @@ class AdminMixin:
             placement = spec.config.get("placement") or DEFAULT_PLACEMENT
             if placement not in placements():
                 continue  # a hand-edited kernelspec: its start says why; the lists stay usable
-            address = spec.config.get("docker_host") or self.settings.docker_host
-            if address and backend_class(placement).is_cluster and (placement, address) not in found:
+            setting = address_setting(placement)
+            address = spec.config.get(setting) or getattr(self.settings, setting, "")
+            # An empty docker_host is this host's engine, never a cluster; an empty Slurm login is
+            # Slurm's tools on this host (the setting the shared settings do not hold).
+            if not address and hasattr(self.settings, setting):
+                continue
+            if backend_class(placement).is_cluster and (placement, address) not in found:
                 found[(placement, address)] = backend_for(placement, address)  # type: ignore[assignment]
         return [found[key] for key in sorted(found)]
+
+    def cancel_queued_kernel(self, kernel_id: str) -> bool:
+        """Cancel the job of this server's kernel ``kernel_id`` while it waits in a cluster's queue
+        (the panel's and REST's cancel: the kernel's start then fails saying so). False when no
+        queued kernel of this server has that id. Blocking."""
+        from ..core.identity import owner_id
+        from ..core.labels import LABEL_KERNEL_ID, LABEL_OWNER
+
+        for backend in self.clusters():
+            try:
+                rows = backend.containers_sync([f"{LABEL_KERNEL_ID}={kernel_id}", f"{LABEL_OWNER}={owner_id()}"])
+            except EngineError:
+                continue
+            for row in rows:
+                if row.get("State") == "created":  # queued (a started kernel stops through its manager)
+                    backend.remove_container_sync(row["Id"])
+                    return True
+        return False
 
     def orphans(self, *, remove: bool, logger: Any = None) -> list[Orphan]:
         """Containers (and Swarm services) whose owning process died, on every backend;

@@ -61,3 +61,10 @@ def test_squeues_own_errors_and_non_json_are_engine_errors():
     with pytest.raises(EngineError, match="23.11 or later"):
         jobs_from_squeue("JOBID PARTITION NAME\n")
     assert jobs_from_squeue(json.dumps({"jobs": []})) == {}
+
+
+def test_the_kernel_lists_line_says_where_it_waits_runs_or_ended(jobs):
+    assert jobs["9"].summary(now=jobs["9"].start_time - 600).startswith("Job 9 is waiting in the queue of partition")
+    running = jobs["7"]
+    assert running.summary(now=running.start_time + 60) == "Job 7 running on mlc-slurm-n1, 9 min left of 0:10:00"
+    assert "reached its time limit" in jobs["4"].summary()

@@ -15,7 +15,7 @@ import pytest
 from jupyter_client.manager import AsyncKernelManager
 
 from .box_users import TEST_USER
-from .conftest import BASE_IMAGE, add_spec, execute, execute_after_error
+from .conftest import BASE_IMAGE, add_spec, execute, execute_after_error, running_kernel
 from .slurm_cluster import make_users_folder
 
 
@@ -197,7 +197,7 @@ async def test_a_kernel_on_the_cluster_network_is_encrypted_by_default(engine, s
     """The kernel binds its ports on its node, on the network every user's jobs share: an image
     whose ipykernel can (7.4+) is encrypted by default; a subscriber without the key reads none
     of its output, one with the key (its server's) does."""
-    from .conftest import IPYKERNEL7_IMAGE, running_kernel
+    from .conftest import IPYKERNEL7_IMAGE
     from .test_security import _drain, _subscribe
 
     marker = "secret-slurm-output"
@@ -353,3 +353,117 @@ async def test_a_queued_kernel_is_listed_with_slurms_reason_and_cancelled_throug
         await asyncio.wait_for(start, 60)
     assert "was cancelled" in json.loads(failed.value.response.body)["message"]
     assert kernel_jobs(slurm) == []
+
+
+GPU_PROBE = """
+import errno, os
+seen = {}
+for device in ("/dev/nvidia0", "/dev/nvidia1"):
+    try:
+        os.close(os.open(device, os.O_RDONLY))
+        seen[device] = "open"
+    except OSError as exc:  # a stand-in device node has no driver: ENXIO means it is there and allowed
+        seen[device] = "mine" if exc.errno == errno.ENXIO else errno.errorcode[exc.errno]
+print(os.environ["SLURMD_NODENAME"], os.environ.get("CUDA_VISIBLE_DEVICES"), sorted(d for d, s in seen.items() if s == "mine"))
+"""
+
+
+async def test_two_kernels_asking_for_a_gpu_each_get_distinct_ones_and_the_gpu_view_says_whose(engine, slurm, workspace):
+    from jupyter_mlcontainer.engines.slurm import get_slurm
+
+    login = login_command(slurm, TEST_USER)
+    options = dict(placement="slurm", slurm_login=login, slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}")},
+                   transport_encryption="disabled", workspace=workspace, gpus="1", memory="300m")
+    async with running_kernel(engine, BASE_IMAGE, workspace, **options) as (km1, kc1), \
+            running_kernel(engine, BASE_IMAGE, workspace, **options) as (km2, kc2):
+        seen = []
+        for kc in (kc1, kc2):
+            out, reply = await execute(kc, GPU_PROBE)
+            assert reply["status"] == "ok", out
+            node, cuda, mine = out.split(maxsplit=2)
+            assert cuda is not None and len(eval(mine)) == 1, out  # exactly one device node, its own
+            seen.append((node, eval(mine)[0]))
+        assert seen[0] != seen[1]  # two kernels, two GPUs
+        held = {gpu["kernel_id"]: gpu["id"] for node in get_slurm(login).cluster_sync()["nodes"] for gpu in node["gpus"]
+                if gpu["kernel_id"]}
+        assert held == {km1.kernel_id: f"{seen[0][0]}:{seen[0][1][-1]}", km2.kernel_id: f"{seen[1][0]}:{seen[1][1][-1]}"}
+
+
+async def test_two_users_kernels_run_as_themselves_and_neither_can_touch_the_others(engine, slurm, workspace):
+    from jupyter_mlcontainer.core.errors import EngineError
+    from jupyter_mlcontainer.engines.slurm import get_slurm
+
+    from .box_users import OTHER_USER
+
+    other = pwd.getpwnam(OTHER_USER)
+    other_workspace = os.path.join(slurm.shared, f"ws-{OTHER_USER}")
+    make_users_folder(other_workspace, other.pw_uid, other.pw_gid)
+    store = os.path.join(slurm.shared, "mlc-store-{user}")
+    mine = dict(placement="slurm", slurm_login=login_command(slurm, TEST_USER), slurm={"store": store},
+                transport_encryption="disabled", workspace=workspace)
+    theirs = dict(mine, slurm_login=login_command(slurm, OTHER_USER), workspace=other_workspace)
+    try:
+        async with running_kernel(engine, BASE_IMAGE, workspace, **mine) as (km1, kc1), \
+                running_kernel(engine, BASE_IMAGE, other_workspace, **theirs) as (km2, kc2):
+            for kc, folder, entry in ((kc1, workspace, pwd.getpwnam(TEST_USER)), (kc2, other_workspace, other)):
+                out, reply = await execute(kc, "import os\nopen('mine.txt', 'w').write('x')\nprint(os.getuid())")
+                assert reply["status"] == "ok" and int(out) == entry.pw_uid, out
+                assert os.stat(os.path.join(folder, "mine.txt")).st_uid == entry.pw_uid
+            for user in (TEST_USER, OTHER_USER):  # each store is its user's alone
+                st = os.stat(os.path.join(slurm.shared, f"mlc-store-{user}"))
+                assert st.st_uid == pwd.getpwnam(user).pw_uid and st.st_mode & 0o077 == 0
+            # The other user's login cannot signal or cancel this user's kernel: Slurm refuses.
+            with pytest.raises(EngineError, match="Access/permission denied"):
+                get_slurm(login_command(slurm, OTHER_USER)).login.run(["scancel", km1.provisioner.container_id])
+            out, reply = await execute(kc1, "print('still here')")
+            assert out.strip() == "still here"
+    finally:
+        slurm.as_user(OTHER_USER, ["scancel", "-u", OTHER_USER], check=False)
+
+
+async def _death_of(km, timeout: float = 120):
+    from jupyter_mlcontainer.kernels.deaths import last_death
+
+    deadline = time.monotonic() + timeout
+    while await km.provisioner.poll() is None:
+        assert time.monotonic() < deadline, "the kernel's death was not seen"
+        await asyncio.sleep(0.5)
+    return last_death(km.kernel_id)
+
+
+async def test_a_kernel_whose_node_fails_dies_naming_the_node(engine, slurm, workspace):
+    import subprocess
+
+    name = add_spec(engine, BASE_IMAGE, placement="slurm", slurm_login=login_command(slurm, TEST_USER),
+                    slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}")},
+                    transport_encryption="disabled", workspace=workspace)
+    km = AsyncKernelManager(kernel_name=name)
+    await km.start_kernel(cwd=workspace)
+    node = ""
+    try:
+        job_id = km.provisioner.container_id
+        node = km.provisioner.engine.job(job_id).nodes
+        subprocess.run(["docker", "kill", node], check=True, capture_output=True)  # the node's power goes
+        death = await _death_of(km)  # slurmctld declares it down after SlurmdTimeout (10 s here)
+        assert death is not None and f"The node of job {job_id} failed ({node})" in death.message(), death
+    finally:
+        await km.shutdown_kernel(now=True)
+        if node:
+            slurm.up()  # the node back, registered and idle again, for the tests after this one
+    assert kernel_jobs(slurm) == []
+
+
+async def test_a_kernel_past_its_time_limit_dies_naming_the_limit(engine, slurm, workspace):
+    name = add_spec(engine, BASE_IMAGE, placement="slurm", slurm_login=login_command(slurm, TEST_USER),
+                    slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}"), "time": "1"},
+                    transport_encryption="disabled", workspace=workspace)
+    km = AsyncKernelManager(kernel_name=name)
+    await km.start_kernel(cwd=workspace)
+    try:
+        job_id = km.provisioner.container_id
+        row = km.provisioner.engine.containers_sync([f"org.jupyter.mlcontainer.kernel-id={km.kernel_id}"])[0]
+        assert f"Job {job_id} running on " in row["Status"] and "left of 0:01:00" in row["Status"], row
+        death = await _death_of(km, timeout=150)  # Slurm checks time limits about every 30 s
+        assert death is not None and f"Job {job_id} reached its time limit (0:01:00)" in death.message(), death
+    finally:
+        await km.shutdown_kernel(now=True)

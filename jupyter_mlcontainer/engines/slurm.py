@@ -163,9 +163,10 @@ class SlurmBackend(ManagerEngine):
         try:
             job = self._wait_running(job_id, spec)
             mounts, files = self._bundle_parts(spec, store, folder)
+            devices = self._gpu_devices(job_id, spec)
             config = kernel_bundle_config(
                 image_config, _with_mounts(spec, mounts), rootfs=rootfs, uid=store.user.uid, gid=store.user.gid,
-                gpu_devices=self._gpu_devices(job_id, spec),
+                gpu_devices=devices,
             )
             files["config.json"] = (json.dumps(config).encode(), 0o600)
             store.kernel_folder(name, files)
@@ -175,7 +176,8 @@ class SlurmBackend(ManagerEngine):
                                        f"--output={folder}/kernel.log", *(spec.entrypoint or []), *spec.command],
                                       output=said)
             self._steps[job_id] = step = self._steps.get(job_id, -1) + 1  # srun numbers a job's steps from 0
-            self._kernels[job_id].update(client=client, step=step, said=said, node=job.nodes)
+            self._kernels[job_id].update(client=client, step=step, said=said, node=job.nodes,
+                                         gpus=[device.removeprefix("/dev/nvidia") for device in devices])
             ports = self._wait_for_ports(job_id, spec)
             address = self._node_address(job.nodes)
             self._kernels[job_id]["address"] = address
@@ -495,12 +497,14 @@ class SlurmBackend(ManagerEngine):
 
     def cluster_sync(self) -> dict[str, Any]:
         """The cluster's nodes as the status shows them (name, state, address, GPUs)."""
+        held = {(kernel["node"], index): kernel["labels"].get(LABEL_KERNEL_ID)
+                for kernel in list(self._kernels.values()) for index in kernel.get("gpus", [])}
         nodes = []
         for line in self.login.run(["sinfo", "-h", "-N", "-o", "%N|%T|%o|%G"]).splitlines():
             name, state, address, gres = (line.split("|") + ["", "", "", ""])[:4]
             count = sum(int(p.split(":")[-1].split("(")[0]) for p in gres.split(",") if p.startswith("gpu"))
             nodes.append({"hostname": name, "role": "node", "state": state, "address": address,
-                          "gpus": [{"id": f"{name}:{i}", "kernel_id": None} for i in range(count)]})
+                          "gpus": [{"id": f"{name}:{i}", "kernel_id": held.get((name, str(i)))} for i in range(count)]})
         return {"manager": self.address, "nodes": nodes}
 
     def image_on_nodes(self, image: str, python: str) -> dict[str, str]:

@@ -467,3 +467,43 @@ async def test_a_kernel_past_its_time_limit_dies_naming_the_limit(engine, slurm,
         assert death is not None and f"Job {job_id} reached its time limit (0:01:00)" in death.message(), death
     finally:
         await km.shutdown_kernel(now=True)
+
+
+async def test_a_slurm_kernel_is_frozen_through_the_kernel_itself(engine, slurm, workspace):
+    """The kernel's root file system is read-only and nothing runs beside it: freeze asks the
+    kernel to run its inventory, as on a Swarm. What %pip installed (into the user's cache on the
+    shared file system) is pinned, what %env set is written, Slurm's own variables are not."""
+    from jupyter_mlcontainer.core.settings import MLContainer
+    from jupyter_mlcontainer.environments.freeze import kernel_environment
+    from jupyter_mlcontainer.service import MLContainerService
+
+    from .test_freeze import make_wheel
+
+    entry = pwd.getpwnam(TEST_USER)
+    wheels = os.path.join(workspace, "wheels")
+    make_users_folder(wheels, entry.pw_uid, entry.pw_gid)
+    make_wheel(wheels, name="mlc_slurm_frozen", version="2.5")
+    frozen = os.path.join(workspace, "frozen")
+    make_users_folder(frozen, entry.pw_uid, entry.pw_gid)
+    async with running_kernel(engine, BASE_IMAGE, workspace, placement="slurm",
+                              slurm_login=login_command(slurm, TEST_USER),
+                              slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}")},
+                              transport_encryption="disabled", workspace=workspace) as (km, kc):
+        out, reply = await execute(kc, (
+            f"%pip install -q --no-index --find-links {wheels} mlc_slurm_frozen==2.5\n"
+            "%env MLC_ON_SLURM=yes\n"
+            "import mlc_slurm_frozen\nprint('imported')"
+        ), timeout=120)
+        assert reply["status"] == "ok" and "imported" in out, out
+        service = MLContainerService(MLContainer())
+        loop = asyncio.get_running_loop()
+        container = await loop.run_in_executor(None, service.container_of_kernel, km.kernel_id)
+        assert container.backend is not service.engine  # found on the cluster
+        runtime_env = await asyncio.to_thread(kernel_environment, km.get_connection_info())
+        result, _ = await loop.run_in_executor(None, lambda: service.freeze(
+            container, runtime_env, connection_info=km.get_connection_info(), output_dir=frozen))
+        assert result.packages == {"mlc-slurm-frozen": "2.5"}, result.packages
+        assert result.env == {"MLC_ON_SLURM": "yes"}, result.env  # not SLURM_*, not ours
+        assert result.base_image.endswith(BASE_IMAGE)  # pinned: under the name it was pushed as, if any
+        with open(os.path.join(frozen, "Dockerfile")) as f:
+            assert 'ENV MLC_ON_SLURM="yes"' in f.read().splitlines()

@@ -14,11 +14,13 @@ from typing import Any
 from ..dockerfile import Unrepresentable, requirement_line, visible
 
 # Environment variables that Jupyter, the engine, the GPU runtime, IPython or our provisioner
-# set: never the user's own settings.
+# set: never the user's own settings. A Slurm step gets Slurm's own (SLURM_*, the MPI launchers'
+# bootstrap hints, its TMPDIR): the machine's, not the notebook's.
 _NOT_USER_ENV = re.compile(
     r"^(JPY_.*|KERNEL_.*|JUPYTER_.*|IPY.*|PYDEVD_.*|MPLBACKEND|CLICOLOR|CLICOLOR_FORCE|FORCE_COLOR|PAGER|GIT_PAGER|TERM|"
     r"COLUMNS|LINES|HOSTNAME|HOME|USER|LOGNAME|PWD|OLDPWD|SHLVL|_|PATH|LANG|LC_.*|"
-    r"NVIDIA_.*|CUDA_VISIBLE_DEVICES|PYTHONUSERBASE|DOCKER_RESOURCE_.*|MLCONTAINER_.*)$"
+    r"NVIDIA_.*|CUDA_VISIBLE_DEVICES|PYTHONUSERBASE|DOCKER_RESOURCE_.*|MLCONTAINER_.*|"
+    r"SLURM_.*|SLURMD_.*|SRUN_.*|HYDRA_.*|I_MPI_.*|OMPI_MCA_.*|PRTE_MCA_.*|PMIX?_.*|TMPDIR)$"
 )
 # Names that hold credentials: *_TOKEN, *_SECRET, *_PASS*, *_KEY (KAGGLE_KEY, AWS keys),
 # *_CREDENTIALS, *_DSN (SENTRY_DSN carries a key), connection strings, cookies and sessions.

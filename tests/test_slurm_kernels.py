@@ -99,8 +99,8 @@ async def test_a_kernel_runs_as_a_step_of_its_job_and_is_interrupted_restarted_a
     finally:
         kc.stop_channels()
         await km.shutdown_kernel(now=True)
-    # Shut down: the job is cancelled (not held: no restart follows), the kernel's folder is gone.
-    await wait_until_jobs_end(slurm)
+    # Shut down: the job is cancelled at once (not held: no restart follows), the folder is gone.
+    await wait_until_jobs_end(slurm, timeout=5)
     assert os.listdir(os.path.join(store, "kernels")) == []
 
 
@@ -507,3 +507,19 @@ async def test_a_slurm_kernel_is_frozen_through_the_kernel_itself(engine, slurm,
         assert result.base_image.endswith(BASE_IMAGE)  # pinned: under the name it was pushed as, if any
         with open(os.path.join(frozen, "Dockerfile")) as f:
             assert 'ENV MLC_ON_SLURM="yes"' in f.read().splitlines()
+
+
+async def test_with_hold_the_next_kernel_of_the_kernelspec_starts_in_the_held_job(engine, slurm, workspace):
+    """A warm start on the cluster (the kernelspec's slurm option 'hold'): a shut-down kernel's
+    job stays allocated for the next kernel of the same kernelspec, which starts in it without
+    waiting in the queue; without 'hold', shutting down cancels the job."""
+    options = dict(placement="slurm", slurm_login=login_command(slurm, TEST_USER), transport_encryption="disabled",
+                   workspace=workspace, memory="300m",
+                   slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}"), "hold": "60"})
+    jobs = []
+    for _ in range(2):
+        async with running_kernel(engine, BASE_IMAGE, workspace, **options) as (km, kc):
+            out, reply = await execute(kc, "import os\nprint(os.environ['SLURM_JOB_ID'], os.environ['SLURM_STEP_ID'])")
+            jobs.append(out.split())
+        assert [line.split()[1] for line in kernel_jobs(slurm)] == [jobs[-1][0]]  # held, not cancelled
+    assert jobs[0][0] == jobs[1][0] and jobs[1][1] == "1"  # the second kernel: the held job's next step

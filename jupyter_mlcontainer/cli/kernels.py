@@ -65,10 +65,11 @@ def cmd_kernel_remove(args: argparse.Namespace) -> int:
 def _slurm_pairs(args: argparse.Namespace) -> list[str]:
     """``--slurm LOGIN --partition P ...`` as the kernelspec's option pairs."""
     parts = {"partition": args.partition, "time": args.time_limit, "account": args.account, "qos": args.qos,
-             "store": args.slurm_store}
+             "store": args.slurm_store, "hold": args.slurm_hold}
     if args.slurm is None:
         if any(parts.values()):
-            raise KernelSpecError("--partition, --time-limit, --account, --qos and --slurm-store go with --slurm")
+            raise KernelSpecError("--partition, --time-limit, --account, --qos, --slurm-store and --slurm-hold go "
+                                  "with --slurm")
         return []
     pairs = ["placement=slurm", f"slurm_login={args.slurm}"]
     return pairs + [f"slurm.{key}={value}" for key, value in parts.items() if value]

@@ -56,6 +56,8 @@ def _add_kernel(sub: Commands) -> None:
     slurm.add_argument("--qos", help="the job's QOS")
     slurm.add_argument("--slurm-store", metavar="PATH", help="your folder on the cluster's shared file system for "
                        "images and the cache ({user}: your name; default ~/.cache/mlcontainer/slurm)")
+    slurm.add_argument("--slurm-hold", metavar="SECONDS", help="keep a shut-down kernel's job allocated this long "
+                       "for the next kernel of this kernelspec (a warm start; default: off)")
     where = add.add_mutually_exclusive_group()
     where.add_argument("--user", action="store_true", help="install for the current user (default)")
     where.add_argument("--sys-prefix", action="store_true", help="install into this Python's prefix (venv/conda)")

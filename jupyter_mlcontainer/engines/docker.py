@@ -295,8 +295,9 @@ class Engine(EngineImages):
             )
         ))
 
-    def remove_container_sync(self, container_id: str) -> None:
-        """Force-remove a container; a container that is already gone is not an error.
+    def remove_container_sync(self, container_id: str, *, for_restart: bool = False) -> None:
+        """Force-remove a container (a restart's too: nothing of it is reused); a container that is
+        already gone is not an error.
         EngineUnavailable when the engine does not answer (the container may still exist)."""
         def remove() -> None:
             try:

@@ -58,9 +58,9 @@ from .swarm_manager import ManagerEngine
 DEFAULT_STORE = "~/.cache/mlcontainer/slurm"
 # What a kernel's job runs besides the kernel: nothing, until the job is cancelled.
 HOLDER_SCRIPT = "exec sleep infinity"
-# How long a removed kernel's job keeps its allocation for the kernel's restart (the provisioner
-# removes the old kernel and starts the new one at once): a restart is a new step on the same
-# node, on the same ports, with no second wait in the queue.
+# How long a restarting kernel's job keeps its allocation for the restart's new step (the
+# provisioner removes the old kernel and starts the new one at once): a restart is a new step on
+# the same node, on the same ports, with no second wait in the queue.
 HOLD_FOR_RESTART = 10.0
 # A kernel's labels that go with its job (its --comment), and the label naming its store.
 _COMMENT_LABELS = (LABEL_ROLE, LABEL_OWNER, LABEL_KERNEL_ID, LABEL_IMAGE)
@@ -89,7 +89,9 @@ class SlurmBackend(ManagerEngine):
         self._removed: dict[str, int] = {}  # job id -> exit code, of kernels removed (their die event)
         self._steps: dict[str, int] = {}  # job id -> its newest step's number
         self._found: dict[str, tuple[str, str]] = {}  # job id -> (store, name) of kernels another server started
-        self._held: dict[str, tuple[str, threading.Timer]] = {}  # kernel id -> (its job, the timer cancelling it)
+        # Jobs kept allocated with no kernel in them, and the timers cancelling them: by kernel id for
+        # that kernel's restart, by warm_key() for the next kernel of the same kernelspec ('hold').
+        self._held: dict[str, tuple[str, threading.Timer]] = {}
         _BACKENDS_AT_EXIT.append(self)
 
     @property
@@ -155,7 +157,8 @@ class SlurmBackend(ManagerEngine):
         rootfs, image_config = store.image_bundle(self._image_id(spec.image), self._archive(spec.image))
         name = spec.name or "mlc-kernel"
         folder = store.kernel_folder(name, {})
-        job_id = self._take_held(spec.labels.get(LABEL_KERNEL_ID, "")) or self._submit(spec, name, folder, store)
+        job_id = (self._take_held(spec.labels.get(LABEL_KERNEL_ID, "")) or self._take_held(warm_key(spec))
+                  or self._submit(spec, name, folder, store))
         # Listed (the kernel list shows why it waits) and cancellable while it waits in the queue.
         self._kernels[job_id] = {"name": name, "folder": folder, "store": store, "client": None, "step": -1,
                                  "said": None, "labels": dict(spec.labels), "image": spec.image, "node": "",
@@ -197,10 +200,12 @@ class SlurmBackend(ManagerEngine):
             store.remove_kernel_folder(name)
             raise
 
-    def _take_held(self, kernel_id: str) -> str:
-        """The job a restarting kernel's previous step ran in, while it holds its allocation."""
+    def _take_held(self, key: str) -> str:
+        """A held job for this start, while it still runs: the job a restarting kernel's previous
+        step ran in (``key``: the kernel id), or one an earlier kernel of the kernelspec left
+        (``key``: its :func:`warm_key`)."""
         with self._lock:
-            held = self._held.pop(kernel_id, None) if kernel_id else None
+            held = self._held.pop(key, None) if key else None
         if held is None:
             return ""
         job_id, timer = held
@@ -380,42 +385,53 @@ class SlurmBackend(ManagerEngine):
         return "".join(lines if tail == "all" else lines[-int(tail):])
 
     def signal_container_sync(self, container_id: str, signum: int) -> None:
-        """TERM and KILL end the kernel's job; other signals go to its step (an interrupt)."""
-        if signum in (signals.SIGKILL, signals.SIGTERM):
+        """A signal to the kernel's step: an interrupt, or TERM and KILL ending the kernel (its job
+        stays until the kernel is removed, which a restart does not do at once). A kernel whose
+        job still waits in the queue is cancelled."""
+        kernel = self._kernels.get(container_id)
+        if kernel is not None and kernel["client"] is None:
             self.remove_container_sync(container_id)
             return
+        target = f"{container_id}.{kernel['step']}" if kernel is not None else container_id
         name = signals.Signals(signum).name.removeprefix("SIG")
         try:
-            self.login.run(["scancel", f"--signal={name}", container_id])
+            self.login.run(["scancel", f"--signal={name}", target])
         except EngineError as exc:
             text = str(exc).lower()
-            if "invalid job id" in text or "already completing or completed" in text or "completed" in text:
+            if "invalid job id" in text or "completed" in text:
                 raise ContainerNotRunning(f"Slurm job {container_id} has ended") from None
             raise
 
-    def remove_container_sync(self, container_id: str) -> None:
-        """End the kernel's step and remove the kernel's folder; the job keeps its allocation for
-        :data:`HOLD_FOR_RESTART` seconds, for the kernel's restart, and is cancelled after that
-        (at once when the process exits)."""
+    def remove_container_sync(self, container_id: str, *, for_restart: bool = False) -> None:
+        """Remove the kernel: its job is cancelled and its folder removed. ``for_restart`` (the
+        provisioner's clean-up before the kernel's restart): only the kernel's step ends, and the
+        job keeps its allocation for the restart's new step (cancelled after
+        :data:`HOLD_FOR_RESTART` s if none comes, at once when the process exits)."""
         kernel = self._kernels.pop(container_id, None)
-        kernel_id = (kernel or {}).get("labels", {}).get(LABEL_KERNEL_ID, "")
-        with self._lock:
-            held = any(job_id == container_id for job_id, _ in self._held.values())
-        if held and not _exiting.is_set():
-            return  # removed twice (the kill, then the clean-up): the held job waits for the restart
-        if kernel is None or not kernel_id or kernel["client"] is None or _exiting.is_set():
-            self.login.run(["scancel", container_id], check=False)  # a queued kernel's job is cancelled
         found = self._found.pop(container_id, None)
-        if kernel is None and found and found[0]:  # another server's kernel (an orphan): its folder too
-            self.store(found[0]).remove_kernel_folder(found[1])
-        else:
+        started = kernel is not None and kernel["client"] is not None
+        kernel_id = kernel["labels"].get(LABEL_KERNEL_ID, "") if kernel is not None else ""
+        hold = _seconds(kernel["spec"].scheduler.get("hold", "")) if started else 0.0
+        if started and not _exiting.is_set() and (for_restart and kernel_id or hold > 0):
             self.login.run(["scancel", f"{container_id}.{kernel['step']}"], check=False)
-            timer = threading.Timer(HOLD_FOR_RESTART, self._release, (kernel_id, container_id))
+            key = kernel_id if for_restart else warm_key(kernel["spec"])
+            timer = threading.Timer(HOLD_FOR_RESTART if for_restart else hold, self._release, (key, container_id))
             timer.daemon = True
             with self._lock:
-                self._held[kernel_id] = (container_id, timer)
+                self._held[key] = (container_id, timer)
             timer.start()
-        if kernel is None or kernel["client"] is None:
+        else:
+            with self._lock:
+                for held_kernel, (job_id, timer) in list(self._held.items()):
+                    if job_id == container_id:
+                        timer.cancel()
+                        del self._held[held_kernel]
+            self.login.run(["scancel", container_id], check=False)
+        if kernel is None:
+            if found and found[0]:  # another server's kernel (an orphan): its folder too
+                self.store(found[0]).remove_kernel_folder(found[1])
+            return
+        if not started:
             return  # its start, waiting for the job, sees the job end and cleans up
         client: subprocess.Popen = kernel["client"]
         try:
@@ -541,6 +557,20 @@ class KernelEnds:
                 yield {"Action": "die", "id": row["Id"], "time": time.time(),
                        "Actor": {"ID": row["Id"], "Attributes": {"exitCode": str(state.get("ExitCode", -1))}}}
             self._closed.wait(self.every)
+
+
+def warm_key(spec: ContainerSpec) -> str:
+    """What a held job must match for a kernel to start in it: the image and every resource and
+    scheduler option its job was submitted with."""
+    return "warm:" + json.dumps([spec.image, spec.memory, spec.nano_cpus, _gpu_count(spec),
+                                 sorted(spec.scheduler.items())], default=str)
+
+
+def _seconds(value: str) -> float:
+    try:
+        return max(0.0, float(value)) if value else 0.0
+    except ValueError:
+        return 0.0
 
 
 def _comment_labels(comment: str) -> dict[str, str]:

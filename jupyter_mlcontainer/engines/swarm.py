@@ -340,7 +340,7 @@ class SwarmBackend(ManagerEngine):
             return
         raise EngineError(f"Swarm kernels take no signal {signum}: they are interrupted by message")
 
-    def remove_container_sync(self, container_id: str) -> None:
+    def remove_container_sync(self, container_id: str, *, for_restart: bool = False) -> None:
         """Remove the kernel's service (Swarm stops its task) and its secrets and configs."""
         name = ""
         try:

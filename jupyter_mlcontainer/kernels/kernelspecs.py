@@ -65,6 +65,8 @@ def _validate_options(options: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(value, dict) or any(k not in SLURM_KEYS or not isinstance(v, str) for k, v in value.items()):
                 raise KernelSpecError(f"slurm {value!r}: give some of {', '.join(SLURM_KEYS)} as strings "
                                       '({"partition": "gpu", "time": "2:00:00"})')
+            if "hold" in value:
+                _positive(value["hold"], f"slurm hold {value['hold']!r}: give the seconds a job stays held, e.g. 600")
         elif not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise KernelSpecError(f"{key} {value!r}: give a string or a number")
         if key == "gpus":

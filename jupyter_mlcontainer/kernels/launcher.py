@@ -98,13 +98,14 @@ def log_tail(backend: ContainerBackend, container_id: str, lines: int = 20) -> s
         return ""
 
 
-def discard_container(backend: ContainerBackend, state: KernelState, container_id: str) -> None:
-    """Remove the kernel's container and forget it (a failed launch, and cleanup). Blocking. An
-    unreachable engine does not fail the clean-up: the watcher removes the container when the
-    engine answers again."""
+def discard_container(backend: ContainerBackend, state: KernelState, container_id: str, *,
+                      for_restart: bool = False) -> None:
+    """Remove the kernel's container and forget it (a failed launch, and cleanup; ``for_restart``
+    before a restart). Blocking. An unreachable engine does not fail the clean-up: the watcher
+    removes the container when the engine answers again."""
     watcher = get_watcher(backend)
     try:
-        backend.remove_container_sync(container_id)
+        backend.remove_container_sync(container_id, for_restart=for_restart)
         watcher.forget(container_id)
         forget_claim(container_id)
     except EngineUnavailable:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import os
 import signal
 import time
@@ -294,7 +295,7 @@ class DockerKernelProvisioner(ContainerKernelOptions, KernelProvisionerBase):  #
         """
         cid, self.container_id = self.container_id, None
         if cid is not None:
-            await self.engine.call(discard_container, self.engine, self.state, cid)
+            await self.engine.call(functools.partial(discard_container, for_restart=restart), self.engine, self.state, cid)
         self._death_recorded = False
         if not (restart and self.state.transport == "ipc"):
             self.state.remove_conn_dir()  # a restart's launch makes a new one

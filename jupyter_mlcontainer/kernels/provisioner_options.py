@@ -146,13 +146,16 @@ class ContainerKernelOptions(LoggingConfigurable):
         "elsewhere. The kernel runs as the user the login node says (`id`). Default: MLCONTAINER_SLURM_LOGIN.",
     )
     slurm = Dict(
-        per_key_traits={key: Unicode() for key in ("partition", "time", "account", "qos", "store")},
+        per_key_traits={key: Unicode() for key in ("partition", "time", "account", "qos", "store", "hold")},
         config=True,
         help="placement 'slurm': what the kernel's job asks of Slurm besides --gpus, memory and cpus: "
         "'partition', 'time' (the time limit, as sbatch takes it: '2:00:00'), 'account', 'qos'; and "
         "'store', the user's own folder on the cluster's shared file system for unpacked images, "
         "kernels' bundles and the cache ('{user}' is the user's name; default "
-        "~/.cache/mlcontainer/slurm). The workspace must be on the shared file system, at the same path.",
+        "~/.cache/mlcontainer/slurm); 'hold', seconds a shut-down kernel's job stays allocated for the "
+        "next kernel of this kernelspec, which then starts in it without queueing (a warm start; off by "
+        "default: the held job counts against the user's share while it waits). The workspace must be "
+        "on the shared file system, at the same path.",
     )
     startup_timeout = Float(
         120.0,

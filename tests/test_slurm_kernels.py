@@ -96,6 +96,13 @@ async def test_a_kernel_runs_as_a_step_of_its_job_and_is_interrupted_restarted_a
         assert km.provisioner.host_ports == ports and km.provisioner.container_id == job_id
         assert [f"{job_id} RUNNING"] == user_jobs(slurm, TEST_USER)
         print(f"restart within the allocation: {restart_seconds:.2f} s")
+        # The restarted kernel's own death is seen (the same job id, a new step).
+        kc.execute("import os\nos._exit(3)")
+        deadline = time.monotonic() + 30
+        while (code := await km.provisioner.poll()) is None:
+            assert time.monotonic() < deadline, "the restarted kernel's exit was not seen"
+            await asyncio.sleep(0.1)
+        assert code == 3
     finally:
         kc.stop_channels()
         await km.shutdown_kernel(now=True)
@@ -337,8 +344,8 @@ async def test_a_queued_kernel_is_listed_with_slurms_reason_and_cancelled_throug
     async def queued():
         rows = json.loads((await jp_fetch("mlcontainer", "api", "kernels")).body)["kernels"]
         # Slurm gives the reason and the estimate at its next scheduling pass (every 2 s here).
-        return next((r for r in rows if r.get("state") == "created" and "estimated start" in (r.get("status") or "")),
-                    None)
+        return next((r for r in rows if r.get("state") == "created" and "estimated start" in (r.get("status") or "")
+                     and "(Resources)" in r["status"]), None)
 
     deadline = time.monotonic() + 60
     while (row := await queued()) is None:

@@ -86,8 +86,9 @@ class SlurmBackend(ManagerEngine):
         self._user: ClusterUser | None = None
         self._stores: dict[str, UserStore] = {}
         self._kernels: dict[str, dict[str, Any]] = {}  # job id -> what the backend knows of its kernel
-        self._removed: dict[str, int] = {}  # job id -> exit code, of kernels removed (their die event)
+        self._removed: dict[str, int] = {}  # "job.step" -> exit code, of kernels removed (their die event)
         self._steps: dict[str, int] = {}  # job id -> its newest step's number
+        self._addresses: dict[str, str] = {}  # node -> its NodeAddr
         self._found: dict[str, tuple[str, str]] = {}  # job id -> (store, name) of kernels another server started
         # Jobs kept allocated with no kernel in them, and the timers cancelling them: by kernel id for
         # that kernel's restart, by warm_key() for the next kernel of the same kernelspec ('hold').
@@ -156,7 +157,7 @@ class SlurmBackend(ManagerEngine):
         store = self.store(spec.scheduler.get("store", ""))
         rootfs, image_config = store.image_bundle(self._image_id(spec.image), self._archive(spec.image))
         name = spec.name or "mlc-kernel"
-        folder = store.kernel_folder(name, {})
+        folder = store.kernel_folder(name)
         job_id = (self._take_held(spec.labels.get(LABEL_KERNEL_ID, "")) or self._take_held(warm_key(spec))
                   or self._submit(spec, name, folder, store))
         # Listed (the kernel list shows why it waits) and cancellable while it waits in the queue.
@@ -172,7 +173,7 @@ class SlurmBackend(ManagerEngine):
                 gpu_devices=devices,
             )
             files["config.json"] = (json.dumps(config).encode(), 0o600)
-            store.kernel_folder(name, files)
+            store.write_files(folder, files)
             # srun's own messages (an out-of-memory kill is reported there), kept on this side.
             said = tempfile.TemporaryFile()
             client = self.login.start(["srun", "--jobid", job_id, "--overlap", f"--container={folder}",
@@ -331,10 +332,11 @@ class SlurmBackend(ManagerEngine):
             time.sleep(0.2)
 
     def _node_address(self, node: str) -> str:
-        for field in self.login.run(["scontrol", "show", "node", node]).split():
-            if field.startswith("NodeAddr="):
-                return field.split("=", 1)[1]
-        return node
+        """Where a node's kernels are reached (its NodeAddr), asked once per node."""
+        if node not in self._addresses:
+            fields = self.login.run(["scontrol", "show", "node", node]).split()
+            self._addresses[node] = next((f.split("=", 1)[1] for f in fields if f.startswith("NodeAddr=")), node)
+        return self._addresses[node]
 
     # -- the kernel's state, output, signals, removal
 
@@ -401,6 +403,9 @@ class SlurmBackend(ManagerEngine):
             if "invalid job id" in text or "completed" in text:
                 raise ContainerNotRunning(f"Slurm job {container_id} has ended") from None
             raise
+        if signum == signals.SIGKILL and kernel is not None:
+            # The step is gone; its srun client takes a second more to notice: not waited for.
+            kernel["client"].kill()
 
     def remove_container_sync(self, container_id: str, *, for_restart: bool = False) -> None:
         """Remove the kernel: its job is cancelled and its folder removed. ``for_restart`` (the
@@ -438,7 +443,7 @@ class SlurmBackend(ManagerEngine):
             client.wait(timeout=10)
         except subprocess.TimeoutExpired:
             client.kill()
-        self._removed[container_id] = client.returncode if client.returncode is not None else -9
+        self._removed[f"{container_id}.{kernel['step']}"] = client.returncode if client.returncode is not None else -9
         kernel["said"].close()
         kernel["store"].remove_kernel_folder(kernel["name"])
 
@@ -531,10 +536,12 @@ class SlurmBackend(ManagerEngine):
 
 
 class KernelEnds:
-    """The ``die`` events of this server's Slurm kernels (a step's client that returned, a job that
-    ended), polled once a second. Iterable; ``close()`` ends it."""
+    """The ``die`` events of this server's Slurm kernels. A kernel ends when its step's ``srun``
+    client returns, whatever ended it (the kernel's exit, a signal, its job's end: a time limit, a
+    node failure, a cancel): the clients are polled here, ten times a second, without asking
+    Slurm; the job's state is read once a kernel has ended. Iterable; ``close()`` ends it."""
 
-    def __init__(self, backend: SlurmBackend, labels: list[str], every: float = 1.0) -> None:
+    def __init__(self, backend: SlurmBackend, labels: list[str], every: float = 0.1) -> None:
         self.backend, self.labels, self.every = backend, labels, every
         self._closed = threading.Event()
         self._reported: set[str] = set()
@@ -544,19 +551,26 @@ class KernelEnds:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         while not self._closed.is_set():
-            for job_id, code in list(self.backend._removed.items()):  # killed: the die of a removed kernel
-                if job_id not in self._reported:
-                    self._reported.add(job_id)
-                    yield {"Action": "die", "id": job_id, "time": time.time(),
-                           "Actor": {"ID": job_id, "Attributes": {"exitCode": str(code)}}}
-            for row in self.backend._kernel_rows(self.labels):
-                if row["Id"] in self._reported or row["State"] != "exited":
+            # A kernel is a step: a restart's kernel runs in the same job (the same id) as a new step.
+            for step, code in list(self.backend._removed.items()):  # the die of a removed kernel
+                if step not in self._reported:
+                    self._reported.add(step)
+                    yield _die(step.split(".")[0], code)
+            for job_id, kernel in list(self.backend._kernels.items()):
+                client, step = kernel["client"], f"{job_id}.{kernel['step']}"
+                if step in self._reported or client is None or client.poll() is None:
                     continue
-                self._reported.add(row["Id"])
-                state = self.backend.container_state_sync(row["Id"]) or {}
-                yield {"Action": "die", "id": row["Id"], "time": time.time(),
-                       "Actor": {"ID": row["Id"], "Attributes": {"exitCode": str(state.get("ExitCode", -1))}}}
+                if any(not _matches(kernel["labels"], label) for label in self.labels):
+                    continue
+                self._reported.add(step)
+                state = self.backend.container_state_sync(job_id) or {}
+                yield _die(job_id, state.get("ExitCode", client.returncode))
             self._closed.wait(self.every)
+
+
+def _die(job_id: str, code: Any) -> dict[str, Any]:
+    return {"Action": "die", "id": job_id, "time": time.time(),
+            "Actor": {"ID": job_id, "Attributes": {"exitCode": str(code if code is not None else -1)}}}
 
 
 def warm_key(spec: ContainerSpec) -> str:

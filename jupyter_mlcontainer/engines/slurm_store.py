@@ -129,14 +129,19 @@ class UserStore:
 
     # -- kernels
 
-    def kernel_folder(self, name: str, files: dict[str, tuple[bytes, int]]) -> str:
-        """A fresh folder for kernel ``name`` holding ``files`` (relative path -> content, mode)."""
-        import io
-        import tarfile
-
+    def kernel_folder(self, name: str) -> str:
+        """A fresh, empty folder for kernel ``name`` (what an earlier kernel of that name left goes)."""
         folder = self.path("kernels", name)
         self.login.run(["rm", "-rf", folder])
         self.login.run(["mkdir", "-m", "700", folder])
+        return folder
+
+    def write_files(self, folder: str, files: dict[str, tuple[bytes, int]]) -> None:
+        """``files`` (relative path -> content, mode) written into ``folder`` in one go (a tar
+        unpacked by the user)."""
+        import io
+        import tarfile
+
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             made = set()
@@ -151,7 +156,6 @@ class UserStore:
                 info.size, info.mode = len(content), mode
                 tar.addfile(info, io.BytesIO(content))
         self.login.run(["tar", "-x", "--no-same-owner", "-C", folder, "-f", "-"], data=buffer.getvalue())
-        return folder
 
     def read(self, path: str) -> str:
         return self.login.run(["cat", path], check=False)

@@ -268,7 +268,7 @@ class SlurmBackend(ManagerEngine):
             if job is not None and job.running:
                 return job
             if job is not None and job.ended or job_id not in self._kernels:
-                why = job.why_ended() if job is not None else f"Job {job_id} was cancelled"
+                why = (job.why_ended() if job is not None else "") or f"Job {job_id} was cancelled while it waited"
                 raise EngineError(f"The kernel's Slurm job ended before the kernel started: {why}")
             if time.monotonic() > deadline:
                 why = job.why_waiting() if job is not None else f"Job {job_id} is not in the queue"

@@ -353,6 +353,16 @@ async def test_a_queued_kernel_is_listed_with_slurms_reason_and_cancelled_throug
         await asyncio.sleep(0.5)
     assert "the nodes it needs are busy (Resources)" in row["status"] and row["kernel_id"]
     assert len(kernel_jobs(slurm)) == 1
+    # The CLI's status (another process: it finds the job in the queue by its labels) says so too.
+    import subprocess
+    import sys
+
+    status = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "jupyter_mlcontainer.cli", "status"],
+                                     capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    line = next(line for line in status.stdout.splitlines() if row["kernel_id"] in line)
+    assert "waiting in the queue" in line and "(Resources)" in line, status.stdout
+    assert "Slurm slurm:" in status.stdout
 
     cancelled = await jp_fetch("mlcontainer", "api", "kernels", row["kernel_id"], method="DELETE")
     assert cancelled.code == 204

@@ -46,10 +46,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  {spare['container_id'][:12]} kernelspec {spare['kernelspec']} ({spare['image']}), "
                   f"{(spare['memory_usage'] or 0) / 2**20:.0f} MiB")
     for cluster in status.get("clusters") or []:
+        kind = cluster.get("kind") or "Cluster"
         if cluster.get("reachable") is False:
-            print(f"Swarm {cluster['manager']}: not reachable: {cluster['reason']}")
+            print(f"{kind} {cluster['manager']}: not reachable: {cluster['reason']}")
             continue
-        print(f"Swarm {cluster['manager']}: {len(cluster['nodes'])} node(s)")
+        print(f"{kind} {cluster['manager']}: {len(cluster['nodes'])} node(s)")
+        for kernel in cluster.get("kernels") or []:
+            print(f"  kernel {kernel['kernel_id'] or '-'}: {kernel['status']}")
         for node in cluster["nodes"]:
             free = sum(1 for gpu in node["gpus"] if not gpu["kernel_id"])
             gpus = f", GPUs {free} free of {len(node['gpus'])}" if node["gpus"] else ""

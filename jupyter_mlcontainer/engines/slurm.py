@@ -491,7 +491,7 @@ class SlurmBackend(ManagerEngine):
                 continue
             self._found[job.job_id] = (job_labels.get(STORE_LABEL, ""), job.name)
             rows.append({"Id": job.job_id, "Names": [f"/{job.name}"], "Labels": job_labels,
-                         "State": "running" if job.running else "created", "Status": job.state,
+                         "State": "running" if job.running else "created", "Status": job.summary(),
                          "Image": job_labels.get(LABEL_IMAGE, ""), "Node": job.nodes})
         return rows
 
@@ -517,7 +517,9 @@ class SlurmBackend(ManagerEngine):
         raise ContainerNotFound(f"No live figures for Slurm job {container_id}")
 
     def cluster_sync(self) -> dict[str, Any]:
-        """The cluster's nodes as the status shows them (name, state, address, GPUs)."""
+        """The cluster as the status shows it: its nodes (name, state, address, GPUs and the kernel
+        holding each) and the user's kernels' jobs (queued: why and when; running: where and how
+        long is left)."""
         held = {(kernel["node"], index): kernel["labels"].get(LABEL_KERNEL_ID)
                 for kernel in list(self._kernels.values()) for index in kernel.get("gpus", [])}
         nodes = []
@@ -526,7 +528,9 @@ class SlurmBackend(ManagerEngine):
             count = sum(int(p.split(":")[-1].split("(")[0]) for p in gres.split(",") if p.startswith("gpu"))
             nodes.append({"hostname": name, "role": "node", "state": state, "address": address,
                           "gpus": [{"id": f"{name}:{i}", "kernel_id": held.get((name, str(i)))} for i in range(count)]})
-        return {"manager": self.address, "nodes": nodes}
+        kernels = [{"job": row["Id"], "kernel_id": row["Labels"].get(LABEL_KERNEL_ID), "state": row["State"],
+                    "status": row["Status"]} for row in self.containers_sync([f"{LABEL_ROLE}=kernel"])]
+        return {"kind": "Slurm", "manager": self.address, "nodes": nodes, "kernels": kernels}
 
     def image_on_nodes(self, image: str, python: str) -> dict[str, str]:
         return {}  # the nodes run bundles from the shared store: no per-node images

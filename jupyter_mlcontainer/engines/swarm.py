@@ -263,7 +263,7 @@ class SwarmBackend(ManagerEngine):
                 "gpus": [{"id": gpu, "kernel_id": held.get(gpu) or None} for gpu in node_gpus(node)],
             })
         nodes.sort(key=lambda n: (n["role"] != "manager", n["hostname"]))
-        return {"manager": self.address, "nodes": nodes}
+        return {"kind": "Swarm", "manager": self.address, "nodes": nodes}
 
     def container_state_sync(self, container_id: str) -> dict[str, Any] | None:
         """The kernel task's state as a container's State (Running, ExitCode, Error); None when

@@ -101,7 +101,8 @@ class LookingMixin:
                 for backend in sorted(clusters.get(tag, ()), key=lambda b: b.address):
                     python = (row["facts"] or {}).get("python") or "python3"
                     answer = backend.cached_node_images(tag, python)
-                    row.setdefault("swarm", []).append({"manager": backend.address, "image": tag, **answer})
+                    if answer:  # a cluster with images per node (a Swarm; Slurm's nodes run the user's store)
+                        row.setdefault("swarm", []).append({"manager": backend.address, "image": tag, **answer})
         return rows
 
     def kernels(

@@ -68,6 +68,8 @@ export class KernelsSection extends Section<IContainerKernel[]> {
           ? `${formatBytes(kernel.memory_usage)} / ${formatBytes(kernel.memory_limit)}`
           : formatBytes(kernel.memory_usage);
     const stopping = this.model.isBusy(`stop:${kernel.kernel_id}`);
+    // A cluster kernel whose job waits in the queue: its start has not returned yet.
+    const queued = kernel.state === 'created' && !kernel.node && !!kernel.status;
     return h.div(
       {
         key: kernel.kernel_id,
@@ -135,6 +137,13 @@ export class KernelsSection extends Section<IContainerKernel[]> {
         )
       ),
       ...kids(
+        kernel.status &&
+          (queued || kernel.node) &&
+          message(
+            queued ? 'warning' : 'info',
+            'mlc-kernel-job',
+            kernel.status
+          ),
         kernel.limits_ignored &&
           message('warning', 'mlc-kernel-limits', kernel.limits_ignored),
         kernel.death &&
@@ -158,6 +167,7 @@ export class KernelsSection extends Section<IContainerKernel[]> {
         { className: 'mlc-actions' },
         ...kids(
           !kernel.death &&
+            !queued &&
             button(
               trans.__('Freeze'),
               () =>
@@ -174,11 +184,13 @@ export class KernelsSection extends Section<IContainerKernel[]> {
             )
         ),
         button(
-          trans.__('Stop'),
+          queued ? trans.__('Cancel') : trans.__('Stop'),
           () => void this.commands.execute(CommandIDs.stopKernel, { kernelId }),
           {
             testid: 'mlc-kernel-stop',
-            title: trans.__('Stop this kernel and its container'),
+            title: queued
+              ? trans.__('Cancel this kernel’s job: it leaves the queue')
+              : trans.__('Stop this kernel and its container'),
             className: 'mlc-button-danger',
             disabled: stopping
           }

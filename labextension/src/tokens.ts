@@ -221,8 +221,13 @@ export interface IContainerKernel {
   death: IKernelDeath | null;
   /** Limits the kernelspec asks for that this engine cannot enforce, and why. */
   limits_ignored?: string | null;
-  /** The Swarm node a cluster kernel runs on (null for a local container). */
+  /** The Swarm or Slurm node a cluster kernel runs on (null for a local container). */
   node?: string | null;
+  /**
+   * What the engine says of the kernel's container; for a Slurm kernel its job: why it waits
+   * and its estimated start (state "created"), its node and time left while it runs.
+   */
+  status?: string | null;
 }
 
 /** A process using a GPU. */

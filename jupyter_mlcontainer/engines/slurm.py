@@ -25,12 +25,11 @@ How a kernel container's parts map onto Slurm:
   cancel the job.
 
 Everything on the cluster runs through the login node as the user (slurm_login.py). Images,
-probes and builds are the local engine's (:class:`~.swarm_manager.ManagerEngine`).
+probes and builds are the local engine's (:class:`~.image_engine.ImageEngine`).
 """
 
 from __future__ import annotations
 
-import atexit
 import json
 import posixpath
 import signal as signals
@@ -47,27 +46,39 @@ from ..core.errors import (
     GpuRequestUnsatisfiable,
     WorkspaceNotOnEngineHost,
 )
-from ..core.labels import LABEL_IMAGE, LABEL_KERNEL_ID, LABEL_OWNER, LABEL_ROLE
+from ..core.labels import LABEL_IMAGE, LABEL_KERNEL_ID, LABEL_ROLE
 from .base import CONNECTION_DIR_IN_CONTAINER, ContainerSpec, EngineKind, EngineLocation, MountSpec
+from .image_engine import ImageEngine
 from .slurm_bundle import kernel_bundle_config
+from .slurm_ends import KernelEnds
+from .slurm_holds import HeldJobs, exiting
 from .slurm_jobs import SlurmJob, jobs_from_squeue
 from .slurm_login import LoginNode
+from .slurm_spec import (
+    HOLDER_SCRIPT,
+    STORE_LABEL,
+    allocated_gpu_devices,
+    comment_labels,
+    gpu_count,
+    hold_seconds,
+    matches,
+    node_address,
+    ports_asked,
+    ports_of,
+    sbatch_options,
+    warm_key,
+    with_mounts,
+)
 from .slurm_store import ClusterUser, UserStore, cluster_user
-from .swarm_manager import ManagerEngine
 
 DEFAULT_STORE = "~/.cache/mlcontainer/slurm"
-# What a kernel's job runs besides the kernel: nothing, until the job is cancelled.
-HOLDER_SCRIPT = "exec sleep infinity"
 # How long a restarting kernel's job keeps its allocation for the restart's new step (the
 # provisioner removes the old kernel and starts the new one at once): a restart is a new step on
 # the same node, on the same ports, with no second wait in the queue.
 HOLD_FOR_RESTART = 10.0
-# A kernel's labels that go with its job (its --comment), and the label naming its store.
-_COMMENT_LABELS = (LABEL_ROLE, LABEL_OWNER, LABEL_KERNEL_ID, LABEL_IMAGE)
-STORE_LABEL = "org.jupyter.mlcontainer.slurm-store"
 
 
-class SlurmBackend(ManagerEngine):
+class SlurmBackend(ImageEngine):
     """The operations of :class:`~.base.ContainerBackend` on a Slurm cluster reached through the
     login command ``login`` (slurm_login.py); images come from the local engine."""
 
@@ -90,10 +101,7 @@ class SlurmBackend(ManagerEngine):
         self._steps: dict[str, int] = {}  # job id -> its newest step's number
         self._addresses: dict[str, str] = {}  # node -> its NodeAddr
         self._found: dict[str, tuple[str, str]] = {}  # job id -> (store, name) of kernels another server started
-        # Jobs kept allocated with no kernel in them, and the timers cancelling them: by kernel id for
-        # that kernel's restart, by warm_key() for the next kernel of the same kernelspec ('hold').
-        self._held: dict[str, tuple[str, threading.Timer]] = {}
-        _BACKENDS_AT_EXIT.append(self)
+        self.held = HeldJobs(self._cancel)  # jobs kept for a restart or the next kernel (slurm_holds.py)
 
     @property
     def address(self) -> str:
@@ -169,7 +177,7 @@ class SlurmBackend(ManagerEngine):
             mounts, files = self._bundle_parts(spec, store, folder)
             devices = self._gpu_devices(job_id, spec)
             config = kernel_bundle_config(
-                image_config, _with_mounts(spec, mounts), rootfs=rootfs, uid=store.user.uid, gid=store.user.gid,
+                image_config, with_mounts(spec, mounts), rootfs=rootfs, uid=store.user.uid, gid=store.user.gid,
                 gpu_devices=devices,
             )
             files["config.json"] = (json.dumps(config).encode(), 0o600)
@@ -185,7 +193,7 @@ class SlurmBackend(ManagerEngine):
             ports = self._wait_for_ports(job_id, spec)
             address = self._node_address(job.nodes)
             self._kernels[job_id]["address"] = address
-            asked = _ports_of(spec)  # the connection file's ports stand for the container's
+            asked = ports_of(spec)  # the connection file's ports stand for the container's
             return {
                 "Id": job_id, "Name": name, "State": {"Running": True, "Status": "running"},
                 "NetworkSettings": {"Ports": {f"{port}/tcp": [{"HostIp": "", "HostPort": str(ports[field])}]
@@ -201,16 +209,16 @@ class SlurmBackend(ManagerEngine):
             store.remove_kernel_folder(name)
             raise
 
+    def _cancel(self, job_id: str) -> None:
+        self.login.run(["scancel", job_id], check=False)
+
     def _take_held(self, key: str) -> str:
         """A held job for this start, while it still runs: the job a restarting kernel's previous
-        step ran in (``key``: the kernel id), or one an earlier kernel of the kernelspec left
-        (``key``: its :func:`warm_key`)."""
-        with self._lock:
-            held = self._held.pop(key, None) if key else None
-        if held is None:
+        step ran in (``key``: the kernel id), or one an earlier kernel of the same shape left
+        (``key``: its :func:`~.slurm_spec.warm_key`)."""
+        job_id = self.held.take(key)
+        if not job_id:
             return ""
-        job_id, timer = held
-        timer.cancel()
         job = self.job(job_id)
         if job is not None and job.running:
             return job_id
@@ -235,23 +243,8 @@ class SlurmBackend(ManagerEngine):
         yield from self.call_sync(lambda: self.api.get_image(image))
 
     def _submit(self, spec: ContainerSpec, name: str, folder: str, store: UserStore) -> str:
-        # The labels a later server reads the job by (whose it is, which kernel, where its folder is).
-        comment = json.dumps({**{key: spec.labels[key] for key in _COMMENT_LABELS if key in spec.labels},
-                              STORE_LABEL: store.root}, separators=(",", ":"))
-        options = ["--parsable", "--no-requeue", "-J", name, "-N1", "-n1", f"--output={folder}/job.log",
-                   f"--comment={comment}"]
-        if spec.nano_cpus:
-            options.append(f"--cpus-per-task={max(1, round(spec.nano_cpus / 1e9))}")
-        if spec.memory:
-            options.append(f"--mem={_megabytes(spec.memory)}M")
-        count = _gpu_count(spec)
-        if count:
-            options.append(f"--gres=gpu:{count}")
-        for option in ("partition", "time", "account", "qos"):
-            if spec.scheduler.get(option):
-                options.append(f"--{option}={spec.scheduler[option]}")
-        answer = self.login.run(["sbatch", *options, "--wrap", HOLDER_SCRIPT]).strip()
-        return answer.split(";")[0]
+        options = sbatch_options(spec, name, folder, store.root)
+        return self.login.run(["sbatch", *options, "--wrap", HOLDER_SCRIPT]).strip().split(";")[0]
 
     def job(self, job_id: str) -> SlurmJob | None:
         """The job as squeue shows it (None when Slurm has forgotten it)."""
@@ -288,7 +281,7 @@ class SlurmBackend(ManagerEngine):
         for file in spec.files:
             if posixpath.dirname(file.path) == CONNECTION_DIR_IN_CONTAINER:
                 relative = posixpath.join("run", posixpath.basename(file.path))
-                files[relative] = (_ports_asked(file.content, spec), 0o600)
+                files[relative] = (ports_asked(file.content, spec), 0o600)
             else:
                 relative = posixpath.basename(file.path)
                 files[relative] = (file.content, 0o644)
@@ -297,45 +290,37 @@ class SlurmBackend(ManagerEngine):
         return mounts, files
 
     def _gpu_devices(self, job_id: str, spec: ContainerSpec) -> list[str]:
-        """The device nodes of the GPUs Slurm allocated to the job (``scontrol -d``: IDX)."""
-        if not _gpu_count(spec):
+        """The device nodes of the GPUs Slurm allocated to the job."""
+        if not gpu_count(spec):
             return []
-        detail = self.login.run(["scontrol", "-d", "show", "job", job_id])
-        devices: list[str] = []
-        for field in detail.split():
-            if field.startswith("GRES=") and "IDX:" in field:
-                for part in field.split("IDX:", 1)[1].rstrip(")").split(","):
-                    first, _, last = part.partition("-")
-                    devices += [f"/dev/nvidia{i}" for i in range(int(first), int(last or first) + 1)]
-        return devices
+        return allocated_gpu_devices(self.login.run(["scontrol", "-d", "show", "job", job_id]))
 
     def _wait_for_ports(self, job_id: str, spec: ContainerSpec) -> dict[str, int]:
         """The ports the kernel bound, once its connection file has them; the kernel's own
         output when it exits first."""
         kernel = self._kernels[job_id]
         path = posixpath.join(kernel["folder"], "run", "kernel.json")
-        deadline = time.monotonic() + max(spec.placement_timeout, 120)
+        waits = max(spec.placement_timeout, 120)
+        deadline = time.monotonic() + waits
         while True:
             try:
                 info = json.loads(kernel["store"].read(path) or "{}")
             except ValueError:
                 info = {}
-            ports = {field: int(info.get(field) or 0) for field in _ports_of(spec)}
+            ports = {field: int(info.get(field) or 0) for field in ports_of(spec)}
             if all(ports.values()):
                 return ports
             if kernel["client"].poll() is not None:
                 raise EngineError(f"The kernel exited during start-up on {kernel['node']} (exit code "
                                   f"{kernel['client'].returncode}):\n{self.container_logs_sync(job_id, tail=20).strip()}")
             if time.monotonic() > deadline:
-                raise EngineError(f"The kernel on {kernel['node']} did not bind its ports within "
-                                  f"{deadline - time.monotonic() + max(spec.placement_timeout, 120):.0f} s")
+                raise EngineError(f"The kernel on {kernel['node']} did not bind its ports within {waits:.0f} s")
             time.sleep(0.2)
 
     def _node_address(self, node: str) -> str:
         """Where a node's kernels are reached (its NodeAddr), asked once per node."""
         if node not in self._addresses:
-            fields = self.login.run(["scontrol", "show", "node", node]).split()
-            self._addresses[node] = next((f.split("=", 1)[1] for f in fields if f.startswith("NodeAddr=")), node)
+            self._addresses[node] = node_address(self.login.run(["scontrol", "show", "node", node]), node)
         return self._addresses[node]
 
     # -- the kernel's state, output, signals, removal
@@ -416,21 +401,15 @@ class SlurmBackend(ManagerEngine):
         found = self._found.pop(container_id, None)
         started = kernel is not None and kernel["client"] is not None
         kernel_id = kernel["labels"].get(LABEL_KERNEL_ID, "") if kernel is not None else ""
-        hold = _seconds(kernel["spec"].scheduler.get("hold", "")) if started else 0.0
-        if started and not _exiting.is_set() and (for_restart and kernel_id or hold > 0):
+        hold = hold_seconds(kernel["spec"]) if started else 0.0
+        if started and not exiting.is_set() and (for_restart and kernel_id or hold > 0):
             self.login.run(["scancel", f"{container_id}.{kernel['step']}"], check=False)
-            key = kernel_id if for_restart else warm_key(kernel["spec"])
-            timer = threading.Timer(HOLD_FOR_RESTART if for_restart else hold, self._release, (key, container_id))
-            timer.daemon = True
-            with self._lock:
-                self._held[key] = (container_id, timer)
-            timer.start()
+            if for_restart:
+                self.held.hold(kernel_id, container_id, HOLD_FOR_RESTART)
+            else:
+                self.held.hold(warm_key(kernel["spec"]), container_id, hold)
         else:
-            with self._lock:
-                for held_kernel, (job_id, timer) in list(self._held.items()):
-                    if job_id == container_id:
-                        timer.cancel()
-                        del self._held[held_kernel]
+            self.held.forget(container_id)
             self.login.run(["scancel", container_id], check=False)
         if kernel is None:
             if found and found[0]:  # another server's kernel (an orphan): its folder too
@@ -446,22 +425,6 @@ class SlurmBackend(ManagerEngine):
         self._removed[f"{container_id}.{kernel['step']}"] = client.returncode if client.returncode is not None else -9
         kernel["said"].close()
         kernel["store"].remove_kernel_folder(kernel["name"])
-
-    def _release(self, kernel_id: str, job_id: str) -> None:
-        """No restart came: cancel the held job."""
-        with self._lock:
-            if self._held.get(kernel_id, ("",))[0] != job_id:
-                return
-            del self._held[kernel_id]
-        self.login.run(["scancel", job_id], check=False)
-
-    def release_all(self) -> None:
-        """Cancel every held job (the process exits)."""
-        with self._lock:
-            held, self._held = list(self._held.values()), {}
-        for job_id, timer in held:
-            timer.cancel()
-            self.login.run(["scancel", job_id], check=False)
 
     def wait_container_sync(self, container_id: str, timeout: float = 120) -> int:
         deadline = time.monotonic() + timeout
@@ -484,10 +447,10 @@ class SlurmBackend(ManagerEngine):
         except EngineError:
             queued = []
         for job in queued:
-            job_labels = _comment_labels(job.comment)
+            job_labels = comment_labels(job.comment)
             if job.job_id in known or not job_labels or job.ended:
                 continue
-            if any(not _matches(job_labels, label) for label in labels):
+            if any(not matches(job_labels, label) for label in labels):
                 continue
             self._found[job.job_id] = (job_labels.get(STORE_LABEL, ""), job.name)
             rows.append({"Id": job.job_id, "Names": [f"/{job.name}"], "Labels": job_labels,
@@ -499,7 +462,7 @@ class SlurmBackend(ManagerEngine):
         """This server's kernels whose labels match, as container rows."""
         rows = []
         for job_id, kernel in list(self._kernels.items()):
-            if any(not _matches(kernel["labels"], label) for label in labels):
+            if any(not matches(kernel["labels"], label) for label in labels):
                 continue
             state = self.container_state_sync(job_id) or {}
             rows.append({"Id": job_id, "Names": [f"/{kernel['name']}"], "Labels": kernel["labels"],
@@ -510,7 +473,7 @@ class SlurmBackend(ManagerEngine):
     def our_containers_sync(self, role: str | None = None) -> list[dict[str, Any]]:
         return self.containers_sync([f"{LABEL_ROLE}={role}" if role else LABEL_ROLE])
 
-    def events_stream(self, *, since: float, events: list[str], labels: list[str]) -> "KernelEnds":
+    def events_stream(self, *, since: float, events: list[str], labels: list[str]) -> KernelEnds:
         return KernelEnds(self, labels)
 
     def stats_stream(self, container_id: str) -> Iterator[dict[str, Any]]:
@@ -539,69 +502,6 @@ class SlurmBackend(ManagerEngine):
         return {}
 
 
-class KernelEnds:
-    """The ``die`` events of this server's Slurm kernels. A kernel ends when its step's ``srun``
-    client returns, whatever ended it (the kernel's exit, a signal, its job's end: a time limit, a
-    node failure, a cancel): the clients are polled here, ten times a second, without asking
-    Slurm; the job's state is read once a kernel has ended. Iterable; ``close()`` ends it."""
-
-    def __init__(self, backend: SlurmBackend, labels: list[str], every: float = 0.1) -> None:
-        self.backend, self.labels, self.every = backend, labels, every
-        self._closed = threading.Event()
-        self._reported: set[str] = set()
-
-    def close(self) -> None:
-        self._closed.set()
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        while not self._closed.is_set():
-            # A kernel is a step: a restart's kernel runs in the same job (the same id) as a new step.
-            for step, code in list(self.backend._removed.items()):  # the die of a removed kernel
-                if step not in self._reported:
-                    self._reported.add(step)
-                    yield _die(step.split(".")[0], code)
-            for job_id, kernel in list(self.backend._kernels.items()):
-                client, step = kernel["client"], f"{job_id}.{kernel['step']}"
-                if step in self._reported or client is None or client.poll() is None:
-                    continue
-                if any(not _matches(kernel["labels"], label) for label in self.labels):
-                    continue
-                self._reported.add(step)
-                state = self.backend.container_state_sync(job_id) or {}
-                yield _die(job_id, state.get("ExitCode", client.returncode))
-            self._closed.wait(self.every)
-
-
-def _die(job_id: str, code: Any) -> dict[str, Any]:
-    return {"Action": "die", "id": job_id, "time": time.time(),
-            "Actor": {"ID": job_id, "Attributes": {"exitCode": str(code if code is not None else -1)}}}
-
-
-def warm_key(spec: ContainerSpec) -> str:
-    """What a held job must match for a kernel to start in it: the image and every resource and
-    scheduler option its job was submitted with."""
-    return "warm:" + json.dumps([spec.image, spec.memory, spec.nano_cpus, _gpu_count(spec),
-                                 sorted(spec.scheduler.items())], default=str)
-
-
-def _seconds(value: str) -> float:
-    try:
-        return max(0.0, float(value)) if value else 0.0
-    except ValueError:
-        return 0.0
-
-
-def _comment_labels(comment: str) -> dict[str, str]:
-    """The labels a kernel's job carries in its comment ({} for any other job of the user's)."""
-    try:
-        labels = json.loads(comment) if comment.startswith("{") else {}
-    except ValueError:
-        return {}
-    if not isinstance(labels, dict) or LABEL_ROLE not in labels:
-        return {}
-    return {str(key): str(value) for key, value in labels.items()}
-
-
 def _exists(login: LoginNode, path: str, test: str = "-e") -> bool:
     try:
         login.run(["test", test, path])
@@ -613,69 +513,6 @@ def _exists(login: LoginNode, path: str, test: str = "-e") -> bool:
 def _read_all(file: Any) -> str:
     file.seek(0)
     return file.read().decode(errors="replace")
-
-
-def _matches(labels: dict[str, str], wanted: str) -> bool:
-    key, _, value = wanted.partition("=")
-    return key in labels and (not value or labels[key] == value)
-
-
-def _ports_of(spec: ContainerSpec) -> dict[str, int]:
-    """The ports the launch's connection file names (field -> port): the launcher reads the
-    kernel's ports back as these container ports' published ones."""
-    for file in spec.files:
-        if file.path.startswith(CONNECTION_DIR_IN_CONTAINER + "/") and file.path.endswith(".json"):
-            info = json.loads(file.content)
-            return {field: int(value) for field, value in info.items() if field.endswith("_port")}
-    raise EngineError("A Slurm kernel's launch has no connection file to give it (the tcp transport is needed)")
-
-
-def _ports_asked(connection: bytes, spec: ContainerSpec) -> bytes:
-    """The connection file with the ports the kernel binds on its node: a restart's previous ones
-    (``spec.ports``' host ports: on the same node, its clients keep working), else 0 for each, so
-    that the kernel binds ports its node has free (there is no network namespace to give it fixed
-    ones) and writes them back."""
-    info = json.loads(connection)
-    for field in list(info):
-        if field.endswith("_port"):
-            info[field] = spec.ports.get(int(info[field])) or 0
-    return json.dumps(info).encode()
-
-
-def _gpu_count(spec: ContainerSpec) -> int:
-    count = 0
-    for request in spec.gpus:
-        if request.device_ids:
-            raise GpuRequestUnsatisfiable("A Slurm kernel asks for a number of GPUs (--gpus N): Slurm picks which")
-        if request.count == -1:
-            raise GpuRequestUnsatisfiable("A Slurm kernel asks for a number of GPUs (--gpus N), not all of a node's")
-        count += request.count or 0
-    return count
-
-
-def _megabytes(size: str) -> int:
-    from .base import parse_size
-
-    return max(1, parse_size(size) // (1024 * 1024))
-
-
-def _with_mounts(spec: ContainerSpec, mounts: list[MountSpec]) -> ContainerSpec:
-    import dataclasses
-
-    return dataclasses.replace(spec, mounts=mounts)
-
-
-_BACKENDS_AT_EXIT: list[SlurmBackend] = []
-_exiting = threading.Event()
-
-
-@atexit.register
-def _cancel_held_jobs() -> None:
-    """Run before the provisioner's own atexit removal (registered earlier, so run later): from
-    now on a removed kernel's job is cancelled at once, and the held ones are."""
-    _exiting.set()
-    for backend in _BACKENDS_AT_EXIT:
-        backend.release_all()
 
 
 _backends: dict[str, SlurmBackend] = {}

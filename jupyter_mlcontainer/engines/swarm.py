@@ -23,7 +23,7 @@ How a kernel container's parts map onto Swarm (docs/swarm.md says why):
   interrupts by message; stopping the kernel removes the service.
 
 The parts: the service's spec (:mod:`.swarm_spec`), reading tasks and nodes back
-(:mod:`.swarm_tasks`), and what the manager's own engine answers (:mod:`.swarm_manager`).
+(:mod:`.swarm_tasks`), and what the manager's own engine answers (:mod:`.image_engine`).
 """
 # Just over 400 lines because of the mapping above: the class itself is the seam's members only.
 
@@ -40,7 +40,7 @@ from docker.types import ConfigReference, SecretReference, ServiceMode
 from ..core.errors import ContainerNotFound, EngineError
 from ..core.labels import LABEL_IMAGE, LABEL_KERNEL_ID, LABEL_ROLE
 from .base import ContainerSpec, EngineKind, EngineLocation
-from .swarm_manager import ManagerEngine
+from .image_engine import ImageEngine
 from .swarm_spec import (
     LABEL_SERVICE,
     file_reference,
@@ -70,11 +70,11 @@ _names = itertools.count()
 _NO_EXEC = "A Swarm manager runs no command in a container on another node (freeze asks the kernel instead)"
 
 
-class SwarmBackend(ManagerEngine):
+class SwarmBackend(ImageEngine):
     """The operations of :class:`~.base.ContainerBackend` on a Swarm manager (``manager_url``,
     a DOCKER_HOST; None: the environment's). Kernels are services on the nodes (here); images,
     probes, volumes and the engine's own answers go to the manager's engine
-    (:class:`~.swarm_manager.ManagerEngine`)."""
+    (:class:`~.image_engine.ImageEngine`)."""
 
     helpers_reach_kernels = False  # a short helper runs on the manager's own engine, not on the nodes
     gpus_placed_by_scheduler = True  # N of the nodes' NVIDIA-GPU generic resources, reserved by count

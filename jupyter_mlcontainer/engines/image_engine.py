@@ -1,10 +1,12 @@
-"""What a Swarm backend leaves to the manager's own engine: the members of the backend seam
+"""What a cluster backend leaves to one Docker engine (a Swarm's manager's; for Slurm this host's,
+which holds the images the cluster's bundles are made from): the members of the backend seam
 (:class:`~.base.ContainerBackend`) that are not about kernels on the nodes.
 
-:class:`ManagerEngine` forwards each of them, by name, to the :class:`~.docker.Engine` at the
-manager's address; :class:`~.swarm.SwarmBackend` builds on it and answers the rest (kernels as
-services, the cluster's GPUs and nodes). Listing them here, rather than forwarding whatever is
-asked, keeps the seam explicit: a new member of the protocol needs a decision for the Swarm.
+:class:`ImageEngine` forwards each of them, by name, to the :class:`~.docker.Engine` at its
+address; :class:`~.swarm.SwarmBackend` and :class:`~.slurm.SlurmBackend` build on it and answer
+the rest (kernels on the nodes, the cluster's GPUs and nodes). Listing them here, rather than
+forwarding whatever is asked, keeps the seam explicit: a new member of the protocol needs a
+decision for each cluster.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from .docker import Engine, get_engine
 T = TypeVar("T")
 
 
-class ManagerEngine:
-    """The manager's engine (``manager_url``, a DOCKER_HOST; None: the environment's) as the
-    part of a Swarm backend that one engine answers."""
+class ImageEngine:
+    """The engine at ``manager_url`` (a DOCKER_HOST; None: the environment's) as the part of a
+    cluster backend that one engine answers."""
 
     def __init__(self, manager_url: str | None) -> None:
         self.engine: Engine = get_engine(manager_url)

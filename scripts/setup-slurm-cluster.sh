@@ -53,6 +53,7 @@ readonly SHARED=${MLC_SLURM_SHARED:-/srv/mlc-slurm-shared}
 readonly ETC=${MLC_SLURM_ETC:-/run/mlc-slurm/etc}
 readonly NODE_COUNT=${MLC_SLURM_NODES:-2}
 readonly GPUS=${MLC_SLURM_GPUS:-2}
+readonly GPU_TYPE=${MLC_SLURM_GPU_TYPE:-h100}  # the stand-in GPUs' gres type
 readonly WAIT=${MLC_SLURM_WAIT:-60}
 readonly CTL=mlc-slurm-ctl
 readonly PREFIX=${SUBNET%.*/*}
@@ -64,6 +65,7 @@ elapsed() { printf '%d s' "$(( SECONDS - $1 ))"; }
 [[ "$SUBNET" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.0/24$ ]] || die "MLC_SLURM_SUBNET must be a /24 (got '$SUBNET')"
 [[ "$NODE_COUNT" =~ ^[1-9]$ ]] || die "MLC_SLURM_NODES must be 1..9 (got '$NODE_COUNT')"
 [[ "$GPUS" =~ ^[0-8]$ ]] || die "MLC_SLURM_GPUS must be 0..8 (got '$GPUS')"
+[[ "$GPU_TYPE" =~ ^[a-z0-9_]+$ ]] || die "MLC_SLURM_GPU_TYPE must be a gres type such as h100 (got '$GPU_TYPE')"
 [[ "$SHARED" == /* ]] || die "MLC_SLURM_SHARED must be an absolute path (got '$SHARED')"
 [[ "$ETC" == /* ]] || die "MLC_SLURM_ETC must be an absolute path (got '$ETC')"
 
@@ -154,7 +156,8 @@ done
 gres_files=""
 [ "$GPUS" -gt 0 ] && gres_files="/dev/nvidia[0-$(( GPUS - 1 ))]"
 node_gres=""
-[ "$GPUS" -gt 0 ] && node_gres=" Gres=gpu:$GPUS"
+# Typed, as sites describe their GPUs (gpu:h100:2): a kernel may ask for gpu:N or gpu:h100:N.
+[ "$GPUS" -gt 0 ] && node_gres=" Gres=gpu:$GPU_TYPE:$GPUS"
 # Each node's address on the cluster network: where its jobs' kernels are reached from this host.
 node_lines=""
 for i in $(seq 1 "$NODE_COUNT"); do
@@ -191,7 +194,7 @@ ConstrainCores=no
 ConstrainRAMSpace=yes
 ConstrainDevices=yes
 EOF
-if [ "$GPUS" -gt 0 ]; then echo "Name=gpu File=$gres_files" >"$ETC/gres.conf"; else : >"$ETC/gres.conf"; fi
+if [ "$GPUS" -gt 0 ]; then echo "Name=gpu Type=$GPU_TYPE File=$gres_files" >"$ETC/gres.conf"; else : >"$ETC/gres.conf"; fi
 # Slurm's crun example, rootless, as the job's user: no cgroup manager (the step's cgroup is
 # Slurm's), crun's state under the user's /run/user/UID.
 cat >"$ETC/oci.conf" <<'EOF'

@@ -330,12 +330,14 @@ async def test_a_killed_servers_kernel_jobs_are_reaped_and_a_live_servers_are_no
 
 async def test_a_queued_kernel_is_listed_with_slurms_reason_and_cancelled_through_rest(engine, slurm, workspace, jp_fetch):
     """The panel's view while a kernel's job waits: GET /mlcontainer/api/kernels lists it with
-    Slurm's reason and estimated start; DELETE cancels the job, and the start says so."""
+    Slurm's reason and estimated start (so does `jupyter mlcontainer status`); DELETE cancels the
+    job, and the start says so. Then a session started as the launcher does runs on a node, listed
+    with its time left, and the panel's Stop ends its job."""
     import json
 
     from tornado.httpclient import HTTPClientError
 
-    fill_the_cluster(slurm)
+    fillers = fill_the_cluster(slurm)
     name = add_spec(engine, BASE_IMAGE, placement="slurm", slurm_login=login_command(slurm, TEST_USER),
                     slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}"), "time": "5"},
                     transport_encryption="disabled", workspace=workspace, placement_timeout=300, cpus=2)
@@ -371,6 +373,20 @@ async def test_a_queued_kernel_is_listed_with_slurms_reason_and_cancelled_throug
     assert "was cancelled" in json.loads(failed.value.response.body)["message"]
     assert kernel_jobs(slurm) == []
 
+    # With room again, the launcher's way (a session for a notebook) starts it; the panel's row
+    # shows where it runs and how long it has left, and its Stop ends the job.
+    for filler in fillers:
+        slurm.as_user(TEST_USER, ["scancel", filler])
+    body = json.dumps({"path": "report.ipynb", "type": "notebook", "name": "report.ipynb", "kernel": {"name": name}})
+    session = json.loads((await jp_fetch("api", "sessions", method="POST", body=body)).body)
+    kernel_id = session["kernel"]["id"]
+    rows = json.loads((await jp_fetch("mlcontainer", "api", "kernels")).body)["kernels"]
+    (row,) = [r for r in rows if r["kernel_id"] == kernel_id]
+    assert row["state"] == "running" and row["node"] in slurm.nodes and row["notebook_path"] == "report.ipynb"
+    assert f"running on {row['node']}" in row["status"] and "left of 0:05:00" in row["status"], row
+    stopped = await jp_fetch("mlcontainer", "api", "kernels", kernel_id, method="DELETE")
+    assert stopped.code == 204 and kernel_jobs(slurm) == []
+
 
 GPU_PROBE = """
 import errno, os
@@ -385,14 +401,16 @@ print(os.environ["SLURMD_NODENAME"], os.environ.get("CUDA_VISIBLE_DEVICES"), sor
 """
 
 
-async def test_two_kernels_asking_for_a_gpu_each_get_distinct_ones_and_the_gpu_view_says_whose(engine, slurm, workspace):
+async def test_kernels_asking_for_a_gpu_each_get_distinct_ones_typed_or_not_and_the_gpu_view_says_whose(engine, slurm, workspace):
     from jupyter_mlcontainer.engines.slurm import get_slurm
 
     login = login_command(slurm, TEST_USER)
-    options = dict(placement="slurm", slurm_login=login, slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}")},
+    store = os.path.join(slurm.shared, "mlc-store-{user}")
+    options = dict(placement="slurm", slurm_login=login, slurm={"store": store},
                    transport_encryption="disabled", workspace=workspace, gpus="1", memory="300m")
+    typed = dict(options, slurm={"store": store, "gpu_type": "h100"})  # the test nodes' GPUs are gpu:h100
     async with running_kernel(engine, BASE_IMAGE, workspace, **options) as (km1, kc1), \
-            running_kernel(engine, BASE_IMAGE, workspace, **options) as (km2, kc2):
+            running_kernel(engine, BASE_IMAGE, workspace, **typed) as (km2, kc2):
         seen = []
         for kc in (kc1, kc2):
             out, reply = await execute(kc, GPU_PROBE)
@@ -404,6 +422,12 @@ async def test_two_kernels_asking_for_a_gpu_each_get_distinct_ones_and_the_gpu_v
         held = {gpu["kernel_id"]: gpu["id"] for node in get_slurm(login).cluster_sync()["nodes"] for gpu in node["gpus"]
                 if gpu["kernel_id"]}
         assert held == {km1.kernel_id: f"{seen[0][0]}:{seen[0][1][-1]}", km2.kernel_id: f"{seen[1][0]}:{seen[1][1][-1]}"}
+
+    # A type no node has is refused at once, in Slurm's words, before anything waits.
+    km = AsyncKernelManager(kernel_name=add_spec(engine, BASE_IMAGE, **dict(options, slurm={"store": store, "gpu_type": "a100"})))
+    with pytest.raises(Exception) as refused:
+        await km.start_kernel(cwd=workspace)
+    assert "has gpu:a100:1" in str(refused.value) and "node configuration is not available" in str(refused.value)
 
 
 async def test_two_users_kernels_run_as_themselves_and_neither_can_touch_the_others(engine, slurm, workspace):

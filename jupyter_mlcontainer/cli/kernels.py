@@ -65,11 +65,12 @@ def cmd_kernel_remove(args: argparse.Namespace) -> int:
 def _slurm_pairs(args: argparse.Namespace) -> list[str]:
     """``--slurm LOGIN --partition P ...`` as the kernelspec's option pairs."""
     parts = {"partition": args.partition, "time": args.time_limit, "account": args.account, "qos": args.qos,
+             "gpu_type": args.gpu_type,
              "store": args.slurm_store, "hold": args.slurm_hold}
     if args.slurm is None:
         if any(parts.values()):
-            raise KernelSpecError("--partition, --time-limit, --account, --qos, --slurm-store and --slurm-hold go "
-                                  "with --slurm")
+            raise KernelSpecError("--partition, --time-limit, --account, --qos, --gpu-type, --slurm-store and "
+                                  "--slurm-hold go with --slurm")
         return []
     pairs = ["placement=slurm", f"slurm_login={args.slurm}"]
     return pairs + [f"slurm.{key}={value}" for key, value in parts.items() if value]

@@ -54,6 +54,7 @@ def _add_kernel(sub: Commands) -> None:
     slurm.add_argument("--time-limit", metavar="TIME", help="the job's time limit, as sbatch takes it (2:00:00)")
     slurm.add_argument("--account", help="the job's account")
     slurm.add_argument("--qos", help="the job's QOS")
+    slurm.add_argument("--gpu-type", help="the GPUs' gres type, e.g. h100 (--gpus 1 then asks for gpu:h100:1)")
     slurm.add_argument("--slurm-store", metavar="PATH", help="your folder on the cluster's shared file system for "
                        "images and the cache ({user}: your name; default ~/.cache/mlcontainer/slurm)")
     slurm.add_argument("--slurm-hold", metavar="SECONDS", help="keep a shut-down kernel's job allocated this long "

@@ -12,7 +12,7 @@ from .errors import KernelSpecError
 OPTION_KEYS = ("gpus", "memory", "cpus", "shm_size", "env", "cache_volume", "network", "workspace", "placement",
                "docker_host", "placement_timeout", "kernel_transport", "transport_encryption", "slurm_login", "slurm")
 # What a kernel's Slurm job may be asked ("slurm" option; engines/slurm.py).
-SLURM_KEYS = ("partition", "time", "account", "qos", "store", "hold")
+SLURM_KEYS = ("partition", "time", "account", "qos", "gpu_type", "store", "hold")
 
 
 def parse_env_pairs(pairs: list[str] | None) -> dict[str, str]:

@@ -25,8 +25,12 @@ How a kernel container's parts map onto Slurm:
   cancel the job.
 
 Everything on the cluster runs through the login node as the user (slurm_login.py). Images,
-probes and builds are the local engine's (:class:`~.image_engine.ImageEngine`).
+probes and builds are the local engine's (:class:`~.image_engine.ImageEngine`). The job's options
+and Slurm's answers are read in :mod:`.slurm_spec`, held jobs kept in :mod:`.slurm_holds`,
+kernel ends followed in :mod:`.slurm_ends`, the user's store in :mod:`.slurm_store`.
 """
+# Over 500 lines because of the mapping above: the class is the seam's members and the steps of
+# a start (submit, wait in the queue, bundle, step, ports), each a method of a few lines.
 
 from __future__ import annotations
 
@@ -244,7 +248,16 @@ class SlurmBackend(ImageEngine):
 
     def _submit(self, spec: ContainerSpec, name: str, folder: str, store: UserStore) -> str:
         options = sbatch_options(spec, name, folder, store.root)
-        return self.login.run(["sbatch", *options, "--wrap", HOLDER_SCRIPT]).strip().split(";")[0]
+        try:
+            return self.login.run(["sbatch", *options, "--wrap", HOLDER_SCRIPT]).strip().split(";")[0]
+        except EngineError as exc:
+            gres = next((o.split("=", 1)[1] for o in options if o.startswith("--gres=")), "")
+            if gres and "node configuration is not available" in str(exc):
+                raise GpuRequestUnsatisfiable(
+                    f"No node of the Slurm cluster (partition {spec.scheduler.get('partition') or 'default'}) has "
+                    f"{gres}: Slurm refused the kernel's job ({str(exc).split(': ', 1)[-1]}). Change --gpus or "
+                    "the kernelspec's gpu_type") from None
+            raise
 
     def job(self, job_id: str) -> SlurmJob | None:
         """The job as squeue shows it (None when Slurm has forgotten it)."""
@@ -326,15 +339,19 @@ class SlurmBackend(ImageEngine):
     # -- the kernel's state, output, signals, removal
 
     def container_state_sync(self, container_id: str) -> dict[str, Any] | None:
+        """The kernel as a container's State (Running, Status, ExitCode, Error, OOMKilled; Summary:
+        the job's line for the kernel list); None when neither Slurm nor this server knows it."""
         job = self.job(container_id)
-        kernel = self._kernels.get(container_id)
-        if job is None and kernel is None:
-            return None
-        client = kernel["client"] if kernel else None
         deadline = time.monotonic() + 5
         while job is not None and job.state == "COMPLETING" and time.monotonic() < deadline:
             time.sleep(0.2)  # the step ended with its job: how the job ended names why
             job = self.job(container_id)
+        return self._state_of(job, self._kernels.get(container_id))
+
+    def _state_of(self, job: SlurmJob | None, kernel: dict[str, Any] | None) -> dict[str, Any] | None:
+        if job is None and kernel is None:
+            return None
+        client = kernel["client"] if kernel else None
         if job is not None and job.ended:
             return {"Running": False, "Status": "exited", "ExitCode": job.exit_code or -1, "Error": job.why_ended(),
                     "OOMKilled": job.state == "OUT_OF_MEMORY"}
@@ -437,37 +454,34 @@ class SlurmBackend(ImageEngine):
             time.sleep(0.2)
 
     def containers_sync(self, labels: list[str], *, all: bool = True) -> list[dict[str, Any]]:
-        """The user's kernels' jobs in the queue (this server's and those a server that died left:
-        the orphan reaper judges them by their owner label), as container rows."""
-        rows = self._kernel_rows(labels)
-        known = {row["Id"] for row in rows}
-        text = self.login.run(["squeue", "--json", "--me"], check=False)
+        """The user's kernels' jobs (this server's, and those a server that died left: the orphan
+        reaper judges them by their owner label), as container rows; one ``squeue`` for all."""
+        text = self.login.run(["squeue", "--json", "--me", "--states=all"], check=False)
         try:
-            queued = jobs_from_squeue(text).values()
+            queue = jobs_from_squeue(text)
         except EngineError:
-            queued = []
-        for job in queued:
-            job_labels = comment_labels(job.comment)
-            if job.job_id in known or not job_labels or job.ended:
+            queue = {}
+        rows = []
+        for job_id, kernel in list(self._kernels.items()):
+            if any(not matches(kernel["labels"], label) for label in labels):
                 continue
+            state = self._state_of(queue.get(job_id), kernel) or {}
+            rows.append({"Id": job_id, "Names": [f"/{kernel['name']}"], "Labels": kernel["labels"],
+                         "State": state.get("Status", ""), "Status": state.get("Summary") or state.get("Error") or "",
+                         "Image": kernel["image"], "Node": kernel["node"]})
+        known = {row["Id"] for row in rows}
+        for job in queue.values():
+            job_labels = comment_labels(job.comment)
+            if job.job_id in known or job.job_id in self._kernels or not job_labels or job.ended:
+                continue
+            if self.held.holds(job.job_id):
+                continue  # kept for a restart or the next kernel: no kernel of anyone's now
             if any(not matches(job_labels, label) for label in labels):
                 continue
             self._found[job.job_id] = (job_labels.get(STORE_LABEL, ""), job.name)
             rows.append({"Id": job.job_id, "Names": [f"/{job.name}"], "Labels": job_labels,
                          "State": "running" if job.running else "created", "Status": job.summary(),
                          "Image": job_labels.get(LABEL_IMAGE, ""), "Node": job.nodes})
-        return rows
-
-    def _kernel_rows(self, labels: list[str]) -> list[dict[str, Any]]:
-        """This server's kernels whose labels match, as container rows."""
-        rows = []
-        for job_id, kernel in list(self._kernels.items()):
-            if any(not matches(kernel["labels"], label) for label in labels):
-                continue
-            state = self.container_state_sync(job_id) or {}
-            rows.append({"Id": job_id, "Names": [f"/{kernel['name']}"], "Labels": kernel["labels"],
-                         "State": state.get("Status", ""), "Status": state.get("Summary") or state.get("Error") or "",
-                         "Image": kernel["image"], "Node": kernel["node"]})
         return rows
 
     def our_containers_sync(self, role: str | None = None) -> list[dict[str, Any]]:

@@ -39,8 +39,9 @@ def sbatch_options(spec: ContainerSpec, name: str, folder: str, store: str) -> l
     if spec.memory:
         options.append(f"--mem={max(1, parse_size(spec.memory) // (1024 * 1024))}M")
     count = gpu_count(spec)
-    if count:
-        options.append(f"--gres=gpu:{count}")
+    if count:  # typed (gpu:h100:1) when the kernelspec names the type
+        kind = spec.scheduler.get("gpu_type")
+        options.append(f"--gres=gpu:{kind}:{count}" if kind else f"--gres=gpu:{count}")
     for option in SCHEDULER_OPTIONS:
         if spec.scheduler.get(option):
             options.append(f"--{option}={spec.scheduler[option]}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +66,8 @@ def _validate_options(options: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(value, dict) or any(k not in SLURM_KEYS or not isinstance(v, str) for k, v in value.items()):
                 raise KernelSpecError(f"slurm {value!r}: give some of {', '.join(SLURM_KEYS)} as strings "
                                       '({"partition": "gpu", "time": "2:00:00"})')
+            if not re.fullmatch(r"[A-Za-z0-9_.-]*", value.get("gpu_type", "")):
+                raise KernelSpecError(f"slurm gpu_type {value['gpu_type']!r}: a gres type such as h100")
             if "hold" in value:
                 _positive(value["hold"], f"slurm hold {value['hold']!r}: give the seconds a job stays held, e.g. 600")
         elif not isinstance(value, (str, int, float)) or isinstance(value, bool):

@@ -146,10 +146,11 @@ class ContainerKernelOptions(LoggingConfigurable):
         "elsewhere. The kernel runs as the user the login node says (`id`). Default: MLCONTAINER_SLURM_LOGIN.",
     )
     slurm = Dict(
-        per_key_traits={key: Unicode() for key in ("partition", "time", "account", "qos", "store", "hold")},
+        per_key_traits={key: Unicode() for key in ("partition", "time", "account", "qos", "gpu_type", "store", "hold")},
         config=True,
         help="placement 'slurm': what the kernel's job asks of Slurm besides --gpus, memory and cpus: "
-        "'partition', 'time' (the time limit, as sbatch takes it: '2:00:00'), 'account', 'qos'; and "
+        "'partition', 'time' (the time limit, as sbatch takes it: '2:00:00'), 'account', 'qos', 'gpu_type' "
+        "(the GPUs' gres type, e.g. 'h100': --gpus 1 asks for gpu:h100:1); and "
         "'store', the user's own folder on the cluster's shared file system for unpacked images, "
         "kernels' bundles and the cache ('{user}' is the user's name; default "
         "~/.cache/mlcontainer/slurm); 'hold', seconds a shut-down kernel's job stays allocated for the "

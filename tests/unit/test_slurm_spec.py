@@ -47,6 +47,12 @@ def test_the_jobs_options_carry_its_resources_its_scheduler_options_and_its_labe
     assert comment_labels("a user's own comment") == {} and comment_labels('{"x": 1}') == {}
 
 
+def test_a_gpu_type_makes_the_gres_typed():
+    options = sbatch_options(spec(gpus=[GpuRequest(count=1)], scheduler={"gpu_type": "h100"}), "n", "/f", "/s")
+    assert "--gres=gpu:h100:1" in options and not any(o.startswith("--gpu_type") for o in options)
+    assert "--gres=gpu:h100:1" not in sbatch_options(spec(scheduler={"gpu_type": "h100"}), "n", "/f", "/s")
+
+
 def test_gpus_are_asked_for_by_number_only():
     for request in (GpuRequest(device_ids=("0",)), GpuRequest(count=-1)):
         with pytest.raises(GpuRequestUnsatisfiable, match="number of GPUs"):

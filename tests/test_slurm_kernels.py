@@ -59,6 +59,9 @@ async def test_a_kernel_runs_as_a_step_of_its_job_and_is_interrupted_restarted_a
     try:
         await kc.wait_for_ready(timeout=90)
         job_id = km.provisioner.container_id
+        out, reply = await execute(kc, "import getpass, os\nprint(getpass.getuser(), os.environ['HOME'])")
+        # The login node's account, with its own passwd entry and HOME in the cache (this server runs as root).
+        assert out.split() == [TEST_USER, f"/opt/mlcontainer/cache/home/{TEST_USER}"], out
         out, reply = await execute(kc, (
             "import os, socket\nx = 1\n"
             "open('from-the-cluster.txt', 'w').write(os.environ['SLURMD_NODENAME'])\n"
@@ -428,6 +431,8 @@ async def test_kernels_asking_for_a_gpu_each_get_distinct_ones_typed_or_not_and_
     with pytest.raises(Exception) as refused:
         await km.start_kernel(cwd=workspace)
     assert "has gpu:a100:1" in str(refused.value) and "node configuration is not available" in str(refused.value)
+    assert not [name for name in os.listdir(os.path.join(slurm.shared, f"mlc-store-{TEST_USER}", "kernels"))
+                if km.kernel_id[:8] in name]  # its folder went with the refusal
 
 
 async def test_two_users_kernels_run_as_themselves_and_neither_can_touch_the_others(engine, slurm, workspace):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Iterable, Protocol, TypeVar, runtime_checkable
 
 from ..core.errors import BadRequest
+from ..core.identity import HostUser
 
 T = TypeVar("T")
 
@@ -244,6 +245,11 @@ class ContainerBackend(Protocol):
     # -- the engine itself
     def info_sync(self) -> dict[str, Any]: ...
     def kind_sync(self) -> EngineKind: ...
+
+    def kernel_user_sync(self) -> HostUser | None:
+        """Whom the kernels run as when that is not this process's user: a Slurm login's account
+        (its uid owns the kernel's files on the cluster). None: this process's user, as on any
+        engine. The launch names the kernel's HOME and passwd entry after it."""
     def version_sync(self) -> dict[str, Any]: ...
     def has_nvidia_runtime_sync(self) -> bool: ...
     def disk_usage_sync(self) -> dict[str, Any]: ...

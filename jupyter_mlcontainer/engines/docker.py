@@ -28,6 +28,7 @@ import docker
 import docker.errors
 
 from ..core.errors import Conflict, ContainerNotFound, EngineError, EngineUnavailable, MLContainerError, NotFound
+from ..core.identity import HostUser
 from ..core.labels import LABEL_OWNER, LABEL_ROLE
 from . import podman
 from .base import CDI_GPU_KIND, ContainerSpec, EngineKind, EngineLocation, engine_location
@@ -148,6 +149,9 @@ class Engine(EngineImages):
         if self._info is None:
             self._info = self.call_sync(lambda: self.api.info())
         return self._info
+
+    def kernel_user_sync(self) -> HostUser | None:
+        return None  # kernels run as this process's user
 
     def kind_sync(self) -> EngineKind:
         """Docker or Podman, rootful or rootless (cached with the client). Docker lists

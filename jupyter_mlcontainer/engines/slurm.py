@@ -50,6 +50,7 @@ from ..core.errors import (
     GpuRequestUnsatisfiable,
     WorkspaceNotOnEngineHost,
 )
+from ..core.identity import HostUser
 from ..core.labels import LABEL_IMAGE, LABEL_KERNEL_ID, LABEL_ROLE
 from .base import CONNECTION_DIR_IN_CONTAINER, ContainerSpec, EngineKind, EngineLocation, MountSpec
 from .image_engine import ImageEngine
@@ -113,6 +114,11 @@ class SlurmBackend(ImageEngine):
 
     # -- the engine as the provisioner sees it
 
+    def kernel_user_sync(self) -> HostUser | None:
+        """The login node's user (``id``): Slurm runs the kernel's job as that account."""
+        user = self.user()
+        return HostUser(uid=user.uid, gid=user.gid, name=user.name)
+
     def kind_sync(self) -> EngineKind:
         # crun maps the user's own uid into the bundle (keep-id); Slurm's cgroups enforce limits.
         return EngineKind(product="slurm", rootless=True, cgroup_version="2", cgroup_driver="slurm", gpu_devices="slurm")
@@ -170,8 +176,12 @@ class SlurmBackend(ImageEngine):
         rootfs, image_config = store.image_bundle(self._image_id(spec.image), self._archive(spec.image))
         name = spec.name or "mlc-kernel"
         folder = store.kernel_folder(name)
-        job_id = (self._take_held(spec.labels.get(LABEL_KERNEL_ID, "")) or self._take_held(warm_key(spec))
-                  or self._submit(spec, name, folder, store))
+        try:
+            job_id = (self._take_held(spec.labels.get(LABEL_KERNEL_ID, "")) or self._take_held(warm_key(spec))
+                      or self._submit(spec, name, folder, store))
+        except BaseException:  # refused by Slurm: nothing of the kernel stays
+            store.remove_kernel_folder(name)
+            raise
         # Listed (the kernel list shows why it waits) and cancellable while it waits in the queue.
         self._kernels[job_id] = {"name": name, "folder": folder, "store": store, "client": None, "step": -1,
                                  "said": None, "labels": dict(spec.labels), "image": spec.image, "node": "",

@@ -38,6 +38,7 @@ from typing import Any
 from docker.types import ConfigReference, SecretReference, ServiceMode
 
 from ..core.errors import ContainerNotFound, EngineError
+from ..core.identity import HostUser
 from ..core.labels import LABEL_IMAGE, LABEL_KERNEL_ID, LABEL_ROLE
 from .base import ContainerSpec, EngineKind, EngineLocation
 from .image_engine import ImageEngine
@@ -90,6 +91,9 @@ class SwarmBackend(ImageEngine):
         self._nodes_of: dict[str, str] = {}  # kernel id -> the node its last task ran on
 
     # -- the engine as the provisioner sees it: the manager's, with GPUs placed by Swarm
+
+    def kernel_user_sync(self) -> HostUser | None:
+        return None  # kernels run as this process's user, on every node
 
     def kind_sync(self) -> EngineKind:
         kind = self.engine.kind_sync()

@@ -139,7 +139,7 @@ class Launcher:
         reason = unusable_reason(image, facts)
         if reason:
             raise ImageNotUsable(reason)
-        user = current_user()
+        user = backend.kernel_user_sync() or current_user()  # a Slurm login's account, else ours
         cwd = os.path.abspath(launch_kwargs.get("cwd") or os.getcwd())
         server_root = getattr(getattr(self.manager, "parent", None), "root_dir", None)
         workspace = choose_workspace(self.workspace_setting, server_root, cwd)

@@ -152,18 +152,34 @@ export function createActions(options: {
       if (settings.confirmStopKernel) {
         const what =
           kernel.notebook_path ?? trans.__('kernel %1', kernel.kernel_id);
-        const body = trans.__(
-          'Stop the kernel of %1 (container %2, image %3)? Its variables are lost; the notebook file is kept.',
-          what,
-          shortId(kernel.container_id),
-          kernel.image
-        );
+        // A cluster kernel whose job still waits in the queue: cancelling takes it out.
+        const queued =
+          kernel.state === 'created' && !kernel.node && !!kernel.status;
+        const body = queued
+          ? trans.__(
+              'Cancel the job of %1 (image %2)? It leaves the queue and the kernel does not start. %3',
+              what,
+              kernel.image,
+              kernel.status ?? ''
+            )
+          : trans.__(
+              'Stop the kernel of %1 (container %2, image %3)? Its variables are lost; the notebook file is kept.',
+              what,
+              shortId(kernel.container_id),
+              kernel.image
+            );
         const result = await showDialog({
-          title: trans.__('Stop container kernel?'),
+          title: queued
+            ? trans.__('Cancel the queued kernel?')
+            : trans.__('Stop container kernel?'),
           body,
           buttons: [
-            Dialog.cancelButton({ label: trans.__('Cancel') }),
-            Dialog.warnButton({ label: trans.__('Stop') })
+            Dialog.cancelButton({
+              label: queued ? trans.__('Keep Waiting') : trans.__('Cancel')
+            }),
+            Dialog.warnButton({
+              label: queued ? trans.__('Cancel Job') : trans.__('Stop')
+            })
           ]
         });
         if (!result.button.accept) {

@@ -179,6 +179,27 @@ async def test_a_workspace_not_on_the_cluster_is_refused_at_once(engine, slurm, 
     assert time.monotonic() - began < 10 and kernel_jobs(slurm) == []  # nothing was queued
 
 
+async def test_a_store_someone_else_could_swap_is_refused(engine, slurm, workspace):
+    """A store in a folder others may write to (not sticky): another user could rename the store
+    away and put a link to their own folder in its place, and the kernels would run their files."""
+    import shutil
+
+    parent = os.path.join(slurm.shared, "group-writable")
+    shutil.rmtree(parent, ignore_errors=True)
+    os.mkdir(parent)
+    os.chmod(parent, 0o777)
+    try:
+        name = add_spec(engine, BASE_IMAGE, placement="slurm", slurm_login=login_command(slurm, TEST_USER),
+                        slurm={"store": os.path.join(parent, "store-{user}")},
+                        transport_encryption="disabled", workspace=workspace)
+        with pytest.raises(Exception) as refused:
+            await AsyncKernelManager(kernel_name=name).start_kernel(cwd=workspace)
+        assert f"{parent} is above the store and writable by others than {TEST_USER}" in str(refused.value)
+        assert kernel_jobs(slurm) == []
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
 async def test_a_kernel_out_of_its_jobs_memory_dies_named_so(engine, slurm, workspace):
     from jupyter_mlcontainer.kernels.deaths import last_death
 
@@ -567,5 +588,7 @@ async def test_with_hold_the_next_kernel_of_the_kernelspec_starts_in_the_held_jo
         async with running_kernel(engine, BASE_IMAGE, workspace, **options) as (km, kc):
             out, reply = await execute(kc, "import os\nprint(os.environ['SLURM_JOB_ID'], os.environ['SLURM_STEP_ID'])")
             jobs.append(out.split())
+            comment = slurm.as_user(TEST_USER, ["squeue", "-h", "-j", jobs[-1][0], "-o", "%k"]).stdout
+            assert km.kernel_id in comment  # the job is this kernel's now, for a later server's clean-up
         assert [line.split()[1] for line in kernel_jobs(slurm)] == [jobs[-1][0]]  # held, not cancelled
     assert jobs[0][0] == jobs[1][0] and jobs[1][1] == "1"  # the second kernel: the held job's next step

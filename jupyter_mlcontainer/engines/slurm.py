@@ -60,27 +60,30 @@ from .slurm_holds import HeldJobs, exiting
 from .slurm_jobs import SlurmJob, jobs_from_squeue
 from .slurm_login import LoginNode
 from .slurm_spec import (
+    FOLDER_LABEL,
     HOLDER_SCRIPT,
     STORE_LABEL,
     allocated_gpu_devices,
     comment_labels,
     gpu_count,
     hold_seconds,
+    job_comment,
     matches,
     node_address,
+    node_gpu_count,
     ports_asked,
     ports_of,
     sbatch_options,
     warm_key,
     with_mounts,
 )
-from .slurm_store import ClusterUser, UserStore, cluster_user
+from .slurm_store import ClusterUser, UserStore, cluster_user, last_line
 
 DEFAULT_STORE = "~/.cache/mlcontainer/slurm"
 # How long a restarting kernel's job keeps its allocation for the restart's new step (the
 # provisioner removes the old kernel and starts the new one at once): a restart is a new step on
 # the same node, on the same ports, with no second wait in the queue.
-HOLD_FOR_RESTART = 10.0
+HOLD_FOR_RESTART = 30.0
 
 
 class SlurmBackend(ImageEngine):
@@ -156,13 +159,15 @@ class SlurmBackend(ImageEngine):
         user = self.user()
         root = (root or DEFAULT_STORE).replace("{user}", user.name)
         if root.startswith("~/"):
-            root = posixpath.join(self.login.run(["printenv", "HOME"]).strip(), root[2:])
+            root = posixpath.join(last_line(self.login.run(["printenv", "HOME"])), root[2:])
         with self._lock:
             if root not in self._stores:
                 store = UserStore(self.login, root, user)
                 store.ensure()
                 self._stores[root] = store
-            return self._stores[root]
+                return store
+        self._stores[root].check()  # still the user's alone, at each start
+        return self._stores[root]
 
     # -- kernels
 
@@ -177,8 +182,13 @@ class SlurmBackend(ImageEngine):
         name = spec.name or "mlc-kernel"
         folder = store.kernel_folder(name)
         try:
-            job_id = (self._take_held(spec.labels.get(LABEL_KERNEL_ID, "")) or self._take_held(warm_key(spec))
-                      or self._submit(spec, name, folder, store))
+            job_id = self._take_held(spec.labels.get(LABEL_KERNEL_ID, ""))
+            if not job_id:
+                job_id = self._take_held(warm_key(spec))
+                if job_id:  # another kernel's job now: its labels and folder, for a later server
+                    self.login.run(["scontrol", "update", f"JobId={job_id}",
+                                    f"Comment={job_comment(spec, name, store.root)}"], check=False)
+            job_id = job_id or self._submit(spec, name, folder, store)
         except BaseException:  # refused by Slurm: nothing of the kernel stays
             store.remove_kernel_folder(name)
             raise
@@ -259,7 +269,7 @@ class SlurmBackend(ImageEngine):
     def _submit(self, spec: ContainerSpec, name: str, folder: str, store: UserStore) -> str:
         options = sbatch_options(spec, name, folder, store.root)
         try:
-            return self.login.run(["sbatch", *options, "--wrap", HOLDER_SCRIPT]).strip().split(";")[0]
+            answer = last_line(self.login.run(["sbatch", *options, "--wrap", HOLDER_SCRIPT])).split(";")[0]
         except EngineError as exc:
             gres = next((o.split("=", 1)[1] for o in options if o.startswith("--gres=")), "")
             if gres and "node configuration is not available" in str(exc):
@@ -268,6 +278,9 @@ class SlurmBackend(ImageEngine):
                     f"{gres}: Slurm refused the kernel's job ({str(exc).split(': ', 1)[-1]}). Change --gpus or "
                     "the kernelspec's gpu_type") from None
             raise
+        if not answer.isdigit():
+            raise EngineError(f"sbatch answered {answer!r}, not a job id: does the login node's shell print at start?")
+        return answer
 
     def job(self, job_id: str) -> SlurmJob | None:
         """The job as squeue shows it (None when Slurm has forgotten it)."""
@@ -363,7 +376,8 @@ class SlurmBackend(ImageEngine):
             return None
         client = kernel["client"] if kernel else None
         if job is not None and job.ended:
-            return {"Running": False, "Status": "exited", "ExitCode": job.exit_code or -1, "Error": job.why_ended(),
+            code = job.exit_code if job.exit_code is not None else -1
+            return {"Running": False, "Status": "exited", "ExitCode": code, "Error": job.why_ended(),
                     "OOMKilled": job.state == "OUT_OF_MEMORY"}
         if client is not None and client.poll() is not None:
             said = _read_all(kernel["said"])
@@ -423,21 +437,20 @@ class SlurmBackend(ImageEngine):
         """Remove the kernel: its job is cancelled and its folder removed. ``for_restart`` (the
         provisioner's clean-up before the kernel's restart): only the kernel's step ends, and the
         job keeps its allocation for the restart's new step (cancelled after
-        :data:`HOLD_FOR_RESTART` s if none comes, at once when the process exits)."""
-        kernel = self._kernels.pop(container_id, None)
-        found = self._found.pop(container_id, None)
+        :data:`HOLD_FOR_RESTART` s if none comes, at once when the process exits); with the
+        kernelspec's ``hold``, a shut-down kernel's job is kept likewise for the next kernel."""
+        kernel = self._kernels.get(container_id)
         started = kernel is not None and kernel["client"] is not None
         kernel_id = kernel["labels"].get(LABEL_KERNEL_ID, "") if kernel is not None else ""
         hold = hold_seconds(kernel["spec"]) if started else 0.0
-        if started and not exiting.is_set() and (for_restart and kernel_id or hold > 0):
-            self.login.run(["scancel", f"{container_id}.{kernel['step']}"], check=False)
-            if for_restart:
-                self.held.hold(kernel_id, container_id, HOLD_FOR_RESTART)
-            else:
-                self.held.hold(warm_key(kernel["spec"]), container_id, hold)
-        else:
+        keep = started and not exiting.is_set() and bool(for_restart and kernel_id or hold > 0)
+        # Slurm first: a kernel is forgotten only once its job (or step) is told to end, so that a
+        # login node that does not answer leaves it for the watcher's retry, not running unseen.
+        self.login.run(["scancel", f"{container_id}.{kernel['step']}" if keep else container_id], check=False)
+        if not keep:
             self.held.forget(container_id)
-            self.login.run(["scancel", container_id], check=False)
+        self._kernels.pop(container_id, None)
+        found = self._found.pop(container_id, None)
         if kernel is None:
             if found and found[0]:  # another server's kernel (an orphan): its folder too
                 self.store(found[0]).remove_kernel_folder(found[1])
@@ -449,9 +462,13 @@ class SlurmBackend(ImageEngine):
             client.wait(timeout=10)
         except subprocess.TimeoutExpired:
             client.kill()
-        self._removed[f"{container_id}.{kernel['step']}"] = client.returncode if client.returncode is not None else -9
         kernel["said"].close()
         kernel["store"].remove_kernel_folder(kernel["name"])
+        if keep:  # held from now (the step has ended): the job's id will be another kernel's
+            self.held.hold(kernel_id if for_restart else warm_key(kernel["spec"]), container_id,
+                           HOLD_FOR_RESTART if for_restart else hold)
+        else:  # the job is gone for good: its kernel's end, for a watcher that did not see it
+            self._removed[f"{container_id}.{kernel['step']}"] = client.returncode if client.returncode is not None else -9
 
     def wait_container_sync(self, container_id: str, timeout: float = 120) -> int:
         deadline = time.monotonic() + timeout
@@ -488,7 +505,7 @@ class SlurmBackend(ImageEngine):
                 continue  # kept for a restart or the next kernel: no kernel of anyone's now
             if any(not matches(job_labels, label) for label in labels):
                 continue
-            self._found[job.job_id] = (job_labels.get(STORE_LABEL, ""), job.name)
+            self._found[job.job_id] = (job_labels.get(STORE_LABEL, ""), job_labels.get(FOLDER_LABEL) or job.name)
             rows.append({"Id": job.job_id, "Names": [f"/{job.name}"], "Labels": job_labels,
                          "State": "running" if job.running else "created", "Status": job.summary(),
                          "Image": job_labels.get(LABEL_IMAGE, ""), "Node": job.nodes})
@@ -512,7 +529,7 @@ class SlurmBackend(ImageEngine):
         nodes = []
         for line in self.login.run(["sinfo", "-h", "-N", "-o", "%N|%T|%o|%G"]).splitlines():
             name, state, address, gres = (line.split("|") + ["", "", "", ""])[:4]
-            count = sum(int(p.split(":")[-1].split("(")[0]) for p in gres.split(",") if p.startswith("gpu"))
+            count = node_gpu_count(gres)
             nodes.append({"hostname": name, "role": "node", "state": state, "address": address,
                           "gpus": [{"id": f"{name}:{i}", "kernel_id": held.get((name, str(i)))} for i in range(count)]})
         kernels = [{"job": row["Id"], "kernel_id": row["Labels"].get(LABEL_KERNEL_ID), "state": row["State"],

@@ -7,8 +7,11 @@ them all. engines/slurm.py keeps one :class:`HeldJobs` per backend."""
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
 from typing import Callable
+
+log = logging.getLogger(__name__)
 
 _all: list["HeldJobs"] = []
 exiting = threading.Event()  # set at exit: nothing is held any more, a removed kernel's job is cancelled
@@ -16,6 +19,9 @@ exiting = threading.Event()  # set at exit: nothing is held any more, a removed 
 
 class HeldJobs:
     """``cancel(job_id)`` cancels a job (``scancel``, through the login node)."""
+
+    # A hold longer than a week is a week (threading.Timer takes no infinity).
+    LONGEST = 7 * 24 * 3600.0
 
     def __init__(self, cancel: Callable[[str], None]) -> None:
         self._cancel = cancel
@@ -25,14 +31,15 @@ class HeldJobs:
 
     def hold(self, key: str, job_id: str, seconds: float) -> None:
         """Keep ``job_id`` for the next start that asks for ``key``, at most ``seconds``."""
-        timer = threading.Timer(seconds, self._expire, (key, job_id))
+        timer = threading.Timer(min(seconds, self.LONGEST), self._expire, (key, job_id))
         timer.daemon = True
         with self._lock:
             previous = self._held.pop(key, None)
             self._held[key] = (job_id, timer)
-        if previous is not None and previous[0] != job_id:  # one held job per key: the older goes
+        if previous is not None:
             previous[1].cancel()
-            self._cancel(previous[0])
+            if previous[0] != job_id:  # one held job per key: the older goes
+                self._safely_cancel(previous[0])
         timer.start()
 
     def take(self, key: str) -> str:
@@ -62,7 +69,7 @@ class HeldJobs:
             held, self._held = list(self._held.values()), {}
         for job_id, timer in held:
             timer.cancel()
-            self._cancel(job_id)
+            self._safely_cancel(job_id)
 
     def _expire(self, key: str, job_id: str) -> None:
         """Nobody took it in time: cancel it."""
@@ -70,7 +77,15 @@ class HeldJobs:
             if self._held.get(key, ("",))[0] != job_id:
                 return
             del self._held[key]
-        self._cancel(job_id)
+        self._safely_cancel(job_id)
+
+    def _safely_cancel(self, job_id: str) -> None:
+        """Cancel, from a timer or at exit: a login node that does not answer is logged, and the
+        job is left to its time limit or the next server's orphan clean-up."""
+        try:
+            self._cancel(job_id)
+        except Exception as exc:  # noqa: BLE001 (a timer thread: nothing above it to report to)
+            log.warning("Could not cancel held Slurm job %s: %s", job_id, exc)
 
 
 @atexit.register

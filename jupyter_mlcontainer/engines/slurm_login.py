@@ -26,12 +26,15 @@ class LoginNode:
     def __init__(self, login: str) -> None:
         self.login = login.strip()
         self.prefix = shlex.split(self.login)
-        # ssh runs its arguments as one line of the remote user's shell: quote each.
-        self._quote = bool(self.prefix) and os.path.basename(self.prefix[0]) == "ssh"
+        # ssh (also behind sshpass, autossh, tsh ssh...) runs its arguments as one line of the
+        # remote user's shell: quote each.
+        self._quote = any(os.path.basename(word) in ("ssh", "autossh") for word in self.prefix)
 
     def argv(self, command: list[str]) -> list[str]:
         """The local argv that runs ``command`` on the login node."""
         if self._quote:
+            # POSIX quoting (sh, bash, zsh login shells: docs/slurm.md); the kernel's bootstrap text
+            # with its newlines and backslashes goes through it too.
             return [*self.prefix, "--", " ".join(shlex.quote(part) for part in command)]
         return [*self.prefix, *command]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Any
 
 from ..core.errors import EngineError, GpuRequestUnsatisfiable
@@ -23,13 +24,20 @@ HOLDER_SCRIPT = "exec sleep infinity"
 # server (the orphan clean-up, `status`) reads the job by them.
 COMMENT_LABELS = (LABEL_ROLE, LABEL_OWNER, LABEL_KERNEL_ID, LABEL_IMAGE)
 STORE_LABEL = "org.jupyter.mlcontainer.slurm-store"
+FOLDER_LABEL = "org.jupyter.mlcontainer.slurm-folder"  # the kernel's folder's name in the store
 SCHEDULER_OPTIONS = ("partition", "time", "account", "qos")  # passed to sbatch as they are
+
+
+def job_comment(spec: ContainerSpec, name: str, store: str) -> str:
+    """The job's ``--comment``: the labels a later server reads a kernel's job by, its store and
+    its folder there (set again when a held job is given to another kernel)."""
+    return json.dumps({**{key: spec.labels[key] for key in COMMENT_LABELS if key in spec.labels},
+                       STORE_LABEL: store, FOLDER_LABEL: name}, separators=(",", ":"))
 
 
 def sbatch_options(spec: ContainerSpec, name: str, folder: str, store: str) -> list[str]:
     """The options of the job that holds a kernel's allocation (its script: :data:`HOLDER_SCRIPT`)."""
-    comment = json.dumps({**{key: spec.labels[key] for key in COMMENT_LABELS if key in spec.labels},
-                          STORE_LABEL: store}, separators=(",", ":"))
+    comment = job_comment(spec, name, store)
     # --no-requeue: a kernel's state dies with its node, and that death is named, not hidden by a
     # silent restart elsewhere (Slurm requeues by default).
     options = ["--parsable", "--no-requeue", "-J", name, "-N1", "-n1", f"--output={folder}/job.log",
@@ -118,16 +126,28 @@ def with_mounts(spec: ContainerSpec, mounts: list[MountSpec]) -> ContainerSpec:
     return dataclasses.replace(spec, mounts=mounts)
 
 
+_GPU_INDICES = re.compile(r"(?:^|,)gpu(?::[^:(,]+)?:\d+\(IDX:([0-9,-]+)\)")
+_GPU_COUNT = re.compile(r"(?:^|,)gpu(?::[^:(,]+)?:(\d+)")
+
+
 def allocated_gpu_devices(scontrol_job: str) -> list[str]:
     """The device nodes of the GPUs ``scontrol -d show job`` says the job holds
-    (``GRES=gpu:2(IDX:0-1)``, ``gpu:3(IDX:0,2-3)``)."""
+    (``GRES=gpu:2(IDX:0-1)``, ``gpu:h100:3(IDX:0,2-3)``, other gres such as ``shard:...`` beside
+    them). Slurm's index is the GPU's place in gres.conf's ``File=/dev/nvidia[0-N]`` (docs/slurm.md)."""
     devices: list[str] = []
     for field in scontrol_job.split():
-        if field.startswith("GRES=") and "IDX:" in field:
-            for part in field.split("IDX:", 1)[1].rstrip(")").split(","):
+        if not field.startswith("GRES="):
+            continue
+        for indices in _GPU_INDICES.findall(field[len("GRES="):]):
+            for part in filter(None, indices.split(",")):
                 first, _, last = part.partition("-")
                 devices += [f"/dev/nvidia{i}" for i in range(int(first), int(last or first) + 1)]
     return devices
+
+
+def node_gpu_count(sinfo_gres: str) -> int:
+    """How many GPUs a node has, from ``sinfo``'s ``%G`` (``gpu:h100:4(S:0-1),shard:8``)."""
+    return sum(int(count) for count in _GPU_COUNT.findall(sinfo_gres))
 
 
 def node_address(scontrol_node: str, node: str) -> str:

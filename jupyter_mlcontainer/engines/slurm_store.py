@@ -35,9 +35,16 @@ class ClusterUser:
     gid: int
 
 
+def last_line(text: str) -> str:
+    """The last non-empty line of a command's output (a login shell's start-up files may print
+    before it)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
 def cluster_user(login: LoginNode) -> ClusterUser:
     """``id`` on the login node: ``uid=1001(mlctest) gid=1001(mlctest) groups=...``."""
-    fields = dict(part.split("=", 1) for part in login.run(["id"]).split() if "=" in part)
+    fields = dict(part.split("=", 1) for part in last_line(login.run(["id"])).split() if "=" in part)
     try:
         uid, name = fields["uid"].rstrip(")").split("(")
         gid = fields["gid"].split("(")[0]
@@ -56,16 +63,40 @@ class UserStore:
         self._images: dict[str, tuple[str, dict[str, Any]]] = {}
 
     def ensure(self) -> None:
-        """Make the store (0700) and refuse one that is not a real folder of the user's alone."""
+        """Make the store (0700), resolved once to the real path it names, checked (:meth:`check`),
+        with its three folders."""
         self.login.run(["mkdir", "-p", "-m", "700", self.root])
-        kind, owner, mode = self.login.run(["stat", "-c", "%F|%u|%a", self.root]).strip().split("|")
-        if kind != "directory" or int(owner) != self.user.uid or int(mode, 8) & 0o077:
-            raise EngineError(
-                f"The Slurm store {self.root} is not a private folder of {self.user.name}'s ({kind}, owner uid "
-                f"{owner}, mode {mode}): kernels would run files someone else could change. Move it away or "
-                "name another (slurm_store)")
+        resolved = last_line(self.login.run(["realpath", "-e", self.root]))
+        if posixpath.isabs(resolved):
+            self.root = resolved
+        self.check()
         for part in ("images", "kernels", "volumes"):
             self.login.run(["mkdir", "-p", "-m", "700", self.path(part)])
+
+    def check(self) -> None:
+        """Refuse a store that is not a real folder of the user's alone, or that someone else could
+        swap for another: every folder above it must be root's or the user's and, where others may
+        write to it, sticky (as /tmp; OpenSSH's StrictModes asks the same of ~/.ssh). Run by
+        :meth:`ensure` and before each kernel's start."""
+        chain = [self.root]
+        while chain[-1] != "/":
+            chain.append(posixpath.dirname(chain[-1]))
+        answers = {}
+        for line in self.login.run(["stat", "-c", "%n|%F|%u|%a", *chain]).splitlines():
+            name, kind, owner, mode = line.rsplit("|", 3)
+            answers[name] = (kind, int(owner), int(mode, 8))
+        for path in chain:
+            kind, owner, mode = answers.get(path, ("missing", -1, 0))
+            if path == self.root:
+                bad = kind != "directory" or owner != self.user.uid or mode & 0o077
+            else:
+                bad = kind != "directory" or owner not in (0, self.user.uid) or (mode & 0o022 and not mode & 0o1000)
+            if bad:
+                what = "is not a private folder of" if path == self.root else "is above the store and writable by others than"
+                raise EngineError(
+                    f"The Slurm store {self.root}: {path} {what} {self.user.name} ({kind}, owner uid {owner}, mode "
+                    f"{mode:o}): someone else could change what the kernels run. Name another store (the "
+                    "kernelspec's slurm option 'store'), e.g. in your HOME")
 
     def path(self, *parts: str) -> str:
         for part in parts:

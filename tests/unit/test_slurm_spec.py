@@ -16,6 +16,7 @@ from jupyter_mlcontainer.engines.slurm_spec import (
     allocated_gpu_devices,
     comment_labels,
     node_address,
+    node_gpu_count,
     ports_asked,
     ports_of,
     sbatch_options,
@@ -71,6 +72,9 @@ def test_the_allocated_gpus_and_a_nodes_address_are_read_from_scontrol():
     assert allocated_gpu_devices("JobId=7 Nodes=n1 CPU_IDs=0 Mem=300 GRES=gpu:1(IDX:1)") == ["/dev/nvidia1"]
     assert allocated_gpu_devices("GRES=gpu:3(IDX:0,2-3)") == ["/dev/nvidia0", "/dev/nvidia2", "/dev/nvidia3"]
     assert allocated_gpu_devices("JobId=7 GRES=") == []
+    assert allocated_gpu_devices("GRES=gpu:h100:1(IDX:0),shard:2(0/8,0/8)") == ["/dev/nvidia0"]
+    assert node_gpu_count("gpu:h100:4(S:0-1),shard:8") == 4 and node_gpu_count("gpu:2") == 2
+    assert node_gpu_count("(null)") == 0
     assert node_address("NodeName=n1 Arch=x86_64 NodeAddr=10.0.0.3 NodeHostName=n1", "n1") == "10.0.0.3"
     assert node_address("NodeName=n1", "n1") == "n1"
 

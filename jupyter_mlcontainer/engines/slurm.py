@@ -253,7 +253,7 @@ class SlurmBackend(ImageEngine):
         """The workspace (every folder bound from this host's paths) must be on the cluster's shared
         file system at the same path: refused at once, before anything waits in the queue."""
         for mount in spec.mounts:
-            if mount.kind == "bind" and not _exists(self.login, mount.source, "-d"):
+            if mount.kind == "bind" and not self.login.test(mount.source, "-d"):
                 raise WorkspaceNotOnEngineHost(
                     f"{mount.source} is not on the Slurm cluster (no such folder on its login node, "
                     f"{self.login.describe()}): the workspace must be on the cluster's shared file system, "
@@ -541,14 +541,6 @@ class SlurmBackend(ImageEngine):
 
     def cached_node_images(self, image: str, python: str) -> dict[str, Any]:
         return {}
-
-
-def _exists(login: LoginNode, path: str, test: str = "-e") -> bool:
-    try:
-        login.run(["test", test, path])
-        return True
-    except EngineError:
-        return False
 
 
 def _read_all(file: Any) -> str:

@@ -3,26 +3,21 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Iterator
 
-from .slurm_spec import die_event, matches
+from .polled_events import PolledEvents, die_event
+from .slurm_spec import matches
 
 
-class KernelEnds:
+class KernelEnds(PolledEvents):
     """The ``die`` events of this server's Slurm kernels. A kernel ends when its step's ``srun``
     client returns, whatever ended it (the kernel's exit, a signal, its job's end: a time limit, a
     node failure, a cancel): the clients are polled here, ten times a second, without asking
-    Slurm; the job's state is read once a kernel has ended. Iterable; ``close()`` ends it."""
+    Slurm; the job's state is read once a kernel has ended. Iterable; ``close()`` ends it.
+    ``backend``: the SlurmBackend (its kernels, and the steps it removed with their exit codes)."""
 
     def __init__(self, backend: Any, labels: list[str], every: float = 0.1) -> None:
-        # backend: the SlurmBackend (its kernels, and the steps it removed with their exit codes)
-        self.backend, self.labels, self.every = backend, labels, every
-        self._closed = threading.Event()
-        self._reported: set[str] = set()
-
-    def close(self) -> None:
-        self._closed.set()
+        super().__init__(backend, labels, every)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         while not self._closed.is_set():

@@ -55,6 +55,17 @@ class LoginNode:
                               f"{error[-1500:] or 'no message'}")
         return done.stdout.decode(errors="replace")
 
+    def test(self, path: str, flag: str = "-e") -> bool:
+        """``test FLAG PATH`` on the login node (``-d``: a folder). A login node that cannot be
+        asked raises :class:`EngineUnavailable`, never reads as "not there"."""
+        try:
+            self.run(["test", flag, path])
+            return True
+        except EngineUnavailable:
+            raise
+        except EngineError:
+            return False
+
     def start(self, command: list[str], output: IO[bytes] | int = subprocess.DEVNULL) -> subprocess.Popen:
         """``command`` started on the login node and left running (a kernel's ``srun``)."""
         try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from typing import Any
 
 from ..core.errors import EngineError, GpuRequestUnsatisfiable
 from ..core.labels import LABEL_IMAGE, LABEL_KERNEL_ID, LABEL_OWNER, LABEL_ROLE
@@ -154,11 +153,3 @@ def node_address(scontrol_node: str, node: str) -> str:
     """A node's ``NodeAddr`` from ``scontrol show node`` (its name when there is none)."""
     fields = scontrol_node.split()
     return next((f.split("=", 1)[1] for f in fields if f.startswith("NodeAddr=")), node)
-
-
-def die_event(job_id: str, code: Any) -> dict[str, Any]:
-    """A kernel's end as the watcher reads an engine's ``die`` event."""
-    import time
-
-    return {"Action": "die", "id": job_id, "time": time.time(),
-            "Actor": {"ID": job_id, "Attributes": {"exitCode": str(code if code is not None else -1)}}}

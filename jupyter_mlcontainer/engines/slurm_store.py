@@ -112,18 +112,11 @@ class UserStore:
         if image_id in self._images:
             return self._images[image_id]
         folder = self.path("images", image_id.split(":")[-1])
-        if not self._exists(posixpath.join(folder, "ready")):
+        if not self.login.test(posixpath.join(folder, "ready")):
             self._unpack(folder, archive)
         config = json.loads(self.login.run(["cat", posixpath.join(folder, "bundle", "config.json")]))
         self._images[image_id] = (posixpath.join(folder, "bundle", "rootfs"), config)
         return self._images[image_id]
-
-    def _exists(self, path: str) -> bool:
-        try:
-            self.login.run(["test", "-e", path])
-            return True
-        except EngineError:
-            return False
 
     def _unpack(self, folder: str, archive: Iterable[bytes]) -> None:
         """skopeo and umoci, as the user, in a folder of its own renamed into place when whole (two

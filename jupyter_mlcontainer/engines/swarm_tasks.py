@@ -6,13 +6,12 @@ container event of other nodes. For :class:`~.swarm.SwarmBackend`.
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any, Iterator
 
 from ..core.errors import EngineError, GpuRequestUnsatisfiable, WorkspaceNotOnEngineHost
 from ..core.labels import LABEL_KERNEL_ID
 from .docker_errors import missing_bind_source
+from .polled_events import PolledEvents, die_event
 from .swarm_spec import GPU_RESOURCE
 
 ENDED = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
@@ -116,18 +115,13 @@ def _exit_text(status: dict[str, Any]) -> str:
     return f" (exit code {code})" if code not in (None, 0) else ""
 
 
-class TaskEnds:
+class TaskEnds(PolledEvents):
     """The ``die`` events of kernel services' tasks, from polling the manager once a second (its
     event stream carries no container event of other nodes). Iterable; ``close()`` ends it.
     ``backend``: the :class:`~.swarm.SwarmBackend` (its ``api`` and ``call_sync``)."""
 
     def __init__(self, backend: Any, labels: list[str], every: float = 1.0) -> None:
-        self.backend, self.labels, self.every = backend, labels, every
-        self._closed = threading.Event()
-        self._reported: set[str] = set()
-
-    def close(self) -> None:
-        self._closed.set()
+        super().__init__(backend, labels, every)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         api = self.backend.api
@@ -157,5 +151,4 @@ class TaskEnds:
                 continue  # an older task of a service that has a newer one
             self._reported.add(service)
             code = (status.get("ContainerStatus") or {}).get("ExitCode")
-            yield {"Action": "die", "id": service, "time": time.time(),
-                   "Actor": {"ID": service, "Attributes": {"exitCode": str(code if code is not None else -1)}}}
+            yield die_event(service, code)

@@ -25,6 +25,26 @@ def login_command(slurm, user: str) -> str:
     return f"docker exec -i -u {entry.pw_uid}:{entry.pw_gid} -e HOME=/tmp {slurm.login}"
 
 
+def slurm_options(slurm, workspace: str, **slurm_parts: str) -> dict:
+    """A Slurm kernelspec's options as these tests give them: the login as the test user, the
+    user's store in the shared folder (and ``slurm_parts``: time, hold...), the workspace; in the
+    clear, since Debian's ipykernel 6.17 cannot encrypt (the encrypted test says otherwise)."""
+    return dict(placement="slurm", slurm_login=login_command(slurm, TEST_USER),
+                slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}"), **slurm_parts},
+                transport_encryption="disabled", workspace=workspace)
+
+
+async def _death_of(km, timeout: float = 120):
+    """The kernel's recorded death, once its provisioner has seen it end (within ``timeout``)."""
+    from jupyter_mlcontainer.kernels.deaths import last_death
+
+    deadline = time.monotonic() + timeout
+    while await km.provisioner.poll() is None:
+        assert time.monotonic() < deadline, "the kernel's death was not seen"
+        await asyncio.sleep(0.2)
+    return last_death(km.kernel_id)
+
+
 def user_jobs(slurm, user: str) -> list[str]:
     done = slurm.as_user(user, ["squeue", "-h", "-u", user, "-o", "%i %T"])
     return [line for line in done.stdout.splitlines() if line.strip()]
@@ -49,9 +69,7 @@ def workspace(slurm):
 async def test_a_kernel_runs_as_a_step_of_its_job_and_is_interrupted_restarted_and_shut_down(engine, slurm, workspace):
     entry = pwd.getpwnam(TEST_USER)
     store = os.path.join(slurm.shared, f"mlc-store-{TEST_USER}")
-    name = add_spec(engine, BASE_IMAGE, placement="slurm", slurm_login=login_command(slurm, TEST_USER),
-                    slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}"), "time": "30"},
-                    transport_encryption="disabled", memory="400m", workspace=workspace)
+    name = add_spec(engine, BASE_IMAGE, **slurm_options(slurm, workspace, time="30"), memory="400m")
     km = AsyncKernelManager(kernel_name=name)
     await km.start_kernel(cwd=workspace)
     kc = km.client()
@@ -133,9 +151,7 @@ def kernel_jobs(slurm) -> list[str]:
 
 async def test_a_kernel_whose_job_waits_says_why_and_leaves_no_job_behind(engine, slurm, workspace):
     fill_the_cluster(slurm)
-    name = add_spec(engine, BASE_IMAGE, placement="slurm", slurm_login=login_command(slurm, TEST_USER),
-                    slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}"), "time": "5"},
-                    transport_encryption="disabled", workspace=workspace, placement_timeout=6, cpus=2)
+    name = add_spec(engine, BASE_IMAGE, **slurm_options(slurm, workspace, time="5"), placement_timeout=6, cpus=2)
     km = AsyncKernelManager(kernel_name=name)
     with pytest.raises(Exception) as refused:
         await km.start_kernel(cwd=workspace)
@@ -146,21 +162,13 @@ async def test_a_kernel_whose_job_waits_says_why_and_leaves_no_job_behind(engine
 
 
 async def test_a_kernel_whose_job_is_cancelled_dies_with_slurms_reason(engine, slurm, workspace):
-    from jupyter_mlcontainer.kernels.deaths import last_death
-
-    name = add_spec(engine, BASE_IMAGE, placement="slurm", slurm_login=login_command(slurm, TEST_USER),
-                    slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}")},
-                    transport_encryption="disabled", workspace=workspace)
+    name = add_spec(engine, BASE_IMAGE, **slurm_options(slurm, workspace))
     km = AsyncKernelManager(kernel_name=name)
     await km.start_kernel(cwd=workspace)
     try:
         job_id = km.provisioner.container_id
         slurm.as_user(TEST_USER, ["scancel", job_id])  # the user (or an admin) cancels it from outside
-        deadline = time.monotonic() + 30
-        while await km.provisioner.poll() is None:
-            assert time.monotonic() < deadline, "the kernel's death was not seen"
-            await asyncio.sleep(0.2)
-        death = last_death(km.kernel_id)
+        death = await _death_of(km, timeout=30)
         assert death is not None and f"Job {job_id} was cancelled on " in death.message(), death
     finally:
         await km.shutdown_kernel(now=True)
@@ -168,9 +176,7 @@ async def test_a_kernel_whose_job_is_cancelled_dies_with_slurms_reason(engine, s
 
 
 async def test_a_workspace_not_on_the_cluster_is_refused_at_once(engine, slurm, workspace, tmp_path):
-    name = add_spec(engine, BASE_IMAGE, placement="slurm", slurm_login=login_command(slurm, TEST_USER),
-                    slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}")},
-                    transport_encryption="disabled", workspace=str(tmp_path))
+    name = add_spec(engine, BASE_IMAGE, **slurm_options(slurm, str(tmp_path)))
     km = AsyncKernelManager(kernel_name=name)
     began = time.monotonic()
     with pytest.raises(Exception) as refused:
@@ -201,11 +207,7 @@ async def test_a_store_someone_else_could_swap_is_refused(engine, slurm, workspa
 
 
 async def test_a_kernel_out_of_its_jobs_memory_dies_named_so(engine, slurm, workspace):
-    from jupyter_mlcontainer.kernels.deaths import last_death
-
-    name = add_spec(engine, BASE_IMAGE, placement="slurm", slurm_login=login_command(slurm, TEST_USER),
-                    slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}")},
-                    transport_encryption="disabled", workspace=workspace, memory="200m")
+    name = add_spec(engine, BASE_IMAGE, **slurm_options(slurm, workspace), memory="200m")
     km = AsyncKernelManager(kernel_name=name)
     await km.start_kernel(cwd=workspace)
     kc = km.client()
@@ -213,11 +215,7 @@ async def test_a_kernel_out_of_its_jobs_memory_dies_named_so(engine, slurm, work
     try:
         await kc.wait_for_ready(timeout=90)
         kc.execute("x = bytearray(600 * 1024 * 1024)")  # three times the job's --mem
-        deadline = time.monotonic() + 60
-        while await km.provisioner.poll() is None:
-            assert time.monotonic() < deadline, "the kernel's death was not seen"
-            await asyncio.sleep(0.2)
-        death = last_death(km.kernel_id)
+        death = await _death_of(km, timeout=60)
         assert death is not None and "out of memory (memory limit 200m)" in death.message(), death
     finally:
         kc.stop_channels()
@@ -324,9 +322,7 @@ async def test_a_killed_servers_kernel_jobs_are_reaped_and_a_live_servers_are_no
     from jupyter_mlcontainer.kernels.orphans import reap_orphans
 
     login = login_command(slurm, TEST_USER)
-    name = add_spec(engine, BASE_IMAGE, placement="slurm", slurm_login=login,
-                    slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}")},
-                    transport_encryption="disabled", workspace=workspace)
+    name = add_spec(engine, BASE_IMAGE, **slurm_options(slurm, workspace))
     server = subprocess.Popen([sys.executable, "-c", SERVER_THAT_DIES, name, workspace], stdout=subprocess.PIPE,
                               text=True)
     try:
@@ -362,9 +358,7 @@ async def test_a_queued_kernel_is_listed_with_slurms_reason_and_cancelled_throug
     from tornado.httpclient import HTTPClientError
 
     fillers = fill_the_cluster(slurm)
-    name = add_spec(engine, BASE_IMAGE, placement="slurm", slurm_login=login_command(slurm, TEST_USER),
-                    slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}"), "time": "5"},
-                    transport_encryption="disabled", workspace=workspace, placement_timeout=300, cpus=2)
+    name = add_spec(engine, BASE_IMAGE, **slurm_options(slurm, workspace, time="5"), placement_timeout=300, cpus=2)
     start = asyncio.ensure_future(jp_fetch("api", "kernels", method="POST", body=json.dumps({"name": name, "path": ""})))
 
     async def queued():
@@ -429,10 +423,8 @@ async def test_kernels_asking_for_a_gpu_each_get_distinct_ones_typed_or_not_and_
     from jupyter_mlcontainer.engines.slurm import get_slurm
 
     login = login_command(slurm, TEST_USER)
-    store = os.path.join(slurm.shared, "mlc-store-{user}")
-    options = dict(placement="slurm", slurm_login=login, slurm={"store": store},
-                   transport_encryption="disabled", workspace=workspace, gpus="1", memory="300m")
-    typed = dict(options, slurm={"store": store, "gpu_type": "h100"})  # the test nodes' GPUs are gpu:h100
+    options = dict(slurm_options(slurm, workspace), gpus="1", memory="300m")
+    typed = dict(options, **slurm_options(slurm, workspace, gpu_type="h100"))  # the test nodes' GPUs are gpu:h100
     async with running_kernel(engine, BASE_IMAGE, workspace, **options) as (km1, kc1), \
             running_kernel(engine, BASE_IMAGE, workspace, **typed) as (km2, kc2):
         seen = []
@@ -448,7 +440,8 @@ async def test_kernels_asking_for_a_gpu_each_get_distinct_ones_typed_or_not_and_
         assert held == {km1.kernel_id: f"{seen[0][0]}:{seen[0][1][-1]}", km2.kernel_id: f"{seen[1][0]}:{seen[1][1][-1]}"}
 
     # A type no node has is refused at once, in Slurm's words, before anything waits.
-    km = AsyncKernelManager(kernel_name=add_spec(engine, BASE_IMAGE, **dict(options, slurm={"store": store, "gpu_type": "a100"})))
+    unknown = dict(options, **slurm_options(slurm, workspace, gpu_type="a100"))
+    km = AsyncKernelManager(kernel_name=add_spec(engine, BASE_IMAGE, **unknown))
     with pytest.raises(Exception) as refused:
         await km.start_kernel(cwd=workspace)
     assert "has gpu:a100:1" in str(refused.value) and "node configuration is not available" in str(refused.value)
@@ -488,22 +481,10 @@ async def test_two_users_kernels_run_as_themselves_and_neither_can_touch_the_oth
         slurm.as_user(OTHER_USER, ["scancel", "-u", OTHER_USER], check=False)
 
 
-async def _death_of(km, timeout: float = 120):
-    from jupyter_mlcontainer.kernels.deaths import last_death
-
-    deadline = time.monotonic() + timeout
-    while await km.provisioner.poll() is None:
-        assert time.monotonic() < deadline, "the kernel's death was not seen"
-        await asyncio.sleep(0.5)
-    return last_death(km.kernel_id)
-
-
 async def test_a_kernel_whose_node_fails_dies_naming_the_node(engine, slurm, workspace):
     import subprocess
 
-    name = add_spec(engine, BASE_IMAGE, placement="slurm", slurm_login=login_command(slurm, TEST_USER),
-                    slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}")},
-                    transport_encryption="disabled", workspace=workspace)
+    name = add_spec(engine, BASE_IMAGE, **slurm_options(slurm, workspace))
     km = AsyncKernelManager(kernel_name=name)
     await km.start_kernel(cwd=workspace)
     node = ""
@@ -521,9 +502,7 @@ async def test_a_kernel_whose_node_fails_dies_naming_the_node(engine, slurm, wor
 
 
 async def test_a_kernel_past_its_time_limit_dies_naming_the_limit(engine, slurm, workspace):
-    name = add_spec(engine, BASE_IMAGE, placement="slurm", slurm_login=login_command(slurm, TEST_USER),
-                    slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}"), "time": "1"},
-                    transport_encryption="disabled", workspace=workspace)
+    name = add_spec(engine, BASE_IMAGE, **slurm_options(slurm, workspace, time="1"))
     km = AsyncKernelManager(kernel_name=name)
     await km.start_kernel(cwd=workspace)
     try:
@@ -552,10 +531,7 @@ async def test_a_slurm_kernel_is_frozen_through_the_kernel_itself(engine, slurm,
     make_wheel(wheels, name="mlc_slurm_frozen", version="2.5")
     frozen = os.path.join(workspace, "frozen")
     make_users_folder(frozen, entry.pw_uid, entry.pw_gid)
-    async with running_kernel(engine, BASE_IMAGE, workspace, placement="slurm",
-                              slurm_login=login_command(slurm, TEST_USER),
-                              slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}")},
-                              transport_encryption="disabled", workspace=workspace) as (km, kc):
+    async with running_kernel(engine, BASE_IMAGE, workspace, **slurm_options(slurm, workspace)) as (km, kc):
         out, reply = await execute(kc, (
             f"%pip install -q --no-index --find-links {wheels} mlc_slurm_frozen==2.5\n"
             "%env MLC_ON_SLURM=yes\n"
@@ -580,9 +556,7 @@ async def test_with_hold_the_next_kernel_of_the_kernelspec_starts_in_the_held_jo
     """A warm start on the cluster (the kernelspec's slurm option 'hold'): a shut-down kernel's
     job stays allocated for the next kernel of the same kernelspec, which starts in it without
     waiting in the queue; without 'hold', shutting down cancels the job."""
-    options = dict(placement="slurm", slurm_login=login_command(slurm, TEST_USER), transport_encryption="disabled",
-                   workspace=workspace, memory="300m",
-                   slurm={"store": os.path.join(slurm.shared, "mlc-store-{user}"), "hold": "60"})
+    options = dict(slurm_options(slurm, workspace, hold="60"), memory="300m")
     jobs = []
     for _ in range(2):
         async with running_kernel(engine, BASE_IMAGE, workspace, **options) as (km, kc):

@@ -17,6 +17,8 @@
 #   mlcontainer-test/trixie:py3.13         Debian trixie: Python 3.13 + Debian's ipykernel 6.29
 #                                          (EXTERNALLY-MANAGED kept, as Debian ships it)
 #   mlcontainer-test/venv:bookworm         a venv in /opt/venv first on PATH, ipykernel 7.x
+#   mlcontainer-test/uvvenv:bookworm       uv-shaped: a venv in /app/.venv without pip (what
+#                                          `uv venv` + `uv sync` make), ipykernel 7.x
 #   mlcontainer-test/conda:bookworm        pytorch/pytorch-shaped: /opt/conda prefix with
 #                                          conda-meta, NVIDIA_VISIBLE_DEVICES=all, ipykernel 7.x
 #   mlcontainer-test/jovyan:bookworm       docker-stacks-shaped: conda + USER 1000 (jovyan)
@@ -52,10 +54,11 @@ readonly NOPYTHON=mlcontainer-test/nopython:latest
 readonly IPYKERNEL7=mlcontainer-test/ipykernel7:bookworm
 readonly TRIXIE=mlcontainer-test/trixie:py3.13
 readonly VENV=mlcontainer-test/venv:bookworm
+readonly UVVENV=mlcontainer-test/uvvenv:bookworm
 readonly CONDA=mlcontainer-test/conda:bookworm
 readonly JOVYAN=mlcontainer-test/jovyan:bookworm
 readonly CUDA=mlcontainer-test/cuda:bookworm
-readonly NAMES="base|noipykernel|torch|nopython|ipykernel7|trixie|venv|conda|jovyan|cuda"
+readonly NAMES="base|noipykernel|torch|nopython|ipykernel7|trixie|venv|uvvenv|conda|jovyan|cuda"
 
 say() { printf 'build-test-images: %s\n' "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
@@ -282,7 +285,7 @@ matrix_wheels() {
     touch "$stamp"
     say "ipykernel wheels collected in $(elapsed "$t0"): $(ls "$MATRIX_CTX"/wheels/ipykernel-*.whl | xargs -n1 basename)"
   fi
-  cp "$HERE"/images/{ipykernel7,venv,conda,jovyan,cuda}.Dockerfile "$HERE"/images/conda-meta.py \
+  cp "$HERE"/images/{ipykernel7,venv,uvvenv,conda,jovyan,cuda}.Dockerfile "$HERE"/images/conda-meta.py \
      "$HERE"/images/nvidia_entrypoint.sh "$MATRIX_CTX/"
 }
 
@@ -310,6 +313,8 @@ matrix_image ipykernel7 "$IPYKERNEL7" \
   'import ipykernel, sys, zmq; v = tuple(map(int, ipykernel.__version__.split(".")[:2])); assert (7, 4) <= v < (8, 0), ipykernel.__version__; assert zmq.has("curve"); assert ipykernel.__file__.startswith("/usr/local/"); print("ipykernel7 ok:", sys.executable, ipykernel.__version__, "with CurveZMQ")'
 matrix_image venv "$VENV" \
   'import ipykernel, sys; assert sys.prefix == "/opt/venv" != sys.base_prefix; assert ipykernel.__version__.startswith("7."); print("venv ok:", sys.executable, ipykernel.__version__)'
+matrix_image uvvenv "$UVVENV" \
+  'import importlib.util as iu, ipykernel, sys; assert sys.prefix == "/app/.venv" != sys.base_prefix; assert iu.find_spec("pip") is None; assert ipykernel.__version__.startswith("7."); print("uvvenv ok:", sys.executable, ipykernel.__version__, "without pip")'
 matrix_image conda "$CONDA" \
   'import ipykernel, os, sys; assert sys.prefix == sys.base_prefix == "/opt/conda", sys.prefix; assert ipykernel.__file__.startswith("/opt/conda/lib/python3.11/site-packages/"), ipykernel.__file__; assert os.listdir("/opt/conda/conda-meta"); print("conda ok:", sys.executable, ipykernel.__version__)'
 matrix_image jovyan "$JOVYAN" \
@@ -329,7 +334,7 @@ else
   drop_replaced "$old" "$TRIXIE"
 fi
 
-for image in "$BASE" "$NOIPYKERNEL" "$TORCH" "$NOPYTHON" "$IPYKERNEL7" "$TRIXIE" "$VENV" "$CONDA" "$JOVYAN" "$CUDA"; do
+for image in "$BASE" "$NOIPYKERNEL" "$TORCH" "$NOPYTHON" "$IPYKERNEL7" "$TRIXIE" "$VENV" "$UVVENV" "$CONDA" "$JOVYAN" "$CUDA"; do
   say "$(docker image inspect --format '{{.Size}}' "$image" | awk -v i="$image" '{printf "%-40s %8.1f MB", i, $1/1e6}')"
 done
 for line in "${SUMMARY[@]}"; do say "$line"; done

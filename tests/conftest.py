@@ -28,10 +28,12 @@ NOPYTHON_IMAGE = "mlcontainer-test/nopython:latest"
 IPYKERNEL7_IMAGE = "mlcontainer-test/ipykernel7:bookworm"
 TRIXIE_IMAGE = "mlcontainer-test/trixie:py3.13"
 VENV_IMAGE = "mlcontainer-test/venv:bookworm"
+UVVENV_IMAGE = "mlcontainer-test/uvvenv:bookworm"  # a venv without pip, as `uv venv` + `uv sync` make
 CONDA_IMAGE = "mlcontainer-test/conda:bookworm"
 JOVYAN_IMAGE = "mlcontainer-test/jovyan:bookworm"
 CUDA_IMAGE = "mlcontainer-test/cuda:bookworm"
-MATRIX_IMAGES = (BASE_IMAGE, IPYKERNEL7_IMAGE, TRIXIE_IMAGE, VENV_IMAGE, CONDA_IMAGE, JOVYAN_IMAGE, CUDA_IMAGE)
+MATRIX_IMAGES = (BASE_IMAGE, IPYKERNEL7_IMAGE, TRIXIE_IMAGE, VENV_IMAGE, UVVENV_IMAGE, CONDA_IMAGE, JOVYAN_IMAGE,
+                 CUDA_IMAGE)
 TEST_IMAGES = (TORCH_IMAGE, NOIPYKERNEL_IMAGE, NOPYTHON_IMAGE, *MATRIX_IMAGES)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -24,7 +24,6 @@ from jupyter_mlcontainer.images.probe import probe_image_sync
 from jupyter_mlcontainer.kernels.container_spec import CONTAINER_PORTS
 
 from .conftest import (
-    wait_for_status,
     CONDA_IMAGE,
     CUDA_IMAGE,
     IPYKERNEL7_IMAGE,
@@ -32,12 +31,14 @@ from .conftest import (
     MATRIX_IMAGES,
     SESSION_TAG,
     TRIXIE_IMAGE,
+    UVVENV_IMAGE,
     VENV_IMAGE,
     add_spec,
     execute,
     execute_after_error,
     our_kernel_containers,
     running_kernel,
+    wait_for_status,
 )
 from .test_freeze import hadolint_errors, make_wheel
 
@@ -46,6 +47,7 @@ EXPECTED_PYTHON = {
     IPYKERNEL7_IMAGE: ("/usr/bin/python3", "7."),
     TRIXIE_IMAGE: ("/usr/bin/python3", "6.29"),
     VENV_IMAGE: ("/opt/venv/bin/python3", "7."),
+    UVVENV_IMAGE: ("/app/.venv/bin/python3", "7."),
     CONDA_IMAGE: ("/opt/conda/bin/python3", "7."),
     JOVYAN_IMAGE: ("/opt/conda/bin/python3", "7."),
     CUDA_IMAGE: ("/usr/bin/python3", "7."),

@@ -5,7 +5,8 @@ root kernel (CI, rootless engines), which pip alone would let write the image's 
 that the restart's new container does not have. Upgrades and uninstalls act on that copy; freeze
 pins it. A venv has no user site (pip refuses --user there): pip installs into a prefix in the
 cache volume (PIP_PREFIX, on PYTHONPATH), which the kernel reaches through a second mount of the
-volume inside the venv, where pip upgrades and uninstalls it like the venv's own packages.
+volume inside the venv, where pip upgrades and uninstalls it like the venv's own packages. A venv
+without pip (what `uv venv` and `uv sync` make) is lent one, read-only, that installs there too.
 
 These tests use their own cache volume, so what they install stays out of other tests' freezes.
 """
@@ -18,20 +19,34 @@ import json
 import os
 import pwd
 import shutil
+import subprocess
 
 import pytest
 from jupyter_client.manager import AsyncKernelManager
 
+from jupyter_mlcontainer.core.names import slug
 from jupyter_mlcontainer.environments.freeze import freeze_container, kernel_environment
 from jupyter_mlcontainer.images.probe import probe_image_sync
-from jupyter_mlcontainer.core.names import slug
+from jupyter_mlcontainer.kernels.container_spec import LENT_PIP_IN_CONTAINER
+from jupyter_mlcontainer.kernels.launcher import host_pip_wheel
 
 from .box_users import TEST_USER, USER_KERNEL, BoxUser, package_site, result
-from .conftest import BASE_IMAGE, CONDA_IMAGE, MATRIX_IMAGES, SESSION_TAG, VENV_IMAGE, add_spec, execute, running_kernel
+from .conftest import (
+    BASE_IMAGE,
+    CONDA_IMAGE,
+    MATRIX_IMAGES,
+    SESSION_TAG,
+    UVVENV_IMAGE,
+    VENV_IMAGE,
+    add_spec,
+    execute,
+    running_kernel,
+)
 from .test_freeze import make_wheel
 
 VOLUME = f"mlctest-pip-{SESSION_TAG}"  # removed with the session's other volumes
-USER_SITE_IMAGES = tuple(image for image in MATRIX_IMAGES if image != VENV_IMAGE)
+VENVS = {VENV_IMAGE: "/opt/venv", UVVENV_IMAGE: "/app/.venv"}  # the venv images: where their venv is
+USER_SITE_IMAGES = tuple(image for image in MATRIX_IMAGES if image not in VENVS)
 PKG = "mlc-persist"
 
 # Prints one JSON line: where the package is, as the kernel (and a fresh pip) sees it.
@@ -86,11 +101,14 @@ async def test_pip_install_survives_restart_and_is_frozen(engine, workspace, ima
         await pip(kc, f"install -q {find} {PKG}==1.0")
         out, _ = await execute(kc, WHERE)
         first = where(out)
-        if image == VENV_IMAGE:
-            prefix = f"/opt/venv/.mlcontainer-cache/home/{user}/.local/mlcontainer/{slug(image)}/venv"
+        if image in VENVS:
+            prefix = f"{VENVS[image]}/.mlcontainer-cache/home/{user}/.local/mlcontainer/{slug(image)}/venv"
             assert first["env"] == {"PIP_USER": None, "PYTHONUSERBASE": base, "PIP_PREFIX": prefix}, first
             assert first["path"].startswith(prefix + "/lib/python3.11/site-packages/"), first
             assert first["script"] == f"{prefix}/bin/mlc-persist", first
+            if image == UVVENV_IMAGE:  # no pip in the venv nor a wheel in the image: this host's, lent
+                out, _ = await execute(kc, "import pip; print('LENT', pip.__file__)")
+                assert f"LENT {LENT_PIP_IN_CONTAINER}/pip/__init__.py" in out, out
         else:
             assert first["env"] == {"PIP_USER": "1", "PYTHONUSERBASE": base, "PIP_PREFIX": None}, first
             assert first["user_site"].startswith(base + "/lib/python3.")
@@ -125,14 +143,23 @@ async def test_pip_install_survives_restart_and_is_frozen(engine, workspace, ima
         ))
         assert frozen.packages.get(PKG) == "2.0", frozen.packages
         assert f"{PKG}==2.0" in frozen.requirements.splitlines()
-        where_note = "venv's prefix" if image == VENV_IMAGE else "user site"
+        where_note = "venv's prefix" if image in VENVS else "user site"
         assert any(PKG in w and where_note in w for w in frozen.warnings), frozen.warnings
         instructions = "\n".join(line for line in frozen.dockerfile.splitlines() if not line.startswith("#"))
-        for ours in ("PIP_USER", "PYTHONUSERBASE", "PIP_PREFIX", "PYTHONPATH", ".mlcontainer-cache"):
+        for ours in ("PIP_USER", "PYTHONUSERBASE", "PIP_PREFIX", "PYTHONPATH", ".mlcontainer-cache", "MLCONTAINER_"):
             assert ours not in instructions  # ours, not the user's: the rebuilt image installs normally
+        if image == UVVENV_IMAGE:  # the lent pip is ours: not pinned, not a changed file
+            assert "pip" not in frozen.packages, frozen.packages
+            assert "mlcontainer-pip" not in frozen.dockerfile + "".join(frozen.warnings), frozen.dockerfile
+            # The rebuild runs pip from a wheel the build is given: the image has none.
+            assert any("pip wheel (pip-*.whl) in ./wheelhouse" in w for w in frozen.warnings), frozen.warnings
+            rebuilt_in_image = await asyncio.to_thread(rebuilt_version, workspace / "frozen", wheels)
+            assert rebuilt_in_image == "2.0"
 
-        # -- !pip uninstall (pip on PATH): gone, also after a restart
-        out, reply = await execute(kc, f"!pip uninstall -y -q {PKG}\nprint('EXIT', _exit_code)", timeout=120)
+        # -- !pip uninstall (pip on PATH): gone, also after a restart. A venv without pip has no
+        # pip command of its own (a system Python's pip on PATH would not see the venv's prefix).
+        uninstall = "%pip" if image == UVVENV_IMAGE else "!pip"
+        out, reply = await execute(kc, f"{uninstall} uninstall -y -q {PKG}\nprint('EXIT', _exit_code)", timeout=120)
         assert "EXIT 0" in out, out
         await km.restart_kernel(now=True)
         await kc.wait_for_ready(timeout=90)
@@ -141,6 +168,73 @@ async def test_pip_install_survives_restart_and_is_frozen(engine, workspace, ima
     finally:
         kc.stop_channels()
         await km.shutdown_kernel(now=True)
+
+
+async def test_a_venv_with_no_pip_to_lend_says_so_in_the_cell(engine, workspace, monkeypatch):
+    """No wheel in the image and none on this host (an engine elsewhere gets none either): `%pip`
+    says what to use instead and fails, rather than "No module named pip" in a cell that passes."""
+    from jupyter_mlcontainer.kernels import provisioner
+
+    monkeypatch.setattr(provisioner, "host_pip_wheel", lambda: "")
+    async with running_kernel(engine, UVVENV_IMAGE, workspace, gpus="none", cache_volume=VOLUME) as (km, kc):
+        out, _ = await execute(kc, f"%pip install -q {PKG}\nprint('EXIT', _exit_code)", timeout=120)
+    assert "has no pip and none could be lent" in out and "uv venv --seed" in out, out
+    assert "No module named pip" not in out and "EXIT 1" in out, out
+
+
+def rebuilt_version(frozen: "os.PathLike[str]", wheels: str) -> str:
+    """Build the frozen Dockerfile in ``frozen`` offline (its wheelhouse: ``wheels`` and this
+    host's pip wheel) and return the package's version in the built image."""
+    house = os.path.join(frozen, "wheelhouse")
+    shutil.copytree(wheels, house, dirs_exist_ok=True)
+    shutil.copy(host_pip_wheel(), house)
+    tag = f"mlcontainer-test/rebuilt-uvvenv:{SESSION_TAG}"
+    built = subprocess.run(["docker", "build", "-q", "--build-arg", "PIP_NO_INDEX=1", "-t", tag, str(frozen)],
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout + built.stderr
+    try:
+        ran = subprocess.run(["docker", "run", "--rm", tag, "python", "-c", "import mlc_persist; print(mlc_persist.VERSION)"],
+                             capture_output=True, text=True)
+        assert ran.returncode == 0, ran.stderr
+        return ran.stdout.strip()
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+
+
+async def test_a_venv_without_pip_runs_pip_from_the_wheel_its_python_ships(engine, workspace):
+    """The uv-shaped venv image plus the pip wheel Debian's python3-pip-whl puts where its
+    ensurepip looks (python.org's Pythons ship one in ensurepip/_bundled): `%pip` runs that wheel,
+    in the image, and nothing of this host is mounted. The matrix image, with no wheel at all,
+    is lent this host's (test_pip_install_survives_restart_and_is_frozen)."""
+    wheel = host_pip_wheel()
+    assert wheel, "this host's Python ships no pip wheel"
+    context = workspace / "wheel-image"
+    context.mkdir()
+    shutil.copy(wheel, context / os.path.basename(wheel))
+    (context / "Dockerfile").write_text(
+        f"FROM {UVVENV_IMAGE}\nCOPY {os.path.basename(wheel)} /usr/share/python-wheels/\n"
+    )
+    tag = f"mlcontainer-test/uvvenv-wheel:{SESSION_TAG}"
+    built = subprocess.run(["docker", "build", "-q", "-t", tag, str(context)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    try:
+        facts = probe_image_sync(engine, tag)
+        in_image = f"/usr/share/python-wheels/{os.path.basename(wheel)}"
+        assert (facts.pip, facts.pip_wheel, facts.venv) == (None, in_image, "/app/.venv"), facts
+        wheels = wheelhouse(workspace / "wheelhouse")
+        async with running_kernel(engine, tag, workspace, gpus="none", cache_volume=VOLUME) as (km, kc):
+            await pip(kc, f"install -q --no-index --find-links {wheels} {PKG}==1.0")
+            out, _ = await execute(kc, "import importlib, os, pip\nimportlib.invalidate_caches()\n"
+                                       "print('LENT', pip.__file__, os.environ['MLCONTAINER_LENT_PIP'])\n" + WHERE)
+            assert f"LENT {in_image}/pip/__init__.py {in_image}" in out, out
+            assert where(out)["version"] == "1.0" and "/.mlcontainer-cache/" in where(out)["path"], out
+            mounts = engine.inspect_container_sync(km.provisioner.container_id)["Mounts"]
+            assert not any(m.get("Destination") == LENT_PIP_IN_CONTAINER for m in mounts), mounts
+            frozen = await asyncio.to_thread(lambda: freeze_container(
+                engine, km.provisioner.container_id, output_dir=str(workspace / "frozen"), runtime_env={}))
+            assert f"/app/.venv/bin/python3 {in_image}/pip install" in frozen.dockerfile, frozen.dockerfile
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
 
 
 async def test_upgrading_an_image_package_shadows_it_and_uninstall_brings_it_back(engine, workspace, ipykernel_wheelhouse):

@@ -82,9 +82,12 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     """``doctor``: every readiness check with how to fix what fails; exit code 1 if a blocking one
     fails."""
-    from ..service.doctor import report, run_checks  # its checks load only when doctor runs
+    from ..service.doctor import notebook_checks, report, run_checks  # its checks load only when doctor runs
 
-    text, code = report(run_checks(service()), args.json)
+    if args.notebook:
+        text, code = report(notebook_checks(service(), args.notebook), args.json)
+    else:
+        text, code = report(run_checks(service()), args.json)
     print(text)
     return code
 

@@ -118,6 +118,9 @@ def _add_doctor(sub: Commands) -> None:
     dr = sub.add_parser(
         "doctor", help="check that this machine is ready for container kernels; each failure says how to fix it")
     dr.add_argument("--json", action="store_true")
+    dr.add_argument("--notebook", metavar="NOTEBOOK.ipynb",
+                    help="instead: whether this host runs a frozen notebook's GPU code as it ran (its driver against "
+                         "the image's CUDA, its GPUs against the framework's build), without restoring it")
     dr.set_defaults(func=cmd_doctor)
 
 
@@ -143,6 +146,9 @@ def _add_restore(sub: Commands) -> None:
     rs.add_argument("--no-pull", action="store_true", help="build from the Dockerfile without trying a pull")
     rs.add_argument("--wheelhouse", help="folder of wheels for an offline build")
     rs.add_argument("--build-arg", action="append", metavar="KEY=VALUE")
+    rs.add_argument("--ignore-checks", action="store_true",
+                    help="restore even when a check of this host blocks (a driver too old for the image's CUDA, a GPU "
+                         "its framework was not built for): for when you will fix the host, or run it elsewhere")
     rs.add_argument("-y", "--yes", action="store_true",
                     help="confirm the plan without a prompt (it is printed first: the image, the Dockerfile, the "
                          "kernelspec)")

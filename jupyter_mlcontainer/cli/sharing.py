@@ -41,6 +41,7 @@ def cmd_freeze(args: argparse.Namespace) -> int:
     print(f"  base: {result.base_image}{pinned}")
     print(f"  {len(result.packages)} Python packages, {len(result.apt_packages)} Debian packages, "
           f"{len(result.conda_packages)} conda packages, {len(result.env)} environment variables")
+    print(f"  machine: {result.machine_summary}")
     for warning in result.warnings:
         print(f"  warning: {warning}")
     return 0
@@ -61,6 +62,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     done = service().restore(
         args.notebook, confirm, pull=not args.no_pull, wheelhouse=args.wheelhouse,
         build_args=parse_env_pairs(args.build_arg), on_line=lambda line: print(line, file=sys.stderr),
+        ignore_checks=args.ignore_checks,
     )
     if done.get("declined"):
         print("Not restored.")

@@ -175,6 +175,11 @@ class RestorePlanChanged(Conflict, RestoreError):
     """The notebook, its Dockerfile or the images changed after the restore plan was shown."""
 
 
+class HostCheckFailed(Conflict):
+    """This host cannot run a frozen notebook's GPU code (its driver, its GPUs' architecture):
+    a restore builds nothing, a kernel does not start; the message says why and what to do."""
+
+
 def status_for(exc: BaseException) -> int:
     """The HTTP status for ``exc``: its own, for the errors above; 500 for anything else (a
     bug, whatever its type)."""

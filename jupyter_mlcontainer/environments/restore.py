@@ -21,12 +21,13 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
-from ..core.errors import EngineError, EngineUnavailable, RestoreError, RestorePlanChanged
+from ..core.errors import EngineError, EngineUnavailable, HostCheckFailed, RestoreError, RestorePlanChanged
 from ..core.names import check_reference, slug
 from ..core.policy import resolve_under
 from ..engines.base import ContainerBackend
 from ..images.jobs import BuildContext, Job, JobRegistry, PackedContext, collect_context, follow, raise_for_error
 from ..kernels.kernelspecs import add_kernelspec, default_kernel_name, installed_kernelspecs
+from .host_fit import host_fit
 from .sharing import read_record
 
 RESTORED_REPOSITORY = "mlcontainer-restored"
@@ -53,6 +54,10 @@ class RestorePlan:
     wanted_kernelspec: str | None = None  # the record's kernelspec name (untrusted)
     kernelspec: str = ""
     kernelspec_note: str = ""  # set when the recorded name is taken and another is used
+    kernel_options: dict[str, Any] = field(default_factory=dict)  # the restored kernelspec's (recorded, fitted)
+    checks: list[dict[str, Any]] = field(default_factory=list)  # host_checks.HostCheck's, holds/warning/blocks
+    checked: bool = True  # False: nothing about this host could be checked (an older record)
+    blocked: bool = False  # a check blocks: nothing is built, pulled or written
     notes: list[str] = field(default_factory=list)
     fingerprint: str = ""
     _context: BuildContext | None = field(default=None, repr=False)
@@ -72,7 +77,16 @@ class RestorePlan:
             + (f" (if that fails, build {self.build_tag} from {self.dockerfile})" if self.build_if_pull_fails else ""),
             "build": f"build {self.build_tag} from {self.dockerfile}",
         }[self.source]
-        lines = [f"Restore {self.notebook}:", f"  image: {how}", f"  kernelspec: {self.kernelspec}"]
+        lines = [f"Restore {self.notebook}:", f"  image: {how}", f"  kernelspec: {self.kernelspec}"
+                 + (f" ({', '.join(f'{k}={v}' for k, v in self.kernel_options.items())})" if self.kernel_options else "")]
+        if self.checks:
+            lines.append("  this host:")
+            for check in self.checks:
+                lines.append(f"    [{check['verdict']}] {check['reason']}")
+                if check["fix"] and check["verdict"] != "holds":
+                    lines.append(f"      what to do: {check['fix']}")
+        if self.blocked:
+            lines.append("  BLOCKED: a check above fails on this host; nothing will be built, pulled or written.")
         if self.dockerfile_text is not None and self.source != "present":
             lines.append(f"  the build sends {len(self.context_files) + 1} item(s), {self.context_bytes} bytes: "
                          + ", ".join([self.dockerfile or "Dockerfile", *self.context_files]))
@@ -130,11 +144,13 @@ def kernelspec_name_for(image: str, wanted: str | None) -> tuple[str, bool, str]
     return name, False, f"a kernelspec named {wanted!r} exists already and is left as it is; the notebook's kernel is {name!r}"
 
 
-def write_kernelspec(engine: ContainerBackend, image: str, wanted: str | None) -> tuple[str, str]:
-    """Write (or reuse) the kernelspec the restored notebook runs on; return (name, note)."""
+def write_kernelspec(engine: ContainerBackend, image: str, wanted: str | None,
+                     options: dict[str, Any] | None = None) -> tuple[str, str]:
+    """Write (or reuse) the kernelspec the restored notebook runs on, with ``options`` (how the
+    notebook's kernel ran, fitted to this host); return (name, note)."""
     name, reuse, note = kernelspec_name_for(image, wanted)
     if not reuse:
-        add_kernelspec(engine, image, name=name)
+        add_kernelspec(engine, image, name=name, options=options or None)
     return name, note
 
 
@@ -196,8 +212,13 @@ def plan_restore(
                                f"{record.get('dockerfile') or 'Dockerfile'} is not in its folder either")
     plan.wanted_kernelspec = record.get("kernelspec")
     plan.kernelspec, _, plan.kernelspec_note = kernelspec_name_for(plan.image, plan.wanted_kernelspec)
+    fit = host_fit(engine, notebook_path, record)
+    plan.checks, plan.checked, plan.blocked = [c.to_dict() for c in fit.checks], fit.checked, bool(fit.blocked)
+    plan.kernel_options = fit.kernel_options
+    plan.notes += fit.notes
     plan.fingerprint = hashlib.sha256(json.dumps(
-        [record, plan.source, plan.image, plan.build_tag, plan.dockerfile_text, plan.context_sha256, plan.kernelspec],
+        [record, plan.source, plan.image, plan.build_tag, plan.dockerfile_text, plan.context_sha256, plan.kernelspec,
+         plan.kernel_options, plan.checks],
         sort_keys=True, default=str,
     ).encode()).hexdigest()
     return plan
@@ -205,11 +226,13 @@ def plan_restore(
 
 def start_restore(
     engine: ContainerBackend, jobs: JobRegistry, notebook_path: str, fingerprint: str, *, pull: bool = True,
-    wheelhouse: str | None = None, build_args: dict[str, str] | None = None,
+    wheelhouse: str | None = None, build_args: dict[str, str] | None = None, ignore_checks: bool = False,
 ) -> dict[str, Any]:
     """Do what the plan with ``fingerprint`` said. Blocking for the plan and a kernelspec;
     a pull or build runs as a job. Returns {"kernelspec", "image", "how", "notes"} at once when
-    the image is here, else {"job"} whose result gets those keys when it succeeds."""
+    the image is here, else {"job"} whose result gets those keys when it succeeds. A plan with a
+    check that blocks raises HostCheckFailed before anything is done, unless ``ignore_checks``
+    (the user read the checks and goes on: a driver they will update, a CPU run they accept)."""
     # Packed now, once: the bytes whose digest the fingerprint covers are the ones a build sends.
     # Files swapped afterwards (while a pull of the recorded image is tried first, say) are never
     # read again.
@@ -219,13 +242,22 @@ def start_restore(
     if (not fingerprint or fingerprint != plan.fingerprint or plan.source == "present") and packed is not None:
         packed.close()
         packed = None
+    if plan.blocked and not ignore_checks and packed is not None:
+        packed.close()
+        packed = None
     if not fingerprint or fingerprint != plan.fingerprint:
         raise RestorePlanChanged(
             f"{notebook_path}: its record, Dockerfile or files, or the images here, changed since the "
             "restore was shown (or no plan was confirmed): look at the restore again before confirming"
         )
+    if plan.blocked and not ignore_checks:
+        raise HostCheckFailed(
+            f"{notebook_path} cannot run here as frozen; nothing was built, pulled or written: "
+            + " ".join(f"{c['reason']} {c['fix']}".strip() for c in plan.checks if c["verdict"] == "blocks")
+            + " (To restore anyway, confirm with the checks ignored.)"
+        )
     if plan.source == "present":
-        kernelspec, note = write_kernelspec(engine, plan.image, plan.wanted_kernelspec)
+        kernelspec, note = write_kernelspec(engine, plan.image, plan.wanted_kernelspec, plan.kernel_options)
         return {"kernelspec": kernelspec, "image": plan.image, "how": "present", "notes": _notes(plan, note)}
     job = Job(kind=plan.source, target=plan.image)
 
@@ -252,7 +284,7 @@ def start_restore(
     def done() -> None:
         image = job.target
         jobs.record_image(job, image)
-        kernelspec, note = write_kernelspec(engine, image, plan.wanted_kernelspec)
+        kernelspec, note = write_kernelspec(engine, image, plan.wanted_kernelspec, plan.kernel_options)
         job.result.update(kernelspec=kernelspec, how="pulled" if job.kind == "pull" else "built", notes=_notes(plan, note))
 
     return {"job": jobs.run(job, events, on_done=done)}
@@ -261,7 +293,7 @@ def start_restore(
 def restore(
     engine: ContainerBackend, notebook_path: str, *, confirm: Callable[[RestorePlan], bool], jobs: JobRegistry | None = None,
     pull: bool = True, wheelhouse: str | None = None, build_args: dict[str, str] | None = None,
-    on_line: Callable[[str], None] | None = None,
+    on_line: Callable[[str], None] | None = None, ignore_checks: bool = False,
 ) -> dict[str, Any]:
     """Plan, ask ``confirm(plan)``, then restore and wait (the CLI's path). Returns
     {"image", "kernelspec", "how", "notes"}, or {"declined": True, "plan"} when not confirmed."""
@@ -270,7 +302,7 @@ def restore(
     if not confirm(plan):
         return {"declined": True, "plan": plan}
     outcome = start_restore(engine, jobs, notebook_path, plan.fingerprint, pull=pull, wheelhouse=wheelhouse,
-                            build_args=build_args)
+                            build_args=build_args, ignore_checks=ignore_checks)
     if "job" not in outcome:
         return outcome
     job = follow(outcome["job"], on_line)

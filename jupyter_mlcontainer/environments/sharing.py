@@ -43,6 +43,10 @@ def environment_record(result: FreezeResult, notebook_path: str, image_tag: str,
         "dockerfile": os.path.relpath(result.dockerfile_path or "", folder),
         "requirements": os.path.relpath(result.requirements_path or "", folder),
         "kernelspec": kernelspec,
+        # What the image's GPU code was built for and what the kernel ran on (machine/facts.py),
+        # and how it ran: restore checks this host against them (machine/host_checks.py).
+        "machine": result.machine,
+        "kernel_options": result.kernel_options,
         "frozen_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

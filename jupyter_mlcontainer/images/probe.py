@@ -22,7 +22,7 @@ from ..core.policy import write_json_safely
 from ..core.state import state_dir
 from ..engines.base import ContainerBackend
 
-PROBE_VERSION = 4
+PROBE_VERSION = 5
 
 # Runs inside the image with whatever Python it has (3.6+) and prints one JSON line; read once,
 # from the package (scripts/probe_image.py), and passed to that Python with -c.
@@ -40,6 +40,7 @@ class ImageFacts:
     python_version: str | None = None
     ipykernel: str | None = None
     pip: str | None = None
+    pip_wheel: str | None = None  # without pip: a pip wheel the image's Python ships (ensurepip's)
     torch: str | None = None
     torch_cuda: str | None = None
     cuda: str | None = None
@@ -176,6 +177,7 @@ def probe_image_sync(engine: ContainerBackend, image: str, *, refresh: bool = Fa
             facts.python_version = data.get("python_version")
             facts.ipykernel = data.get("ipykernel")
             facts.pip = data.get("pip")
+            facts.pip_wheel = data.get("pip_wheel")
             facts.torch = data.get("torch")
             facts.torch_cuda = data.get("torch_cuda")
             facts.conda = bool(data.get("conda"))

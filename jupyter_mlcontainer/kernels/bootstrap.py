@@ -27,5 +27,6 @@ SPARE_BOOTSTRAP = _SOURCE + "\nspare_main()\n"
 # What the provisioner and the pool share with the script (held equal by a unit test).
 HOME_REFUSED_EXIT = _script.HOME_REFUSED_EXIT
 NETWORK_GATE_ENV = _script.NETWORK_GATE_ENV
+NO_PIP_ENV = _script.NO_PIP_ENV
 NETWORK_GATE_IN_CONTAINER = f"{CONNECTION_DIR_IN_CONTAINER}/network-ready"
 CLAIM_FIFO_IN_CONTAINER = _script.CLAIM_FIFO

@@ -92,6 +92,16 @@ def has_user_site(python: str, conda: bool) -> bool:
 VENV_CACHE_MOUNT = ".mlcontainer-cache"
 
 
+# A venv without pip (what `uv venv` and `uv sync` make) is lent one for `%pip` (ipykernel runs
+# `python -m pip`): a pip wheel on PYTHONPATH after the prefix's site folder, which Python imports
+# from as from a zip, read-only; it installs into PIP_PREFIX like the venv's own pip would, and a
+# pip upgraded there comes first. The image's own wheel where its Python ships one (ensurepip's),
+# else this host's, bind-mounted read-only at LENT_PIP_IN_CONTAINER (launch_plan.py). Freeze
+# leaves the lent pip out (LENT_PIP_ENV names it): the image has none.
+LENT_PIP_IN_CONTAINER = "/opt/mlcontainer-pip/pip-py3-none-any.whl"
+LENT_PIP_ENV = "MLCONTAINER_LENT_PIP"
+
+
 def venv_cache_mount(venv: str) -> str:
     return f"{venv.rstrip('/')}/{VENV_CACHE_MOUNT}"
 
@@ -118,12 +128,14 @@ def kernel_environment(
     *, image: str, kernel_id: str, user: HostUser, home: str, cache_mount_path: str, launch_env: dict[str, str],
     kernelspec_env: dict[str, str], configured_env: dict[str, str], gpus: list[GpuRequest], image_env: dict[str, str],
     externally_managed: bool = False, python: str = "", conda: bool = False, venv: str = "", python_version: str = "",
+    pip_wheel: str = "",
 ) -> KernelEnvironment:
     """The container's environment. The host's environment is not copied in: only the
     kernelspec's env (which ``launch_env`` carries), the configured env, Jupyter's JPY_*
     variables, and ours (cache locations, HOME, USER, where pip installs, GPU visibility).
     ``python``/``conda``/``venv``/``python_version``: the image's Python as the probe found it
-    (see :func:`has_user_site` and :func:`venv_pip_prefix`)."""
+    (see :func:`has_user_site` and :func:`venv_pip_prefix`); ``pip_wheel``: for a venv without
+    pip, the pip wheel (a path in the container) it is lent, "" for none (LENT_PIP_IN_CONTAINER)."""
     from ..cache.paths import cache_env
     from ..core.names import slug
 
@@ -155,16 +167,17 @@ def kernel_environment(
     env.update({str(k): str(v) for k, v in configured_env.items()})
     injected = [name for name in injected if name not in kernelspec_env and name not in configured_env]
     _point_pip(env, injected, image, home, cache_mount_path, (image_env, kernelspec_env, configured_env),
-               python=python, conda=conda, venv=venv, python_version=python_version)
+               python=python, conda=conda, venv=venv, python_version=python_version, pip_wheel=pip_wheel)
     overridden = _gpu_visibility(env, injected, gpus, image_env)
     return KernelEnvironment(env, injected, overridden)
 
 
 def _point_pip(env: dict[str, str], injected: list[str], image: str, home: str, cache_mount_path: str,
                theirs: tuple[dict[str, str], dict[str, str], dict[str, str]], *, python: str, conda: bool,
-               venv: str, python_version: str) -> None:
-    """Where ``%pip install`` goes (the user site, else a venv's prefix in the cache), set in
-    ``env`` unless the image, kernelspec or configuration (``theirs``) already says."""
+               venv: str, python_version: str, pip_wheel: str = "") -> None:
+    """Where ``%pip install`` goes (the user site, else a venv's prefix in the cache, with
+    ``pip_wheel`` lent to a venv without pip), set in ``env`` unless the image, kernelspec or
+    configuration (``theirs``) already says."""
     image_env, kernelspec_env, configured_env = theirs
     if has_user_site(python, conda) and not any(name in env_ for env_ in theirs for name in PIP_LOCATION_ENV):
         env["PIP_USER"] = "1"
@@ -180,6 +193,10 @@ def _point_pip(env: dict[str, str], injected: list[str], image: str, home: str, 
         env["PIP_PREFIX"] = prefix
         env["PYTHONPATH"] = f"{prefix}/lib/python{'.'.join(python_version.split('.')[:2])}/site-packages"
         injected += ["PIP_PREFIX", "PYTHONPATH"]
+        if pip_wheel:
+            env["PYTHONPATH"] += f":{pip_wheel}"
+            env[LENT_PIP_ENV] = pip_wheel
+            injected.append(LENT_PIP_ENV)
         if "PATH" not in kernelspec_env and "PATH" not in configured_env:
             env["PATH"] = f"{prefix}/bin:{image_env.get('PATH') or ENGINE_DEFAULT_PATH}"
             injected.append("PATH")

@@ -48,10 +48,12 @@ from ..engines.base import (
     MountSpec,
 )
 from ..images.probe import ImageFacts
-from .bootstrap import BOOTSTRAP, NETWORK_GATE_ENV, NETWORK_GATE_IN_CONTAINER
+from .bootstrap import BOOTSTRAP, NETWORK_GATE_ENV, NETWORK_GATE_IN_CONTAINER, NO_PIP_ENV
 from .container_spec import (
     CONTAINER_PORTS,
     KERNEL_NETWORK,
+    LENT_PIP_ENV,
+    LENT_PIP_IN_CONTAINER,
     KernelEnvironment,
     container_user_for,
     gpu_requests,
@@ -79,6 +81,7 @@ class LaunchSettings:
     placement_timeout: float = 60.0
     warm_pool_size: int = 0
     slurm: Mapping[str, str] = field(default_factory=dict)  # a batch scheduler's options (ContainerSpec.scheduler)
+    host_pip_wheel: str = ""  # this host's pip wheel, lent to a venv without pip (lent_pip_wheel)
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,19 @@ def limits_ignored_note(memory: str | None, cpus: str, kind: EngineKind) -> str:
     return f"{asked} not enforced: {kind.limits_ignored_reason}"
 
 
+def lent_pip_wheel(settings: LaunchSettings, backend: BackendFacts, image: ImageFacts) -> str:
+    """The pip wheel (a path in the container) lent to a venv image without pip for `%pip`
+    (container_spec.LENT_PIP_IN_CONTAINER): the image's own, else this host's where the engine
+    can bind-mount it (on this host; not through Docker Desktop's VM, which shares only some
+    folders), else "" (none)."""
+    if not image.venv or image.conda or image.pip:
+        return ""
+    if image.pip_wheel:
+        return image.pip_wheel
+    local = backend.location.local and not backend.desktop_vm
+    return LENT_PIP_IN_CONTAINER if settings.host_pip_wheel and local else ""
+
+
 def plan_launch(settings: LaunchSettings, backend: BackendFacts, image: ImageFacts, launch: KernelLaunch) -> LaunchPlan:
     """The container of this launch, and what to check and warn about before creating it."""
     from ..cache.paths import home_in_cache
@@ -202,8 +218,17 @@ def plan_launch(settings: LaunchSettings, backend: BackendFacts, image: ImageFac
         kernelspec_env=dict(launch.kernelspec_env), configured_env=dict(settings.env), gpus=requests,
         image_env=image.env, externally_managed=image.externally_managed, python=image.python or "",
         conda=image.conda, venv=image.venv, python_version=image.python_version or "",
+        pip_wheel=lent_pip_wheel(settings, backend, image),
     )
     warnings = []
+    if image.venv and not image.conda and not image.pip and LENT_PIP_ENV not in environment.env:
+        no_pip = (f"The image's venv {image.venv} has no pip and none could be lent to it here, so `%pip install` "
+                  "cannot install: install pip into the image's venv (uv venv --seed), or use "
+                  "`!uv pip install --prefix $PIP_PREFIX ...` where the image has uv")
+        warnings.append(no_pip)
+        # The kernel's `%pip` says the same, and fails, instead of "No module named pip" (bootstrap).
+        environment.env[NO_PIP_ENV] = no_pip
+        environment.injected.append(NO_PIP_ENV)
     if environment.overridden_gpu_env:
         warnings.append(f"NVIDIA_VISIBLE_DEVICES={environment.overridden_gpu_env} from the kernelspec is overridden "
                         "with 'void' because the kernel has no GPUs (--gpus none); use --gpus to give it GPUs")
@@ -242,6 +267,8 @@ def kernel_container(
     ]
     if "PIP_PREFIX" in environment.injected and image.venv:  # where `%pip install` goes (venv_pip_prefix)
         mounts.append(MountSpec(target=venv_cache_mount(image.venv), source=settings.cache_volume, kind=cache_kind))
+    if environment.env.get(LENT_PIP_ENV) == LENT_PIP_IN_CONTAINER:  # this host's pip, lent (lent_pip_wheel)
+        mounts.append(MountSpec(target=LENT_PIP_IN_CONTAINER, source=settings.host_pip_wheel, read_only=True))
     mounts, files = _private_files(mounts, launch, container_user, backend.location)
     labels = _kernel_labels(settings, launch, environment, limits_ignored)
     memory = settings.memory.strip() or None

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
+import glob
 import logging
 import os
 import shutil
@@ -28,6 +30,7 @@ from ..core.errors import (
     EngineUnavailable,
     GpuRequestUnsatisfiable,
     HomeRefused,
+    HostCheckFailed,
     ImageNotUsable,
     PortInUse,
 )
@@ -35,7 +38,9 @@ from ..core.identity import HostUser, current_user, owner_id, passwd_files
 from ..core.policy import write_text_safely
 from ..engines.base import ContainerBackend, ContainerSpec, GpuRequest
 from ..images.probe import ImageFacts, probe_image_sync, unusable_reason
+from ..machine.facts import MACHINE_LABEL, machine_from_record
 from ..machine.gpu import get_monitor, unsatisfiable_reason
+from ..machine.host_checks import BLOCKS, WARNING, check_host
 from .bootstrap import HOME_REFUSED_EXIT, NETWORK_GATE_IN_CONTAINER
 from .claims import forget_claim, record_claim
 from .connection import curve_keys, ipc_base, ipc_fits, new_connection_dir, published_ports, write_connection_file
@@ -88,6 +93,20 @@ class KernelState:
         conn_dir, self.conn_dir = self.conn_dir, None
         if conn_dir:
             shutil.rmtree(conn_dir, ignore_errors=True)
+
+
+@functools.lru_cache(maxsize=None)
+def host_pip_wheel() -> str:
+    """This host's pip wheel ("" if none), which a venv image without pip is lent for `%pip`
+    where the image's Python ships none (launch_plan.lent_pip_wheel): the one this Python's
+    ensurepip bundles, else Debian's python3-pip-whl. Read-only to the kernel; asked once."""
+    try:
+        import ensurepip
+        places = [os.path.join(os.path.dirname(ensurepip.__file__), "_bundled")]
+    except ImportError:  # Debian's Python without python3-venv
+        places = []
+    wheels = [w for place in places + ["/usr/share/python-wheels"] for w in sorted(glob.glob(f"{place}/pip-*.whl"))]
+    return os.path.realpath(wheels[0]) if wheels else ""
 
 
 def log_tail(backend: ContainerBackend, container_id: str, lines: int = 20) -> str:
@@ -217,6 +236,7 @@ class Launcher:
         plan = plan_launch(settings, backend_facts, facts, launch)
         if plan.check_host_gpus:
             self._check_gpus_exist(plan.gpu_requests)
+            self._check_frozen_machine(plan.gpu_requests)
         for warning in plan.warnings:
             self.log.warning("Kernel %s: %s", self.kernel_id, warning)
         state.memory_limit = plan.memory_limit
@@ -365,6 +385,27 @@ class Launcher:
         reason = unsatisfiable_reason(requests, get_monitor().snapshot(with_processes=True))
         if reason:
             raise GpuRequestUnsatisfiable(f"{reason} Change --gpus of kernelspec {self.display_name!r}.")
+
+    def _check_frozen_machine(self, requests: list[GpuRequest]) -> None:
+        """An image built from a frozen Dockerfile carries what its GPU code was built for and ran
+        on (machine/facts.py): refuse a start this host's driver or GPUs cannot serve, with the
+        reason and what to do, rather than a kernel whose first CUDA cell fails; log the warnings."""
+        labels = (self.backend.inspect_image_sync(self.settings.image).get("Config") or {}).get("Labels") or {}
+        facts = machine_from_record(labels.get(MACHINE_LABEL))
+        if facts is None:
+            return
+        state = get_monitor().snapshot(with_processes=False)
+        count = sum(len(r.device_ids) if r.device_ids else (len(state.gpus) if r.count == -1 else r.count or 0)
+                    for r in requests)
+        checks = check_host(facts, state, gpus=count)
+        for check in checks:
+            if check.verdict == WARNING:
+                self.log.warning("Kernel %s: %s %s", self.kernel_id, check.reason, check.fix)
+        blocked = [f"{check.reason} {check.fix}" for check in checks if check.verdict == BLOCKS]
+        if blocked:
+            raise HostCheckFailed(
+                f"Kernelspec {self.display_name!r} runs {self.settings.image}, frozen from a kernel whose GPU code this "
+                f"host cannot run: {' '.join(blocked)} (Or start it without GPUs: --gpus none.)")
 
 
 def _running(backend: ContainerBackend, container_id: str) -> bool:

@@ -39,7 +39,7 @@ from ..engines.base import CONNECTION_FILE_IN_CONTAINER, ContainerBackend
 from ..engines.registry import address_setting, backend_class, backend_for
 from .deaths import DeathRecord, note_engine_lost, record_death
 from .launch_plan import LaunchSettings
-from .launcher import LAUNCHES, KernelState, Launcher, discard_container, log_tail
+from .launcher import LAUNCHES, KernelState, Launcher, discard_container, host_pip_wheel, log_tail
 from .provisioner_options import ContainerKernelOptions
 from .readiness import zmq_socket_answers
 from .watcher import get_watcher
@@ -98,8 +98,9 @@ class DockerKernelProvisioner(ContainerKernelOptions, KernelProvisionerBase):  #
         return self.container_id is not None
 
     def launch_settings(self) -> LaunchSettings:
-        """The traits one launch reads, as the launch plan takes them."""
-        return LaunchSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LaunchSettings)})
+        """The traits one launch reads, as the launch plan takes them, and this host's pip wheel."""
+        traits = {f.name: getattr(self, f.name) for f in dataclasses.fields(LaunchSettings) if f.name != "host_pip_wheel"}
+        return LaunchSettings(**traits, host_pip_wheel=host_pip_wheel())
 
     # -- launch --------------------------------------------------------------------------
 

@@ -50,6 +50,7 @@ class GpuInfo:
     power_usage: float | None = None  # watts
     power_limit: float | None = None
     mig_mode: bool | None = None
+    compute_capability: str | None = None  # "9.0": which GPU code (sm_90) it runs
     processes: list[GpuProcess] = field(default_factory=list)
 
 
@@ -157,6 +158,8 @@ class GpuMonitor:
         info.power_limit = limit / 1000.0 if limit is not None else None
         mig = self._field(nv.nvmlDeviceGetMigMode, handle)
         info.mig_mode = bool(mig[0]) if mig is not None else None
+        capability = self._field(nv.nvmlDeviceGetCudaComputeCapability, handle)
+        info.compute_capability = f"{int(capability[0])}.{int(capability[1])}" if capability else None
         if with_processes:
             info.processes = self._processes(handle)
         return info

@@ -281,15 +281,20 @@ class RestoreHandler(BaseHandler):
     async def post(self) -> None:
         """Do the plan the user saw: {"path", "fingerprint"}. 200 {"kernelspec", ...} when the
         image is here, else 202 {"job"} pulling or building it (the job's result names the
-        kernelspec once written). 409 when anything changed since the plan was shown."""
+        kernelspec once written). 409 when anything changed since the plan was shown, or when a
+        check of this host blocks (unless ``"ignore_checks": true``)."""
         body = self.json_body()
         path, fingerprint = body.get("path"), body.get("fingerprint")
+        ignore_checks = body.get("ignore_checks", False)
+        if not isinstance(ignore_checks, bool):
+            raise BadRequest('"ignore_checks" is true or false')
         if not isinstance(path, str) or not isinstance(fingerprint, str):
             raise BadRequest(
                 'Give the notebook and the plan you confirmed: {"path": "folder/notebook.ipynb", '
                 '"fingerprint": "..."} (GET notebooks/restore?path=... shows the plan)'
             )
-        outcome = await self.run_blocking(self.service.start_restore, _local_path(self, path), fingerprint)
+        outcome = await self.run_blocking(lambda: self.service.start_restore(
+            _local_path(self, path), fingerprint, ignore_checks=ignore_checks))
         if "job" in outcome:
             self.write_json({"job": outcome["job"].to_dict()}, status=202)
         else:

@@ -280,6 +280,16 @@ def run_checks(service: MLContainerService) -> list[Check]:
     return checks + extension_checks()
 
 
+def notebook_checks(service: MLContainerService, notebook: str) -> list[Check]:
+    """``doctor --notebook NB``: whether this host runs the frozen notebook's GPU code as it ran
+    (its record's facts against the driver and GPUs here); the notes as passing lines."""
+    fit = service.notebook_host_fit(notebook)
+    checks = [Check(f"notebook {check.name}", check.verdict == "holds", check.reason, check.fix,
+                    blocking=check.verdict == "blocks") for check in fit.checks]
+    checks += [Check("notebook", True, note) for note in fit.notes]
+    return checks
+
+
 def report(checks: list[Check], as_json: bool) -> tuple[str, int]:
     code = 1 if any(c.blocking and not c.ok for c in checks) else 0
     if as_json:

@@ -15,8 +15,9 @@ from ..core.identity import owner_id
 from ..core.settings import MLContainer
 from ..engines.base import ContainerBackend
 from ..environments.freeze import FreezeResult, KernelRunner, container_of_kernel, freeze_container, kernel_environment
+from ..environments.host_fit import HostFit, host_fit
 from ..environments.restore import RestorePlan, plan_restore, restore, start_restore
-from ..environments.sharing import environment_record, export_binder, frozen_names, record_in_notebook
+from ..environments.sharing import environment_record, export_binder, frozen_names, read_record, record_in_notebook
 
 log = logging.getLogger("jupyter_mlcontainer.service")
 # A freeze that overlaps a kernel restart starts over on the new container this many times.
@@ -153,6 +154,11 @@ class SharingMixin:
     def restore_plan(self, notebook: str, *, pull: bool = True, wheelhouse: str | None = None) -> RestorePlan:
         return plan_restore(self.engine, notebook, pull=pull, wheelhouse=wheelhouse,
                             context_limit_mb=self.jobs.context_limit_mb)
+
+    def notebook_host_fit(self, notebook: str) -> HostFit:
+        """Whether a frozen notebook's GPU code can run on the engine's host, without restoring
+        it (``doctor --notebook``): the checks restore's plan shows. Blocking (NVML)."""
+        return host_fit(self.engine, notebook, read_record(notebook))
 
     def start_restore(self, notebook: str, fingerprint: str, **kwargs: Any) -> dict[str, Any]:
         return start_restore(self.engine, self.jobs, notebook, fingerprint, **kwargs)

@@ -5,7 +5,7 @@ For CI and demos on machines without a GPU. Describe GPUs in a JSON file::
     {"driver": "550.54.15", "cuda": 12040,
      "gpus": [{"name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-1", "memory_total": 85899345920,
                "memory_used": 1073741824, "utilization": 37, "temperature": 41,
-               "power": 120000, "power_limit": 700000, "mig": 0,
+               "power": 120000, "power_limit": 700000, "mig": 0, "compute_capability": "9.0",
                "processes": [{"pid": 1234, "used": 536870912}]}]}
 
 or ``{"error": "LibraryNotFound"}`` to act like a host without the driver. Errors are
@@ -109,6 +109,10 @@ class FakeNVML:
     def nvmlDeviceGetMigMode(self, handle: int) -> list[int]:
         mig = self._maybe(self._gpu(handle), "mig")
         return [mig, mig]
+
+    def nvmlDeviceGetCudaComputeCapability(self, handle: int) -> tuple[int, int]:
+        major, _, minor = str(self._gpu(handle).get("compute_capability", "9.0")).partition(".")
+        return int(major), int(minor or 0)
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list[Any]:
         return [

@@ -169,11 +169,12 @@ export class MLContainerAPI {
    */
   async restoreNotebook(
     path: string,
-    fingerprint: string
+    fingerprint: string,
+    ignoreChecks = false
   ): Promise<RestoreResult> {
     const answer = await this._request<RestoreResult>(
       'notebooks/restore',
-      post({ path, fingerprint })
+      post({ path, fingerprint, ignore_checks: ignoreChecks })
     );
     return 'job' in answer ? { job: normalizeJob(answer.job) } : answer;
   }

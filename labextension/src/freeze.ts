@@ -224,6 +224,13 @@ class FreezeResultBody extends Widget {
       '',
       'mlc-freeze-counts'
     );
+    if (result.machine_summary) {
+      text(
+        trans.__('Machine: %1.', result.machine_summary),
+        '',
+        'mlc-freeze-machine'
+      );
+    }
     if (result.notebook_path && recorded === 'yes') {
       text(
         trans.__(

@@ -82,7 +82,9 @@ async function offerRestore(
     body: new Widget({ node: planView(plan, trans) }),
     buttons: [
       Dialog.cancelButton({ label: trans.__('Not now') }),
-      Dialog.okButton({ label: trans.__('Restore kernel') })
+      plan.blocked
+        ? Dialog.warnButton({ label: trans.__('Restore anyway') })
+        : Dialog.okButton({ label: trans.__('Restore kernel') })
     ],
     // Enter must not confirm what came with someone else's notebook.
     defaultButton: 0
@@ -96,7 +98,8 @@ async function offerRestore(
   try {
     const result = await model.api.restoreNotebook(
       serverPath,
-      plan.fingerprint
+      plan.fingerprint,
+      plan.blocked
     );
     if ('kernelspec' in result) {
       kernelspec = result.kernelspec;
@@ -166,6 +169,7 @@ function planView(plan: IRestorePlan, trans: TranslationBundle): HTMLElement {
     trans.__('Add the kernel "%1".', plan.kernelspec),
     'mlc-restore-kernelspec'
   );
+  hostChecks(plan, trans, node);
   for (const note of [...plan.notes, plan.kernelspec_note].filter(n => n)) {
     add('p', note, 'mlc-restore-note').className = 'mlc-restore-note';
   }
@@ -184,6 +188,55 @@ function planView(plan: IRestorePlan, trans: TranslationBundle): HTMLElement {
       'mlc-build-log mlc-restore-dockerfile';
   }
   return node;
+}
+
+/**
+ * This host against what the notebook's GPU code needs: one row per check,
+ * holds / warning / blocks, with the reason and what to do.
+ */
+function hostChecks(
+  plan: IRestorePlan,
+  trans: TranslationBundle,
+  node: HTMLElement
+): void {
+  if (!plan.checks.length) {
+    return;
+  }
+  const verdicts = {
+    holds: trans.__('holds'),
+    warning: trans.__('warning'),
+    blocks: trans.__('blocks')
+  };
+  const list = document.createElement('ul');
+  list.className = 'mlc-host-checks';
+  list.dataset.testid = 'mlc-restore-checks';
+  for (const check of plan.checks) {
+    const row = document.createElement('li');
+    row.className = `mlc-host-check mlc-host-check-${check.verdict}`;
+    row.dataset.testid = `mlc-check-${check.name}`;
+    row.dataset.verdict = check.verdict;
+    const verdict = document.createElement('span');
+    verdict.className = 'mlc-host-check-verdict';
+    verdict.textContent = verdicts[check.verdict] ?? check.verdict;
+    row.appendChild(verdict);
+    row.appendChild(document.createTextNode(' ' + printable(check.reason)));
+    if (check.fix && check.verdict !== 'holds') {
+      const fix = document.createElement('div');
+      fix.className = 'mlc-host-check-fix';
+      fix.textContent = printable(check.fix);
+      row.appendChild(fix);
+    }
+    list.appendChild(row);
+  }
+  const title = document.createElement('p');
+  title.textContent = plan.blocked
+    ? trans.__(
+        'This host cannot run the notebook as it ran: a check blocks. Restoring anyway builds the image; its GPU cells will fail until that is fixed.'
+      )
+    : trans.__('This host, against what the notebook ran with:');
+  title.dataset.testid = 'mlc-restore-checks-title';
+  node.appendChild(title);
+  node.appendChild(list);
 }
 
 /** Show a build job (panel row and a notification) until it ends. */

@@ -142,6 +142,8 @@ export interface IFreezeResult {
   /** name -> "version=build", for images that use conda */
   conda_packages?: { [name: string]: string };
   env: { [name: string]: string };
+  /** What the image's GPU code was built for and what the kernel ran on, in one line. */
+  machine_summary?: string;
   warnings: string[];
   seconds: number;
   notebook_path: string | null;
@@ -174,9 +176,26 @@ export interface IRestorePlan {
   context_bytes: number;
   kernelspec: string;
   kernelspec_note: string;
+  /** The restored kernelspec's options: how the notebook's kernel ran, fitted to this host. */
+  kernel_options: { [key: string]: string | string[] };
+  /** Each check of this host against what the notebook's GPU code needs. */
+  checks: IHostCheck[];
+  /** False: nothing about this host could be checked (an older record). */
+  checked: boolean;
+  /** A check blocks: restoring needs `ignore_checks`. */
+  blocked: boolean;
   notes: string[];
   /** Sent back with POST: proves which plan was confirmed. */
   fingerprint: string;
+}
+
+/** One check of a frozen notebook's machine facts against this host. */
+export interface IHostCheck {
+  name: string;
+  verdict: 'holds' | 'warning' | 'blocks';
+  reason: string;
+  /** What to do when it does not hold. */
+  fix: string;
 }
 
 /** `POST notebooks/restore` answer: a kernelspec now, or a pull/build job. */

@@ -176,6 +176,10 @@ test.describe('ML Containers panel', () => {
       'Dockerfile'
     );
     await expect(result.getByTestId('mlc-freeze-base')).toBeVisible();
+    // The machine side it recorded: this lab's fake NVML has no GPU.
+    await expect(result.getByTestId('mlc-freeze-machine')).toContainText(
+      'without a GPU'
+    );
     await expect(page.getByTestId('mlc-build-button')).toBeVisible();
     await footer.getByRole('button', { name: 'Close', exact: true }).click();
     await expect(result).toHaveCount(0);
@@ -479,10 +483,27 @@ test.describe('ML Containers panel', () => {
       body: JSON.stringify({
         type: 'notebook',
         content: {
-          cells: [],
+          cells: [
+            { cell_type: 'markdown', metadata: {}, source: 'Trained on an H100.' },
+            {
+              cell_type: 'code', metadata: {}, source: 'x = torch.ones(3).cuda()',
+              outputs: [], execution_count: null
+            }
+          ],
           metadata: {
             kernelspec: { name: baseKernel, display_name: 'base', language: 'python' },
-            mlcontainer: { image, dockerfile: 'Dockerfile', kernelspec }
+            mlcontainer: {
+              image, dockerfile: 'Dockerfile', kernelspec,
+              // Frozen on a GPU host (this lab's fake NVML has no GPU): the
+              // plan says the kernel runs on the CPU and which cell may fail.
+              machine: {
+                version: 1, cuda_runtime: '12.4.1', cudnn: '9.1.0', nccl: '2.21.5',
+                frameworks: { torch: { version: '2.5.1+cu124', cuda: '12.4', cudnn: '90100', arch: ['sm_80', 'sm_90'] } },
+                gpus: [{ name: 'NVIDIA H100 80GB HBM3', compute_capability: '9.0', memory_total: 85899345920, mig: false }],
+                gpus_known: true, driver: '550.54.15', driver_cuda: '12.4'
+              },
+              kernel_options: { gpus: '1', shm_size: '8g', env: ['HF_HOME'] }
+            }
           },
           nbformat: 4,
           nbformat_minor: 5
@@ -507,6 +528,14 @@ test.describe('ML Containers panel', () => {
     await expect(dialog.getByTestId('mlc-restore-kernelspec')).toContainText(
       kernelspec
     );
+    // This host against the notebook's machine: no GPU here, so a warning
+    // naming the GPU it ran on and the cell (2) that uses CUDA; not blocked.
+    const gpuCheck = dialog.getByTestId('mlc-check-gpu');
+    await expect(gpuCheck).toHaveAttribute('data-verdict', 'warning');
+    await expect(gpuCheck).toContainText('NVIDIA H100 80GB HBM3');
+    await expect(gpuCheck).toContainText('runs on the CPU');
+    await expect(gpuCheck).toContainText('Cells that use CUDA and may fail: 2.');
+    await expect(dialog).toContainText('HF_HOME');
     if (process.env.MLC_RESTORE_SCREENSHOT) {
       await page
         .locator('.jp-Dialog-content')

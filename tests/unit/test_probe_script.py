@@ -5,21 +5,24 @@ this host's interpreter, as a probe runs it in an image (``python -c TEXT``), an
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from importlib import metadata
 
 from jupyter_mlcontainer.core.state import STATE_DIR_ENV
 from jupyter_mlcontainer.images import probe
+from jupyter_mlcontainer.kernels.launcher import host_pip_wheel
 
 KEYS = {
-    "executable", "python_version", "ipykernel", "curve", "pip", "torch", "torch_cuda", "conda", "venv",
+    "executable", "python_version", "ipykernel", "curve", "pip", "pip_wheel", "torch", "torch_cuda", "conda", "venv",
     "externally_managed", "passwd", "group",
 }
 
 
-def run_probe() -> dict:
-    done = subprocess.run([sys.executable, "-c", probe.PROBE_SCRIPT], capture_output=True, text=True, timeout=60)
+def run_probe(*options: str) -> dict:
+    done = subprocess.run([sys.executable, *options, "-c", probe.PROBE_SCRIPT], capture_output=True, text=True,
+                          timeout=60)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1, done.stdout  # one JSON line, nothing else
@@ -32,10 +35,18 @@ def test_the_probe_reports_this_hosts_python():
     assert out["executable"] == sys.executable
     assert out["python_version"] == "%d.%d.%d" % sys.version_info[:3]
     assert out["ipykernel"] == metadata.version("ipykernel")  # a test dependency: installed here
-    assert out["pip"] == metadata.version("pip")
+    assert out["pip"] == metadata.version("pip") and out["pip_wheel"] is None  # a wheel only without pip
     assert isinstance(out["curve"], bool) and isinstance(out["conda"], bool)
     assert out["venv"] == (sys.prefix if sys.prefix != sys.base_prefix else "")
     assert "root:" in out["passwd"] and "root:" in out["group"]
+
+
+def test_without_pip_the_probe_finds_the_pip_wheel_its_python_ships():
+    """A venv without pip (`uv venv`) is lent the pip wheel its Python ships (ensurepip's, or
+    Debian's python3-pip-whl): here this Python without its site-packages (-I -S), so without pip."""
+    out = run_probe("-I", "-S")
+    assert out["pip"] is None  # this host (the kernel side: launcher.py) looks in the same places
+    assert (os.path.realpath(out["pip_wheel"]) if out["pip_wheel"] else "") == host_pip_wheel(), out["pip_wheel"]
 
 
 def test_the_probe_text_is_the_packaged_file():

@@ -32,6 +32,7 @@ from ...machine.gpu import get_monitor
 from .diff import CondaChanges, conda_channel, diff_apt, diff_conda, diff_packages, user_env
 from .inventory import changed_files, conda_owned_files, container_inventory, image_inventory, package_owned_files
 from .kernel_env import kernel_environment
+from .machine import frozen_machine, kernel_options_of
 from .render import render_dockerfile
 from .runner import KernelRunner, Runner, engine_runner
 
@@ -56,6 +57,9 @@ class FreezeResult:
     apt_packages: dict[str, str] = field(default_factory=dict)
     conda_packages: dict[str, str] = field(default_factory=dict)  # name -> "version=build"
     env: dict[str, str] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)  # machine/facts.py's MachineFacts, as recorded
+    machine_summary: str = ""  # the same in one line, for people
+    kernel_options: dict[str, Any] = field(default_factory=dict)  # how the kernel ran (gpus, memory, ...)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -113,12 +117,17 @@ def freeze_container(
             "Files changed outside package managers were not checked: the kernel runs on a cluster node, "
             "out of the reach of `docker diff` (packages installed with pip, conda or apt are pinned)."
         )
+    on_this_host = runner is None and engine.location.local
+    machine, kernel_gpus = frozen_machine(run, facts.python or "python3", attrs, on_this_host=on_this_host,
+                                          warnings=warnings)
     base_ref, digest = _pinned_base(engine, labels.get(LABEL_IMAGE) or attrs["Config"]["Image"], image_id, warnings)
-    out_labels = _frozen_labels(base_ref, digest, image_id, current, facts, on_this_host=runner is None)
+    out_labels = _frozen_labels(base_ref, digest, image_id, current, facts, on_this_host=on_this_host)
+    out_labels.update(machine.labels())
     dockerfile = render_dockerfile(
         base_ref=base_ref, base_digest=digest, base_user=facts.user, python=facts.python or "python3",
         requirements_name=requirements_name, requirements=requirements, apt=apt, env=env, labels=out_labels,
         externally_managed=facts.externally_managed, warnings=warnings, conda=conda,
+        has_pip=bool(facts.pip) or not facts.venv, pip_wheel=facts.pip_wheel or "",
     )
     requirements_text = (
         f"# Frozen from {base_ref} by `jupyter mlcontainer freeze`: packages added or changed in the kernel.\n"
@@ -130,8 +139,9 @@ def freeze_container(
     return FreezeResult(
         dockerfile=dockerfile, requirements=requirements_text, dockerfile_path=dockerfile_path,
         requirements_path=requirements_path, base_image=base_ref, base_digest=digest, pinned_from=image_id,
-        packages=installed, apt_packages=apt, conda_packages=conda.pinned, env=env, warnings=warnings,
-        seconds=time.perf_counter() - started,
+        packages=installed, apt_packages=apt, conda_packages=conda.pinned, env=env, machine=machine.to_record(),
+        machine_summary=machine.summary(),
+        kernel_options=kernel_options_of(attrs, kernel_gpus, list(env)), warnings=warnings, seconds=time.perf_counter() - started,
     )
 
 

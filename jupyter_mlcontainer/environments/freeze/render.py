@@ -24,10 +24,13 @@ def render_dockerfile(
     *, base_ref: str, base_digest: str | None, base_user: str, python: str, requirements_name: str,
     requirements: list[str], apt: dict[str, str], env: dict[str, str], labels: dict[str, str],
     externally_managed: bool, warnings: list[str], conda: CondaChanges | None = None,
+    has_pip: bool = True, pip_wheel: str = "",
 ) -> str:
     """The frozen Dockerfile. Every value goes through the escaping writer (dockerfile.py): one
     that cannot be written exactly is left out and added to ``warnings`` (shown as escaped
-    comments at the top), so the rebuild runs only the instructions written here."""
+    comments at the top), so the rebuild runs only the instructions written here. ``has_pip``:
+    the image's Python has pip; without it (a venv made by uv) pip runs from ``pip_wheel``, the
+    wheel the image's Python ships, else from one the build's wheelhouse must hold."""
     body: list[str] = []
 
     def refused(exc: Unrepresentable, what: str) -> None:
@@ -43,7 +46,14 @@ def render_dockerfile(
         warnings.append(f"The image's Python {visible(python)!r} is not a plain path: the Dockerfile runs python3")
         python = "python3"
     body += [f"FROM {from_ref}", "", label_instruction(labels), "", "USER root"]
-    body += _package_instructions(apt, conda, requirements, requirements_name, python, externally_managed, refused)
+    if not has_pip and pip_wheel and not SAFE_PATH.match(pip_wheel):
+        pip_wheel = ""
+    pip = "-m pip" if has_pip else (f"{pip_wheel}/pip" if pip_wheel else '"$1/pip"')
+    if requirements and pip.startswith('"$1'):
+        warnings.append("The base image's Python has no pip and ships no pip wheel (a venv made by uv): its build "
+                        "needs a pip wheel (pip-*.whl) in ./wheelhouse beside the requirements' wheels")
+    body += _package_instructions(apt, conda, requirements, requirements_name, python, externally_managed, refused,
+                                  pip)
     for key, value in env.items():
         try:
             body.append(env_instruction(key, value))
@@ -67,10 +77,12 @@ def render_dockerfile(
 
 def _package_instructions(
     apt: dict[str, str], conda: CondaChanges | None, requirements: list[str], requirements_name: str, python: str,
-    externally_managed: bool, refused: Callable[[Unrepresentable, str], None],
+    externally_managed: bool, refused: Callable[[Unrepresentable, str], None], pip: str = "-m pip",
 ) -> list[str]:
     """The RUN lines that install what was added in the kernel: apt pins, conda specs, pip's
-    requirements (offline builds: a wheelhouse); a value that cannot be written goes to ``refused``."""
+    requirements (offline builds: a wheelhouse); a value that cannot be written goes to ``refused``.
+    ``pip``: how the image's Python runs pip (``-m pip``; a wheel's path + ``/pip`` for a venv
+    without pip; ``"$1/pip"``: the pip wheel the wheelhouse holds)."""
     body: list[str] = []
     pins = []
     for name, version in apt.items():
@@ -100,8 +112,13 @@ def _package_instructions(
         if externally_managed:
             body.append("ARG PIP_BREAK_SYSTEM_PACKAGES=1")
         body.append(f"COPY {requirements_name} wheelhous[e] /tmp/mlcontainer-freeze/")
+        # A venv without pip and no wheel of its own: Python runs pip from the wheelhouse's wheel.
+        first = "set -- /tmp/mlcontainer-freeze/pip-*.whl && " if pip.startswith('"$1') else ""
+        if first:
+            body.insert(len(body) - 1, "# The base image's Python has no pip (a venv made by uv): "
+                                       "put a pip wheel (pip-*.whl) in ./wheelhouse")
         body.append(
-            f"RUN {python} -m pip install --no-cache-dir --find-links /tmp/mlcontainer-freeze "
+            f"RUN {first}{python} {pip} install --no-cache-dir --find-links /tmp/mlcontainer-freeze "
             f"-r /tmp/mlcontainer-freeze/{requirements_name} && rm -rf /tmp/mlcontainer-freeze"
         )
     return body

@@ -2,9 +2,10 @@
 the image, with whatever Python it has (3.6+), as ``python -c <this file's text>``.
 
 Prints one JSON line: the interpreter, its version, ipykernel (and whether its kernel can encrypt
-its traffic), pip, PyTorch and the CUDA it was built for, conda/venv/PEP 668 markers, and the
-image's passwd and group files. Versions come from package metadata and torch/version.py, never
-from importing torch (slow). Standard library only; every failure reads as "not there".
+its traffic), pip (else a pip wheel it ships), PyTorch and the CUDA it was built for,
+conda/venv/PEP 668 markers, and the image's passwd and group files. Versions come from package
+metadata and torch/version.py, never from importing torch (slow). Standard library only; every
+failure reads as "not there".
 """
 
 import json
@@ -50,6 +51,19 @@ try:
 except Exception:
     pass
 out["pip"] = ver("pip") if has("pip") else None
+# Without pip (a venv made by `uv venv`), a pip wheel the image's Python ships, for a kernel's
+# `%pip` to run from (kernels/container_spec.py): ensurepip's, or Debian's python3-pip-whl.
+out["pip_wheel"] = None
+if not out["pip"]:
+    try:
+        import glob
+        spec = iu.find_spec("ensurepip")
+        places = [os.path.join(os.path.dirname(spec.origin), "_bundled")] if spec and spec.origin else []
+        wheels = [w for place in places + ["/usr/share/python-wheels"]
+                  for w in sorted(glob.glob(os.path.join(place, "pip-*.whl")))]
+        out["pip_wheel"] = wheels[0] if wheels else None
+    except Exception:
+        pass
 out["torch"] = ver("torch")
 out["torch_cuda"] = None
 if out["torch"]:

@@ -22,6 +22,7 @@ NETWORK_GATE_ENV = "MLCONTAINER_NETWORK_GATE"
 NETWORK_GATE_TIMEOUT = 60
 CLAIM_FIFO = "/run/mlcontainer/claim"  # a spare waits here for its kernel's part (kernels/pool.py)
 SPARE_REEXEC_ENV = "MLCONTAINER_SPARE_REEXEC"
+NO_PIP_ENV = "MLCONTAINER_NO_PIP"  # a venv without pip that none could be lent to: what to do instead
 
 
 def refuse(why):
@@ -112,6 +113,28 @@ def make_user_site():
     return pip_prefix, made_prefix_site
 
 
+def explain_missing_pip():
+    """A venv without pip that no pip could be lent to (kernels/launch_plan.py): `%pip` runs
+    ``python -m pip``, which would print "No module named pip" and let the cell pass as if it
+    had installed. A ``pip`` of a private folder on PYTHONPATH answers instead, with what to use,
+    and fails. It is no distribution (freeze never sees it) and never persists (it lives in /tmp)."""
+    message = os.environ.pop(NO_PIP_ENV, "")
+    if not message:
+        return
+    import tempfile
+    try:
+        folder = tempfile.mkdtemp(prefix="mlcontainer-no-pip-")
+        os.mkdir(os.path.join(folder, "pip"))
+        with open(os.path.join(folder, "pip", "__init__.py"), "w") as f:
+            f.write("")
+        with open(os.path.join(folder, "pip", "__main__.py"), "w") as f:
+            f.write("import sys\nsys.stderr.write(%r + '\\n')\nsys.exit(1)\n" % message)
+    except OSError:
+        return
+    path = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = path + os.pathsep + folder if path else folder
+
+
 def use_swarm_gpus():
     """On a Swarm node the task's GPUs are the generic resources the scheduler assigned it,
     whatever the node's runtime shows: they become the kernel's visible devices."""
@@ -189,6 +212,7 @@ def kernel_main():
     use_swarm_gpus()
     connection_file_from_secret()
     link_shared_models()
+    explain_missing_pip()
     argv = sys.argv[1:]
     usersite = site.getusersitepackages() if site.ENABLE_USER_SITE else None
     in_process = (len(argv) >= 3 and argv[1] == "-m" and os.path.realpath(argv[0]) == os.path.realpath(sys.executable)
@@ -233,8 +257,8 @@ def spare_main():
 
     mark = site_mark()
     try:
-        import ipykernel.kernelapp  # noqa: F401  (a warm start's whole point)
         import ipykernel.ipkernel  # noqa: F401
+        import ipykernel.kernelapp  # noqa: F401  (a warm start's whole point)
     except Exception:
         pass  # not an ipykernel image: its kernel imports after the claim
     if not os.path.exists(CLAIM_FIFO):
@@ -243,6 +267,7 @@ def spare_main():
         claim = json.load(f)
     os.environ.update(claim["env"])  # the image's and the spare's own are the cold start's too
     link_shared_models()
+    explain_missing_pip()
     os.chdir(claim["cwd"])
     argv = claim["argv"]
     in_process = len(argv) >= 3 and argv[1] == "-m" and site_mark() == mark

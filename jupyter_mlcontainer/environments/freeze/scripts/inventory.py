@@ -8,6 +8,8 @@ except ImportError:
 user_site = site.getusersitepackages() if hasattr(site, "getusersitepackages") else ""
 # A venv image's kernel installs into PIP_PREFIX (in the cache volume) instead: as persistent.
 pip_prefix = os.environ.get("PIP_PREFIX") or ""
+# The pip a venv without one is lent for %pip (kernels/container_spec.py): ours, not the image's.
+lent_pip = os.environ.get("MLCONTAINER_LENT_PIP") or ""
 packages = {}
 for dist in (md.distributions() if md else []):
     name = dist.metadata["Name"]
@@ -17,6 +19,8 @@ for dist in (md.distributions() if md else []):
     if key in packages:
         continue  # the first on sys.path wins, as for imports
     location = str(getattr(dist, "_path", ""))
+    if lent_pip and location.startswith(lent_pip + "/"):
+        continue
     try:
         direct_url = json.loads(dist.read_text("direct_url.json") or "null")
     except Exception:

@@ -235,6 +235,16 @@ async def test_freeze_records_the_gpu_stack_and_restore_checks_this_host(
         assert "cannot run" in str(info.value) and "470.82.01" in str(info.value) and "--gpus none" in str(info.value)
         assert engine.api.containers(all=True, filters={"ancestor": done["result"]["image"]}) == []
 
+        # -- restored anyway, past the block: a CPU kernel (a GPU start of it would be refused)
+        KernelSpecManager().remove_kernel_spec(kernelspec)
+        plan = await plan_of(jp_fetch, path)
+        assert plan["blocked"] and plan["source"] == "present"
+        done = json.loads((await jp_fetch(*RESTORE_URL, method="POST", body=json.dumps(
+            {"path": path, "fingerprint": plan["fingerprint"], "ignore_checks": True}))).body)
+        assert done["kernelspec"] == kernelspec and any("runs on the CPU" in note for note in done["notes"]), done
+        config = KernelSpecManager().get_kernel_spec(kernelspec).metadata["kernel_provisioner"]["config"]
+        assert config["gpus"] == "none"
+
         # -- an older record (no machine facts): restores, saying nothing could be checked
         del record["machine"]
         record_in_notebook(str(notebook), record)

@@ -148,7 +148,7 @@ def _add_restore(sub: Commands) -> None:
     rs.add_argument("--build-arg", action="append", metavar="KEY=VALUE")
     rs.add_argument("--ignore-checks", action="store_true",
                     help="restore even when a check of this host blocks (a driver too old for the image's CUDA, a GPU "
-                         "its framework was not built for): for when you will fix the host, or run it elsewhere")
+                         "its framework was not built for), as a CPU kernel: for when you will fix the host")
     rs.add_argument("-y", "--yes", action="store_true",
                     help="confirm the plan without a prompt (it is printed first: the image, the Dockerfile, the "
                          "kernelspec)")

@@ -86,7 +86,8 @@ class RestorePlan:
                 if check["fix"] and check["verdict"] != "holds":
                     lines.append(f"      what to do: {check['fix']}")
         if self.blocked:
-            lines.append("  BLOCKED: a check above fails on this host; nothing will be built, pulled or written.")
+            lines.append("  BLOCKED: a check above fails on this host; nothing will be built, pulled or written "
+                         "(--ignore-checks restores it as a CPU kernel).")
         if self.dockerfile_text is not None and self.source != "present":
             lines.append(f"  the build sends {len(self.context_files) + 1} item(s), {self.context_bytes} bytes: "
                          + ", ".join([self.dockerfile or "Dockerfile", *self.context_files]))
@@ -232,7 +233,8 @@ def start_restore(
     a pull or build runs as a job. Returns {"kernelspec", "image", "how", "notes"} at once when
     the image is here, else {"job"} whose result gets those keys when it succeeds. A plan with a
     check that blocks raises HostCheckFailed before anything is done, unless ``ignore_checks``
-    (the user read the checks and goes on: a driver they will update, a CPU run they accept)."""
+    (the user read the checks and goes on: a driver they will update): then the kernelspec is a
+    CPU one, since a GPU start of it would be refused for the same reason."""
     # Packed now, once: the bytes whose digest the fingerprint covers are the ones a build sends.
     # Files swapped afterwards (while a pull of the recorded image is tried first, say) are never
     # read again.
@@ -254,8 +256,12 @@ def start_restore(
         raise HostCheckFailed(
             f"{notebook_path} cannot run here as frozen; nothing was built, pulled or written: "
             + " ".join(f"{c['reason']} {c['fix']}".strip() for c in plan.checks if c["verdict"] == "blocks")
-            + " (To restore anyway, confirm with the checks ignored.)"
+            + " (To restore it anyway, as a CPU kernel, confirm with the checks ignored.)"
         )
+    if plan.blocked:  # and ignored: a kernel this host's GPUs cannot serve runs on the CPU
+        plan.kernel_options = {**plan.kernel_options, "gpus": "none"}
+        plan.notes.append("restored despite a check that blocks: the kernel runs on the CPU (its GPU cells fail "
+                          "or run there); give it GPUs (kernel add --gpus) once this host can run them")
     if plan.source == "present":
         kernelspec, note = write_kernelspec(engine, plan.image, plan.wanted_kernelspec, plan.kernel_options)
         return {"kernelspec": kernelspec, "image": plan.image, "how": "present", "notes": _notes(plan, note)}

@@ -231,7 +231,7 @@ function hostChecks(
   const title = document.createElement('p');
   title.textContent = plan.blocked
     ? trans.__(
-        'This host cannot run the notebook as it ran: a check blocks. Restoring anyway builds the image; its GPU cells will fail until that is fixed.'
+        'This host cannot run the notebook as it ran: a check blocks. Restoring anyway makes a CPU kernel: its GPU cells fail or run on the CPU until that is fixed.'
       )
     : trans.__('This host, against what the notebook ran with:');
   title.dataset.testid = 'mlc-restore-checks-title';

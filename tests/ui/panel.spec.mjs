@@ -494,12 +494,12 @@ test.describe('ML Containers panel', () => {
             kernelspec: { name: baseKernel, display_name: 'base', language: 'python' },
             mlcontainer: {
               image, dockerfile: 'Dockerfile', kernelspec,
-              // Frozen on a GPU host (this lab's fake NVML has no GPU): the
-              // plan says the kernel runs on the CPU and which cell may fail.
+              // Frozen on an A100 with a PyTorch built for sm_80 alone; this
+              // lab's fake NVML host has an H100 (sm_90), driver 550 (CUDA 12.4).
               machine: {
                 version: 1, cuda_runtime: '12.4.1', cudnn: '9.1.0', nccl: '2.21.5',
-                frameworks: { torch: { version: '2.5.1+cu124', cuda: '12.4', cudnn: '90100', arch: ['sm_80', 'sm_90'] } },
-                gpus: [{ name: 'NVIDIA H100 80GB HBM3', compute_capability: '9.0', memory_total: 85899345920, mig: false }],
+                frameworks: { torch: { version: '2.5.1+cu124', cuda: '12.4', cudnn: '90100', arch: ['sm_80'] } },
+                gpus: [{ name: 'NVIDIA A100-SXM4-80GB', compute_capability: '8.0', memory_total: 85899345920, mig: false }],
                 gpus_known: true, driver: '550.54.15', driver_cuda: '12.4'
               },
               kernel_options: { gpus: '1', shm_size: '8g', env: ['HF_HOME'] }
@@ -528,13 +528,17 @@ test.describe('ML Containers panel', () => {
     await expect(dialog.getByTestId('mlc-restore-kernelspec')).toContainText(
       kernelspec
     );
-    // This host against the notebook's machine: no GPU here, so a warning
-    // naming the GPU it ran on and the cell (2) that uses CUDA; not blocked.
-    const gpuCheck = dialog.getByTestId('mlc-check-gpu');
-    await expect(gpuCheck).toHaveAttribute('data-verdict', 'warning');
-    await expect(gpuCheck).toContainText('NVIDIA H100 80GB HBM3');
-    await expect(gpuCheck).toContainText('runs on the CPU');
-    await expect(gpuCheck).toContainText('Cells that use CUDA and may fail: 2.');
+    // This host against the notebook's machine, one row per check: the GPU
+    // and the driver hold, another model is a warning, and a build without
+    // sm_90 blocks, so the dialog's button says it restores anyway.
+    const checks = dialog.getByTestId('mlc-restore-checks');
+    await expect(checks.getByTestId('mlc-check-gpu')).toHaveAttribute('data-verdict', 'holds');
+    await expect(checks.getByTestId('mlc-check-driver')).toHaveAttribute('data-verdict', 'holds');
+    await expect(checks.getByTestId('mlc-check-gpu-model')).toHaveAttribute('data-verdict', 'warning');
+    const arch = checks.getByTestId('mlc-check-arch-torch');
+    await expect(arch).toHaveAttribute('data-verdict', 'blocks');
+    await expect(arch).toContainText('no code for sm_90');
+    await expect(arch).toContainText('Use a PyTorch build that includes sm_90');
     await expect(dialog).toContainText('HF_HOME');
     if (process.env.MLC_RESTORE_SCREENSHOT) {
       await page
@@ -549,7 +553,7 @@ test.describe('ML Containers panel', () => {
     ).toEqual([]);
     await page
       .locator('.jp-Dialog-footer')
-      .getByRole('button', { name: 'Restore kernel' })
+      .getByRole('button', { name: 'Restore anyway' })
       .click();
     await expect(
       page.getByText(`Kernel "${kernelspec}" restored`)

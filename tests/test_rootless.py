@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
-from .box_users import OTHER_USER, REPO, TEST_USER, BoxUser, doctor_as, finished, package_site, result
+from .box_users import OTHER_USER, REPO, TEST_USER, USER_KERNEL, BoxUser, doctor_as, finished, package_site, result
 from .cache_steps import A_DOWNLOADS, B_LOADS, DENIED, LIBRARY, cell_json
 from .conftest import BASE_IMAGE
 
@@ -305,5 +308,115 @@ def test_doctor_recognises_the_users_engine(engines, site, kind):
             assert checks["container init"]["ok"], checks["container init"]
         else:
             assert "container init" not in checks
+    finally:
+        user.cleanup()
+
+
+VFS_CONTAINERS_CONF = """[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+"""
+
+
+@pytest.fixture(scope="module")
+def vfs_podman(engines):
+    """A Podman service of ``mlctest`` left on vfs, what rootless Podman falls back to without native
+    or fuse overlay: its own storage.conf (``driver = "vfs"``), storage, HOME, runtime folder and
+    socket in one temporary folder (the user's own Podman and its storage stay as they are), the
+    base image loaded into it; stopped and removed afterwards. Its DOCKER_HOST."""
+    user = pwd.getpwnam(TEST_USER)
+    root = tempfile.mkdtemp(prefix="mlctest-vfs-", dir="/tmp")
+    home, xdg, sock = os.path.join(root, "home"), os.path.join(root, "xdg"), os.path.join(root, "podman.sock")
+    conf = os.path.join(root, "storage.conf")
+    os.makedirs(os.path.join(home, ".config", "containers"))
+    os.makedirs(xdg)
+    with open(conf, "w") as f:
+        # Rootless, the storage is under HOME (~/.local/share/containers) and the runtime folder.
+        f.write('[storage]\ndriver = "vfs"\n')
+    with open(os.path.join(home, ".config", "containers", "containers.conf"), "w") as f:
+        f.write(VFS_CONTAINERS_CONF)  # no systemd user session, no journald here
+    for folder, _, files in os.walk(root):
+        os.chown(folder, user.pw_uid, user.pw_gid)
+        os.chmod(folder, 0o700)
+        for name in files:
+            os.chown(os.path.join(folder, name), user.pw_uid, user.pw_gid)
+    env = {"HOME": home, "USER": TEST_USER, "LOGNAME": TEST_USER, "XDG_RUNTIME_DIR": xdg,
+           "CONTAINERS_STORAGE_CONF": conf, "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
+    log = open(os.path.join(root, "podman.log"), "w")
+    service = subprocess.Popen(
+        ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups",
+         "podman", "system", "service", "--time=0", f"unix://{sock}"],
+        env=env, cwd="/", stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    host = f"unix://{sock}"
+    try:
+        deadline = time.monotonic() + 90
+        while subprocess.run(["docker", "-H", host, "info"], capture_output=True, timeout=30).returncode != 0:
+            assert service.poll() is None and time.monotonic() < deadline, open(log.name).read()[-3000:]
+            time.sleep(0.5)
+        driver = subprocess.run(["docker", "-H", host, "info", "--format", "{{.Driver}}"],
+                                capture_output=True, text=True, timeout=30).stdout.strip()
+        assert driver == "vfs", driver
+        loaded = subprocess.run(f"docker save {BASE_IMAGE} | docker -H {host} load -q", shell=True,
+                                capture_output=True, text=True, timeout=600)
+        assert loaded.returncode == 0, loaded.stderr[-3000:]
+        yield host
+    finally:
+        subprocess.run(f"docker -H {host} ps -aq | xargs -r docker -H {host} rm -f", shell=True,
+                       capture_output=True, timeout=120)
+        service.terminate()
+        try:
+            service.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            service.kill()
+            service.wait(timeout=30)
+        # The pause process rootless Podman keeps its user namespace with (in this runtime folder).
+        try:
+            with open(os.path.join(xdg, "libpod", "tmp", "pause.pid")) as f:
+                os.kill(int(f.read().strip()), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+STORAGE_STATUS = r"""
+import json
+from jupyter_mlcontainer.service import MLContainerService
+print("RESULT " + json.dumps(MLContainerService().status()["engine"]), flush=True)
+"""
+
+
+def test_a_rootless_podman_left_on_vfs_says_so_with_the_fix(vfs_podman, site):
+    """Every cold start on vfs copies the whole image (issue 26: 38.7 s against 2.2 s): doctor
+    warns with the fix, each start's log line says so (with what the warm pool does about it),
+    and the REST status the panel's engine line shows carries the warning and the fix."""
+    user = BoxUser(TEST_USER, site, "mlcontainer-cache", docker_host=vfs_podman)
+    try:
+        _, checks = doctor_as(user, BASE_IMAGE)
+        assert checks["engine"]["ok"] and "(storage vfs," in checks["engine"]["detail"], checks["engine"]
+        storage = checks["image storage"]
+        assert not storage["ok"] and not storage["blocking"], storage  # a warning: kernels still run
+        assert storage["detail"].startswith("rootless Podman stores images on vfs"), storage
+        assert "fuse-overlayfs" in storage["fix"] and "`podman system reset`" in storage["fix"], storage
+        assert 'driver = "overlay"' in storage["fix"] and "~/.config/containers/storage.conf" in storage["fix"]
+
+        began = time.monotonic()
+        plan = {"image": BASE_IMAGE, "workspace": user.work, "cells": ["print('up')"]}
+        # The kernel manager's log, as a server's shows it (a script of its own logs nowhere by default).
+        proc = user.command("import logging; logging.basicConfig(format='%(levelname)s %(message)s')\n" + USER_KERNEL,
+                            json.dumps(plan))
+        run = finished(proc, timeout=600)
+        print(f"cold start and shutdown on vfs: {time.monotonic() - began:.1f} s")
+        assert run["started"] and run["cells"] == [["ok", "up\n"]], run
+        said = proc.stderr.read()
+        line = next((ln for ln in said.splitlines() if "stores images on vfs" in ln), "")
+        assert line.startswith("WARNING Kernel ") and "Fix: use overlay" in line and "podman system reset" in line, said[-3000:]
+        assert "the warm pool is off here" in line, line  # a kernel manager of its own (MLCONTAINER_WARM_POOL=0)
+
+        engine = result(user.command(STORAGE_STATUS))  # what GET mlcontainer/api/status answers
+        assert engine["storage_driver"] == "vfs", engine
+        assert engine["storage_warning"] == storage["detail"].split(". A Jupyter server")[0], engine
+        assert engine["storage_fix"] == storage["fix"], engine
     finally:
         user.cleanup()

@@ -48,6 +48,8 @@ class EngineKind:
     # or "cdi" (Container Device Interface names, nvidia.com/gpu=0: Podman, and Docker 25+
     # whose engine lists CDI devices and has no NVIDIA runtime).
     gpu_devices: str = "runtime"
+    # The engine's storage driver (``docker info``'s Driver: overlay2, overlay, vfs, ...; "" unknown).
+    storage_driver: str = ""
 
     @property
     def title(self) -> str:
@@ -72,6 +74,36 @@ class EngineKind:
             return (f"{self.title} on cgroup v{self.cgroup_version} cannot enforce memory or CPU limits "
                     "(it needs cgroup v2 with systemd delegation)")
         return ""
+
+    @property
+    def copying_storage_reason(self) -> str:
+        """Why every new container costs a full copy of its image ("" when it does not): the vfs
+        driver, what rootless Podman (and rootless Docker) fall back to without native or fuse
+        overlay, copies the whole image into each container (a 337 MB image: 38.7 s a start on
+        rootless Podman, against 2.2 s on rootless Docker with overlay2)."""
+        if self.storage_driver != "vfs":
+            return ""
+        return (f"{self.title} stores images on vfs, which copies the whole image into every new container: "
+                "each cold kernel start waits for that copy (tens of seconds for a few hundred MB)")
+
+    @property
+    def copying_storage_fix(self) -> str:
+        """What the user (or an admin) does to leave vfs for overlay on this engine ("" if not on vfs)."""
+        if self.storage_driver != "vfs":
+            return ""
+        if self.product == "podman":
+            conf = "~/.config/containers/storage.conf" if self.rootless else "/etc/containers/storage.conf"
+            reset = "podman system reset" if self.rootless else "sudo podman system reset"
+            return ("use overlay: install fuse-overlayfs (Debian/Ubuntu: apt install fuse-overlayfs; not needed on "
+                    "Linux 5.13 or later, whose overlay works rootless), then run `" + reset + "` (it deletes all "
+                    "your Podman containers, images and volumes: it must come before the driver changes), set "
+                    f'driver = "overlay" under [storage] in {conf}, restart the Podman service and pull or load '
+                    "your images again")
+        conf = "~/.config/docker/daemon.json" if self.rootless else "/etc/docker/daemon.json"
+        return ('use overlay: set "storage-driver": "overlay2" in ' + conf + (
+                " (rootless: Linux 5.11 or later; else install fuse-overlayfs and set \"fuse-overlayfs\")"
+                if self.rootless else "") + " and restart the daemon; images kept on vfs are not seen by the new "
+                "driver: pull or load them again (docker save them first)")
 
 
 @dataclass(frozen=True)

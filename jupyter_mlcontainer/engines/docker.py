@@ -170,6 +170,7 @@ class Engine(EngineImages):
                 product="podman" if is_podman else "docker", rootless=rootless,
                 cgroup_version=str(info.get("CgroupVersion") or "1"), cgroup_driver=str(info.get("CgroupDriver") or ""),
                 gpu_devices="cdi" if is_podman or (cdi and "nvidia" not in (info.get("Runtimes") or {})) else "runtime",
+                storage_driver=str(info.get("Driver") or ""),
             )
         return self._kind
 

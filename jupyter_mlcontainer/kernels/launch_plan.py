@@ -193,6 +193,22 @@ def limits_ignored_note(memory: str | None, cpus: str, kind: EngineKind) -> str:
     return f"{asked} not enforced: {kind.limits_ignored_reason}"
 
 
+def copying_storage_note(kind: EngineKind, warm_pool_size: int, local: bool) -> str:
+    """The start's warning on an engine whose storage copies the whole image into each container
+    (vfs), with what the warm pool does about it here and the fix ("" elsewhere)."""
+    if not kind.copying_storage_reason:
+        return ""
+    if warm_pool_size > 0 and local:
+        pool = ("the warm pool keeps a spare of this kernelspec ready, so only a start that finds none waits (the "
+                "kernelspec's first, a restart, one before the last claimed spare is replaced)")
+    elif local:
+        pool = ("the warm pool is off here (warm_pool_size 0: a kernel manager of its own, such as nbclient or "
+                "papermill, or MLCONTAINER_WARM_POOL=0), so every start waits; a Jupyter server keeps a spare ready")
+    else:
+        pool = "the warm pool does not serve an engine on another host, so every start waits"
+    return f"{kind.copying_storage_reason}; {pool}. Fix: {kind.copying_storage_fix}"
+
+
 def lent_pip_wheel(settings: LaunchSettings, backend: BackendFacts, image: ImageFacts) -> str:
     """The pip wheel (a path in the container) lent to a venv image without pip for `%pip`
     (container_spec.LENT_PIP_IN_CONTAINER): the image's own, else this host's where the engine
@@ -232,6 +248,9 @@ def plan_launch(settings: LaunchSettings, backend: BackendFacts, image: ImageFac
     if environment.overridden_gpu_env:
         warnings.append(f"NVIDIA_VISIBLE_DEVICES={environment.overridden_gpu_env} from the kernelspec is overridden "
                         "with 'void' because the kernel has no GPUs (--gpus none); use --gpus to give it GPUs")
+    copying = copying_storage_note(backend.kind, settings.warm_pool_size, backend.location.local)
+    if copying:
+        warnings.append(copying)
     memory = settings.memory.strip() or None
     limits_ignored = limits_ignored_note(memory, settings.cpus, backend.kind)
     if limits_ignored:

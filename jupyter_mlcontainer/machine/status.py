@@ -19,15 +19,19 @@ def machine_status(engine: ContainerBackend, monitor: GpuMonitor, cache_volume: 
     try:
         info = engine.info_sync()
         version = engine.version_sync()
+        kind = engine.kind_sync()
         result["engine"] = {
             "reachable": True,
-            "kind": engine.kind_sync().title,
+            "kind": kind.title,
             "address": engine.address,
             "host": info.get("Name"),
             "version": version.get("Version"),
             "api_version": version.get("ApiVersion"),
             "os": info.get("OperatingSystem"),
             "storage_driver": info.get("Driver"),
+            # vfs: every cold start copies the whole image (the panel's engine line says so, with the fix)
+            "storage_warning": kind.copying_storage_reason or None,
+            "storage_fix": kind.copying_storage_fix or None,
             "cgroup_version": info.get("CgroupVersion"),
             "runtimes": sorted((info.get("Runtimes") or {}).keys()),
             "nvidia_runtime": engine.has_nvidia_runtime_sync(),

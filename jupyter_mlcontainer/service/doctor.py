@@ -64,6 +64,11 @@ def engine_checks(service: MLContainerService) -> list[Check]:
     kind = engine.kind_sync()
     checks = [Check("engine", True, f"{kind.title} {version.get('Version')} at {engine.address}"
                     f" (storage {info.get('Driver')}, cgroup v{info.get('CgroupVersion')})")]
+    if kind.copying_storage_reason:
+        checks.append(Check("image storage", False, kind.copying_storage_reason + ". A Jupyter server's warm pool "
+                            "keeps a spare ready per used kernelspec, so only first starts and restarts wait there; "
+                            "nbclient, papermill and `jupyter console` wait at every start",
+                            fix=kind.copying_storage_fix))
     if kind.limits_ignored_reason:
         checks.append(Check("memory and CPU limits", False, kind.limits_ignored_reason + ": kernelspecs' --memory/--cpus "
                             "are not enforced (each kernel that asks says so)",

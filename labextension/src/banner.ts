@@ -93,6 +93,18 @@ export class StatusBanner extends Widget {
           engine.version ?? trans.__('reachable')
         ),
         ...kids(
+          engine.storage_warning &&
+            h.span(
+              {
+                className: 'mlc-storage-slow',
+                title: engine.storage_warning,
+                dataset: { testid: 'mlc-engine-storage' }
+              },
+              field(
+                trans.__('Storage'),
+                trans.__('%1 (slow starts)', engine.storage_driver ?? '')
+              )
+            ),
           spares.length > 0 &&
             h.span(
               {
@@ -128,7 +140,24 @@ export class StatusBanner extends Widget {
             field(trans.__('GPUs'), String(data.nvml.gpu_count)),
           ...(data.clusters ?? []).map(cluster => this._cluster(cluster))
         )
-      )
+      ),
+      ...(engine.storage_warning
+        ? [
+            message(
+              'warning',
+              'mlc-engine-storage-warning',
+              h.div({}, engine.storage_warning),
+              engine.storage_fix &&
+                h.div(
+                  {
+                    className: 'mlc-reason',
+                    dataset: { testid: 'mlc-engine-storage-fix' }
+                  },
+                  trans.__('Fix: %1', engine.storage_fix)
+                )
+            )
+          ]
+        : [])
     ];
   }
 

@@ -22,6 +22,11 @@ export interface IStatus {
     version?: string;
     kind?: string;
     nvidia_runtime?: boolean;
+    storage_driver?: string | null;
+    /** Why every cold start copies the whole image (vfs storage); null when it does not. */
+    storage_warning?: string | null;
+    /** What to do about storage_warning. */
+    storage_fix?: string | null;
   };
   nvml: {
     available: boolean;

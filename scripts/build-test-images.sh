@@ -25,6 +25,12 @@
 #   mlcontainer-test/cuda:bookworm         nvidia/cuda-shaped: banner ENTRYPOINT + NVIDIA env,
 #                                          ipykernel 7.x
 #
+# Usage: build-test-images.sh [NAME...]. With no NAME (scripts/test.sh, CI) every image above is
+# built. NAMEs (short names: base, noipykernel, torch, nopython, ipykernel7, trixie, venv, uvvenv,
+# conda, jovyan, cuda) build only those images and the ones they are built FROM: `torch` builds
+# base and torch (one mmdebstrap, no matrix): what scripts/start.sh's offline demo needs.
+#   torch <- base;  ipykernel7, venv, uvvenv, conda <- noipykernel;  cuda <- ipykernel7;
+#   jovyan <- conda;  base, noipykernel, nopython, trixie: from nothing.
 # An image already present is skipped. FORCE=1 rebuilds the images from the cached root file
 # systems and wheels; FORCE=all also re-runs mmdebstrap and pip download; FORCE=torch,nopython
 # (any of base, noipykernel, torch, nopython) rebuilds just those images.
@@ -65,6 +71,26 @@ die() { say "ERROR: $*"; exit 1; }
 [[ "$FORCE" =~ ^(0|1|all|($NAMES)(,($NAMES))*)$ ]] \
   || die "FORCE must be 0, 1, all or a comma list of ${NAMES//|/,} (got '$FORCE')"
 
+declare -rA TAG_OF=([base]=$BASE [noipykernel]=$NOIPYKERNEL [torch]=$TORCH [nopython]=$NOPYTHON
+                    [ipykernel7]=$IPYKERNEL7 [trixie]=$TRIXIE [venv]=$VENV [uvvenv]=$UVVENV
+                    [conda]=$CONDA [jovyan]=$JOVYAN [cuda]=$CUDA)
+# The image each image is built FROM (none: from a root file system or nothing).
+declare -rA BUILT_FROM=([torch]=base [ipykernel7]=noipykernel [venv]=noipykernel [uvvenv]=noipykernel
+                        [conda]=noipykernel [cuda]=ipykernel7 [jovyan]=conda)
+# WANTED: the images asked for (the NAMEs given; all when none is) and, as "dependency", the
+# ones they are built FROM.
+declare -A WANTED=()
+want() {
+  [[ "$1" =~ ^($NAMES)$ ]] || die "unknown image '$1': give short names among ${NAMES//|/, }"
+  WANTED[$1]=$2
+  local from=${BUILT_FROM[$1]:-}
+  if [ -n "$from" ] && [ "${WANTED[$from]:-}" != asked ]; then want "$from" dependency; fi
+}
+case "${1:-}" in -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
+readonly REQUESTED="$*"
+if [ "$#" -eq 0 ]; then IFS='|' read -ra all_names <<<"$NAMES"; set -- "${all_names[@]}"; fi
+for name in "$@"; do want "$name" asked; done
+
 # have_image SHORT-NAME TAG: true when TAG exists and FORCE does not ask to rebuild it.
 have_image() {
   case "$FORCE" in
@@ -75,6 +101,22 @@ have_image() {
   docker image inspect "$2" >/dev/null 2>&1
 }
 refresh_cache() { [ "$FORCE" = all ]; }
+torch_recipe() { docker image inspect --format '{{index .Config.Labels "org.jupyter.mlcontainer.test-recipe"}}' "$TORCH" 2>/dev/null || true; }
+# up_to_date SHORT-NAME: this run would skip the image (present, not FORCEd, torch's recipe current).
+up_to_date() {
+  have_image "$1" "${TAG_OF[$1]}" || return 1
+  [ "$1" != torch ] || [ "$(torch_recipe)" = "$TORCH_RECIPE" ]
+}
+# wanted SHORT-NAME: this run deals with the image: asked for, or built FROM by a wanted image
+# that this run builds (a present demo image needs no base).
+wanted() {
+  local child
+  case "${WANTED[$1]:-}" in asked) return 0 ;; dependency) ;; *) return 1 ;; esac
+  for child in "${!BUILT_FROM[@]}"; do
+    if [ "${BUILT_FROM[$child]}" = "$1" ] && wanted "$child" && ! up_to_date "$child"; then return 0; fi
+  done
+  return 1
+}
 elapsed() { printf '%d s' "$(( SECONDS - $1 ))"; }
 
 T_START=$SECONDS
@@ -188,7 +230,9 @@ check() {
 }
 
 # ---------------------------------------------------------------- base
-if have_image base "$BASE"; then
+if ! wanted base; then
+  :
+elif have_image base "$BASE"; then
   say "$BASE present, skipped (FORCE=1 rebuilds)"
 else
   old=$(image_id "$BASE")
@@ -200,7 +244,9 @@ else
 fi
 
 # ---------------------------------------------------------------- noipykernel
-if have_image noipykernel "$NOIPYKERNEL"; then
+if ! wanted noipykernel; then
+  :
+elif have_image noipykernel "$NOIPYKERNEL"; then
   say "$NOIPYKERNEL present, skipped (FORCE=1 rebuilds)"
 else
   old=$(image_id "$NOIPYKERNEL")
@@ -213,8 +259,9 @@ else
 fi
 
 # ---------------------------------------------------------------- torch
-torch_recipe() { docker image inspect --format '{{index .Config.Labels "org.jupyter.mlcontainer.test-recipe"}}' "$TORCH" 2>/dev/null || true; }
-if have_image torch "$TORCH" && [ "$(torch_recipe)" = "$TORCH_RECIPE" ]; then
+if ! wanted torch; then
+  :
+elif up_to_date torch; then
   say "$TORCH present, skipped (FORCE=1 rebuilds)"
 else
   t_torch=$SECONDS
@@ -252,7 +299,9 @@ else
 fi
 
 # ---------------------------------------------------------------- nopython
-if have_image nopython "$NOPYTHON"; then
+if ! wanted nopython; then
+  :
+elif have_image nopython "$NOPYTHON"; then
   say "$NOPYTHON present, skipped (FORCE=1 rebuilds)"
 else
   old=$(image_id "$NOPYTHON")
@@ -294,6 +343,7 @@ matrix_wheels() {
 # ENTRYPOINT, as users run it).
 matrix_image() {
   local short=$1 tag=$2 code=$3 t0=$SECONDS old
+  wanted "$short" || return 0
   if have_image "$short" "$tag"; then
     say "$tag present, skipped (FORCE=1 rebuilds)"
     return 0
@@ -323,7 +373,9 @@ matrix_image cuda "$CUDA" \
   'import ipykernel, os; assert os.environ["NVIDIA_VISIBLE_DEVICES"] == "all"; print("cuda ok:", ipykernel.__version__)'
 
 # ---------------------------------------------------------------- trixie (Python 3.13, ipykernel 6.29)
-if have_image trixie "$TRIXIE"; then
+if ! wanted trixie; then
+  :
+elif have_image trixie "$TRIXIE"; then
   say "$TRIXIE present, skipped (FORCE=1 rebuilds)"
 else
   old=$(image_id "$TRIXIE")
@@ -335,7 +387,18 @@ else
 fi
 
 for image in "$BASE" "$NOIPYKERNEL" "$TORCH" "$NOPYTHON" "$IPYKERNEL7" "$TRIXIE" "$VENV" "$UVVENV" "$CONDA" "$JOVYAN" "$CUDA"; do
+  short=${image#mlcontainer-test/}
+  short=${short%%:*}
+  case "${WANTED[$short]:-}" in
+    asked) ;;
+    dependency) docker image inspect "$image" >/dev/null 2>&1 || continue ;;
+    *) continue ;;
+  esac
   say "$(docker image inspect --format '{{.Size}}' "$image" | awk -v i="$image" '{printf "%-40s %8.1f MB", i, $1/1e6}')"
 done
 for line in "${SUMMARY[@]}"; do say "$line"; done
-say "test images ready in $(elapsed "$T_START")"
+if [ -n "$REQUESTED" ]; then
+  say "test images ready (what '$REQUESTED' needs) in $(elapsed "$T_START")"
+else
+  say "test images ready in $(elapsed "$T_START")"
+fi

@@ -173,7 +173,9 @@ class ContainerKernelOptions(LoggingConfigurable):
         "next start claims one instead of waiting for a container and the image's imports (a warm "
         "start answers in a fraction of a cold start's time). Each idle spare holds a Python process "
         "with ipykernel imported (30-60 MB). 0 turns the pool off. Default: MLCONTAINER_WARM_POOL, else 1 "
-        "in a Jupyter server and 0 for a kernel manager of its own (nbconvert, papermill).",
+        "in a Jupyter server (a kernel manager made by a MultiKernelManager) and 0 for a kernel manager "
+        "of its own (nbclient, nbconvert --execute, papermill, jupyter console): its first start is cold "
+        "either way and the spare would be removed unused at exit. See the README's warm pool section.",
     )
     warm_pool_idle_timeout = Float(
         3600.0,

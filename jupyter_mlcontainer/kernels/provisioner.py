@@ -38,6 +38,7 @@ from ..core.settings import MLContainer
 from ..engines.base import CONNECTION_FILE_IN_CONTAINER, ContainerBackend
 from ..engines.registry import address_setting, backend_class, backend_for
 from .deaths import DeathRecord, note_engine_lost, record_death
+from .exit_watch import ExitWatch
 from .launch_plan import LaunchSettings
 from .launcher import LAUNCHES, KernelState, Launcher, discard_container, host_pip_wheel, log_tail
 from .provisioner_options import ContainerKernelOptions
@@ -64,6 +65,7 @@ class DockerKernelProvisioner(ContainerKernelOptions, KernelProvisionerBase):  #
     # -- state (per kernel manager, kept across restarts) ---------------------------------
 
     _stopping: bool = False
+    _exit_watch: ExitWatch | None = None  # the container's first process, watched once a shutdown is asked
     _death_recorded: bool = False
     _died: bool = False  # the container stopped unasked: the restart that follows may wait for the engine
 
@@ -124,6 +126,7 @@ class DockerKernelProvisioner(ContainerKernelOptions, KernelProvisionerBase):  #
         (where its sockets are: a folder of this host, or the host ports the engine published)."""
         self._stopping = False
         self._death_recorded = False
+        self._exit_watch = None
         try:
             if self._died:  # the restarter's restart: an engine restarting takes a few seconds
                 await self._wait_for_engine()
@@ -180,6 +183,9 @@ class DockerKernelProvisioner(ContainerKernelOptions, KernelProvisionerBase):  #
         event = watcher.exit_of(cid)
         unreachable = ""
         if event is None:
+            exit_watch = self._exit_watch
+            if self._stopping and exit_watch is not None and exit_watch.container_id == cid and exit_watch.ended():
+                return 0  # asked to shut down, and ended: before the engine reports it
             if watcher.healthy:
                 return None
             try:
@@ -285,8 +291,12 @@ class DockerKernelProvisioner(ContainerKernelOptions, KernelProvisionerBase):  #
         await self._signal(signal.SIGTERM)
 
     async def shutdown_requested(self, restart: bool = False) -> None:
-        """Called after the kernel manager sent shutdown_request: the exit that follows is ours."""
+        """Called after the kernel manager sent shutdown_request: the exit that follows is ours,
+        and :meth:`poll` sees it through the container's first process where it can (exit_watch.py)."""
         self._stopping = True
+        cid = self.container_id
+        if cid is not None:
+            self._exit_watch = await asyncio.to_thread(ExitWatch.of, self.engine, cid)
 
     async def cleanup(self, restart: bool = False) -> None:
         """Called last on shutdown and before a restart's launch: remove the container.

@@ -322,7 +322,8 @@ def test_a_failed_start_leaves_nothing_behind(engine, workspace, tmp_path):
     gpus = "64" if engine.has_nvidia_runtime_sync() else "all"
     cases = [
         (variant("fail-engine", docker_host=f"unix://{tmp_path}/no-engine.sock"), 503, "not reachable"),
-        (variant("fail-image", image="mlctest-missing/never:1"), 404, "not present"),
+        # Pulled at start (no registry reachable here): the registry's reason, at once.
+        (variant("fail-image", image="mlctest-missing/never:1"), 404, "pulling it failed"),
         (variant("fail-gpus", gpus=gpus), 400, "GPU"),
     ]
     port = _free_port()

@@ -45,7 +45,7 @@ def _add_kernel(sub: Commands) -> None:
     add.add_argument("--option", action="append", metavar="KEY=VALUE",
                      help="any other kernel option of the kernelspec (repeatable): placement, docker_host, "
                           "cache_volume, workspace, network, kernel_transport, transport_encryption, "
-                          "placement_timeout, slurm_login, slurm.partition...")
+                          "placement_timeout, slurm_login, slurm.partition..., pull (auto: a missing image is pulled at start; never)")
     slurm = add.add_argument_group("Slurm", "the kernel runs as a job on a Slurm cluster (docs/slurm.md)")
     slurm.add_argument("--slurm", metavar="LOGIN", nargs="?", const="",
                        help="placement slurm; LOGIN runs Slurm's tools as you on the login node, e.g. 'ssh login1' "

@@ -10,7 +10,7 @@ from .errors import KernelSpecError
 
 # Options a kernelspec may carry; each is a config trait of DockerKernelProvisioner.
 OPTION_KEYS = ("gpus", "memory", "cpus", "shm_size", "env", "cache_volume", "network", "workspace", "placement",
-               "docker_host", "placement_timeout", "kernel_transport", "transport_encryption", "slurm_login", "slurm")
+               "docker_host", "placement_timeout", "kernel_transport", "transport_encryption", "slurm_login", "slurm", "pull")
 # What a kernel's Slurm job may be asked ("slurm" option; engines/slurm.py).
 SLURM_KEYS = ("partition", "time", "account", "qos", "gpu_type", "store", "hold")
 

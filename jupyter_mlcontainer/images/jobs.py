@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from ..core.errors import EngineError, JobNotFound
-from ..core.names import check_reference
+from ..core.names import check_reference, reference_parts
 from ..core.settings import DEFAULT_CONTEXT_LIMIT_MB
 from ..engines.base import ContainerBackend
 
@@ -141,21 +141,27 @@ class JobRegistry:
     """Running and finished jobs of this process: the service holds one, and every front door
     starts, lists and cancels jobs through it."""
 
-    def __init__(self, engine: ContainerBackend, context_limit_mb: int = DEFAULT_CONTEXT_LIMIT_MB) -> None:
+    def __init__(self, engine: ContainerBackend, context_limit_mb: int = DEFAULT_CONTEXT_LIMIT_MB,
+                 also: "JobRegistry | None" = None) -> None:
         self.engine = engine
         self.context_limit_mb = context_limit_mb
+        self.also = also  # another registry whose jobs are listed, read and cancelled here too
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
 
     def list(self) -> list[Job]:
-        """Every job kept, newest first (the panel's list)."""
+        """Every job kept, newest first (the panel's list), with those of ``also``."""
         with self._lock:
-            return sorted(self._jobs.values(), key=lambda job: job.started, reverse=True)
+            jobs = list(self._jobs.values())
+        jobs += self.also.list() if self.also is not None else []
+        return sorted(jobs, key=lambda job: job.started, reverse=True)
 
     def get(self, job_id: str) -> Job:
         """The job ``job_id``; :class:`JobNotFound` when it is unknown or was pruned."""
         with self._lock:
             job = self._jobs.get(job_id)
+        if job is None and self.also is not None:
+            return self.also.get(job_id)
         if job is None:
             raise JobNotFound(job_id)
         return job
@@ -274,6 +280,43 @@ def raise_for_error(event: dict[str, Any]) -> None:
     if "error" in event:
         detail = event.get("errorDetail") or {}
         raise EngineError(detail.get("message") or event["error"])
+
+
+_START_PULLS: dict[str, JobRegistry] = {}
+_START_PULLS_LOCK = threading.Lock()
+
+
+def start_pulls(engine: ContainerBackend) -> JobRegistry:
+    """The pulls that kernel starts on ``engine`` make, for this process: a start that finds its
+    image missing pulls it here (kernels/launcher.py) and the service lists these jobs with its
+    own, so the panel shows their progress and can cancel them."""
+    key = getattr(engine, "address", "") or str(id(engine))
+    with _START_PULLS_LOCK:
+        registry = _START_PULLS.get(key)
+        if registry is None:
+            registry = _START_PULLS[key] = JobRegistry(engine)
+        return registry
+
+
+def made_here(image: str) -> bool:
+    """Whether ``image`` names one of the images this project builds on the engine (test,
+    frozen, restored and prepared images: ``mlcontainer-…/``, ``…-ipykernel``), which no
+    registry has: a start never tries to pull those."""
+    repo, tag, _ = reference_parts(image)
+    first = repo.split("/", 1)[0]
+    return first.startswith("mlcontainer") or repo.endswith("-ipykernel") or (tag or "").endswith("-ipykernel")
+
+
+def progress_line(job: Job) -> str:
+    """``3/7 layers, 212 of 840 MB`` for a running pull (the server log's line)."""
+    layers = list(job.layers.values())
+    done = sum(1 for layer in layers if re.search(r"complete|already exists", layer.get("status") or "", re.I))
+    sized = [layer for layer in layers if layer.get("total")]
+    line = f"{done}/{len(layers)} layers"
+    if sized:
+        current = sum(min(layer.get("current") or 0, layer["total"]) for layer in sized) / 2**20
+        line += f", {current:.0f} of {sum(layer['total'] for layer in sized) / 2**20:.0f} MB"
+    return line
 
 
 def _apply(job: Job, event: dict[str, Any]) -> None:

@@ -88,6 +88,8 @@ def _validate_options(options: dict[str, Any]) -> dict[str, Any]:
         if key == "kernel_transport" and value not in ("auto", "ipc", "tcp"):
             raise KernelSpecError(f"kernel_transport {value!r}: 'auto', 'ipc' (Unix sockets in the kernel's folder) "
                                   "or 'tcp' (published ports)")
+        if key == "pull" and value not in ("auto", "never"):
+            raise KernelSpecError(f"pull {value!r}: 'auto' (a missing image is pulled at start) or 'never'")
         if key == "placement_timeout":
             _positive(value, f"placement_timeout {value!r}: use a positive number of seconds")
         if key == "cpus":

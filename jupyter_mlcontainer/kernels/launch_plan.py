@@ -82,6 +82,7 @@ class LaunchSettings:
     warm_pool_size: int = 0
     slurm: Mapping[str, str] = field(default_factory=dict)  # a batch scheduler's options (ContainerSpec.scheduler)
     host_pip_wheel: str = ""  # this host's pip wheel, lent to a venv without pip (lent_pip_wheel)
+    pull: str = "auto"  # a missing image: "auto" pulls it at start (launcher.py), "never" fails
 
 
 @dataclass(frozen=True)

@@ -31,12 +31,14 @@ from ..core.errors import (
     GpuRequestUnsatisfiable,
     HomeRefused,
     HostCheckFailed,
+    ImageNotFound,
     ImageNotUsable,
     PortInUse,
 )
 from ..core.identity import HostUser, current_user, owner_id, passwd_files
 from ..core.policy import write_text_safely
 from ..engines.base import ContainerBackend, ContainerSpec, GpuRequest
+from ..images.jobs import made_here, progress_line, start_pulls
 from ..images.probe import ImageFacts, probe_image_sync, unusable_reason
 from ..machine.facts import MACHINE_LABEL, machine_from_record
 from ..machine.gpu import get_monitor, unsatisfiable_reason
@@ -154,6 +156,7 @@ class Launcher:
     def launch(self, cmd: list[str], launch_kwargs: dict[str, Any]) -> dict[str, Any]:
         """Start the kernel; return its connection info. Blocking (run in :data:`LAUNCHES`)."""
         backend, image = self.backend, self.settings.image
+        self._pull_if_missing()
         facts = probe_image_sync(backend, image)
         reason = unusable_reason(image, facts)
         if reason:
@@ -188,6 +191,33 @@ class Launcher:
             forget_home(backend, self.settings.cache_volume, user)
             self._ensure_cache(user)
         raise AssertionError("unreachable")
+
+    def _pull_if_missing(self) -> None:
+        """Pull the kernel's image when the engine lacks it (``pull`` "auto"), as a job the panel
+        shows and can cancel, its progress in the log every few seconds; the start fails with the
+        pull's reason. An image built here (made_here) is never pulled: the probe then says it
+        is missing, as before. A cluster's nodes get their images their own way."""
+        backend, image = self.backend, self.settings.image
+        if self.settings.pull == "never" or backend.is_cluster or made_here(image):
+            return
+        try:
+            backend.inspect_image_sync(image)
+            return
+        except EngineUnavailable:
+            raise
+        except EngineError:
+            pass
+        job = start_pulls(backend).pull(image)
+        self.log.info("Kernel %s: image %s is not on the engine: pulling it (job %s)", self.kernel_id, image, job.id)
+        started = time.monotonic()
+        while not job.wait(2.0):
+            self.log.info("Kernel %s: pulling %s: %s (%.0f s)", self.kernel_id, image, progress_line(job),
+                          time.monotonic() - started)
+        if job.state == "cancelled":
+            raise ImageNotFound(f"The pull of {image} was cancelled, so the kernel did not start")
+        if job.state != "done":
+            raise ImageNotFound(f"Image {image} is not on the engine and pulling it failed: {job.error}")
+        self.log.info("Kernel %s: pulled %s in %.1f s", self.kernel_id, image, time.monotonic() - started)
 
     def _ensure_cache(self, user: HostUser) -> None:
         for note in ensure_cache(self.backend, self.settings.cache_volume, user, self.helper_image):

@@ -158,6 +158,16 @@ class ContainerKernelOptions(LoggingConfigurable):
         "default: the held job counts against the user's share while it waits). The workspace must be "
         "on the shared file system, at the same path.",
     )
+    pull = Unicode(
+        "auto",
+        config=True,
+        help="What a start does when the kernel's image is not on the engine: 'auto' pulls it "
+        "(progress in the server log, and in the panel as a pull job that Cancel stops, which "
+        "fails the start), except the images this project builds here (mlcontainer-…/, "
+        "…-ipykernel), which no registry has; 'never' fails the start at once, as "
+        "`jupyter mlcontainer pull` would be needed first. A pull that fails gives the "
+        "registry's reason (not found, no access, no registry reachable).",
+    )
     startup_timeout = Float(
         120.0,
         config=True,

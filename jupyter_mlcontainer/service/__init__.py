@@ -15,7 +15,7 @@ from typing import Any
 from ..core.settings import MLContainer
 from ..engines.base import ContainerBackend
 from ..engines.registry import DEFAULT_PLACEMENT, backend_for
-from ..images.jobs import JobRegistry
+from ..images.jobs import JobRegistry, start_pulls
 from ..images.probe import ImageInventory
 from ..kernels.listing import StatsCollector
 from ..machine.gpu import GpuMonitor, get_monitor
@@ -36,7 +36,9 @@ class MLContainerService(LookingMixin, ImagesMixin, KernelspecsMixin, SharingMix
         self.settings = settings or MLContainer()
         self.engine: ContainerBackend = backend_for(DEFAULT_PLACEMENT, self.settings.docker_host or None)
         self.kernel_spec_manager = kernel_spec_manager  # the server's, when there is one
-        self.jobs = JobRegistry(self.engine, context_limit_mb=self.settings.build_context_limit_mb)
+        # With the pulls this process's kernel starts make: the panel shows and cancels them too.
+        self.jobs = JobRegistry(self.engine, context_limit_mb=self.settings.build_context_limit_mb,
+                                also=start_pulls(self.engine))
         self.stats = StatsCollector(self.engine)
         self.inventory = ImageInventory(self.engine)
         self._cluster_inventories: dict[str, ImageInventory] = {}  # Swarm manager -> its images

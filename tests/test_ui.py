@@ -21,6 +21,7 @@ import urllib.request
 import pytest
 
 from .conftest import BASE_IMAGE, IPYKERNEL7_IMAGE, REPO_ROOT, add_spec
+from .test_pull_on_start import forget, kernel_image_in_registry
 from .test_rest import _unique_image
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -87,7 +88,7 @@ def lab(engine, workspace, tmp_path):
             proc.kill()
 
 
-def test_panel_in_chromium(engine, registry, swarm, restored_images, lab, workspace, tmp_path):
+def test_panel_in_chromium(engine, registry, slow_registry, swarm, restored_images, lab, workspace, tmp_path):
     port, nvml = lab
     assert os.path.exists(CHROMIUM), "Debian's chromium is needed for the UI test (scripts/test.sh installs it)"
     npx = shutil.which("npx")
@@ -97,6 +98,12 @@ def test_panel_in_chromium(engine, registry, swarm, restored_images, lab, worksp
     # A kernelspec for the test Swarm: the banner and the GPU view show its nodes and GPUs.
     add_spec(engine, BASE_IMAGE, name="ui-swarm", placement="swarm", docker_host=swarm.manager_url, gpus="1")
     pull_image = _unique_image(engine, registry, megabytes=16)
+    # A kernelspec whose image is only in the registry, behind a 2 MB/s link: its start pulls it.
+    pushed = kernel_image_in_registry(engine, registry, megabytes=16)
+    start_pull_image = pushed.replace(registry, f"127.0.0.1:{slow_registry.port}")
+    engine.api.tag(pushed, *start_pull_image.rsplit(":", 1))
+    start_pull_kernel = add_spec(engine, start_pull_image, name="ui-start-pull", gpus="none")
+    forget(engine, pushed, start_pull_image)
     # A notebook whose container kernel holds the (fake) GPU.
     session = _api(port, "api/sessions", "POST", {"path": "train.ipynb", "name": "train.ipynb", "type": "notebook", "kernel": {"name": name}})
     kernel_id = session["kernel"]["id"]
@@ -116,6 +123,7 @@ def test_panel_in_chromium(engine, registry, swarm, restored_images, lab, worksp
         os.environ, MLC_LAB_URL=f"http://127.0.0.1:{port}/", MLC_LAB_TOKEN=TOKEN, MLC_PULL_IMAGE=pull_image,
         MLC_KERNEL_IMAGE=IPYKERNEL7_IMAGE, MLC_SCREENSHOT=screenshot, CHROMIUM=CHROMIUM,
         MLC_RESTORE_SCREENSHOT=str(tmp_path / "restore-dialog.png"),
+        MLC_START_PULL_KERNEL=start_pull_kernel, MLC_START_PULL_IMAGE=start_pull_image,
     )
     try:
         result = subprocess.run(
@@ -128,7 +136,4 @@ def test_panel_in_chromium(engine, registry, swarm, restored_images, lab, worksp
         assert "encrypted (CurveZMQ)" in (tmp_path / "lab.log").read_text()  # the panel's kernels were
     finally:
         _api(port, f"api/sessions/{session['id']}", "DELETE")
-        try:
-            engine.api.remove_image(pull_image, force=True)  # what the spec pulled
-        except Exception:
-            pass
+        forget(engine, pull_image, start_pull_image)  # what the spec pulled

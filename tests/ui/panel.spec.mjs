@@ -19,6 +19,9 @@ const LAB_URL = (process.env.MLC_LAB_URL ?? 'http://localhost:8888/').replace(
 const TOKEN = process.env.MLC_LAB_TOKEN ?? '';
 const PULL_IMAGE = process.env.MLC_PULL_IMAGE ?? '';
 const KERNEL_IMAGE = process.env.MLC_KERNEL_IMAGE || PULL_IMAGE;
+// A kernelspec whose image is in a (slow) registry and not on the engine.
+const START_PULL_KERNEL = process.env.MLC_START_PULL_KERNEL ?? '';
+const START_PULL_IMAGE = process.env.MLC_START_PULL_IMAGE ?? '';
 const SCREENSHOT =
   process.env.MLC_SCREENSHOT ??
   fileURLToPath(new URL('../../docs/panel.png', import.meta.url));
@@ -566,5 +569,31 @@ test.describe('ML Containers panel', () => {
         expect(session.kernel.name).toBe(kernelspec);
       }
     }
+  });
+
+  test('shows the pull of a missing image while its kernel starts', async () => {
+    // The session's start waits for the pull: the panel shows it meanwhile.
+    const started = api('api/sessions', {
+      method: 'POST',
+      body: JSON.stringify({
+        path: `mlc-ui-pull-${Date.now()}.ipynb`,
+        type: 'notebook',
+        kernel: { name: START_PULL_KERNEL }
+      })
+    });
+    const job = panel
+      .getByTestId('mlc-job-row')
+      .filter({ hasText: START_PULL_IMAGE })
+      .first();
+    await expect(job).toHaveAttribute('data-state', 'running', {
+      timeout: 60_000
+    });
+    await expect(job.getByTestId('mlc-pull-progress')).toBeVisible();
+    const session = await started;
+    sessions.push(session);
+    expect(session.kernel.name).toBe(START_PULL_KERNEL);
+    await expect(job).toHaveAttribute('data-state', 'done', {
+      timeout: 60_000
+    });
   });
 });

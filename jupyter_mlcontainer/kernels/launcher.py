@@ -42,7 +42,7 @@ from ..images.jobs import made_here, progress_line, start_pulls
 from ..images.probe import ImageFacts, probe_image_sync, unusable_reason
 from ..machine.facts import MACHINE_LABEL, machine_from_record
 from ..machine.gpu import get_monitor, unsatisfiable_reason
-from ..machine.host_checks import BLOCKS, WARNING, check_host
+from ..machine.host_checks import WARNING, blocking, check_host
 from .bootstrap import HOME_REFUSED_EXIT, NETWORK_GATE_IN_CONTAINER
 from .claims import forget_claim, record_claim
 from .connection import curve_keys, ipc_base, ipc_fits, new_connection_dir, published_ports, write_connection_file
@@ -156,8 +156,13 @@ class Launcher:
     def launch(self, cmd: list[str], launch_kwargs: dict[str, Any]) -> dict[str, Any]:
         """Start the kernel; return its connection info. Blocking (run in :data:`LAUNCHES`)."""
         backend, image = self.backend, self.settings.image
-        self._pull_if_missing()
-        facts = probe_image_sync(backend, image)
+        try:
+            facts = probe_image_sync(backend, image)
+        except ImageNotFound:
+            if not self._may_pull():
+                raise
+            self._pull()
+            facts = probe_image_sync(backend, image)
         reason = unusable_reason(image, facts)
         if reason:
             raise ImageNotUsable(reason)
@@ -192,21 +197,16 @@ class Launcher:
             self._ensure_cache(user)
         raise AssertionError("unreachable")
 
-    def _pull_if_missing(self) -> None:
-        """Pull the kernel's image when the engine lacks it (``pull`` "auto"), as a job the panel
-        shows and can cancel, its progress in the log every few seconds; the start fails with the
-        pull's reason. An image built here (made_here) is never pulled: the probe then says it
-        is missing, as before. A cluster's nodes get their images their own way."""
+    def _may_pull(self) -> bool:
+        """Whether a start pulls its missing image (``pull`` "auto"): never an image built here
+        (made_here), whose start says it is missing, as before; a cluster's nodes get their
+        images their own way."""
+        return self.settings.pull != "never" and not self.backend.is_cluster and not made_here(self.settings.image)
+
+    def _pull(self) -> None:
+        """Pull the kernel's missing image as a job the panel shows and can cancel, its progress
+        in the log every few seconds; the start fails with the pull's reason."""
         backend, image = self.backend, self.settings.image
-        if self.settings.pull == "never" or backend.is_cluster or made_here(image):
-            return
-        try:
-            backend.inspect_image_sync(image)
-            return
-        except EngineUnavailable:
-            raise
-        except EngineError:
-            pass
         job = start_pulls(backend).pull(image)
         self.log.info("Kernel %s: image %s is not on the engine: pulling it (job %s)", self.kernel_id, image, job.id)
         started = time.monotonic()
@@ -431,7 +431,7 @@ class Launcher:
         for check in checks:
             if check.verdict == WARNING:
                 self.log.warning("Kernel %s: %s %s", self.kernel_id, check.reason, check.fix)
-        blocked = [f"{check.reason} {check.fix}" for check in checks if check.verdict == BLOCKS]
+        blocked = [f"{check.reason} {check.fix}" for check in blocking(checks)]
         if blocked:
             raise HostCheckFailed(
                 f"Kernelspec {self.display_name!r} runs {self.settings.image}, frozen from a kernel whose GPU code this "

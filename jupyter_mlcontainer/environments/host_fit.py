@@ -13,7 +13,7 @@ import nbformat
 from ..engines.base import ContainerBackend
 from ..machine.facts import kernel_options, machine_from_record
 from ..machine.gpu import GpuState, get_monitor
-from ..machine.host_checks import BLOCKS, HostCheck, check_host, gpu_count_wanted
+from ..machine.host_checks import HostCheck, blocking, check_host, gpu_count_wanted
 
 # Code that runs on a GPU by name: the cells that fail (or run elsewhere) without one.
 _CUDA_USE = re.compile(r"\.cuda\(|[\"']cuda(:\d+)?[\"']|torch\.cuda\.|\bcupy\b|jax\.devices\(\s*[\"']gpu|tf\.device\(\s*[\"']/?GPU",
@@ -31,7 +31,7 @@ class HostFit:
 
     @property
     def blocked(self) -> list[HostCheck]:
-        return [check for check in self.checks if check.verdict == BLOCKS]
+        return blocking(self.checks)
 
     def public(self) -> dict[str, Any]:
         return {"checks": [check.to_dict() for check in self.checks], "kernel_options": self.kernel_options,

@@ -241,10 +241,8 @@ def start_restore(
     plan = plan_restore(engine, notebook_path, pull=pull, wheelhouse=wheelhouse, context_limit_mb=jobs.context_limit_mb,
                         pack=True)
     packed = plan._packed
-    if (not fingerprint or fingerprint != plan.fingerprint or plan.source == "present") and packed is not None:
-        packed.close()
-        packed = None
-    if plan.blocked and not ignore_checks and packed is not None:
+    refused = not fingerprint or fingerprint != plan.fingerprint or (plan.blocked and not ignore_checks)
+    if (refused or plan.source == "present") and packed is not None:
         packed.close()
         packed = None
     if not fingerprint or fingerprint != plan.fingerprint:

@@ -28,7 +28,6 @@ from ...core.policy import write_text_safely
 from ...engines.base import ContainerBackend
 from ...images.probe import probe_image_sync
 from ...kernels.claims import kernel_containers
-from ...machine.gpu import get_monitor
 from .diff import CondaChanges, conda_channel, diff_apt, diff_conda, diff_packages, user_env
 from .inventory import changed_files, conda_owned_files, container_inventory, image_inventory, package_owned_files
 from .kernel_env import kernel_environment
@@ -121,7 +120,8 @@ def freeze_container(
     machine, kernel_gpus = frozen_machine(run, facts.python or "python3", attrs, on_this_host=on_this_host,
                                           warnings=warnings)
     base_ref, digest = _pinned_base(engine, labels.get(LABEL_IMAGE) or attrs["Config"]["Image"], image_id, warnings)
-    out_labels = _frozen_labels(base_ref, digest, image_id, current, facts, on_this_host=on_this_host)
+    out_labels = _frozen_labels(base_ref, digest, image_id, current, facts, driver=machine.driver,
+                                on_this_host=on_this_host)
     out_labels.update(machine.labels())
     dockerfile = render_dockerfile(
         base_ref=base_ref, base_digest=digest, base_user=facts.user, python=facts.python or "python3",
@@ -146,10 +146,10 @@ def freeze_container(
 
 
 def _frozen_labels(base_ref: str, digest: str | None, image_id: str, current: dict[str, Any], facts: Any,
-                   *, on_this_host: bool) -> dict[str, str]:
-    """The LABELs of the frozen image: where it came from and the machine facts it ran with."""
-    # The driver of this host's GPUs; a kernel on a cluster node has its node's, unknown here.
-    driver = get_monitor().snapshot(with_processes=False).driver_version if on_this_host else None
+                   *, driver: str | None, on_this_host: bool) -> dict[str, str]:
+    """The LABELs of the frozen image: where it came from and the machine facts it ran with.
+    ``driver``: this host's GPU driver as the machine facts read it (NVML); a kernel on a
+    cluster node has its node's, unknown here."""
     return {
         "org.jupyter.mlcontainer.frozen-from": base_ref,
         "org.jupyter.mlcontainer.frozen-from-digest": digest or f"none (local image {image_id})",

@@ -5,9 +5,6 @@ that cannot happen fails the start at once with the registry's reason."""
 from __future__ import annotations
 
 import asyncio
-import io
-import os
-import tarfile
 import time
 import uuid
 
@@ -15,26 +12,13 @@ import pytest
 from jupyter_client.manager import AsyncKernelManager
 
 from .conftest import BASE_IMAGE, add_spec, our_kernel_containers
-from .test_rest import get
+from .test_rest import _unique_image, get
 
 
 def kernel_image_in_registry(engine, registry: str, megabytes: int) -> str:
     """A kernel image (the base test image plus a layer found nowhere else) pushed to
     ``registry``, still here: a kernelspec is written for it, then it is removed."""
-    tag = f"{registry}/mlctest/kernel:{uuid.uuid4().hex[:8]}"
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in (("Dockerfile", f"FROM {BASE_IMAGE}\nCOPY blob /blob\n".encode()),
-                           ("blob", os.urandom(megabytes << 20))):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    buf.seek(0)
-    for _ in engine.api.build(fileobj=buf, custom_context=True, tag=tag, rm=True, decode=True):
-        pass
-    for _ in engine.api.push(tag, stream=True, decode=True):
-        pass
-    return tag
+    return _unique_image(engine, registry, megabytes, base=BASE_IMAGE, repository="kernel", keep=True)
 
 
 def forget(engine, *images: str) -> None:

@@ -171,13 +171,15 @@ async def test_gpus_map_processes_to_notebooks(engine, jp_fetch, tmp_path, monke
     await jp_fetch("api", "sessions", session["id"], method="DELETE")
 
 
-def _unique_image(engine, registry, megabytes: int = 24) -> str:
-    """Push an image with a layer found nowhere else, then delete it locally."""
-    tag = f"{registry}/mlctest/pull:{uuid.uuid4().hex[:8]}"
+def _unique_image(engine, registry, megabytes: int = 24, *, base: str = "mlcontainer-test/nopython:latest",
+                  repository: str = "pull", keep: bool = False) -> str:
+    """Push an image of ``base`` plus a layer found nowhere else, then delete it locally (with
+    ``keep``, left here: for a kernelspec written before it goes)."""
+    tag = f"{registry}/mlctest/{repository}:{uuid.uuid4().hex[:8]}"
     payload = os.urandom(megabytes << 20)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        dockerfile = b"FROM mlcontainer-test/nopython:latest\nCOPY blob /blob\n"
+        dockerfile = f"FROM {base}\nCOPY blob /blob\n".encode()
         for name, data in (("Dockerfile", dockerfile), ("blob", payload)):
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -187,7 +189,8 @@ def _unique_image(engine, registry, megabytes: int = 24) -> str:
         pass
     for _ in engine.api.push(tag, stream=True, decode=True):
         pass
-    engine.api.remove_image(tag, force=True)
+    if not keep:
+        engine.api.remove_image(tag, force=True)
     return tag
 
 

@@ -33,6 +33,15 @@ Prints, for one machine in one run (medians over --runs, every kind's starts int
   * floor: a bare `docker run --rm IMAGE python3 -c "import ipykernel"`
   * 10 concurrent container kernel starts with the pool on: how many succeeded, how many claimed a
     spare (the pool keeps one per kernelspec: expect 1), wall time, slowest start
+  * restarts of a warm-started kernel, from the restart request (restart_kernel(), as JupyterLab's
+    restart asks: the kernel is asked to shut down first) until the client connected before it
+    answers as ready, its sockets made from the kernel manager's ZeroMQ context as a Jupyter
+    server's channels are: in the kernel's container (the keeper, the default), the same with a
+    client of a context of its own (nbclient's), in a new container (warm_restart = False), and
+    forced (now=True: killed, always a new container); and against the warm start's ready
+  * --shutdowns (20) kernels of the first image shut down at once (shutdown_kernel(), as a
+    server's kernel manager does), against one alone; the REST API's and a server exit's figures
+    are bench/shutdowns.py's
   * ratios of those medians: each row's ready against local and against our cold start (a warm
     row: its image's cold row; GP: the cold row of its kernel image's base), and its round trip
     against local's
@@ -86,6 +95,8 @@ POOL_OFF = Config({"DockerKernelProvisioner": {"warm_pool_size": 0}})
 # host gets; the default on this host is Unix sockets in the kernel's folder).
 POOL_OFF_TCP = Config({"DockerKernelProvisioner": {"warm_pool_size": 0, "kernel_transport": "tcp"}})
 POOL_ON = Config({"DockerKernelProvisioner": {"warm_pool_size": 1}})
+# Restarts in a new container each time (what every restart was before the keeper).
+POOL_ON_NO_KEEPER = Config({"DockerKernelProvisioner": {"warm_pool_size": 1, "warm_restart": False}})
 
 
 async def wait_until_ready(kc) -> float:
@@ -184,6 +195,66 @@ async def start_and_measure(
         await km.shutdown_kernel(now=True)
 
 
+@dataclass
+class Restart:
+    ready: float  # restart request -> the client connected before it has kernel_info and IOPub
+    round_trip: float  # p50 of 1+1 after it, on that same client
+    same_container: bool
+
+
+async def restart_and_measure(kernel_name: str, cwd: str, round_trips: int, config: Config, *,
+                              now: bool = False, own_context: bool = False,
+                              settle: Callable[[], Awaitable[object]] | None = None) -> Restart:
+    """Start one kernel (untimed; with the pool on it claims a spare), then time its restart as
+    JupyterLab asks for it (restart_kernel(), which first asks the kernel to shut down; ``now``:
+    the forced one, which kills it) until the client connected before answers as ready. The
+    client's sockets come from the kernel manager's ZeroMQ context, as a Jupyter server's
+    channels to the browser do (``own_context``: a context of its own, as nbclient's client)."""
+    km = AsyncKernelManager(kernel_name=kernel_name, config=config)
+    await km.start_kernel(cwd=cwd)
+    kc = km.client() if own_context else km.client(context=km.context)
+    kc.start_channels()
+    try:
+        await asyncio.wait_for(wait_until_ready(kc), 120)
+        await drain_iopub(kc)
+        if settle is not None:
+            await settle()  # the spare its start asked the pool for is made, untimed
+        before = km.provisioner.container_id
+        t0 = time.perf_counter()
+        await km.restart_kernel(now=now)
+        ready = await asyncio.wait_for(wait_until_ready(kc), 120) - t0
+        await drain_iopub(kc)
+        samples = []
+        for _ in range(round_trips):
+            t1 = time.perf_counter()
+            reply = await kc.execute_interactive("1+1", timeout=30, output_hook=lambda msg: None)
+            samples.append(time.perf_counter() - t1)
+            assert reply["content"]["status"] == "ok"
+        return Restart(ready, median(samples), km.provisioner.container_id == before)
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
+
+
+async def shutdowns(kernel_name: str, cwd: str, n: int) -> tuple[float, float]:
+    """(one kernel's shutdown alone, ``n`` kernels' shut down at once: wall time), as a server's
+    kernel manager asks (shutdown_kernel(), the kernel asked first); starts untimed, pool off."""
+
+    async def started() -> AsyncKernelManager:
+        km = AsyncKernelManager(kernel_name=kernel_name, config=POOL_OFF)
+        await km.start_kernel(cwd=cwd)
+        return km
+
+    one = await started()
+    t0 = time.perf_counter()
+    await one.shutdown_kernel()
+    alone = time.perf_counter() - t0
+    many = await asyncio.gather(*(started() for _ in range(n)))
+    t0 = time.perf_counter()
+    await asyncio.gather(*(km.shutdown_kernel() for km in many))
+    return alone, time.perf_counter() - t0
+
+
 def median(values: list[float]) -> float:
     """Median of the values that are numbers (nan: none are)."""
     values = [v for v in values if not math.isnan(v)]
@@ -280,6 +351,7 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--round-trips", type=int, default=50)
     parser.add_argument("--concurrent", type=int, default=10)
+    parser.add_argument("--shutdowns", type=int, default=20, help="kernels shut down at once (0: leave out)")
     parser.add_argument("--skip-gp", action="store_true", help="leave Gateway Provisioners out")
     parser.add_argument("--gp-child", nargs=2, metavar=("KERNEL", "CWD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -337,6 +409,10 @@ async def main() -> None:
         memory: dict[str, list[float]] = {image: [] for image in args.images}
         floors: dict[str, list[float]] = {image: [] for image in args.images}
         gp_runs: dict[str, list[Start]] = {label: [] for label in gp}
+        in_place: dict[str, list[Restart]] = {image: [] for image in args.images}
+        new_container: dict[str, list[Restart]] = {image: [] for image in args.images}
+        forced: dict[str, list[Restart]] = {image: [] for image in args.images}
+        own_client: dict[str, list[Restart]] = {image: [] for image in args.images}
         for _ in range(args.runs):
             await spares.settle()
             local.append(await start_and_measure("local-bench", tmp, args.round_trips))
@@ -349,6 +425,18 @@ async def main() -> None:
                 memory[image].append(await spares.memory_mb(idle[name]))
                 warm[image].append(await start_and_measure(name, tmp, args.round_trips, POOL_ON, spares.settle))
                 await spares.settle()
+                in_place[image].append(await restart_and_measure(name, tmp, args.round_trips, POOL_ON,
+                                                                 settle=spares.settle))
+                await spares.settle()
+                own_client[image].append(await restart_and_measure(name, tmp, args.round_trips, POOL_ON,
+                                                                   own_context=True, settle=spares.settle))
+                await spares.settle()
+                new_container[image].append(await restart_and_measure(name, tmp, args.round_trips, POOL_ON_NO_KEEPER,
+                                                                      settle=spares.settle))
+                await spares.settle()
+                forced[image].append(await restart_and_measure(name, tmp, args.round_trips, POOL_ON, now=True,
+                                                               settle=spares.settle))
+                await spares.settle()
                 floors[image].append(floor(image))
             for label, child in gp.items():
                 await spares.settle()
@@ -358,6 +446,7 @@ async def main() -> None:
             idle = await spares.settle()
             memory[image].append(await spares.memory_mb(idle[name]))
             crowd[image] = await concurrent(name, tmp, args.concurrent, POOL_ON)
+        stopped = await shutdowns(specs[args.images[0]], tmp, args.shutdowns) if args.shutdowns else None
     finally:
         for child in gp.values():
             await child.close()
@@ -431,6 +520,24 @@ async def main() -> None:
         print(f"  idle spare memory: {median(memory[image]):.0f} MB (median of {len(memory[image])} spares)")
         print(f"  {args.concurrent} concurrent starts, pool on: {ok}/{args.concurrent} ready, {claimed} claimed a spare, "
               f"wall {wall:.2f} s, slowest {slowest:.2f} s")
+    print("\nrestarts (medians; seconds from the restart request until the client connected before it is ready, "
+          "its sockets from the kernel manager's context as a server's are; each kernel warm-started)")
+    print(f"{'':{width}}{'ready':>10}{'/ warm':>10}{'1+1 p50 ms':>12}  same container")
+    for image in args.images:
+        w = rows[f"{labels[image]} warm"]
+        for kind, runs in (("restart in place (the keeper, the default)", in_place[image]),
+                           ("the same, the client's sockets of a ZeroMQ context of its own", own_client[image]),
+                           ("restart in a new container (warm_restart False)", new_container[image]),
+                           ("forced restart (now=True: killed, new container)", forced[image])):
+            ready, trip = median([r.ready for r in runs]), median([r.round_trip for r in runs])
+            same = sum(r.same_container for r in runs)
+            print(f"  {image} {kind}:\n{'':{width}}{ready:10.3f}{ready / w.ready:9.2f}x{trip * 1000:12.2f}  {same}/{len(runs)}")
+        print(f"  (target: restart in place <= 1.50x the warm start's ready, {w.ready:.3f} s)")
+    if stopped is not None:
+        alone, together = stopped
+        print(f"\nshutdowns ({args.images[0]}, pool off, shutdown_kernel() as a server's kernel manager asks): one alone "
+              f"{alone:.2f} s; {args.shutdowns} at once {together:.2f} s = {together / alone:.1f}x one "
+              "(target <= 3x; through the REST API and a server's exit: bench/shutdowns.py)")
     for label, first_start in gp_first.items():
         print(f"\n{label}:\n  first start (imports GP, makes its response socket and keys): ready {first_start.ready:.3f} s")
 

@@ -252,6 +252,19 @@ async def wait_for_status(kc, state: str, timeout: float = 30, parent: str | Non
                 return
 
 
+async def start_running_cell(kc, code: str = "import time; time.sleep(60)", timeout: float = 30) -> str:
+    """Send a cell; return its msg_id once it runs (its first line has printed). Its "busy" status
+    comes before ipykernel sets its SIGINT handler for the request (between requests it ignores
+    SIGINT): an interrupt sent right at "busy" can be lost, as with a local kernel."""
+    msg_id = kc.execute("print('mlc-cell-running', flush=True)\n" + code)
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = await kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if (msg["msg_type"] == "stream" and "mlc-cell-running" in msg["content"]["text"]
+                and msg["parent_header"].get("msg_id") == msg_id):
+            return msg_id
+
+
 class ThrottledProxy:
     """A TCP proxy in front of a real server whose answers flow at ``rate`` bytes per second:
     a registry far away, so that a pull is still running when a test acts on it."""

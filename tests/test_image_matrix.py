@@ -38,6 +38,7 @@ from .conftest import (
     execute_after_error,
     our_kernel_containers,
     running_kernel,
+    start_running_cell,
     wait_for_status,
 )
 from .test_freeze import hadolint_errors, make_wheel
@@ -107,8 +108,7 @@ async def test_kernel_lifecycle(engine, workspace, image):
         assert (written.stat().st_uid, written.stat().st_gid) == (os.getuid(), os.getgid())
 
         # -- interrupt a running cell
-        msg_id = kc.execute("import time; time.sleep(60)")
-        await wait_for_status(kc, "busy")
+        msg_id = await start_running_cell(kc)
         await km.interrupt_kernel()
         while True:
             reply_msg = await kc.get_shell_msg(timeout=20)

@@ -18,6 +18,7 @@ from jupyter_mlcontainer.kernels.deaths import last_death
 from jupyter_mlcontainer.kernels.container_spec import CONTAINER_PORTS, KERNEL_NETWORK
 
 from .conftest import (
+    start_running_cell,
     wait_for_status,
     BASE_IMAGE,
     CACHE_VOLUME,
@@ -144,8 +145,7 @@ async def test_shared_cache_across_images_survives_containers(engine, workspace)
 
 async def test_interrupt_stops_a_sleeping_cell_quickly(engine, workspace):
     async with running_kernel(engine, BASE_IMAGE, workspace) as (km, kc):
-        msg_id = kc.execute("import time; time.sleep(60)")
-        await wait_for_status(kc, "busy")  # the cell is running
+        msg_id = await start_running_cell(kc)
         started = time.monotonic()
         await km.interrupt_kernel()
         while True:

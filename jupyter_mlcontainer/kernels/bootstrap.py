@@ -30,3 +30,6 @@ NETWORK_GATE_ENV = _script.NETWORK_GATE_ENV
 NO_PIP_ENV = _script.NO_PIP_ENV
 NETWORK_GATE_IN_CONTAINER = f"{CONNECTION_DIR_IN_CONTAINER}/network-ready"
 CLAIM_FIFO_IN_CONTAINER = _script.CLAIM_FIFO
+KEEPER_ENV = _script.KEEPER_ENV
+# The keeper's files, in the kernel's private folder (kernels/restarts.py reads and writes them there).
+RESTART_FILES_IN_CONTAINER = (_script.RESTART_FIFO, _script.RESTART_HOLD, _script.SHUTDOWN_MARK, _script.KERNEL_ENDED)

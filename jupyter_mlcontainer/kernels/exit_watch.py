@@ -42,6 +42,14 @@ class ExitWatch:
         # The PID is the engine's: it is ours only if that process is in this container.
         return cls(container_id, pid) if container_id_of_pid(pid) == container_id else None
 
+    @classmethod
+    def at(cls, container_id: str, pid: int) -> "ExitWatch | None":
+        """A watch of ``pid``, which the engine said is container ``container_id``'s first process
+        when it started it, if this host's ``/proc`` shows it so now (no engine call)."""
+        if pid <= 0 or container_id_of_pid(pid) != container_id:
+            return None
+        return cls(container_id, pid)
+
     def ended(self) -> bool:
         """Whether the container's first process has ended (its PID gone, or reused elsewhere)."""
         if not os.path.exists(f"{self.proc}/{self.pid}"):

@@ -48,7 +48,7 @@ from ..engines.base import (
     MountSpec,
 )
 from ..images.probe import ImageFacts
-from .bootstrap import BOOTSTRAP, NETWORK_GATE_ENV, NETWORK_GATE_IN_CONTAINER, NO_PIP_ENV
+from .bootstrap import BOOTSTRAP, KEEPER_ENV, NETWORK_GATE_ENV, NETWORK_GATE_IN_CONTAINER, NO_PIP_ENV
 from .container_spec import (
     CONTAINER_PORTS,
     KERNEL_NETWORK,
@@ -83,6 +83,7 @@ class LaunchSettings:
     slurm: Mapping[str, str] = field(default_factory=dict)  # a batch scheduler's options (ContainerSpec.scheduler)
     host_pip_wheel: str = ""  # this host's pip wheel, lent to a venv without pip (lent_pip_wheel)
     pull: str = "auto"  # a missing image: "auto" pulls it at start (launcher.py), "never" fails
+    warm_restart: bool = True  # a keeper in the container, for restarts in it (kernels/restarts.py)
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ class LaunchPlan:
     gpu_requests: list[GpuRequest]
     check_host_gpus: bool  # refuse GPUs this host does not have, before asking the engine
     may_use_spare: bool  # the warm pool may hand over a spare (its FIFO is in a folder of this host)
+    restarts_in_place: bool  # the kernel runs under a keeper: a restart may reuse its container
     memory_limit: str  # for a death's message ('8g')
     warnings: list[str] = field(default_factory=list)
 
@@ -246,6 +248,12 @@ def plan_launch(settings: LaunchSettings, backend: BackendFacts, image: ImageFac
         # The kernel's `%pip` says the same, and fails, instead of "No module named pip" (bootstrap).
         environment.env[NO_PIP_ENV] = no_pip
         environment.injected.append(NO_PIP_ENV)
+    # A restart in the kernel's container talks to its keeper through files of its folder: only
+    # where that folder is this host's (no spare's FIFO, no keeper on an engine elsewhere).
+    restarts_in_place = settings.warm_restart and backend.location.local and launch.connection_files is None
+    if restarts_in_place:
+        environment.env[KEEPER_ENV] = "1"
+        environment.injected.append(KEEPER_ENV)
     if environment.overridden_gpu_env:
         warnings.append(f"NVIDIA_VISIBLE_DEVICES={environment.overridden_gpu_env} from the kernelspec is overridden "
                         "with 'void' because the kernel has no GPUs (--gpus none); use --gpus to give it GPUs")
@@ -263,6 +271,7 @@ def plan_launch(settings: LaunchSettings, backend: BackendFacts, image: ImageFac
         gpu_requests=requests,
         check_host_gpus=bool(requests) and not backend.gpus_placed_by_scheduler,
         may_use_spare=settings.warm_pool_size > 0 and backend.location.local,
+        restarts_in_place=restarts_in_place,
         memory_limit=memory or "",
         warnings=warnings,
     )

@@ -59,7 +59,8 @@ from .launch_plan import (
 )
 from .pool import WarmPool, claimed, discard_spare, get_pool, remove_at_exit
 from .readiness import KernelNotReady, wait_for_kernel_ports
-from .spares import Spare, template_of
+from .restarts import HeldContainer, hand_restart, kernel_ended, why_not_in_place
+from .spares import Spare, Template, template_of
 from .watcher import get_watcher
 
 # Launches wait for their kernel's ports (up to startup_timeout) in threads of their own: in
@@ -90,6 +91,10 @@ class KernelState:
     kernel_ip: str = "127.0.0.1"  # where its published ports are reached; ipc: the sockets' base
     cwd: str | None = None
     memory_limit: str = ""  # as asked ('8g'), for a death's message
+    keeper: bool = False  # the kernel runs under a keeper: a restart may reuse its container (restarts.py)
+    made_from: tuple[str, str] | None = None  # (template key, image id) of the running container
+    held: HeldContainer | None = None  # the container a restart in place would reuse
+    first_pid: int = 0  # the container's first process as the engine started it (its PID there)
 
     def remove_conn_dir(self) -> None:
         conn_dir, self.conn_dir = self.conn_dir, None
@@ -154,7 +159,16 @@ class Launcher:
         self.signature_scheme = manager.session.signature_scheme if manager is not None else "hmac-sha256"
 
     def launch(self, cmd: list[str], launch_kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Start the kernel; return its connection info. Blocking (run in :data:`LAUNCHES`)."""
+        """Start the kernel; return its connection info. Blocking (run in :data:`LAUNCHES`).
+        A container held for a restart in place that this launch did not reuse is removed."""
+        try:
+            return self._launch(cmd, launch_kwargs)
+        finally:
+            held, self.state.held = self.state.held, None
+            if held is not None:
+                discard_container(self.backend, self.state, held.container_id, for_restart=True)
+
+    def _launch(self, cmd: list[str], launch_kwargs: dict[str, Any]) -> dict[str, Any]:
         backend, image = self.backend, self.settings.image
         try:
             facts = probe_image_sync(backend, image)
@@ -181,7 +195,8 @@ class Launcher:
             # key, mounted read-write because ipykernel may rewrite it; one per launch, but on the
             # ipc transport one per kernel (its sockets' path is the connection clients keep).
             state = self.state
-            if not (state.transport == "ipc" and state.host_ports and state.conn_dir and os.path.isdir(state.conn_dir)):
+            kept = state.held is not None or (state.transport == "ipc" and state.host_ports)
+            if not (kept and state.conn_dir and os.path.isdir(state.conn_dir)):
                 state.conn_dir = new_connection_dir(self.kernel_id)
             try:
                 return self._launch_in(state.conn_dir, facts, user, cwd, workspace, key, cmd, launch_kwargs)
@@ -271,7 +286,11 @@ class Launcher:
             self.log.warning("Kernel %s: %s", self.kernel_id, warning)
         state.memory_limit = plan.memory_limit
         state.kernel_ip = location.address
-        container_id, host_ports = self._start(plan, facts, conn_dir, key, curve, workspace)
+        template = template_of(plan.spec, facts.image_id, conn_dir, workspace)
+        held, state.held = state.held, None
+        started = self._restart_in_place(held, plan, template, conn_dir) if held is not None else None
+        container_id, host_ports = started or self._start(plan, template, conn_dir, key, curve)
+        state.keeper, state.made_from = plan.restarts_in_place, (template.key, template.image_id)
         conn_dir = state.conn_dir or conn_dir  # a claimed spare's folder, if one was claimed
         state.container_id = container_id
         _LIVE[container_id] = (self.backend, conn_dir)
@@ -292,21 +311,44 @@ class Launcher:
         }
 
     def _start(
-        self, plan: LaunchPlan, facts: ImageFacts, conn_dir: str, key: bytes, curve: dict[str, str], workspace: str,
+        self, plan: LaunchPlan, template: Template, conn_dir: str, key: bytes, curve: dict[str, str],
     ) -> tuple[str, dict[str, int]]:
-        """Claim a spare of the warm pool for the plan's container, else create it; then offer the
-        pool a spare for the next start. A restart asks for its previous host ports (ipc: keeps its
-        folder): only a fresh start can take a spare."""
+        """Claim a spare of the warm pool for the plan's container (``template``), else create it;
+        then offer the pool a spare for the next start. A restart asks for its previous host ports
+        (ipc: keeps its folder): only a fresh start can take a spare."""
         pool = get_pool(self.backend) if plan.may_use_spare else None
-        template = template_of(plan.spec, facts.image_id, conn_dir, workspace) if pool is not None else None
-        spare = pool.claim(template.key, facts.image_id) if template is not None and not self.state.host_ports else None
+        spare = pool.claim(template.key, template.image_id) if pool is not None and not self.state.host_ports else None
         if spare is not None:
             started = self._start_on_spare(pool, spare, plan, conn_dir, key, curve)
         else:
             started = self._create_and_start(plan.cold_spec)
-        if template is not None:
+        if pool is not None:
             pool.offer(template, self.settings.warm_pool_size, self.warm_pool_idle_timeout)
         return started
+
+    def _restart_in_place(
+        self, held: HeldContainer, plan: LaunchPlan, template: Template, conn_dir: str,
+    ) -> tuple[str, dict[str, int]] | None:
+        """A restart whose container its keeper holds (restarts.py): hand the keeper the kernel's
+        part (the connection file is written) and keep the container, its ports and folder;
+        None, with the container removed and the reason logged, when the restart must be cold."""
+        backend, state = self.backend, self.state
+        watcher = get_watcher(backend)
+        cid = held.container_id
+        running = watcher.exit_of(cid) is None and (watcher.healthy or _running(backend, cid))
+        reason = why_not_in_place(held, template.key, template.image_id, self.settings.image, running,
+                                  kernel_ended(conn_dir))
+        if not reason:
+            spec = plan.spec
+            try:
+                hand_restart(conn_dir, {"env": spec.env, "cwd": spec.working_dir, "argv": spec.command})
+                self.log.info("Kernel %s: restarting in its container %s", self.kernel_id, cid[:12])
+                return cid, dict(state.host_ports or {})
+            except OSError as exc:
+                reason = f"its keeper did not take the restart ({exc})"
+        self.log.info("Kernel %s: restarting in a new container: %s", self.kernel_id, reason)
+        discard_container(backend, state, cid, for_restart=True)
+        return None
 
     def _start_on_spare(
         self, pool: WarmPool, spare: Spare, plan: LaunchPlan, conn_dir: str, key: bytes, curve: dict[str, str],
@@ -327,7 +369,7 @@ class Launcher:
             return self._create_and_start(plan.cold_spec)
         claimed(spare.container_id)
         shutil.rmtree(conn_dir, ignore_errors=True)
-        self.state.conn_dir = spare.conn_dir
+        self.state.conn_dir, self.state.first_pid = spare.conn_dir, spare.pid
         self.log.debug("Kernel %s: claimed spare %s", self.kernel_id, spare.container_id[:12])
         return spare.container_id, spare.host_ports
 
@@ -356,6 +398,8 @@ class Launcher:
                                  "(connected clients must reconnect)", self.kernel_id)
                 spec.ports = dict.fromkeys(spec.ports)
         cid = attrs["Id"]
+        pid = (attrs.get("State") or {}).get("Pid")
+        self.state.first_pid = pid if isinstance(pid, int) and pid > 0 else 0
         if spec.network_after_start:
             write_text_safely(gate, "")  # the kernel's bootstrap waits for it (scripts/bootstrap.py)
         self.state.kernel_ip = (attrs.get("Node") or {}).get("Addr") or self.state.kernel_ip  # a scheduler's node

@@ -25,9 +25,6 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
-import errno
-import fcntl
-import json
 import logging
 import os
 import shutil
@@ -44,7 +41,7 @@ from .bootstrap import SPARE_BOOTSTRAP
 from .claims import forget_claim
 from .connection import new_connection_dir, published_ports
 from .container_spec import CONTAINER_PORTS
-from .spares import CLAIM_FIFO, Spare, Template, open_fifo_for_writing, per_kernel
+from .spares import CLAIM_FIFO, Spare, Template, per_kernel, write_claim
 
 log = logging.getLogger(__name__)
 
@@ -89,22 +86,7 @@ class WarmPool:
     def hand_over(self, spare: Spare, claim: dict[str, Any]) -> None:
         """Write the per-kernel part into the spare's FIFO (the connection file is already in
         its folder); the spare then runs the kernel. Raises OSError if the spare is not listening."""
-        deadline = time.monotonic() + 1.0
-        while True:
-            try:
-                fd = open_fifo_for_writing(os.path.join(spare.conn_dir, CLAIM_FIFO))
-                break
-            except OSError as exc:  # ENXIO: the FIFO exists but its reader is not in open() yet
-                if exc.errno != errno.ENXIO or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.005)
-        try:
-            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
-            data = json.dumps(claim).encode()
-            while data:
-                data = data[os.write(fd, data):]
-        finally:
-            os.close(fd)
+        write_claim(os.path.join(spare.conn_dir, CLAIM_FIFO), claim)
 
     def offer(self, template: Template, size: int, idle_timeout: float) -> None:
         """After a start of ``template``'s kernelspec: keep the template and top the pool up to
@@ -240,7 +222,7 @@ class WarmPool:
             self._discard(Spare(cid, conn_dir, {}, template.image_id, template.key))
             raise
         log.debug("Warm pool: spare %s ready for %s", cid[:12], spec.image)
-        return Spare(cid, conn_dir, ports, template.image_id, template.key)
+        return Spare(cid, conn_dir, ports, template.image_id, template.key, pid=_first_pid(attrs))
 
     def _ready(self, spare: Spare) -> bool:
         """Is the spare running and waiting on its FIFO (waiting up to WARMING_WAIT s for a
@@ -321,6 +303,11 @@ def discard_spare(engine: ContainerBackend, container_id: str, conn_dir: str) ->
         log.warning("Warm pool: could not remove spare %s: %s", container_id[:12], exc)
     forget_claim(container_id)
     shutil.rmtree(conn_dir, ignore_errors=True)
+
+
+def _first_pid(attrs: dict[str, Any]) -> int:
+    pid = (attrs.get("State") or {}).get("Pid")
+    return pid if isinstance(pid, int) and pid > 0 else 0
 
 
 def claimed(container_id: str) -> None:

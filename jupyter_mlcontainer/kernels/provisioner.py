@@ -30,10 +30,18 @@ import signal
 import time
 from typing import Any, Callable
 
+import zmq
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 
-from ..core.errors import ContainerNotFound, ContainerNotRunning, EngineError, EngineUnavailable, ImageNotUsable
+from ..core.errors import (
+    ContainerNotFound,
+    ContainerNotRunning,
+    EngineError,
+    EngineUnavailable,
+    ImageNotUsable,
+    PathRefused,
+)
 from ..core.settings import MLContainer
 from ..engines.base import CONNECTION_FILE_IN_CONTAINER, ContainerBackend
 from ..engines.registry import address_setting, backend_class, backend_for
@@ -43,6 +51,7 @@ from .launch_plan import LaunchSettings
 from .launcher import LAUNCHES, KernelState, Launcher, discard_container, host_pip_wheel, log_tail
 from .provisioner_options import ContainerKernelOptions
 from .readiness import zmq_socket_answers
+from .restarts import HeldContainer, kernel_ended, say_restart
 from .watcher import get_watcher
 
 PROVISIONER_NAME = "mlcontainer-docker"
@@ -68,6 +77,8 @@ class DockerKernelProvisioner(ContainerKernelOptions, KernelProvisionerBase):  #
     _exit_watch: ExitWatch | None = None  # the container's first process, watched once a shutdown is asked
     _death_recorded: bool = False
     _died: bool = False  # the container stopped unasked: the restart that follows may wait for the engine
+    _restart_said: bool = False  # the keeper was told the kernel's end is a restart's (restarts.py)
+    _first_process: tuple[str, ExitWatch | None] | None = None  # (container, its first process), for signals
 
     @property
     def state(self) -> KernelState:
@@ -127,6 +138,7 @@ class DockerKernelProvisioner(ContainerKernelOptions, KernelProvisionerBase):  #
         self._stopping = False
         self._death_recorded = False
         self._exit_watch = None
+        self._reconnect_quickly()
         try:
             if self._died:  # the restarter's restart: an engine restarting takes a few seconds
                 await self._wait_for_engine()
@@ -144,6 +156,16 @@ class DockerKernelProvisioner(ContainerKernelOptions, KernelProvisionerBase):  #
             self.log.error("Kernel %s could not start: %s", self.kernel_id, exc)
             # No chained SDK traceback: jupyter_client logs this error with its traceback.
             raise DockerKernelProvisioner.start_error_adapter(exc) from None
+
+    def _reconnect_quickly(self) -> None:
+        """Have the kernel manager's clients (a server's channels to the browser are made from its
+        ZeroMQ context) reconnect 10 ms after a kernel's sockets went away, then every 20-50 ms,
+        instead of ZeroMQ's fixed 0.1 s: a restart in the kernel's container is back on the same
+        sockets in less than that. Sockets made from the context from now on get it."""
+        context = getattr(self.parent, "context", None)
+        if isinstance(context, zmq.Context) and not context.closed:
+            context.setsockopt(zmq.RECONNECT_IVL, 10)
+            context.setsockopt(zmq.RECONNECT_IVL_MAX, 50)
 
     async def _wait_for_engine(self) -> None:
         """Before restarting a kernel whose container stopped unasked (perhaps with its engine):
@@ -179,6 +201,8 @@ class DockerKernelProvisioner(ContainerKernelOptions, KernelProvisionerBase):  #
         cid = self.container_id
         if cid is None:
             return 0
+        if self._restart_said and await self._kernel_ended_soon():
+            return 0  # the kernel ended for the restart; its keeper holds the container
         watcher = get_watcher(self.engine)
         event = watcher.exit_of(cid)
         unreachable = ""
@@ -208,6 +232,20 @@ class DockerKernelProvisioner(ContainerKernelOptions, KernelProvisionerBase):  #
             self._death_recorded = True
             await self._record_death(cid, code, unreachable)
         return code
+
+    async def _kernel_ended_soon(self, within: float = 0.1) -> bool:
+        """Whether the keeper says the kernel ended, waiting up to ``within`` s for it: the
+        kernel manager polls every 0.1 s while a restart's kernel shuts down, and a restart in
+        place takes less than that."""
+        conn_dir = self.state.conn_dir
+        deadline = time.monotonic() + within
+        while conn_dir:
+            if kernel_ended(conn_dir):
+                return True
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.002)
+        return False
 
     def _heartbeat_answers(self) -> bool:
         port = (self.host_ports or {}).get("hb_port")
@@ -272,6 +310,8 @@ class DockerKernelProvisioner(ContainerKernelOptions, KernelProvisionerBase):  #
         cid = self.container_id
         if cid is None:
             return
+        if signum != signal.SIGKILL and await self._signal_directly(cid, signum):
+            return
         try:
             await self.engine.run_blocking(self.engine.signal_container_sync, cid, signum)
         except (ContainerNotRunning, ContainerNotFound):
@@ -280,6 +320,29 @@ class DockerKernelProvisioner(ContainerKernelOptions, KernelProvisionerBase):  #
             if await asyncio.to_thread(self._heartbeat_answers):
                 raise
             # Its engine took it down: nothing to signal (the restart waits for the engine).
+
+    async def _watch_first_process(self, cid: str) -> ExitWatch | None:
+        """The container's first process where this host's /proc shows it (None: it does not),
+        found once per container: from what the engine said at its start, else one inspect."""
+        known = self._first_process
+        if known is None or known[0] != cid:
+            watch = ExitWatch.at(cid, self.state.first_pid) or await asyncio.to_thread(ExitWatch.of, self.engine, cid)
+            known = self._first_process = (cid, watch)
+        return known[1]
+
+    async def _signal_directly(self, cid: str, signum: int) -> bool:
+        """Deliver ``signum`` to the container's first process as the engine would, without the
+        engine (an interrupt, and the one every shutdown and restart starts with: 10-15 ms less
+        each), where this process sees and may signal it: an engine of this host, a kernel of
+        this user. Its host PID is asked once per container (exit_watch.py); False: ask the engine."""
+        watch = await self._watch_first_process(cid)
+        if watch is None or watch.ended():
+            return False
+        try:
+            os.kill(watch.pid, signum)
+        except OSError:  # not ours to signal (another user's engine), or just gone
+            return False
+        return True
 
     async def kill(self, restart: bool = False) -> None:
         """Called by the kernel manager when a kernel does not stop by itself."""
@@ -292,24 +355,42 @@ class DockerKernelProvisioner(ContainerKernelOptions, KernelProvisionerBase):  #
 
     async def shutdown_requested(self, restart: bool = False) -> None:
         """Called after the kernel manager sent shutdown_request: the exit that follows is ours,
-        and :meth:`poll` sees it through the container's first process where it can (exit_watch.py)."""
+        and :meth:`poll` sees it through the container's first process where it can (exit_watch.py).
+        A kernel under a keeper is told at once whether a restart follows (restarts.py)."""
         self._stopping = True
-        cid = self.container_id
-        if cid is not None:
-            self._exit_watch = await asyncio.to_thread(ExitWatch.of, self.engine, cid)
+        cid, state = self.container_id, self.state
+        if cid is not None and state.keeper and state.conn_dir:
+            try:  # as soon as may be: the keeper gives the word HOLD_GRACE s to come
+                say_restart(state.conn_dir, restart)
+                self._restart_said = restart
+            except FileNotFoundError:
+                pass  # its folder is gone: the keeper ends with the kernel
+            except (OSError, PathRefused) as exc:
+                self.log.warning("Kernel %s: could not tell its container's keeper of the %s: %s", self.kernel_id,
+                                 "restart" if restart else "shutdown", exc)
+        if cid is not None and not self._restart_said:
+            self._exit_watch = await self._watch_first_process(cid)
 
     async def cleanup(self, restart: bool = False) -> None:
         """Called last on shutdown and before a restart's launch: remove the container.
 
         On restart the host ports are kept so that the new container publishes the same ones
         (ipc: the folder with the sockets is kept, for the new container to bind them again).
+        A container whose keeper holds it for the restart is kept, with its folder (restarts.py).
         """
         cid, self.container_id = self.container_id, None
-        if cid is not None:
-            await self.engine.call(functools.partial(discard_container, for_restart=restart), self.engine, self.state, cid)
+        state, said, self._restart_said = self.state, self._restart_said, False
+        if restart and said and cid is not None and state.made_from and state.conn_dir and kernel_ended(state.conn_dir):
+            state.held = HeldContainer(cid, *state.made_from)  # the restart's launch decides (launcher.py)
+        elif cid is not None:
+            if restart and state.keeper:
+                self.log.info("Kernel %s: restarting in a new container: %s", self.kernel_id,
+                              "it did not end by itself in time" if said else
+                              "the restart was forced (the kernel was killed or had died)")
+            await self.engine.call(functools.partial(discard_container, for_restart=restart), self.engine, state, cid)
         self._death_recorded = False
-        if not (restart and self.state.transport == "ipc"):
-            self.state.remove_conn_dir()  # a restart's launch makes a new one
+        if not (restart and (state.transport == "ipc" or state.held)):
+            state.remove_conn_dir()  # a restart's launch makes a new one
         if not restart:
             self.host_ports = None
 

@@ -193,6 +193,18 @@ class ContainerKernelOptions(LoggingConfigurable):
         help="Seconds after the last start of a kernelspec when its spares are removed: "
         "kernelspecs nobody used for that long hold no containers.",
     )
+    warm_restart = Bool(
+        True,
+        config=True,
+        help="Restart a kernel in its own container where the engine is on this host: the kernel runs "
+        "under a small keeper process, and a restart (JupyterLab's, or any restart that first asks the "
+        "kernel to shut down) forks the new kernel from it, already imported, so connected clients "
+        "keep their ports or sockets and the restart costs about a warm start. As on a local kernel's "
+        "restart, files the old kernel left in the container's own /tmp stay; what it left running is "
+        "killed. A restart after a kernel died, a forced one, or one whose kernelspec, settings or "
+        "image changed starts a new container (logged with the reason). False: every restart starts "
+        "a new container.",
+    )
     engine_return_timeout = Float(
         120.0,
         config=True,

@@ -1,12 +1,14 @@
 """What a spare is: the *template* of a kernelspec's cold start (its container spec less what
 differs per kernel, whose key says whether a spare fits a start), a spare's record, and the
-one safe way to open a spare's claim FIFO. Values only; the pool (pool.py) keeps and claims them.
+one safe way to write a spare's (or a kernel keeper's) claim FIFO. Values only; the pool
+(pool.py) keeps and claims them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -47,6 +49,7 @@ class Spare:
     image_id: str
     key: str
     created: float = field(default_factory=time.monotonic)
+    pid: int = 0  # its first process, as the engine (a host PID where the engine is this host's)
 
 
 def template_of(spec: ContainerSpec, image_id: str, connection_dir: str, workspace: str) -> Template:
@@ -89,3 +92,25 @@ def open_fifo_for_writing(path: str) -> int:
         return os.open(f"/proc/self/fd/{pin}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     finally:
         os.close(pin)
+
+
+def write_claim(path: str, claim: dict, wait: float = 1.0) -> None:
+    """Write ``claim`` (JSON) into the FIFO at ``path``, which a spare or a kernel's keeper reads:
+    the per-kernel part of a start. Waits up to ``wait`` s for the reader to be in its open().
+    Raises OSError when nothing reads it."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fd = open_fifo_for_writing(path)
+            break
+        except OSError as exc:  # ENXIO: the FIFO exists but its reader is not in open() yet
+            if exc.errno != errno.ENXIO or time.monotonic() > deadline:
+                raise
+            time.sleep(0.002)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        data = json.dumps(claim).encode()
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)

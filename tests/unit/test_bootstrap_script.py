@@ -57,3 +57,19 @@ def test_it_refuses_a_home_others_can_write_or_a_link(tmp_path):
     link.symlink_to(tmp_path)
     refused = run(tmp_path, link, [sys.executable, "-c", "print('ran')"])
     assert refused.returncode == bootstrap.HOME_REFUSED_EXIT and "a link" in refused.stderr
+
+
+def test_the_keeper_ends_with_its_kernels_status(tmp_path):
+    """Under the keeper (a restart in the kernel's container: kernels/restarts.py) the kernel is
+    its child; a kernel that exits or is killed ends the keeper with the same status (128+N for
+    signal N), so the container's exit code and the death's message read as before."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    home = cache / "ada"
+    keeper = {bootstrap.KEEPER_ENV: "1"}
+    exited = run(cache, home, [sys.executable, "-c", "import sys; sys.exit(3)"], **keeper)
+    assert exited.returncode == 3, exited.stderr
+    killed = run(cache, home, [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"], **keeper)
+    assert killed.returncode == 128 + 15, killed.stderr
+    said = run(cache, home, [sys.executable, "-c", "import os; print('parent', os.getppid())"], **keeper)
+    assert said.returncode == 0 and said.stdout.split()[0] == "parent"  # a clean end, no restart asked: ends too

@@ -8,7 +8,8 @@ import pytest
 
 from jupyter_mlcontainer.core.errors import BadRequest, EngineError
 from jupyter_mlcontainer.engines.base import EngineKind, EngineLocation
-from jupyter_mlcontainer.kernels.bootstrap import NETWORK_GATE_ENV
+from jupyter_mlcontainer.core.labels import LABEL_INJECTED_ENV
+from jupyter_mlcontainer.kernels.bootstrap import KEEPER_ENV, NETWORK_GATE_ENV
 from jupyter_mlcontainer.kernels.launch_plan import (
     BackendFacts, LaunchSettings, choose_transport, choose_workspace, resolve_gpus,
 )
@@ -87,6 +88,16 @@ def test_the_warm_pool_serves_only_when_asked_for():
     assert plan().may_use_spare is False
     pooled = LaunchSettings(image="repo/img:1", gpus="2", warm_pool_size=1)
     assert plan(settings=pooled).may_use_spare is True
+
+
+def test_a_kernel_restarts_in_its_container_only_where_its_folder_is_this_hosts():
+    here = plan()
+    assert here.restarts_in_place is True and here.spec.env[KEEPER_ENV] == "1"
+    assert KEEPER_ENV in here.spec.labels[LABEL_INJECTED_ENV].split(",")
+    elsewhere = plan(location=ELSEWHERE, connection_files={"kernel.json": b"{}", "p": b"", "g": b""})
+    assert elsewhere.restarts_in_place is False and KEEPER_ENV not in elsewhere.spec.env
+    off = plan(settings=LaunchSettings(image="repo/img:1", gpus="2", warm_restart=False))
+    assert off.restarts_in_place is False and KEEPER_ENV not in off.spec.env
 
 
 def test_a_kernelspec_gpu_variable_overridden_by_no_gpu_is_said():

@@ -23,6 +23,15 @@ NETWORK_GATE_TIMEOUT = 60
 CLAIM_FIFO = "/run/mlcontainer/claim"  # a spare waits here for its kernel's part (kernels/pool.py)
 SPARE_REEXEC_ENV = "MLCONTAINER_SPARE_REEXEC"
 NO_PIP_ENV = "MLCONTAINER_NO_PIP"  # a venv without pip that none could be lent to: what to do instead
+# The keeper (keep()): a kernel whose restart may reuse its container. Its files are in the kernel's
+# private folder, which the provisioner reads and writes too (kernels/restarts.py).
+KEEPER_ENV = "MLCONTAINER_KEEPER"
+RESTART_FIFO = "/run/mlcontainer/restart"  # the restart's per-kernel part, as a spare's claim
+RESTART_HOLD = "/run/mlcontainer/restart-hold"  # the provisioner's: the kernel's end is a restart's
+SHUTDOWN_MARK = "/run/mlcontainer/shutdown"  # the provisioner's: the kernel's end is a shutdown's
+KERNEL_ENDED = "/run/mlcontainer/kernel-ended"  # the keeper's: the kernel ended, its container waits
+HOLD_GRACE = 0.5  # how long an ended kernel's keeper waits for either word before it ends too
+KEEPER_RESUME_ENV = "MLCONTAINER_KEEPER_RESUME"  # a keeper started afresh: the restart it carries on
 
 
 def refuse(why):
@@ -243,6 +252,195 @@ def run_or_exec(argv, in_process):
         os.execvp(argv[0], argv)
 
 
+def site_marks():
+    """When each folder imports come from last changed: installing or removing a package (or a
+    .pth file, read only at an interpreter's start) changes its folder's. A kernel forked from a
+    keeper whose marks changed would run what the keeper imported, so it starts afresh instead."""
+    import site
+    folders = [e for e in sys.path if e]
+    if site.ENABLE_USER_SITE:
+        folders.append(site.getusersitepackages())
+    marks = []
+    for folder in folders:
+        try:
+            marks.append(os.stat(folder).st_mtime_ns)
+        except OSError:
+            marks.append(None)
+    return marks
+
+
+def end_other_processes():
+    """Kill what the ended kernel left running (a subprocess, a background job, a data loader's
+    workers), as a new container would have none: every process below this keeper (orphans
+    come to it: it is a child subreaper). A process the engine started in the container (a
+    `docker exec`, freeze's inventory) is not the kernel's and is left alone. Blocking until reaped."""
+    import signal
+    parents = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/%s/stat" % name) as f:
+                    parents[int(name)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    me = os.getpid()
+    for pid in parents:
+        seen, up = set(), parents.get(pid)
+        while up and up != me and up not in seen:
+            seen.add(up)
+            up = parents.get(up)
+        if up == me and pid != me:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+
+
+def ended_for_restart():
+    """After the kernel ended cleanly: whether the provisioner asked for a restart (it writes its
+    word right after its shutdown request; HOLD_GRACE s at most for it). Either word is consumed."""
+    import time
+    deadline = time.monotonic() + HOLD_GRACE
+    while not (os.path.exists(RESTART_HOLD) or os.path.exists(SHUTDOWN_MARK)) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    hold = os.path.exists(RESTART_HOLD)
+    for path in (RESTART_HOLD, SHUTDOWN_MARK):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return hold
+
+
+def wait_for_restart():
+    """Say the kernel ended (KERNEL_ENDED) and wait for the restart's part: the environment,
+    working directory and argv, as a spare's claim. The container is removed instead when the
+    provisioner restarts cold."""
+    import json
+    if not os.path.exists(RESTART_FIFO):
+        os.mkfifo(RESTART_FIFO, 0o600)
+    os.close(os.open(KERNEL_ENDED, os.O_WRONLY | os.O_CREAT, 0o600))
+    with open(RESTART_FIFO) as f:
+        claim = json.load(f)
+    os.unlink(KERNEL_ENDED)
+    return claim
+
+
+def keep(argv, in_process):
+    """Run the kernel as a child of this process, which stays as the container's keeper, so that
+    a restart reuses the container: its ports or socket folder, mounts, GPUs and limits hold, and
+    clients stay connected. The keeper has imported what the kernel imports (ipykernel, IPython);
+    a restart forks a kernel from it, without an interpreter start or imports (a warm start's
+    cost). When a package changed meanwhile (site_marks()), the keeper first starts afresh in
+    this same process (resume_keeper()), so it imports what is installed now.
+
+    The container ends as before: a kernel that dies, or ends on its own or for a shutdown, ends
+    the keeper with the kernel's exit status (128+N for signal N). Signals for the container
+    (an interrupt, a stop) go on to the kernel. Only a kernel ended cleanly after the provisioner
+    said "restart" (RESTART_HOLD) is followed by another, once what it left running is killed.
+    Without KEEPER_ENV the kernel runs in this process, as it always did."""
+    import signal
+    if not os.environ.pop(KEEPER_ENV, None):
+        run_or_exec(argv, in_process)
+        return
+    if in_process and argv[2] in ("ipykernel_launcher", "ipykernel"):
+        try:
+            import ipykernel.ipkernel  # noqa: F401  (once, for every kernel this keeper forks)
+            import ipykernel.kernelapp  # noqa: F401
+        except Exception:
+            pass  # the kernel's own start says why
+    marks = site_marks()
+    for stale in (RESTART_HOLD, SHUTDOWN_MARK, KERNEL_ENDED):  # an earlier container's, in a folder kept
+        try:
+            os.unlink(stale)
+        except OSError:
+            pass
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(36, ctypes.c_ulong(1), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
+    except (ImportError, OSError, AttributeError):
+        pass  # PR_SET_CHILD_SUBREAPER: without it the init reaps the kernel's orphans
+    forwarded = [getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+                 if hasattr(signal, n)]
+    kernel = [0]
+
+    def forward(signum, frame):
+        if kernel[0]:
+            try:
+                os.kill(kernel[0], signum)
+            except OSError:
+                pass
+        elif signum != signal.SIGINT:  # between two kernels: a stop ends the container
+            os._exit(128 + signum)
+
+    for signum in forwarded:
+        signal.signal(signum, forward)
+    import gc
+    if hasattr(gc, "freeze"):  # Python 3.7+: the kernel's collections leave the shared pages alone
+        gc.freeze()
+    while True:
+        pid = os.fork()
+        if pid == 0:
+            for signum in forwarded:
+                signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+            run_or_exec(argv, in_process)
+            os._exit(0)
+        kernel[0] = pid
+        while True:
+            try:
+                reaped, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                reaped, status = pid, 0
+            if reaped == pid:
+                break
+        kernel[0] = 0
+        code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        if code != 0 or not ended_for_restart():
+            os._exit(code)
+        end_other_processes()
+        claim = wait_for_restart()
+        os.environ.update(claim["env"])
+        if in_process and site_marks() != marks and getattr(sys, "orig_argv", None):
+            # Packages changed: a keeper started afresh in this same process (the container's)
+            # imports what is installed now, for this kernel and the next ones. An interrupt
+            # meanwhile is ignored (a disposition execve keeps), not a KeyboardInterrupt.
+            import json
+            os.environ[KEEPER_RESUME_ENV] = json.dumps({"cwd": claim["cwd"], "argv": claim["argv"]})
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.execv(sys.executable, sys.orig_argv)
+        os.environ.pop(KEEPER_ENV, None)
+        link_shared_models()
+        explain_missing_pip()
+        os.chdir(claim["cwd"])
+        argv = claim["argv"]
+        in_process = (len(argv) >= 3 and argv[1] == "-m" and in_process and site_marks() == marks)
+
+
+def resume_keeper():
+    """A keeper that started itself afresh (keep(), packages changed) carries on with the
+    restart it was handed, its environment already set. Returns False when there is none."""
+    import json
+    resume = os.environ.pop(KEEPER_RESUME_ENV, None)
+    if not resume:
+        return False
+    claim = json.loads(resume)
+    link_shared_models()
+    explain_missing_pip()
+    os.chdir(claim["cwd"])
+    argv = claim["argv"]
+    in_process = (len(argv) >= 3 and argv[1] == "-m"
+                  and os.path.realpath(argv[0]) == os.path.realpath(sys.executable))
+    keep(argv, in_process)
+    return True
+
+
 def kernel_main():
     """A kernel's container: the checks, then the kernel. Its usual argv, this same Python with
     ``-m module``, runs in this process: one interpreter start less (~0.03 s of every cold
@@ -250,6 +448,8 @@ def kernel_main():
     just made existed: Python puts those on sys.path at start only, so then the kernel starts
     afresh; nor for any other argv."""
     import site
+    if resume_keeper():
+        return
     check_home()
     set_no_new_privileges()
     _, made_prefix_site = make_user_site()
@@ -262,7 +462,7 @@ def kernel_main():
     in_process = (len(argv) >= 3 and argv[1] == "-m" and os.path.realpath(argv[0]) == os.path.realpath(sys.executable)
                   and not made_prefix_site and not (usersite and usersite not in sys.path))
     wait_for_network(argv, in_process)
-    run_or_exec(argv, in_process)
+    keep(argv, in_process)
 
 
 def spare_main():
@@ -280,6 +480,8 @@ def spare_main():
     place, still without a new container."""
     import json
     import site
+    if resume_keeper():
+        return
     check_home()
     pip_prefix, made_prefix_site = make_user_site()
     if site.ENABLE_USER_SITE:
@@ -315,4 +517,4 @@ def spare_main():
     os.chdir(claim["cwd"])
     argv = claim["argv"]
     in_process = len(argv) >= 3 and argv[1] == "-m" and site_mark() == mark
-    run_or_exec(argv, in_process)
+    keep(argv, in_process)

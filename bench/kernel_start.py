@@ -87,6 +87,7 @@ from traitlets.config import Config
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import gp_setup  # noqa: E402  (bench/gp_setup.py: Gateway Provisioners, set up as its docs say)
+from shutdowns import cpu_busy  # noqa: E402  (bench/shutdowns.py)
 
 # Debian's own ipykernel (6.17) and today's ipykernel 7.x from PyPI on the same Python.
 DEFAULT_IMAGES = ("mlcontainer-test/base:bookworm", "mlcontainer-test/ipykernel7:bookworm")
@@ -236,9 +237,19 @@ async def restart_and_measure(kernel_name: str, cwd: str, round_trips: int, conf
         await km.shutdown_kernel(now=True)
 
 
-async def shutdowns(kernel_name: str, cwd: str, n: int) -> tuple[float, float]:
-    """(one kernel's shutdown alone, ``n`` kernels' shut down at once: wall time), as a server's
-    kernel manager asks (shutdown_kernel(), the kernel asked first); starts untimed, pool off."""
+@dataclass
+class Shutdowns:
+    alone: float  # one kernel's shutdown_kernel(), wall seconds
+    together: float  # n kernels' at once, wall seconds
+    alone_cpu: float  # CPU seconds the machine spent meanwhile (all cores)
+    together_cpu: float
+
+
+async def measure_shutdowns(kernel_name: str, cwd: str, n: int) -> Shutdowns:
+    """One kernel's shutdown alone, and ``n`` kernels' at once, as a server's kernel manager asks
+    (shutdown_kernel(), the kernel asked first), with the CPU the machine spent meanwhile: when
+    the n shutdowns keep every core busy, their wall time is bound by the cores, not by waiting.
+    Starts untimed, pool off."""
 
     async def started() -> AsyncKernelManager:
         km = AsyncKernelManager(kernel_name=kernel_name, config=POOL_OFF)
@@ -246,13 +257,15 @@ async def shutdowns(kernel_name: str, cwd: str, n: int) -> tuple[float, float]:
         return km
 
     one = await started()
-    t0 = time.perf_counter()
+    await asyncio.sleep(1)  # the start's own work is over
+    c0, t0 = cpu_busy(), time.perf_counter()
     await one.shutdown_kernel()
-    alone = time.perf_counter() - t0
+    alone, alone_cpu = time.perf_counter() - t0, cpu_busy() - c0
     many = await asyncio.gather(*(started() for _ in range(n)))
-    t0 = time.perf_counter()
+    await asyncio.sleep(2)
+    c0, t0 = cpu_busy(), time.perf_counter()
     await asyncio.gather(*(km.shutdown_kernel() for km in many))
-    return alone, time.perf_counter() - t0
+    return Shutdowns(alone, time.perf_counter() - t0, alone_cpu, cpu_busy() - c0)
 
 
 def median(values: list[float]) -> float:
@@ -352,6 +365,7 @@ async def main() -> None:
     parser.add_argument("--round-trips", type=int, default=50)
     parser.add_argument("--concurrent", type=int, default=10)
     parser.add_argument("--shutdowns", type=int, default=20, help="kernels shut down at once (0: leave out)")
+    parser.add_argument("--shutdowns-only", action="store_true", help="measure only the shutdowns (of the first image)")
     parser.add_argument("--skip-gp", action="store_true", help="leave Gateway Provisioners out")
     parser.add_argument("--gp-child", nargs=2, metavar=("KERNEL", "CWD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -385,6 +399,15 @@ async def main() -> None:
             f"{gp_name}, GP_SOCKET_TIMEOUT=0": gp_setup.GatewayChild(
                 "GP_SOCKET_TIMEOUT=0", {**gp_env, "GP_SOCKET_TIMEOUT": "0"}, script, tmp),
         }
+
+    if args.shutdowns_only:
+        try:
+            await start_and_measure(specs[args.images[0]], tmp, 1, POOL_OFF)  # probe, cache volume
+            print_shutdowns(await measure_shutdowns(specs[args.images[0]], tmp, args.shutdowns), args.images[0],
+                            args.shutdowns)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
 
     try:
         # Warm-up: each image's first container start also probes it and prepares the cache
@@ -446,7 +469,7 @@ async def main() -> None:
             idle = await spares.settle()
             memory[image].append(await spares.memory_mb(idle[name]))
             crowd[image] = await concurrent(name, tmp, args.concurrent, POOL_ON)
-        stopped = await shutdowns(specs[args.images[0]], tmp, args.shutdowns) if args.shutdowns else None
+        stopped = await measure_shutdowns(specs[args.images[0]], tmp, args.shutdowns) if args.shutdowns else None
     finally:
         for child in gp.values():
             await child.close()
@@ -534,12 +557,20 @@ async def main() -> None:
             print(f"  {image} {kind}:\n{'':{width}}{ready:10.3f}{ready / w.ready:9.2f}x{trip * 1000:12.2f}  {same}/{len(runs)}")
         print(f"  (target: restart in place <= 1.50x the warm start's ready, {w.ready:.3f} s)")
     if stopped is not None:
-        alone, together = stopped
-        print(f"\nshutdowns ({args.images[0]}, pool off, shutdown_kernel() as a server's kernel manager asks): one alone "
-              f"{alone:.2f} s; {args.shutdowns} at once {together:.2f} s = {together / alone:.1f}x one "
-              "(target <= 3x; through the REST API and a server's exit: bench/shutdowns.py)")
+        print_shutdowns(stopped, args.images[0], args.shutdowns)
     for label, first_start in gp_first.items():
         print(f"\n{label}:\n  first start (imports GP, makes its response socket and keys): ready {first_start.ready:.3f} s")
+
+
+def print_shutdowns(stopped: Shutdowns, image: str, n: int) -> None:
+    cores = os.cpu_count() or 1
+    print(f"\nshutdowns ({image}, pool off, shutdown_kernel() as a server's kernel manager asks; through the "
+          "REST API and a server's exit: bench/shutdowns.py):")
+    print(f"  one alone: {stopped.alone:.2f} s, the machine's CPU meanwhile {stopped.alone_cpu:.2f} core-s")
+    print(f"  {n} at once: {stopped.together:.2f} s = {stopped.together / stopped.alone:.1f}x one (target <= 3x), "
+          f"CPU {stopped.together_cpu:.2f} core-s of the {stopped.together * cores:.2f} its {cores} cores had "
+          f"({stopped.together_cpu / (stopped.together * cores):.0%} busy); {n} x one alone's CPU on {cores} cores "
+          f"takes at least {n * stopped.alone_cpu / cores:.2f} s")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ the project, e.g. ``git worktree add /tmp/mlc-base <commit>``), in one run on on
 - one kernel's ``DELETE api/kernels/<id>`` alone (median of ``--singles``);
 - ``--kernels`` kernels' DELETEs at once: the wall time and the slowest;
 - a server holding ``--kernels`` kernels stopped with SIGTERM: the time until its process
-  exits, and the containers left behind (none, or it is a bug).
+  exits, and the containers left behind (none, or it is a bug);
+- the CPU the whole machine spent during one DELETE alone and during the ``--kernels`` at once:
+  where the cores are busy throughout, the wall time is bound by them, not by waiting.
 
 Kernels run in the test image mlcontainer-test/base:bookworm (scripts/build-test-images.sh),
 warm pool off (a spare would only add a container to remove). Run: python bench/shutdowns.py
@@ -106,6 +108,15 @@ class Server:
         return time.perf_counter() - started
 
 
+def cpu_busy() -> float:
+    """Seconds of CPU this machine's cores have spent busy so far (all processes: the kernels'
+    containers, the engine, the server), from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def kernel_containers() -> int:
     out = subprocess.run(["docker", "ps", "-aq", "--filter", "label=org.jupyter.mlcontainer.role=kernel"],
                          capture_output=True, text=True).stdout
@@ -127,22 +138,29 @@ async def measure(package_root: str, n: int, singles: int) -> dict[str, float]:
         before = kernel_containers()
         server = Server(package_root, data_dir, root)
         try:
-            alone = []
+            alone, alone_cpu = [], []
             for _ in range(singles):
                 (kid,) = await server.start_kernels(name, 1)
+                await asyncio.sleep(1)  # the start's own work is over
+                cpu = cpu_busy()
                 alone.append(await server.timed_delete(kid))
+                alone_cpu.append(cpu_busy() - cpu)
             ids = await server.start_kernels(name, n)
-            started = time.perf_counter()
+            await asyncio.sleep(2)
+            cpu, started = cpu_busy(), time.perf_counter()
             each = await asyncio.gather(*(server.timed_delete(kid) for kid in ids))
             wall = time.perf_counter() - started
+            together_cpu = cpu_busy() - cpu
             left_after_deletes = kernel_containers() - before
             await server.start_kernels(name, n)
         finally:
             exit_seconds = server.stop()
         left = kernel_containers() - before
     alone.sort()
+    alone_cpu.sort()
     return {"alone": alone[len(alone) // 2], "wall": wall, "slowest": max(each), "left_deletes": left_after_deletes,
-            "exit": exit_seconds, "left_exit": left}
+            "exit": exit_seconds, "left_exit": left, "alone_cpu": alone_cpu[len(alone_cpu) // 2],
+            "together_cpu": together_cpu}
 
 
 async def main() -> None:
@@ -161,6 +179,12 @@ async def main() -> None:
     for label, r in results.items():
         print(f"{label:{width}}{r['alone']:>8.2f}s{r['wall']:>10.2f}s{r['slowest']:>8.2f}s"
               f"{r['wall'] / r['alone']:>8.1f}x{r['left_deletes']:>6}{r['exit']:>18.2f}s{r['left_exit']:>6}")
+    cores = os.cpu_count() or 1
+    print(f"\nCPU the machine spent (all cores; the kernels' containers, the engine, the server), {cores} cores:")
+    for label, r in results.items():
+        print(f"  {label}: 1 alone {r['alone_cpu']:.2f} core-s; {n} at once {r['together_cpu']:.2f} core-s of the "
+              f"{r['wall'] * cores:.2f} the cores had ({r['together_cpu'] / (r['wall'] * cores):.0%} busy); {n} x 1 "
+              f"alone's CPU on {cores} cores takes at least {n * r['alone_cpu'] / cores:.2f} s")
 
 
 if __name__ == "__main__":

@@ -122,6 +122,17 @@ async def wait_until_ready(kc) -> float:
         return time.perf_counter()
 
 
+async def round_trip(kc, times: int) -> float:
+    """The median of ``times`` execute round trips of 1+1 (nan for none)."""
+    samples = []
+    for _ in range(times):
+        t1 = time.perf_counter()
+        reply = await kc.execute_interactive("1+1", timeout=30, output_hook=lambda msg: None)
+        samples.append(time.perf_counter() - t1)
+        assert reply["content"]["status"] == "ok"
+    return median(samples)
+
+
 async def drain_iopub(kc) -> None:
     """What wait_for_ready() does after the kernel is ready: read IOPub until 0.2 s of silence."""
     while True:
@@ -184,13 +195,8 @@ async def start_and_measure(
         claim = CLAIMS.at.pop(km.kernel_id, None)
         if before_round_trips is not None:
             await before_round_trips()
-        samples = []
-        for _ in range(round_trips):
-            t1 = time.perf_counter()
-            reply = await kc.execute_interactive("1+1", timeout=30, output_hook=lambda msg: None)
-            samples.append(time.perf_counter() - t1)
-            assert reply["content"]["status"] == "ok"
-        return Start(launched, ready, waited, median(samples), claim - t0 if claim is not None else math.nan)
+        trip = await round_trip(kc, round_trips)
+        return Start(launched, ready, waited, trip, claim - t0 if claim is not None else math.nan)
     finally:
         kc.stop_channels()
         await km.shutdown_kernel(now=True)
@@ -225,13 +231,7 @@ async def restart_and_measure(kernel_name: str, cwd: str, round_trips: int, conf
         await km.restart_kernel(now=now)
         ready = await asyncio.wait_for(wait_until_ready(kc), 120) - t0
         await drain_iopub(kc)
-        samples = []
-        for _ in range(round_trips):
-            t1 = time.perf_counter()
-            reply = await kc.execute_interactive("1+1", timeout=30, output_hook=lambda msg: None)
-            samples.append(time.perf_counter() - t1)
-            assert reply["content"]["status"] == "ok"
-        return Restart(ready, median(samples), km.provisioner.container_id == before)
+        return Restart(ready, await round_trip(kc, round_trips), km.provisioner.container_id == before)
     finally:
         kc.stop_channels()
         await km.shutdown_kernel(now=True)

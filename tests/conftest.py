@@ -252,6 +252,19 @@ async def wait_for_status(kc, state: str, timeout: float = 30, parent: str | Non
                 return
 
 
+def spares_of(engine, kernelspec: str) -> list[str]:
+    from jupyter_mlcontainer.kernels.pool import get_pool
+
+    return [s["container_id"] for s in get_pool(engine).describe() if s["kernelspec"] == kernelspec]
+
+
+async def a_spare(engine, kernelspec: str) -> str:
+    async def made():
+        return spares_of(engine, kernelspec)
+
+    return (await wait_until(made, timeout=60))[0]
+
+
 async def start_running_cell(kc, code: str = "import time; time.sleep(60)", timeout: float = 30) -> str:
     """Send a cell; return its msg_id once it runs (its first line has printed). Its "busy" status
     comes before ipykernel sets its SIGINT handler for the request (between requests it ignores

@@ -14,25 +14,21 @@ import pytest
 
 from jupyter_mlcontainer.cache.volume import remove_cache_volume
 
-from .conftest import BASE_IMAGE, IPYKERNEL7_IMAGE, add_spec, execute, our_kernel_containers, wait_until
+from .conftest import (
+    BASE_IMAGE,
+    IPYKERNEL7_IMAGE,
+    a_spare,
+    add_spec,
+    execute,
+    our_kernel_containers,
+    spares_of,
+    wait_until,
+)
 
 
 @pytest.fixture
 def pool_on(monkeypatch):
     monkeypatch.setenv("MLCONTAINER_WARM_POOL", "1")
-
-
-def spares_of(engine, kernelspec: str) -> list[str]:
-    from jupyter_mlcontainer.kernels.pool import get_pool
-
-    return [s["container_id"] for s in get_pool(engine).describe() if s["kernelspec"] == kernelspec]
-
-
-async def a_spare(engine, kernelspec: str) -> str:
-    async def made():
-        return spares_of(engine, kernelspec)
-
-    return (await wait_until(made, timeout=60))[0]
 
 
 async def start_session(jp_fetch, path: str, kernelspec: str) -> dict:

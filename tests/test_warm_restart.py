@@ -13,19 +13,18 @@ import uuid
 import pytest
 
 from jupyter_mlcontainer.kernels.claims import kernel_containers
-from jupyter_mlcontainer.kernels.pool import get_pool
 
 from .conftest import (
     BASE_IMAGE,
     CUDA_IMAGE,
     IPYKERNEL7_IMAGE,
+    a_spare,
     add_spec,
     execute,
     execute_after_error,
     our_kernel_containers,
     running_kernel,
     start_running_cell,
-    wait_until,
 )
 
 IMAGES = pytest.mark.parametrize("image", [BASE_IMAGE, IPYKERNEL7_IMAGE], ids=["debian-6.17", "ipykernel7"])
@@ -92,10 +91,7 @@ async def test_a_warm_started_kernel_restarts_in_the_spare_it_claimed(engine, jp
 
     await start()  # cold: the pool learns the kernelspec
 
-    async def spare() -> list[str]:
-        return [s["container_id"] for s in get_pool(engine).describe() if s["kernelspec"] == name]
-
-    spare_id = (await wait_until(spare, timeout=60))[0]
+    spare_id = await a_spare(engine, name)
     kernel_id = await start()
     km = jp_serverapp.kernel_manager.get_kernel(kernel_id)
     assert km.provisioner.container_id == spare_id  # warm

@@ -11,10 +11,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from ..core.errors import EngineError
 from ..engines.base import ContainerBackend
 from ..machine.gpu import container_id_of_pid
+
+
+def first_pid(state: dict[str, Any]) -> int:
+    """The PID of a container's first process in the engine's ``State`` of it (as the engine
+    sees it); 0 when there is none."""
+    pid = state.get("Pid")
+    return pid if isinstance(pid, int) and pid > 0 else 0
 
 
 @dataclass(frozen=True)
@@ -29,23 +37,21 @@ class ExitWatch:
     def of(cls, backend: ContainerBackend, container_id: str) -> "ExitWatch | None":
         """A watch of the running container, or None where this process cannot see its
         processes (an engine on another host or in another PID namespace, a cluster node).
-        Blocking (one inspect). Called by the provisioner once its shutdown request is sent."""
+        Blocking (one inspect). Called by the provisioner when it first signals or watches a
+        container whose start did not leave it a PID that serves (:meth:`at`)."""
         if not backend.location.local:
             return None
         try:
             state = backend.container_state_sync(container_id) or {}
         except EngineError:
             return None
-        pid = state.get("Pid")
-        if not state.get("Running") or not isinstance(pid, int) or pid <= 0:
-            return None
-        # The PID is the engine's: it is ours only if that process is in this container.
-        return cls(container_id, pid) if container_id_of_pid(pid) == container_id else None
+        return cls.at(container_id, first_pid(state)) if state.get("Running") else None
 
     @classmethod
     def at(cls, container_id: str, pid: int) -> "ExitWatch | None":
         """A watch of ``pid``, which the engine said is container ``container_id``'s first process
-        when it started it, if this host's ``/proc`` shows it so now (no engine call)."""
+        when it started it, if this host's ``/proc`` shows it so now (no engine call): the PID is
+        the engine's, and it is ours only if that process is in this container."""
         if pid <= 0 or container_id_of_pid(pid) != container_id:
             return None
         return cls(container_id, pid)

@@ -47,6 +47,7 @@ from .bootstrap import HOME_REFUSED_EXIT, NETWORK_GATE_IN_CONTAINER
 from .claims import forget_claim, record_claim
 from .connection import curve_keys, ipc_base, ipc_fits, new_connection_dir, published_ports, write_connection_file
 from .container_spec import CONTAINER_PORTS, KERNEL_NETWORK, container_user_for
+from .exit_watch import first_pid
 from .launch_plan import (
     BackendFacts,
     KernelLaunch,
@@ -398,8 +399,7 @@ class Launcher:
                                  "(connected clients must reconnect)", self.kernel_id)
                 spec.ports = dict.fromkeys(spec.ports)
         cid = attrs["Id"]
-        pid = (attrs.get("State") or {}).get("Pid")
-        self.state.first_pid = pid if isinstance(pid, int) and pid > 0 else 0
+        self.state.first_pid = first_pid(attrs.get("State") or {})
         if spec.network_after_start:
             write_text_safely(gate, "")  # the kernel's bootstrap waits for it (scripts/bootstrap.py)
         self.state.kernel_ip = (attrs.get("Node") or {}).get("Addr") or self.state.kernel_ip  # a scheduler's node

@@ -41,6 +41,7 @@ from .bootstrap import SPARE_BOOTSTRAP
 from .claims import forget_claim
 from .connection import new_connection_dir, published_ports
 from .container_spec import CONTAINER_PORTS
+from .exit_watch import first_pid
 from .spares import CLAIM_FIFO, Spare, Template, per_kernel, write_claim
 
 log = logging.getLogger(__name__)
@@ -222,7 +223,7 @@ class WarmPool:
             self._discard(Spare(cid, conn_dir, {}, template.image_id, template.key))
             raise
         log.debug("Warm pool: spare %s ready for %s", cid[:12], spec.image)
-        return Spare(cid, conn_dir, ports, template.image_id, template.key, pid=_first_pid(attrs))
+        return Spare(cid, conn_dir, ports, template.image_id, template.key, pid=first_pid(attrs.get("State") or {}))
 
     def _ready(self, spare: Spare) -> bool:
         """Is the spare running and waiting on its FIFO (waiting up to WARMING_WAIT s for a
@@ -303,11 +304,6 @@ def discard_spare(engine: ContainerBackend, container_id: str, conn_dir: str) ->
         log.warning("Warm pool: could not remove spare %s: %s", container_id[:12], exc)
     forget_claim(container_id)
     shutil.rmtree(conn_dir, ignore_errors=True)
-
-
-def _first_pid(attrs: dict[str, Any]) -> int:
-    pid = (attrs.get("State") or {}).get("Pid")
-    return pid if isinstance(pid, int) and pid > 0 else 0
 
 
 def claimed(container_id: str) -> None:
